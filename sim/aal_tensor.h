@@ -1,0 +1,83 @@
+/* Dense tensors for the double-precision reference.
+ *
+ * Layout: row-major; 4-d activations are NCHW (batch, channel, height, width) and
+ * conv weights OIHW (out channel, in channel, kernel height, kernel width).
+ * A tensor is either F64 (one double per element) or BITS (one bit per element,
+ * packed into 64-bit words; element i is bit i%64 of word i/64), which is how ReLU
+ * masks and ASA signs are stored.  Tensors are reference-counted so that the tape can
+ * share one saved tensor between several layers and count its bytes once. */
+#ifndef AAL_TENSOR_H
+#define AAL_TENSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aal_error.h"
+
+#define AAL_MAX_NDIM 4
+
+enum aal_dtype { AAL_F64 = 0, AAL_BITS = 1 };
+
+typedef struct aal_tensor {
+  int ndim;
+  size_t shape[AAL_MAX_NDIM];
+  size_t size;          /* product of the shape */
+  enum aal_dtype dtype;
+  double *data;         /* F64: size doubles, else NULL */
+  uint64_t *bits;       /* BITS: ceil(size/64) words, else NULL */
+  int refcount;
+} aal_tensor;
+
+/* New zero-filled tensor. Sizes are signed so that a negative size is reported,
+ * not wrapped; each must be >= 1 and the element count must not overflow.
+ * Returns NULL (and fills err) on failure. */
+aal_tensor *aal_tensor_new(int ndim, const long *shape, aal_error *err);
+aal_tensor *aal_tensor_new4(long n, long c, long h, long w, aal_error *err);
+aal_tensor *aal_tensor_new2(long rows, long cols, aal_error *err);
+aal_tensor *aal_tensor_new1(long n, aal_error *err);
+aal_tensor *aal_tensor_new_bits(int ndim, const long *shape, aal_error *err);
+/* Same shape as t, dtype F64, zero-filled. */
+aal_tensor *aal_tensor_new_like(const aal_tensor *t, aal_error *err);
+aal_tensor *aal_tensor_copy(const aal_tensor *t, aal_error *err);
+
+aal_tensor *aal_tensor_retain(aal_tensor *t);
+/* Drops one reference; frees at zero. NULL is allowed. */
+void aal_tensor_release(aal_tensor *t);
+
+/* Bytes of storage at the tensor's own precision (8 per F64 element, packed bits
+ * rounded up to whole bytes) and at float32 (4 per element; bits unchanged). */
+size_t aal_tensor_bytes(const aal_tensor *t);
+size_t aal_tensor_bytes_f32(const aal_tensor *t);
+
+int aal_tensor_same_shape(const aal_tensor *a, const aal_tensor *b);
+/* "2x3x5x5" into buf. */
+void aal_tensor_shape_str(const aal_tensor *t, char *buf, size_t len);
+/* Fails with AAL_EINVAL (t NULL, wrong dtype) or AAL_ESHAPE (wrong ndim), naming what. */
+int aal_tensor_require(const aal_tensor *t, int ndim, enum aal_dtype dtype,
+                       const char *what, aal_error *err);
+/* Fails with AAL_ESHAPE unless a and b have equal shapes. */
+int aal_tensor_require_same(const aal_tensor *a, const aal_tensor *b,
+                            const char *what_a, const char *what_b, aal_error *err);
+
+void aal_tensor_fill(aal_tensor *t, double value);
+
+static inline size_t aal_idx4(const aal_tensor *t, size_t n, size_t c, size_t h, size_t w)
+{
+  return ((n * t->shape[1] + c) * t->shape[2] + h) * t->shape[3] + w;
+}
+
+static inline int aal_bit_get(const uint64_t *bits, size_t i)
+{
+  return (int)((bits[i >> 6] >> (i & 63)) & 1u);
+}
+
+static inline void aal_bit_set(uint64_t *bits, size_t i, int value)
+{
+  const uint64_t mask = (uint64_t)1 << (i & 63);
+  if (value)
+    bits[i >> 6] |= mask;
+  else
+    bits[i >> 6] &= ~mask;
+}
+
+#endif
