@@ -26,7 +26,7 @@ static int element_count(int ndim, const long *shape, size_t *count, aal_error *
 static aal_tensor *tensor_alloc(int ndim, const long *shape, enum aal_dtype dtype,
                                 aal_error *err)
 {
-  size_t count;
+  size_t count = 0;
   if (element_count(ndim, shape, &count, err) != AAL_OK)
     return NULL;
   aal_tensor *t = calloc(1, sizeof *t);

@@ -38,7 +38,7 @@ static const double *eval_at(fd_eval *e, double t)
     e->used++;
   const fd_problem *p = e->p;
   if (e->dir == NULL) {
-    p->var[e->j] = e->base[e->j] + t;
+    p->var[e->j] = t;  /* coordinate mode differentiates at t = v_j itself */
   } else {
     for (size_t k = 0; k < p->nvar; k++)
       p->var[k] = e->base[k] + t * e->dir[k];
@@ -143,7 +143,8 @@ int fd_check_jacobian(const fd_problem *p, const double *jacobian, const char *w
     for (size_t i = 0; i < p->ny; i++) {
       double f, abserr;
       e.i = i;
-      gsl_deriv_central(&fn, 0.0, p->step, &f, &abserr);
+      /* at the coordinate's own value, so that GSL's round-off estimate sees |v_j| */
+      gsl_deriv_central(&fn, e.base[j], p->step, &f, &abserr);
       judge(jacobian[i * p->nvar + j], f, abserr, floor, i, j, what, rep);
     }
   }
@@ -184,7 +185,7 @@ int fd_check_direction(const fd_problem *p, const double *c, const double *dir,
   return ok;
 }
 
-void fd_fill_uniform(struct gsl_rng *rng, double *x, size_t n, double lo, double hi)
+void fd_fill_uniform(gsl_rng *rng, double *x, size_t n, double lo, double hi)
 {
   for (size_t k = 0; k < n; k++)
     x[k] = lo + (hi - lo) * gsl_rng_uniform(rng);

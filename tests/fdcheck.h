@@ -23,6 +23,8 @@
 
 #include <stddef.h>
 
+#include <gsl/gsl_rng.h>
+
 #define FD_REL_TOL 1e-6
 #define FD_ESTIMATE_FACTOR 10.0
 
@@ -57,8 +59,7 @@ int fd_check_direction(const fd_problem *p, const double *c, const double *dir,
 
 /* Fills x with uniform numbers in [lo, hi) from a GSL mt19937 stream; the caller owns
  * the generator (seeded from a printed seed). */
-struct gsl_rng;
-void fd_fill_uniform(struct gsl_rng *rng, double *x, size_t n, double lo, double hi);
+void fd_fill_uniform(gsl_rng *rng, double *x, size_t n, double lo, double hi);
 
 /* The suite's seed: $AAL_TEST_SEED if set, else a fixed default; printed once. */
 unsigned long fd_test_seed(void);

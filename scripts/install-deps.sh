@@ -1,0 +1,12 @@
+#!/bin/sh
+# Installs what AAL needs from Debian's packages (build tools, GSL, OpenBLAS, Check,
+# libjpeg, gnuplot).  Run as root, or as a user with sudo.  The CUDA toolkit is not a
+# Debian package here: install it separately to build the GPU parts (optional).
+set -eu
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends \
+  build-essential autoconf automake libtool pkg-config \
+  libgsl-dev libopenblas-dev check libjpeg-dev gnuplot-nox

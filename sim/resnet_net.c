@@ -1,0 +1,268 @@
+/* The whole ResNet: stem, blocks (with the ARA register), head; training forward and
+ * backward on the tape, and the evaluation forward. */
+#include <math.h>
+#include <string.h>
+
+#include "aal_conv2d.h"
+#include "aal_layers.h"
+#include "resnet_internal.h"
+
+static int check_input(const aal_resnet *net, const aal_tensor *x, const int *labels,
+                       aal_error *err)
+{
+  if (net == NULL || x == NULL)
+    return aal_fail(err, AAL_EINVAL, "resnet forward: NULL argument");
+  int rc = aal_tensor_require(x, 4, AAL_F64, "resnet input", err);
+  if (rc != AAL_OK)
+    return rc;
+  const aal_resnet_config *c = &net->cfg;
+  if (x->shape[1] != (size_t)c->in_channels || x->shape[2] != (size_t)c->in_size ||
+      x->shape[3] != (size_t)c->in_size) {
+    char s[64];
+    aal_tensor_shape_str(x, s, sizeof s);
+    return aal_fail(err, AAL_ESHAPE, "resnet input has shape %s, expected Nx%dx%dx%d", s,
+                    c->in_channels, c->in_size, c->in_size);
+  }
+  for (size_t n = 0; labels != NULL && n < x->shape[0]; n++)
+    if (labels[n] < 0 || labels[n] >= c->classes)
+      return aal_fail(err, AAL_EINVAL, "label %d of sample %zu is outside 0..%d", labels[n], n,
+                      c->classes - 1);
+  return AAL_OK;
+}
+
+static int count_correct(const aal_tensor *prob, const int *labels)
+{
+  int right = 0;
+  const size_t classes = prob->shape[1];
+  for (size_t n = 0; n < prob->shape[0]; n++) {
+    const double *row = prob->data + n * classes;
+    size_t best = 0;
+    for (size_t k = 1; k < classes; k++)
+      if (row[k] > row[best])
+        best = k;
+    right += (int)best == labels[n];
+  }
+  return right;
+}
+
+/* pool -> fc -> softmax cross-entropy; saves the pooled features and probabilities. */
+static int head_forward(aal_resnet *net, aal_tape *tape, const aal_tensor *feat,
+                        const int *labels, double *loss, int *correct, aal_error *err)
+{
+  const long n = (long)feat->shape[0], c = (long)feat->shape[1];
+  aal_tensor *pool = aal_tensor_new2(n, c, err);
+  aal_tensor *logits = aal_tensor_new2(n, net->cfg.classes, err);
+  aal_tensor *prob = aal_tensor_new2(n, net->cfg.classes, err);
+  int rc = (pool && logits && prob) ? aal_avgpool_forward(feat, pool, err) : AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = aal_linear_forward(pool, net->params[net->fc_weight].value,
+                            net->params[net->fc_bias].value, logits, err);
+  if (rc == AAL_OK)
+    rc = aal_tape_save(tape, "fc", "x", pool, err);
+  if (rc == AAL_OK)
+    rc = aal_xent_forward(logits, labels, loss, prob, err);
+  if (rc == AAL_OK)
+    rc = aal_tape_save(tape, "loss", "prob", prob, err);
+  if (rc == AAL_OK && correct != NULL)
+    *correct = count_correct(prob, labels);
+  aal_tensor_release(pool);
+  aal_tensor_release(logits);
+  aal_tensor_release(prob);
+  return rc;
+}
+
+static int stem_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape,
+                        const aal_tensor *x, aal_tensor **x0, aal_error *err)
+{
+  aal_conv_input in;
+  aal_tensor *z = NULL;
+  /* the stem always learns by BP; the tape retains the image rather than copying it */
+  int rc = aal_conv_input_make(pass, AAL_R_INPUT, (aal_tensor *)x, NULL, &in, err);
+  if (rc == AAL_OK)
+    rc = aal_conv_bn_forward(net, pass, tape, &net->stem, x, &in, &z, err);
+  if (rc == AAL_OK)
+    rc = aal_relu_forward_taped(tape, "relu", z, x0, err);
+  aal_conv_input_release(&in);
+  aal_tensor_release(z);
+  return rc;
+}
+
+int aal_resnet_forward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tensor *x,
+                       const int *labels, aal_tape *tape, double *loss, int *correct,
+                       aal_error *err)
+{
+  if (pass == NULL || labels == NULL || tape == NULL || loss == NULL)
+    return aal_fail(err, AAL_EINVAL, "resnet forward: NULL argument");
+  int rc = check_input(net, x, labels, err);
+  if (rc != AAL_OK)
+    return rc;
+  if (pass->plan.nblocks != net->nblocks)
+    return aal_fail(err, AAL_EINVAL, "resnet forward: the rule plan is for %d blocks, the "
+                    "network has %d", pass->plan.nblocks, net->nblocks);
+  aal_tensor *cur = NULL, *reg = NULL;
+  rc = stem_forward(net, pass, tape, x, &cur, err);
+  reg = aal_tensor_retain(cur);  /* A := x_0 */
+  for (int b = 0; b < net->nblocks && rc == AAL_OK; b++) {
+    aal_tensor *next = NULL;
+    rc = aal_block_forward(net, pass, tape, b, cur, reg, &next, err);
+    aal_tensor_release(cur);
+    cur = next;
+    if (rc == AAL_OK && pass->plan.reset_after[b]) {
+      aal_tensor_release(reg);
+      reg = aal_tensor_retain(cur);  /* A := x_{b+1} */
+    }
+  }
+  if (rc == AAL_OK)
+    rc = head_forward(net, tape, cur, labels, loss, correct, err);
+  aal_tensor_release(cur);
+  aal_tensor_release(reg);
+  return rc;
+}
+
+/* Shape of the input of block b, read from the tape: the mask of the ReLU before it. */
+static aal_tensor *block_input_like(const aal_resnet *net, const aal_tape *tape, int b,
+                                    aal_error *err)
+{
+  char name[AAL_PARAM_NAME_LEN];
+  if (b == 0)
+    snprintf(name, sizeof name, "relu");
+  else
+    snprintf(name, sizeof name, "%s.relu2", net->blocks[b - 1].name);
+  const aal_tensor *mask = aal_tape_load(tape, name, "mask", err);
+  if (mask == NULL)
+    return NULL;
+  return aal_tensor_new4((long)mask->shape[0], (long)mask->shape[1], (long)mask->shape[2],
+                         (long)mask->shape[3], err);
+}
+
+static int head_backward(aal_resnet *net, const aal_tape *tape, const int *labels,
+                         aal_tensor *dfeat, aal_error *err)
+{
+  const aal_tensor *prob = aal_tape_load(tape, "loss", "prob", err);
+  const aal_tensor *pool = prob ? aal_tape_load(tape, "fc", "x", err) : NULL;
+  if (pool == NULL)
+    return AAL_ETAPE;
+  aal_tensor *dlogits = aal_tensor_new_like(prob, err), *dpool = aal_tensor_new_like(pool, err);
+  int rc = (dlogits && dpool) ? aal_xent_backward(prob, labels, dlogits, err) : AAL_ENOMEM;
+  aal_param *w = &net->params[net->fc_weight], *bias = &net->params[net->fc_bias];
+  if (rc == AAL_OK)
+    rc = aal_linear_backward(dlogits, pool, w->value, dpool, w->grad, bias->grad, err);
+  if (rc == AAL_OK)
+    rc = aal_avgpool_backward(dpool, dfeat, err);
+  aal_tensor_release(dlogits);
+  aal_tensor_release(dpool);
+  return rc;
+}
+
+static int stem_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
+                         const aal_tensor *dx0, aal_error *err)
+{
+  aal_tensor *dz = aal_tensor_new_like(dx0, err);
+  int rc = dz ? aal_relu_backward_taped(tape, "relu", dx0, dz, err) : AAL_ENOMEM;
+  /* the image needs no gradient */
+  if (rc == AAL_OK)
+    rc = aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, dz, NULL, err);
+  aal_tensor_release(dz);
+  return rc;
+}
+
+int aal_resnet_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
+                        const int *labels, aal_error *err)
+{
+  if (net == NULL || pass == NULL || tape == NULL || labels == NULL)
+    return aal_fail(err, AAL_EINVAL, "resnet backward: NULL argument");
+  aal_tensor *dcur = block_input_like(net, tape, net->nblocks, err);
+  int rc = dcur ? head_backward(net, tape, labels, dcur, err) : AAL_ETAPE;
+  for (int b = net->nblocks - 1; b >= 0 && rc == AAL_OK; b--) {
+    aal_tensor *dx = block_input_like(net, tape, b, err);
+    rc = dx ? aal_block_backward(net, pass, tape, b, dcur, dx, err) : AAL_ETAPE;
+    aal_tensor_release(dcur);
+    dcur = dx;
+  }
+  if (rc == AAL_OK)
+    rc = stem_backward(net, pass, tape, dcur, err);
+  aal_tensor_release(dcur);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+static int conv_bn_eval(const aal_resnet *net, const aal_conv_bn *u, const aal_tensor *x,
+                        aal_tensor **out, aal_error *err)
+{
+  const aal_tensor *w = net->params[u->weight].value;
+  long shape[4];
+  *out = NULL;
+  int rc = aal_conv2d_output_shape(x, w, u->stride, u->pad, shape, err);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor *y = aal_tensor_new(4, shape, err);
+  *out = aal_tensor_new(4, shape, err);
+  rc = (y && *out) ? aal_conv2d_forward(x, w, u->stride, u->pad, y, err) : AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = aal_bn2d_forward_eval(y, net->params[u->bn[0]].value, net->params[u->bn[1]].value,
+                               net->params[u->bn[2]].value, net->params[u->bn[3]].value,
+                               AAL_BN_EPS, *out, err);
+  aal_tensor_release(y);
+  return rc;
+}
+
+static int relu_inplace(aal_tensor *x, aal_error *err)
+{
+  return aal_relu_forward(x, x, NULL, err);
+}
+
+static int block_eval(const aal_resnet *net, const aal_block *blk, const aal_tensor *x,
+                      aal_tensor **out, aal_error *err)
+{
+  aal_tensor *z1 = NULL, *z2 = NULL, *sc = NULL;
+  int rc = conv_bn_eval(net, &blk->conv1, x, &z1, err);
+  if (rc == AAL_OK)
+    rc = relu_inplace(z1, err);
+  if (rc == AAL_OK)
+    rc = conv_bn_eval(net, &blk->conv2, z1, &z2, err);
+  if (rc == AAL_OK && blk->has_downsample)
+    rc = conv_bn_eval(net, &blk->downsample, x, &sc, err);
+  if (rc == AAL_OK)
+    rc = aal_add_forward(z2, blk->has_downsample ? sc : x, z2, err);
+  if (rc == AAL_OK)
+    rc = relu_inplace(z2, err);
+  aal_tensor_release(z1);
+  aal_tensor_release(sc);
+  if (rc != AAL_OK) {
+    aal_tensor_release(z2);
+    z2 = NULL;
+  }
+  *out = z2;
+  return rc;
+}
+
+int aal_resnet_forward_eval(const aal_resnet *net, const aal_tensor *x, aal_tensor *logits,
+                            aal_error *err)
+{
+  int rc = check_input(net, x, NULL, err);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor *cur = NULL;
+  rc = conv_bn_eval(net, &net->stem, x, &cur, err);
+  if (rc == AAL_OK)
+    rc = relu_inplace(cur, err);
+  for (int b = 0; b < net->nblocks && rc == AAL_OK; b++) {
+    aal_tensor *next = NULL;
+    rc = block_eval(net, &net->blocks[b], cur, &next, err);
+    aal_tensor_release(cur);
+    cur = next;
+  }
+  aal_tensor *pool = NULL;
+  if (rc == AAL_OK && (pool = aal_tensor_new2((long)cur->shape[0], (long)cur->shape[1], err)) ==
+                          NULL)
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = aal_avgpool_forward(cur, pool, err);
+  if (rc == AAL_OK)
+    rc = aal_linear_forward(pool, net->params[net->fc_weight].value,
+                            net->params[net->fc_bias].value, logits, err);
+  aal_tensor_release(cur);
+  aal_tensor_release(pool);
+  return rc;
+}
