@@ -11,5 +11,6 @@
 #include "aal_smoke.h"
 #include "aal_rules.h"
 #include "aal_resnet.h"
+#include "aal_memory.h"
 
 #endif

@@ -24,4 +24,23 @@ int aal_bench_dgemm_gflops(int n, int repeats, unsigned long seed, double *gflop
  * one row per shape and direction: time, GFLOP/s, ratio to the dgemm rate. */
 int aal_bench_conv(const aal_bench_conv_opts *opts, FILE *out, aal_error *err);
 
+/* Seconds on a monotonic clock. */
+double aal_bench_now(void);
+
+typedef struct {
+  int batch;          /* default 32 */
+  int repeats;        /* timed steps per rule; the best is reported (default 2) */
+  int dgemm_n;        /* default 2048 */
+  double width;       /* width multiplier (default 1: ResNet-18) */
+  const char *rules;  /* space-separated rule texts (default "bp ara:2,2,2,2 asa:2,2,2,2") */
+  unsigned long seed;
+} aal_bench_step_opts;
+
+void aal_bench_step_opts_default(aal_bench_step_opts *opts);
+
+/* Times one full training step (forward, backward, SGD) of the Tiny ImageNet ResNet-18
+ * in double for each rule; prints images/s, GFLOP/s (conv and fc multiply-adds, 2 FLOPs
+ * each), the ratio to a large dgemm measured in the same run, and time relative to BP. */
+int aal_bench_step(const aal_bench_step_opts *opts, FILE *out, aal_error *err);
+
 #endif

@@ -93,17 +93,119 @@ static int cmd_bench_conv(int argc, char **argv)
   return report("bench conv", aal_bench_conv(&o, stdout, &err), &err);
 }
 
+static int cmd_bench_step(int argc, char **argv)
+{
+  aal_bench_step_opts o;
+  aal_bench_step_opts_default(&o);
+  int threads = 0;
+  const cli_option opts[] = {
+      {"rules", CLI_STRING, &o.rules,
+       "space-separated rules (default \"bp ara:2,2,2,2 asa:2,2,2,2\")"},
+      {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
+      {"repeats", CLI_INT, &o.repeats, "timed steps per rule; the best is shown (default 2)"},
+      {"width", CLI_DOUBLE, &o.width, "width multiplier of ResNet-18 (default 1)"},
+      {"dgemm-n", CLI_INT, &o.dgemm_n, "size of the reference dgemm (default 2048)"},
+      {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
+      {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
+      {0}};
+  int rc = cli_parse("bench step", "[options]\n\nTimes one training step (forward, backward, "
+                     "SGD) of the Tiny ImageNet ResNet-18\nin double per rule, against a "
+                     "large dgemm measured in the same run.", opts, argc, argv, 3);
+  if (rc != 0)
+    return rc == 1 ? EXIT_SUCCESS : 2;
+  if (set_threads("bench step", threads) != 0)
+    return 2;
+  aal_error err;
+  aal_error_clear(&err);
+  return report("bench step", aal_bench_step(&o, stdout, &err), &err);
+}
+
 static int cmd_bench(int argc, char **argv)
 {
   if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
     printf("usage: aal bench WHAT [options]\n\nWHAT:\n  conv    the reference conv "
-           "against a large dgemm\n\nSee aal bench WHAT --help.\n");
+           "against a large dgemm\n  step    a ResNet-18 training step per rule\n\nSee aal bench WHAT --help.\n");
     return argc < 3 ? 2 : EXIT_SUCCESS;
   }
   if (strcmp(argv[2], "conv") == 0)
     return cmd_bench_conv(argc, argv);
+  if (strcmp(argv[2], "step") == 0)
+    return cmd_bench_step(argc, argv);
   fprintf(stderr, "aal bench: unknown benchmark '%s' (see aal bench --help)\n", argv[2]);
   return 2;
+}
+
+/* Model options shared by the commands that build a ResNet. */
+typedef struct {
+  double width;
+  const char *blocks;
+  int classes, size;
+} model_args;
+
+static void model_args_default(model_args *m)
+{
+  m->width = 1.0;
+  m->blocks = "2,2,2,2";
+  m->classes = 200;
+  m->size = 64;
+}
+
+static int model_config(const char *cmd, const model_args *m, aal_resnet_config *cfg)
+{
+  aal_error err;
+  aal_error_clear(&err);
+  aal_resnet_config_default(cfg);
+  int rc = aal_resnet_config_set_width(cfg, m->width, &err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_config_set_blocks(cfg, m->blocks, &err);
+  cfg->classes = m->classes;
+  cfg->in_size = m->size;
+  if (rc != AAL_OK) {
+    fprintf(stderr, "aal %s: %s\n", cmd, err.msg);
+    return 2;
+  }
+  return 0;
+}
+
+static int cmd_memory(int argc, char **argv)
+{
+  model_args m;
+  model_args_default(&m);
+  const char *rule_text = "ara:2,2,2,2";
+  int batch = 32;
+  unsigned long seed = 1;
+  const cli_option opts[] = {
+      {"rule", CLI_STRING, &rule_text, "learning rule (default ara:2,2,2,2)"},
+      {"batch", CLI_INT, &batch, "images per batch (default 32)"},
+      {"width", CLI_DOUBLE, &m.width, "width multiplier (default 1: 64 channels)"},
+      {"blocks", CLI_STRING, &m.blocks, "blocks per stage (default 2,2,2,2; ResNet-34: 3,4,6,3)"},
+      {"classes", CLI_INT, &m.classes, "classes (default 200)"},
+      {"size", CLI_INT, &m.size, "input height and width (default 64)"},
+      {"seed", CLI_ULONG, &seed, "random seed (default 1)"},
+      {0}};
+  int rc = cli_parse("memory", "[options]\n\nBytes on the tape at the end of the forward "
+                     "pass, per layer and in total,\nat double and at float32, beside BP's "
+                     "(one forward pass of each on a random batch).\nRules: bp, "
+                     "ara:K1,K2,K3,K4, asa:K1,K2,K3,K4[;eps=E;lr_expansion=X], asa:all,\n"
+                     "noise[:K...|:all], flip[:K...|:all].", opts, argc, argv, 2);
+  if (rc != 0)
+    return rc == 1 ? EXIT_SUCCESS : 2;
+  aal_resnet_config cfg;
+  if (model_config("memory", &m, &cfg) != 0)
+    return 2;
+  aal_error err;
+  aal_error_clear(&err);
+  aal_rule rule;
+  if (aal_rule_parse(rule_text, &rule, &err) != AAL_OK) {
+    fprintf(stderr, "aal memory: --rule: %s\n", err.msg);
+    return 2;
+  }
+  if (batch < 2 || batch > 65536) {
+    fprintf(stderr, "aal memory: --batch %d must be in 2..65536\n", batch);
+    return 2;
+  }
+  return report("memory", aal_memory_report(&cfg, &rule, batch, seed, stdout, NULL, &err),
+                &err);
 }
 
 static int cmd_devices(int argc, char **argv)
@@ -132,7 +234,8 @@ typedef struct {
 
 static const subcommand commands[] = {
     {"smoke", cmd_smoke, "train a small residual net of the reference layers (smoke run)"},
-    {"bench", cmd_bench, "benchmarks: aal bench conv"},
+    {"memory", cmd_memory, "tape bytes per layer of a rule, beside BP's"},
+    {"bench", cmd_bench, "benchmarks: aal bench conv, aal bench step"},
     {"devices", cmd_devices, "list CUDA devices"},
 };
 

@@ -170,6 +170,19 @@ static int seen_layer_before(const aal_tape *tape, size_t i)
   return 0;
 }
 
+size_t aal_tape_layers(const aal_tape *tape, const char **names, size_t max)
+{
+  size_t n = 0;
+  for (size_t i = 0; tape != NULL && i < tape->count; i++) {
+    if (seen_layer_before(tape, i))
+      continue;
+    if (n < max)
+      names[n] = tape->entries[i].layer;
+    n++;
+  }
+  return n;
+}
+
 int aal_tape_report(const aal_tape *tape, FILE *out)
 {
   if (tape == NULL || out == NULL)

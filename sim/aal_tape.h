@@ -39,6 +39,10 @@ size_t aal_tape_bytes_f32(const aal_tape *tape);
 /* Bytes of the tensors whose first save was by `layer`. */
 size_t aal_tape_layer_bytes(const aal_tape *tape, const char *layer, int at_f32);
 
+/* The distinct layer names, in the order of their first save; returns how many there
+ * are (names beyond max are not written).  The pointers live until the tape changes. */
+size_t aal_tape_layers(const aal_tape *tape, const char **names, size_t max);
+
 /* Per-layer table: layer, slots, bytes, float32 bytes; shared entries marked; total. */
 int aal_tape_report(const aal_tape *tape, FILE *out);
 
