@@ -12,5 +12,10 @@
 #include "aal_rules.h"
 #include "aal_resnet.h"
 #include "aal_memory.h"
+#include "aal_train.h"
+#include "aal_checkpoint.h"
+#include "aal_npy.h"
+#include "aal_data.h"
+#include "aal_li_resnet.h"
 
 #endif

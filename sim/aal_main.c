@@ -10,6 +10,8 @@
 
 #include "aal.h"
 #include "cli.h"
+#include "cmd_data.h"
+#include "cmd_theorem.h"
 
 #ifdef AAL_HAVE_CUDA
 #include "../kernels/cuda/aal_cuda.h"
@@ -208,6 +210,80 @@ static int cmd_memory(int argc, char **argv)
                 &err);
 }
 
+static int cmd_train(int argc, char **argv)
+{
+  aal_train_opts o;
+  aal_train_opts_default(&o);
+  const char *resume = NULL;
+  int threads = 0, plain = 0, bar = 0;
+  const cli_option opts[] = {
+      {"rule", CLI_STRING, &o.rule, "learning rule (default bp; see aal memory --help)"},
+      {"data", CLI_STRING, &o.data_dir, "Tiny ImageNet directory (default: built-in generated set)"},
+      {"out", CLI_STRING, &o.out_dir, "run directory (default runs/train)"},
+      {"steps", CLI_LONG, &o.steps, "total steps (default: --epochs)"},
+      {"epochs", CLI_DOUBLE, &o.epochs, "total epochs when --steps is not given (default 1)"},
+      {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
+      {"lr", CLI_DOUBLE, &o.lr, "peak learning rate (default 0.05 * batch / 512)"},
+      {"warmup", CLI_LONG, &o.warmup, "linear warm-up steps before the cosine decay (default 5%)"},
+      {"momentum", CLI_DOUBLE, &o.momentum, "SGD momentum (default 0.9)"},
+      {"weight-decay", CLI_DOUBLE, &o.weight_decay, "weight decay (default 1e-4)"},
+      {"eval-every", CLI_LONG, &o.eval_every, "steps between evaluations (default: at the end)"},
+      {"checkpoint-every", CLI_LONG, &o.checkpoint_every, "steps between checkpoints (default: at the end)"},
+      {"li-every", CLI_LONG, &o.li_every, "steps between learning-indicator measurements (0: never)"},
+      {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1: ResNet-18)"},
+      {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default 2,2,2,2; ResNet-34: 3,4,6,3)"},
+      {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
+      {"resume", CLI_STRING, &resume, "continue the run in this directory from its checkpoint"},
+      {"cache", CLI_STRING, &o.cache_dir, "cache directory for the built-in data set"},
+      {"stop-after", CLI_LONG, &o.stop_after, "stop (checkpointed) after this many steps"},
+      {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
+      {"plain", CLI_FLAG, &plain, "progress as plain lines even on a terminal"},
+      {"bar", CLI_FLAG, &bar, "progress bar even when not on a terminal"},
+      {0}};
+  int rc = cli_parse("train", "[options]\n\nTrains the ResNet with a learning rule; writes "
+                     "RUN/config, RUN/metrics.csv,\nRUN/checkpoint.bin (atomically) and, with "
+                     "--li-every, RUN/li.csv and RUN/li_summary.csv.", opts, argc, argv, 2);
+  if (rc != 0)
+    return rc == 1 ? EXIT_SUCCESS : 2;
+  if (set_threads("train", threads) != 0)
+    return 2;
+  aal_error err;
+  aal_error_clear(&err);
+  o.progress = bar ? 1 : plain ? 0 : -1;
+  if (resume != NULL)
+    return report("train", aal_train_resume(resume, o.steps, o.stop_after, o.progress, stderr,
+                                            &err), &err);
+  return report("train", aal_train(&o, stderr, &err), &err);
+}
+
+static int cmd_dump(int argc, char **argv)
+{
+  aal_dump_opts o;
+  aal_dump_opts_default(&o);
+  const cli_option opts[] = {
+      {"rule", CLI_STRING, &o.rule, "learning rule (default bp)"},
+      {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
+      {"out", CLI_STRING, &o.out_dir, "output directory (default dump)"},
+      {"checkpoint", CLI_STRING, &o.checkpoint, "start from this checkpoint (default: fresh)"},
+      {"data", CLI_STRING, &o.data_dir, "Tiny ImageNet directory (default: built-in)"},
+      {"cache", CLI_STRING, &o.cache_dir, "cache directory for the built-in data set"},
+      {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
+      {"step", CLI_LONG, &o.step, "which step's batch and noise stream (default 0)"},
+      {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1)"},
+      {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default 2,2,2,2)"},
+      {0}};
+  int rc = cli_parse("dump", "[options]\n\nWrites one training step as numpy .npy files: "
+                     "OUT/input.npy (float64 NCHW,\nafter augmentation and normalisation), "
+                     "OUT/labels.npy (int64), OUT/params/NAME.npy\n(every parameter and "
+                     "buffer before the step) and OUT/grads/NAME.npy, named as in PyTorch.",
+                     opts, argc, argv, 2);
+  if (rc != 0)
+    return rc == 1 ? EXIT_SUCCESS : 2;
+  aal_error err;
+  aal_error_clear(&err);
+  return report("dump", aal_dump(&o, stderr, &err), &err);
+}
+
 static int cmd_devices(int argc, char **argv)
 {
   const cli_option opts[] = {{0}};
@@ -234,6 +310,11 @@ typedef struct {
 
 static const subcommand commands[] = {
     {"smoke", cmd_smoke, "train a small residual net of the reference layers (smoke run)"},
+    {"train", cmd_train, "train the ResNet with a learning rule (Tiny ImageNet or built-in data)"},
+    {"dump", cmd_dump, "one training step's input, parameters and gradients as .npy files"},
+    {"gen-data", aal_cmd_gen_data, "write a miniature data set in the Tiny ImageNet layout"},
+    {"data-info", aal_cmd_data_info, "load a data set (through its cache) and describe it"},
+    {"theorem", aal_cmd_theorem, "Theorem 1 on convex problems: descent checks and LI sweep"},
     {"memory", cmd_memory, "tape bytes per layer of a rule, beside BP's"},
     {"bench", cmd_bench, "benchmarks: aal bench conv, aal bench step"},
     {"devices", cmd_devices, "list CUDA devices"},

@@ -35,6 +35,13 @@ static int parse_value(const char *cmd, const cli_option *o, const char *text)
     *(int *)o->target = (int)v;
     return 0;
   }
+  case CLI_LONG: {
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE)
+      break;
+    *(long *)o->target = v;
+    return 0;
+  }
   case CLI_ULONG: {
     if (text[0] == '-')
       break;

@@ -3,12 +3,12 @@
 #ifndef AAL_CLI_H
 #define AAL_CLI_H
 
-typedef enum { CLI_INT, CLI_ULONG, CLI_DOUBLE, CLI_STRING, CLI_FLAG } cli_kind;
+typedef enum { CLI_INT, CLI_LONG, CLI_ULONG, CLI_DOUBLE, CLI_STRING, CLI_FLAG } cli_kind;
 
 typedef struct {
   const char *name;   /* without the leading dashes */
   cli_kind kind;
-  void *target;       /* int*, unsigned long*, double*, const char**, int* (flag) */
+  void *target;       /* int*, long*, unsigned long*, double*, const char**, int* (flag) */
   const char *help;   /* one line, shown by --help */
 } cli_option;
 

@@ -17,6 +17,8 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +30,9 @@
 /* Preferred workspace: measured on a 2-core Xeon (2 MiB L2), chunks of a few MiB beat
  * whole-batch chunks, because col is then still in cache when the GEMM reads it and
  * the allocation is reused by malloc instead of being page-faulted in on every call. */
+#ifndef CHUNK_CACHE_BYTES
 #define CHUNK_CACHE_BYTES ((size_t)4 << 20)
+#endif
 /* ...but late layers (P*Q = 16) need several images per chunk for an efficient GEMM. */
 #define CHUNK_MIN_COLS 1024
 
@@ -61,6 +65,7 @@ typedef struct {
   size_t nb;    /* images per chunk */
   double *col;  /* [CRS, nb*PQ] */
   double *mat;  /* [K, nb*PQ]: Y' or dY'; NULL when nb == 1 (y or dy is used in place) */
+  struct team *tm; /* helper threads of this call (see par_for) */
 } workspace;
 
 static void workspace_free(workspace *ws)
@@ -163,45 +168,286 @@ static void scatter_add_row(const aal_conv2d_dims *d, size_t s, size_t lo, size_
   }
 }
 
-/* Columns [0, PQ) of col (row stride ld) from one image xn [C, H, W]. */
-static void im2col_image(const aal_conv2d_dims *d, const double *xn, double *col, size_t ld)
+/* Row `row` = (c*R + r)*S + s of one image's block of col: dst[p*Q + q] =
+ * xn[c, p*stride + r - pad, q*stride + s - pad] (0 outside), PQ values. */
+static void im2col_row(const aal_conv2d_dims *d, const double *xn, size_t row, double *dst)
 {
-  for (size_t c = 0; c < d->c; c++) {
-    const double *plane = xn + c * d->h * d->w;
-    for (size_t r = 0; r < d->r; r++) {
-      size_t plo, phi;
-      valid_range(d, r, d->h, d->p, &plo, &phi);
-      for (size_t s = 0; s < d->s; s++) {
-        size_t qlo, qhi;
-        valid_range(d, s, d->w, d->q, &qlo, &qhi);
-        double *dst = col + ((c * d->r + r) * d->s + s) * ld;
-        memset(dst, 0, plo * d->q * sizeof(double));
-        for (size_t p = plo; p < phi; p++)
-          gather_row(d, s, qlo, qhi, plane + (p * d->stride + r - d->pad) * d->w,
-                     dst + p * d->q);
-        memset(dst + phi * d->q, 0, (d->p - phi) * d->q * sizeof(double));
-      }
+  const size_t s = row % d->s, r = row / d->s % d->r, c = row / (d->s * d->r);
+  const double *plane = xn + c * d->h * d->w;
+  size_t plo, phi, qlo, qhi;
+  valid_range(d, r, d->h, d->p, &plo, &phi);
+  valid_range(d, s, d->w, d->q, &qlo, &qhi);
+  memset(dst, 0, plo * d->q * sizeof(double));
+  if (d->stride == 1 && d->q == d->w && plo < phi && qlo < qhi) {
+    /* Stride 1 and Q == W ("same" padding): rows plo..phi-1 are one contiguous span
+     * of the plane, shifted; copy it at once, then zero the columns that read the
+     * left and right padding (there the span wrapped into the neighbouring rows). */
+    const size_t first = plo * d->q + qlo, last = (phi - 1) * d->q + qhi;
+    memcpy(dst + first, plane + (plo + r - d->pad) * d->w + (qlo + s - d->pad),
+           (last - first) * sizeof(double));
+    for (size_t p = plo; p < phi; p++) {
+      memset(dst + p * d->q, 0, qlo * sizeof(double));
+      memset(dst + p * d->q + qhi, 0, (d->q - qhi) * sizeof(double));
+    }
+  } else {
+    for (size_t p = plo; p < phi; p++)
+      gather_row(d, s, qlo, qhi, plane + (p * d->stride + r - d->pad) * d->w,
+                 dst + p * d->q);
+  }
+  memset(dst + phi * d->q, 0, (d->p - phi) * d->q * sizeof(double));
+}
+
+/* Plane c of dxn [C, H, W] = 0, then += the rows (c, r, s) of one image's block of dcol
+ * (row stride ld), folded back in the order r, s, p, q. */
+static void col2im_plane(const aal_conv2d_dims *d, const double *dcol, size_t ld, size_t c,
+                         double *dxn)
+{
+  double *plane = dxn + c * d->h * d->w;
+  memset(plane, 0, d->h * d->w * sizeof(double));
+  for (size_t r = 0; r < d->r; r++) {
+    size_t plo, phi;
+    valid_range(d, r, d->h, d->p, &plo, &phi);
+    for (size_t s = 0; s < d->s; s++) {
+      size_t qlo, qhi;
+      valid_range(d, s, d->w, d->q, &qlo, &qhi);
+      const double *src = dcol + ((c * d->r + r) * d->s + s) * ld;
+      for (size_t p = plo; p < phi; p++)
+        scatter_add_row(d, s, qlo, qhi, src + p * d->q,
+                        plane + (p * d->stride + r - d->pad) * d->w);
     }
   }
 }
 
-/* dxn [C, H, W] += the columns [0, PQ) of dcol (row stride ld), folded back. */
-static void col2im_image(const aal_conv2d_dims *d, const double *dcol, size_t ld, double *dxn)
+/* ---------------------------------------------------------------- threads
+ * im2col, col2im and the NCHW <-> [K, m*PQ] copies are memory-bound loops that would
+ * otherwise run on one core between two multi-threaded GEMMs.  par_for splits a range
+ * of independent items into contiguous blocks, one per thread; every output element is
+ * written by exactly one item and every item does the same arithmetic in the same
+ * order as a single-threaded run, so results are bit-identical for any thread count.
+ *
+ * The helper threads belong to one convolution call (a `team` in its workspace: no
+ * pool, no global state); they sleep on a condition variable while the GEMMs run.
+ * Creating a thread per loop would cost ~50 us each on the 2-core VM this was tuned
+ * on, and a fresh thread is often not yet running on the other core when the loop,
+ * a few hundred microseconds long, is over.  If a helper cannot be created, the team
+ * is smaller (possibly empty) and the calling thread does the remaining blocks. */
+
+/* At most this many threads (the calling one included), and never more than OpenBLAS
+ * uses for the GEMMs. */
+#ifndef CONV_MAX_THREADS
+#define CONV_MAX_THREADS 2
+#endif
+/* Below this many bytes written, waking a helper costs more than it saves. */
+#define PAR_MIN_BYTES ((size_t)128 << 10)
+
+typedef void (*range_fn)(const void *ctx, size_t lo, size_t hi);
+
+typedef struct team team;
+
+typedef struct {
+  team *tm;
+  size_t index; /* block index, 1 .. CONV_MAX_THREADS-1 (block 0 is the caller's) */
+} helper_arg;
+
+struct team {
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  int sync_ok;     /* mu, go and done are initialised */
+  size_t helpers;  /* helper threads running */
+  pthread_t tid[CONV_MAX_THREADS];
+  helper_arg arg[CONV_MAX_THREADS];
+  /* The current job, guarded by mu. */
+  range_fn fn;
+  const void *ctx;
+  size_t items, nblocks;
+  unsigned long gen;  /* incremented for each job */
+  size_t pending;     /* helpers not yet done with job `gen` */
+  int quit;
+};
+
+/* A pthread call that cannot fail on a correctly used, initialised object did. */
+static void team_die(const char *what, int rc)
 {
-  for (size_t c = 0; c < d->c; c++) {
-    double *plane = dxn + c * d->h * d->w;
-    for (size_t r = 0; r < d->r; r++) {
-      size_t plo, phi;
-      valid_range(d, r, d->h, d->p, &plo, &phi);
-      for (size_t s = 0; s < d->s; s++) {
-        size_t qlo, qhi;
-        valid_range(d, s, d->w, d->q, &qlo, &qhi);
-        const double *src = dcol + ((c * d->r + r) * d->s + s) * ld;
-        for (size_t p = plo; p < phi; p++)
-          scatter_add_row(d, s, qlo, qhi, src + p * d->q,
-                          plane + (p * d->stride + r - d->pad) * d->w);
-      }
+  fprintf(stderr, "aal conv2d: %s failed: %s\n", what, strerror(rc));
+  abort();
+}
+
+static void block_range(size_t items, size_t nblocks, size_t b, size_t *lo, size_t *hi)
+{
+  *lo = items * b / nblocks;
+  *hi = items * (b + 1) / nblocks;
+}
+
+static void *helper_main(void *p)
+{
+  const helper_arg *a = p;
+  team *tm = a->tm;
+  unsigned long seen = 0;
+  int rc = pthread_mutex_lock(&tm->mu);
+  if (rc != 0)
+    team_die("pthread_mutex_lock", rc);
+  for (;;) {
+    while (!tm->quit && tm->gen == seen) {
+      rc = pthread_cond_wait(&tm->go, &tm->mu);
+      if (rc != 0)
+        team_die("pthread_cond_wait", rc);
     }
+    if (tm->quit)
+      break;
+    seen = tm->gen;
+    const range_fn fn = tm->fn;
+    const void *ctx = tm->ctx;
+    const size_t items = tm->items, nblocks = tm->nblocks;
+    rc = pthread_mutex_unlock(&tm->mu);
+    if (rc != 0)
+      team_die("pthread_mutex_unlock", rc);
+    if (a->index < nblocks) {
+      size_t lo, hi;
+      block_range(items, nblocks, a->index, &lo, &hi);
+      fn(ctx, lo, hi);
+    }
+    rc = pthread_mutex_lock(&tm->mu);
+    if (rc != 0)
+      team_die("pthread_mutex_lock", rc);
+    if (--tm->pending == 0) {
+      rc = pthread_cond_signal(&tm->done);
+      if (rc != 0)
+        team_die("pthread_cond_signal", rc);
+    }
+  }
+  rc = pthread_mutex_unlock(&tm->mu);
+  if (rc != 0)
+    team_die("pthread_mutex_unlock", rc);
+  return NULL;
+}
+
+/* Starts up to nthreads - 1 helpers; on any failure the team is just smaller. */
+static void team_start(team *tm, size_t nthreads)
+{
+  memset(tm, 0, sizeof *tm);
+  nthreads = min_size(nthreads, CONV_MAX_THREADS);
+  if (nthreads < 2)
+    return;
+  if (pthread_mutex_init(&tm->mu, NULL) != 0)
+    return;
+  if (pthread_cond_init(&tm->go, NULL) != 0) {
+    pthread_mutex_destroy(&tm->mu);
+    return;
+  }
+  if (pthread_cond_init(&tm->done, NULL) != 0) {
+    pthread_cond_destroy(&tm->go);
+    pthread_mutex_destroy(&tm->mu);
+    return;
+  }
+  tm->sync_ok = 1;
+  /* No job is posted yet, so helpers only read gen and quit under mu: starting them
+   * one by one without holding mu is safe. */
+  for (size_t t = 1; t < nthreads; t++) {
+    tm->arg[tm->helpers] = (helper_arg){tm, tm->helpers + 1};
+    if (pthread_create(&tm->tid[tm->helpers], NULL, helper_main, &tm->arg[tm->helpers]) != 0)
+      break;
+    tm->helpers++;
+  }
+}
+
+static void team_stop(team *tm)
+{
+  if (!tm->sync_ok)
+    return;
+  int rc = pthread_mutex_lock(&tm->mu);
+  if (rc != 0)
+    team_die("pthread_mutex_lock", rc);
+  tm->quit = 1;
+  rc = pthread_cond_broadcast(&tm->go);
+  if (rc != 0)
+    team_die("pthread_cond_broadcast", rc);
+  rc = pthread_mutex_unlock(&tm->mu);
+  if (rc != 0)
+    team_die("pthread_mutex_unlock", rc);
+  for (size_t t = 0; t < tm->helpers; t++) {
+    rc = pthread_join(tm->tid[t], NULL);
+    if (rc != 0)
+      team_die("pthread_join", rc);
+  }
+  /* Destroying cannot fail once no thread uses them; a failure would only leak. */
+  (void)pthread_cond_destroy(&tm->done);
+  (void)pthread_cond_destroy(&tm->go);
+  (void)pthread_mutex_destroy(&tm->mu);
+  tm->sync_ok = 0;
+  tm->helpers = 0;
+}
+
+/* Threads for one call: min(CONV_MAX_THREADS, OpenBLAS's), or 1 when even the largest
+ * loop of the call (im2col or col2im of a chunk) is too small to share. */
+static size_t conv_threads(const workspace *ws)
+{
+  if (ws->nb * ws->crs * ws->pq * sizeof(double) < PAR_MIN_BYTES)
+    return 1;
+  const int blas = openblas_get_num_threads();
+  return blas < 1 ? 1 : min_size((size_t)blas, CONV_MAX_THREADS);
+}
+
+/* fn(ctx, lo, hi) over [0, items), split among the team; `bytes`, the amount of
+ * memory written, decides whether waking the helpers is worth it. */
+static void par_for(team *tm, range_fn fn, const void *ctx, size_t items, size_t bytes)
+{
+  const size_t nblocks = min_size(tm->helpers + 1, items);
+  if (nblocks < 2 || bytes < PAR_MIN_BYTES) {
+    fn(ctx, 0, items);
+    return;
+  }
+  int rc = pthread_mutex_lock(&tm->mu);
+  if (rc != 0) { /* nothing was posted: do it all here */
+    fn(ctx, 0, items);
+    return;
+  }
+  tm->fn = fn;
+  tm->ctx = ctx;
+  tm->items = items;
+  tm->nblocks = nblocks;
+  tm->pending = tm->helpers;
+  tm->gen++;
+  rc = pthread_cond_broadcast(&tm->go);
+  if (rc != 0)
+    team_die("pthread_cond_broadcast", rc);
+  rc = pthread_mutex_unlock(&tm->mu);
+  if (rc != 0)
+    team_die("pthread_mutex_unlock", rc);
+  size_t lo, hi;
+  block_range(items, nblocks, 0, &lo, &hi);
+  fn(ctx, lo, hi);
+  rc = pthread_mutex_lock(&tm->mu);
+  if (rc != 0)
+    team_die("pthread_mutex_lock", rc);
+  while (tm->pending != 0) {
+    rc = pthread_cond_wait(&tm->done, &tm->mu);
+    if (rc != 0)
+      team_die("pthread_cond_wait", rc);
+  }
+  rc = pthread_mutex_unlock(&tm->mu);
+  if (rc != 0)
+    team_die("pthread_mutex_unlock", rc);
+}
+
+/* ------------------------------------------------------- chunk operations */
+
+typedef struct {
+  const aal_conv2d_dims *d;
+  const workspace *ws;
+  const double *src;  /* x (images n0..), dy or the chunk's dcol */
+  double *dst;        /* dx or y (images n0..) */
+  size_t m;           /* images in the chunk */
+} chunk_ctx;
+
+/* items j*CRS + row: row `row` of col for image j. */
+static void im2col_items(const void *arg, size_t lo, size_t hi)
+{
+  const chunk_ctx *cx = arg;
+  const size_t crs = cx->ws->crs, pq = cx->ws->pq, ld = cx->m * pq;
+  const size_t image = cx->d->c * cx->d->h * cx->d->w;
+  for (size_t i = lo; i < hi; i++) {
+    const size_t j = i / crs, row = i % crs;
+    im2col_row(cx->d, cx->src + j * image, row, cx->ws->col + row * ld + j * pq);
   }
 }
 
@@ -210,26 +456,65 @@ static void im2col_chunk(const aal_conv2d_dims *d, const workspace *ws, const do
                          size_t n0, size_t m)
 {
   const size_t image = d->c * d->h * d->w;
-  for (size_t j = 0; j < m; j++)
-    im2col_image(d, x + (n0 + j) * image, ws->col + j * ws->pq, m * ws->pq);
+  const chunk_ctx cx = {d, ws, x + n0 * image, NULL, m};
+  par_for(ws->tm, im2col_items, &cx, m * ws->crs, m * ws->crs * ws->pq * sizeof(double));
+}
+
+/* items j*C + c: plane c of image j of dx, from dcol = ws->col. */
+static void col2im_items(const void *arg, size_t lo, size_t hi)
+{
+  const chunk_ctx *cx = arg;
+  const size_t C = cx->d->c, pq = cx->ws->pq, ld = cx->m * pq;
+  const size_t image = C * cx->d->h * cx->d->w;
+  for (size_t i = lo; i < hi; i++) {
+    const size_t j = i / C, c = i % C;
+    col2im_plane(cx->d, cx->ws->col + j * pq, ld, c, cx->dst + j * image);
+  }
+}
+
+/* dx images n0 .. n0+m-1 = dcol (ws->col) folded back. */
+static void col2im_chunk(const aal_conv2d_dims *d, const workspace *ws, double *dx,
+                         size_t n0, size_t m)
+{
+  const size_t image = d->c * d->h * d->w;
+  const chunk_ctx cx = {d, ws, NULL, dx + n0 * image, m};
+  par_for(ws->tm, col2im_items, &cx, m * d->c, m * ws->crs * ws->pq * sizeof(double));
+}
+
+/* items k*m + j: mat [K, m*PQ] <- t [m, K, PQ] (dy of the chunk). */
+static void to_mat_items(const void *arg, size_t lo, size_t hi)
+{
+  const chunk_ctx *cx = arg;
+  const size_t K = cx->d->k, pq = cx->ws->pq, m = cx->m;
+  for (size_t i = lo; i < hi; i++) {
+    const size_t k = i / m, j = i % m;
+    memcpy(cx->ws->mat + i * pq, cx->src + (j * K + k) * pq, pq * sizeof(double));
+  }
+}
+
+/* items j*K + k: t [m, K, PQ] (y of the chunk) <- mat [K, m*PQ]. */
+static void from_mat_items(const void *arg, size_t lo, size_t hi)
+{
+  const chunk_ctx *cx = arg;
+  const size_t K = cx->d->k, pq = cx->ws->pq, m = cx->m;
+  for (size_t i = lo; i < hi; i++) {
+    const size_t j = i / K, k = i % K;
+    memcpy(cx->dst + i * pq, cx->ws->mat + (k * m + j) * pq, pq * sizeof(double));
+  }
 }
 
 /* mat [K, m*PQ] <-> t [m, K, PQ] (NCHW images n0.. of y or dy, passed offset). */
 static void nchw_to_mat(const aal_conv2d_dims *d, const workspace *ws, const double *t,
                         size_t m)
 {
-  for (size_t k = 0; k < d->k; k++)
-    for (size_t j = 0; j < m; j++)
-      memcpy(ws->mat + (k * m + j) * ws->pq, t + (j * d->k + k) * ws->pq,
-             ws->pq * sizeof(double));
+  const chunk_ctx cx = {d, ws, t, NULL, m};
+  par_for(ws->tm, to_mat_items, &cx, d->k * m, d->k * m * ws->pq * sizeof(double));
 }
 
 static void mat_to_nchw(const aal_conv2d_dims *d, const workspace *ws, double *t, size_t m)
 {
-  for (size_t j = 0; j < m; j++)
-    for (size_t k = 0; k < d->k; k++)
-      memcpy(t + (j * d->k + k) * ws->pq, ws->mat + (k * m + j) * ws->pq,
-             ws->pq * sizeof(double));
+  const chunk_ctx cx = {d, ws, NULL, t, m};
+  par_for(ws->tm, from_mat_items, &cx, d->k * m, d->k * m * ws->pq * sizeof(double));
 }
 
 int aal_conv2d_output_shape(const aal_tensor *x, const aal_tensor *w, int stride, int pad,
@@ -262,6 +547,9 @@ int aal_conv2d_forward(const aal_tensor *x, const aal_tensor *w, int stride, int
     rc = workspace_alloc(op, &d, &ws, err);
   if (rc != AAL_OK)
     return rc;
+  team tm;
+  team_start(&tm, conv_threads(&ws));
+  ws.tm = &tm;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
     const size_t m = min_size(ws.nb, d.n - n0), ld = m * ws.pq;
     double *yn = y->data + n0 * d.k * ws.pq;
@@ -273,6 +561,7 @@ int aal_conv2d_forward(const aal_tensor *x, const aal_tensor *w, int stride, int
     if (m > 1)
       mat_to_nchw(&d, &ws, yn, m);
   }
+  team_stop(&tm);
   workspace_free(&ws);
   return AAL_OK;
 }
@@ -288,8 +577,9 @@ int aal_conv2d_backward_data(const aal_tensor *dy, const aal_tensor *w, int stri
     rc = workspace_alloc(op, &d, &ws, err);
   if (rc != AAL_OK)
     return rc;
-  const size_t image = d.c * d.h * d.w;
-  memset(dx->data, 0, dx->size * sizeof(double));
+  team tm;
+  team_start(&tm, conv_threads(&ws));
+  ws.tm = &tm;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
     const size_t m = min_size(ws.nb, d.n - n0), ld = m * ws.pq;
     const double *dyn = dy->data + n0 * d.k * ws.pq;
@@ -298,9 +588,9 @@ int aal_conv2d_backward_data(const aal_tensor *dy, const aal_tensor *w, int stri
     /* dcol [CRS, m*PQ] = W^T [CRS, K] * dY' [K, m*PQ]; dcol lives in ws.col. */
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ws.crs, (int)ld, (int)d.k, 1.0,
                 w->data, (int)ws.crs, m == 1 ? dyn : ws.mat, (int)ld, 0.0, ws.col, (int)ld);
-    for (size_t j = 0; j < m; j++)
-      col2im_image(&d, ws.col + j * ws.pq, ld, dx->data + (n0 + j) * image);
+    col2im_chunk(&d, &ws, dx->data, n0, m);
   }
+  team_stop(&tm);
   workspace_free(&ws);
   return AAL_OK;
 }
@@ -316,6 +606,9 @@ int aal_conv2d_backward_filter(const aal_tensor *x, const aal_tensor *dy, int st
     rc = workspace_alloc(op, &d, &ws, err);
   if (rc != AAL_OK)
     return rc;
+  team tm;
+  team_start(&tm, conv_threads(&ws));
+  ws.tm = &tm;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
     const size_t m = min_size(ws.nb, d.n - n0), ld = m * ws.pq;
     const double *dyn = dy->data + n0 * d.k * ws.pq;
@@ -327,6 +620,7 @@ int aal_conv2d_backward_filter(const aal_tensor *x, const aal_tensor *dy, int st
                 m == 1 ? dyn : ws.mat, (int)ld, ws.col, (int)ld, n0 == 0 ? 0.0 : 1.0, dw->data,
                 (int)ws.crs);
   }
+  team_stop(&tm);
   workspace_free(&ws);
   return AAL_OK;
 }
