@@ -124,9 +124,9 @@ enum aal_gen_split { AAL_GEN_TRAIN = 0, AAL_GEN_VAL = 1 };
  * per_class_train train images per class (train/<wnid>/images/<wnid>_<i>.JPEG, and
  * train/<wnid>/<wnid>_boxes.txt as in the real tree), classes*per_class_val val images
  * val/images/val_<j>.JPEG in shuffled class order with val/val_annotations.txt (the box
- * is the shape's bounding box), words.txt.  JPEG quality 90, 4:2:0.  Image (class c,
- * index i) is grayscale, encoded with one component, when (c + i) % 17 == 5 (train) or
- * j % 17 == 5 (val).  Deterministic: the same arguments give byte-identical files.
+ * is the shape's bounding box), words.txt.  JPEG quality 90, 4:4:4 (no chroma
+ * subsampling).  Image (class c, index i) is grayscale, encoded with one component,
+ * when (c + i) % 17 == 5 (train) or j % 17 == 5 (val).  Deterministic: the same arguments give byte-identical files.
  * Limits: classes 1..10000, per_class_train 1..100000, per_class_val 1..100000.
  * Progress to log (may be NULL). */
 int aal_gen_data(const char *out_dir, int classes, int per_class_train, int per_class_val,

@@ -186,6 +186,23 @@ static cmp_result compare(const uint8_t *a, const uint8_t *b)
   return (cmp_result){(double)s / AAL_DATA_IMAGE_BYTES, mx};
 }
 
+/* Components in a JPEG file's frame header (1 for grayscale). */
+static int jpeg_components(const char *path)
+{
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  struct jpeg_decompress_struct d;
+  struct jpeg_error_mgr e;
+  d.err = jpeg_std_error(&e);
+  jpeg_create_decompress(&d);
+  jpeg_stdio_src(&d, f);
+  jpeg_read_header(&d, TRUE);
+  const int n = d.num_components;
+  jpeg_destroy_decompress(&d);
+  fclose(f);
+  return n;
+}
+
 START_TEST(test_load_counts_labels_pixels)
 {
   const unsigned long seed = test_seed();
@@ -226,6 +243,10 @@ START_TEST(test_load_counts_labels_pixels)
     const double om = compare(dec, other).mean;
     min_other = om < min_other ? om : min_other;
     ck_assert_int_eq(gray, (c + i) % 17 == 5);
+    char rel[128], p[512];
+    snprintf(rel, sizeof rel, "train/%s/images/%s_%d.JPEG", ds.wnids[c], ds.wnids[c], i);
+    path_of(p, sizeof p, &t, rel);
+    ck_assert_int_eq(jpeg_components(p), gray ? 1 : 3);
     int equal = 1;
     for (size_t k = 0; k < plane; k++)
       equal &= dec[k] == dec[plane + k] && dec[k] == dec[2 * plane + k];
@@ -734,9 +755,13 @@ START_TEST(test_augment_image)
   fprintf(stderr, "test_data: normalisation: worst %.3f ulps from the exact value\n", worst);
 
   /* the identity crop without flip is normalisation only */
+  /* (mismatches are counted and asserted once: a ck_assert per pixel costs Check an
+   * allocation each in no-fork mode) */
   aal_augment_image(img, P, P, 0, id);
+  long bad = 0;
   for (size_t k = 0; k < AAL_DATA_IMAGE_BYTES; k++)
-    ck_assert(id[k] == aal_augment_normalise((int)(k / (size_t)(S * S)), img[k]));
+    bad += id[k] != aal_augment_normalise((int)(k / (size_t)(S * S)), img[k]);
+  ck_assert_int_eq(bad, 0);
 
   /* every crop offset and flip against a naive pad-crop-flip of a 72x72 uint8 image */
   uint8_t *pad = calloc((size_t)3 * W * W, 1);
@@ -754,8 +779,9 @@ START_TEST(test_augment_image)
             for (int x = 0; x < S; x++) {
               const int cx = flip ? S - 1 - x : x;
               const uint8_t v = pad[((size_t)c * W + y + oy) * W + cx + ox];
-              ck_assert(out[((size_t)c * S + y) * S + x] == aal_augment_normalise(c, v));
+              bad += out[((size_t)c * S + y) * S + x] != aal_augment_normalise(c, v);
             }
+        ck_assert_msg(bad == 0, "crop (%d, %d) flip %d: %ld pixels differ", oy, ox, flip, bad);
         /* the flip is an exact mirror of the unflipped crop */
         if (flip) {
           double *plain = malloc(AAL_DATA_IMAGE_BYTES * sizeof *plain);
@@ -764,9 +790,10 @@ START_TEST(test_augment_image)
           for (int c = 0; c < 3; c++)
             for (int y = 0; y < S; y++)
               for (int x = 0; x < S; x++)
-                ck_assert(out[((size_t)c * S + y) * S + x] ==
-                          plain[((size_t)c * S + y) * S + (S - 1 - x)]);
+                bad += out[((size_t)c * S + y) * S + x] !=
+                       plain[((size_t)c * S + y) * S + (S - 1 - x)];
           free(plain);
+          ck_assert_msg(bad == 0, "crop (%d, %d): flip is not a mirror", oy, ox);
         }
       }
   /* a shift by (dy, dx) = (oy - 4, ox - 4): out(y, x) = img(y + dy, x + dx), padding 0 */
@@ -869,12 +896,15 @@ START_TEST(test_epoch_order)
   ck_assert(memcmp(a, b, sizeof a) == 0);
   int fixed = 0;
   for (int i = 0; i < N; i++) {
-    ck_assert(a[i] < N);
+    if (a[i] >= N)
+      ck_abort_msg("order[%d] = %zu out of range", i, a[i]);
     seen[a[i]]++;
     fixed += a[i] == (size_t)i;
   }
+  int once = 0;
   for (int i = 0; i < N; i++)
-    ck_assert_int_eq(seen[i], 1);
+    once += seen[i] == 1;
+  ck_assert_int_eq(once, N);
   ck_assert_int_lt(fixed, 10); /* a random permutation has about one fixed point */
   /* the documented algorithm */
   gsl_rng_set(r, seed);
