@@ -20,6 +20,8 @@ typedef struct {
   double t0, seconds_before;  /* wall clock at (re)start; seconds of earlier sessions */
   double last_print;
   long first_step;
+  double data_seconds, step_seconds;  /* batch assembly, and whole training steps */
+  long steps_timed;
 } clock_state;
 
 static int evaluate(aal_train_run *r, double *loss, double *acc, aal_error *err)
@@ -137,12 +139,14 @@ static int diverged(const aal_train_run *r, long step, double loss, aal_error *e
 }
 
 /* One training step s; fills loss, accuracy and tape bytes. */
-static int train_step(aal_train_run *r, long s, aal_tape *tape, double *loss, double *acc,
-                      size_t *bytes, size_t *bytes_f32, aal_error *err)
+static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, double *loss,
+                      double *acc, size_t *bytes, size_t *bytes_f32, aal_error *err)
 {
   aal_resnet_pass pass;
   int correct = 0;
+  const double t0 = aal_bench_now();
   int rc = aal_train_batch(r, s, err);
+  c->data_seconds += aal_bench_now() - t0;
   if (rc == AAL_OK)
     rc = aal_train_pass(r, s, &pass, err);
   aal_li_recorder li;
@@ -169,6 +173,8 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, double *loss, do
   if (rc == AAL_OK)
     rc = aal_resnet_sgd_step(&r->net, aal_train_lr(r, s), r->o.momentum, r->o.weight_decay, err);
   aal_tape_clear(tape);
+  c->step_seconds += aal_bench_now() - t0;
+  c->steps_timed++;
   return rc;
 }
 
@@ -177,12 +183,12 @@ static int run_steps(aal_train_run *r, long start, double seconds_before, aal_er
   aal_tape *tape = aal_tape_new(err);
   if (tape == NULL)
     return AAL_ENOMEM;
-  clock_state c = {aal_bench_now(), seconds_before, 0, start};
+  clock_state c = {aal_bench_now(), seconds_before, 0, start, 0, 0, 0};
   int rc = AAL_OK;
   for (long s = start; s < r->total_steps && rc == AAL_OK; s++) {
     double loss = NAN, acc = NAN, vloss = NAN, vacc = NAN;
     size_t bytes = 0, bytes_f32 = 0;
-    rc = train_step(r, s, tape, &loss, &acc, &bytes, &bytes_f32, err);
+    rc = train_step(r, s, tape, &c, &loss, &acc, &bytes, &bytes_f32, err);
     if (rc != AAL_OK)
       break;
     const long done = s + 1;
@@ -213,6 +219,10 @@ static int run_steps(aal_train_run *r, long start, double seconds_before, aal_er
       break;
     }
   }
+  if (rc == AAL_OK && r->log != NULL && c.step_seconds > 0)
+    fprintf(r->log, "time per training step %.3f s, of which batch assembly (augmentation, "
+            "normalisation) %.2f%%\n", c.step_seconds / (double)c.steps_timed,
+            100.0 * c.data_seconds / c.step_seconds);
   aal_tape_free(tape);
   return rc;
 }

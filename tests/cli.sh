@@ -29,7 +29,7 @@ expect 0 "usage: aal COMMAND" -- "$AAL" --help
 expect 2 "usage: aal COMMAND" -- "$AAL"
 expect 0 "^aal [0-9]" -- "$AAL" --version
 expect 2 "unknown command 'frobnicate'" -- "$AAL" frobnicate
-for cmd in smoke "bench conv" devices; do
+for cmd in smoke "bench conv" "bench step" devices train dump memory theorem gen-data data-info; do
   # shellcheck disable=SC2086
   expect 0 "usage: aal $cmd" -- "$AAL" $cmd --help
 done
@@ -42,6 +42,15 @@ expect 2 "unknown option '--bogus'" -- "$AAL" smoke --bogus 1
 expect 2 "option --steps needs a value" -- "$AAL" smoke --steps
 expect 1 "batch 0 must be in 2..4096" -- "$AAL" smoke --batch 0
 expect 2 "threads -1 must be in 0..256" -- "$AAL" smoke --threads -1
+
+expect 2 "unknown rule 'sgd'" -- "$AAL" memory --rule sgd
+expect 2 "expected 4 block counts" -- "$AAL" memory --blocks 2,2
+expect 2 "64 \* width must be a whole number" -- "$AAL" memory --width 0.3
+expect 1 "cannot open" -- "$AAL" train --resume "$tmp/no-such-run"
+expect 1 "cannot open" -- "$AAL" train --data "$tmp/no-such-data" --out "$tmp/r"
+expect 1 "fewer than --batch" -- sh -c "'$AAL' gen-data --out '$tmp/d' --classes 2 --per-class 3 --val-per-class 1 >/dev/null && '$AAL' train --data '$tmp/d' --out '$tmp/r2' --batch 16"
+expect 0 "violations" -- "$AAL" theorem --seeds 2 --steps 20 --out "$tmp/th.csv"
+expect 2 "problem" -- "$AAL" theorem --problem foo
 
 # the smoke run learns: the last loss is well below the first
 "$AAL" smoke --steps 20 --seed 7 >"$tmp/smoke" 2>&1
