@@ -29,11 +29,12 @@ double aal_bench_now(void);
 
 typedef struct {
   int batch;          /* default 32 */
-  int repeats;        /* timed steps per rule; the best is reported (default 2) */
+  int repeats;        /* interleaved rounds of one step per rule (default 3) */
   int dgemm_n;        /* default 2048 */
   double width;       /* width multiplier (default 1: ResNet-18) */
   const char *rules;  /* space-separated rule texts (default "bp ara:2,2,2,2 asa:2,2,2,2") */
   unsigned long seed;
+  int li;             /* also time each step with the learning indicator recorded */
 } aal_bench_step_opts;
 
 void aal_bench_step_opts_default(aal_bench_step_opts *opts);

@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 
+#include "aal_li_resnet.h"
 #include "aal_memory.h"
 #include "aal_resnet.h"
 
@@ -20,11 +21,12 @@ double aal_bench_now(void)
 void aal_bench_step_opts_default(aal_bench_step_opts *opts)
 {
   opts->batch = 32;
-  opts->repeats = 2;
+  opts->repeats = 3;
   opts->dgemm_n = 2048;
   opts->width = 1.0;
   opts->rules = "bp ara:2,2,2,2 asa:2,2,2,2";
   opts->seed = 1;
+  opts->li = 0;
 }
 
 static double conv_flops(const aal_resnet *net, const aal_conv_bn *u, long batch, long h_in,
@@ -54,15 +56,22 @@ static double step_flops(const aal_resnet *net, long batch)
   return total + 3.0 * 2.0 * (double)batch * (double)fc->size;
 }
 
+/* One step; with li_sink non-NULL the learning indicator is recorded into it, as
+ * `aal train --li-every` does on the steps it measures. */
 static int one_step(aal_resnet *net, const aal_rule *rule, const aal_tensor *x,
-                    const int *labels, unsigned long step, aal_error *err)
+                    const int *labels, unsigned long step, FILE *li_sink, aal_error *err)
 {
   aal_resnet_pass pass;
+  aal_li_recorder rec;
   aal_tape *tape = aal_tape_new(err);
   double loss;
   int rc = tape ? aal_resnet_pass_init(&pass, net, rule, 1, step, err) : AAL_ENOMEM;
+  if (rc == AAL_OK && li_sink != NULL)
+    rc = aal_li_recorder_attach(&rec, &pass, li_sink, li_sink, (long)step, 0, err);
   if (rc == AAL_OK)
     rc = aal_resnet_forward(net, &pass, x, labels, tape, &loss, NULL, err);
+  if (li_sink != NULL)
+    rc = aal_li_recorder_finish(&rec, rc, err);
   if (rc == AAL_OK)
     rc = aal_resnet_backward(net, &pass, tape, labels, err);
   if (rc == AAL_OK)
@@ -71,32 +80,113 @@ static int one_step(aal_resnet *net, const aal_rule *rule, const aal_tensor *x,
   return rc;
 }
 
-static int time_rule(const aal_bench_step_opts *o, const aal_resnet_config *cfg,
-                     const char *text, double *best, aal_error *err)
-{
+/* One rule's network, batch and timings. */
+typedef struct {
+  char text[160];
   aal_rule rule;
   aal_resnet net;
-  aal_tensor *x = NULL;
-  int *labels = NULL;
-  int rc = aal_rule_parse(text, &rule, err);
+  int ready;
+  aal_tensor *x;
+  int *labels;
+  double *times;     /* [repeats] */
+  double *li_times;  /* [repeats], the same step with LI recorded */
+} rule_bench;
+
+static int rule_bench_open(rule_bench *b, const aal_bench_step_opts *o,
+                           const aal_resnet_config *cfg, const char *text, aal_error *err)
+{
+  memset(b, 0, sizeof *b);
+  snprintf(b->text, sizeof b->text, "%s", text);
+  int rc = aal_rule_parse(text, &b->rule, err);
+  if (rc == AAL_OK && (rc = aal_resnet_init(&b->net, cfg, o->seed, err)) == AAL_OK)
+    b->ready = 1;
   if (rc == AAL_OK)
-    rc = aal_resnet_init(&net, cfg, o->seed, err);
-  if (rc != AAL_OK)
-    return rc;
-  rc = aal_random_batch(cfg, o->batch, o->seed, &x, &labels, err);
+    rc = aal_random_batch(cfg, o->batch, o->seed, &b->x, &b->labels, err);
+  b->times = calloc((size_t)o->repeats, sizeof *b->times);
+  b->li_times = calloc((size_t)o->repeats, sizeof *b->li_times);
+  if (rc == AAL_OK && (b->times == NULL || b->li_times == NULL))
+    rc = aal_fail(err, AAL_ENOMEM, "bench step: timings");
   if (rc == AAL_OK)
-    rc = one_step(&net, &rule, x, labels, 0, err);  /* warm-up */
-  for (int r = 0; r < o->repeats && rc == AAL_OK; r++) {
-    const double t0 = aal_bench_now();
-    rc = one_step(&net, &rule, x, labels, (unsigned long)r + 1, err);
-    const double t = aal_bench_now() - t0;
-    if (r == 0 || t < *best)
-      *best = t;
-  }
-  aal_tensor_release(x);
-  free(labels);
-  aal_resnet_free(&net);
+    rc = one_step(&b->net, &b->rule, b->x, b->labels, 0, NULL, err);  /* warm-up */
   return rc;
+}
+
+static void rule_bench_close(rule_bench *b)
+{
+  if (b->ready)
+    aal_resnet_free(&b->net);
+  aal_tensor_release(b->x);
+  free(b->labels);
+  free(b->times);
+  free(b->li_times);
+}
+
+static int compare_double(const void *a, const void *b)
+{
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+  qsort(v, (size_t)n, sizeof *v, compare_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Rounds: every rule once per round, in turn, so that a drift of the machine's speed
+ * hits all rules alike; the ratio to the first rule is taken round by round. */
+static int run_rounds(rule_bench *b, int nrules, const aal_bench_step_opts *o, FILE *li_sink,
+                      aal_error *err)
+{
+  int rc = AAL_OK;
+  for (int r = 0; r < o->repeats && rc == AAL_OK; r++)
+    for (int i = 0; i < nrules && rc == AAL_OK; i++) {
+      double t0 = aal_bench_now();
+      rc = one_step(&b[i].net, &b[i].rule, b[i].x, b[i].labels, (unsigned long)r + 1, NULL, err);
+      b[i].times[r] = aal_bench_now() - t0;
+      if (rc != AAL_OK || li_sink == NULL)
+        continue;
+      t0 = aal_bench_now();
+      rc = one_step(&b[i].net, &b[i].rule, b[i].x, b[i].labels, (unsigned long)r + 1, li_sink,
+                    err);
+      b[i].li_times[r] = aal_bench_now() - t0;
+    }
+  return rc;
+}
+
+static void print_rows(rule_bench *b, int nrules, const aal_bench_step_opts *o, double flops,
+                       double dgemm, FILE *out)
+{
+  double *ratio = malloc((size_t)o->repeats * sizeof *ratio);
+  double *copy = malloc((size_t)o->repeats * sizeof *copy);
+  if (ratio == NULL || copy == NULL) {
+    free(ratio);
+    free(copy);
+    return;
+  }
+  fprintf(out, "%-28s %9s %9s %9s %9s %9s %9s %9s\n", "rule", "median s", "min s", "images/s",
+          "GFLOP/s", "vs dgemm", "vs first", "LI cost");
+  for (int i = 0; i < nrules; i++) {
+    for (int r = 0; r < o->repeats; r++) {
+      ratio[r] = b[i].times[r] / b[0].times[r];
+      copy[r] = b[i].times[r];
+    }
+    const double med = median(copy, o->repeats), best = copy[0];
+    fprintf(out, "%-28s %9.3f %9.3f %9.2f %9.2f %9.3f %9.3f", b[i].text, med, best,
+            o->batch / med, flops / med * 1e-9, flops / med * 1e-9 / dgemm,
+            median(ratio, o->repeats));
+    if (o->li) {
+      for (int r = 0; r < o->repeats; r++)
+        ratio[r] = b[i].li_times[r] / b[i].times[r] - 1.0;
+      fprintf(out, " %8.1f%%", 100.0 * median(ratio, o->repeats));
+    }
+    fputc('\n', out);
+  }
+  fprintf(out, "\n(median of %d interleaved rounds; 'vs first' is the median of the per-round "
+          "time ratios to the first rule;\n 'LI cost' the median extra time of the same step "
+          "with the learning indicator recorded)\n", o->repeats);
+  free(ratio);
+  free(copy);
 }
 
 int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
@@ -120,22 +210,32 @@ int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
   fprintf(out, "ResNet-18 (width %g) training step in double, batch %d, OpenBLAS threads %d\n"
           "dgemm %dx%dx%d: %.1f GFLOP/s; step: %.2f GFLOP (conv + fc)\n\n", o->width, o->batch,
           openblas_get_num_threads(), o->dgemm_n, o->dgemm_n, o->dgemm_n, dgemm, flops * 1e-9);
-  fprintf(out, "%-40s %10s %10s %10s %10s %10s\n", "rule", "s/step", "images/s", "GFLOP/s",
-          "vs dgemm", "vs bp");
   char rules[512];
   snprintf(rules, sizeof rules, "%s", o->rules);
-  double first = 0;
+  rule_bench b[8];
+  int nrules = 0;
   char *save = NULL;
   for (char *t = strtok_r(rules, " ", &save); t != NULL && rc == AAL_OK;
        t = strtok_r(NULL, " ", &save)) {
-    double best = 0;
-    if ((rc = time_rule(o, &cfg, t, &best, err)) != AAL_OK)
+    if (nrules == 8) {
+      rc = aal_fail(err, AAL_EINVAL, "bench step: at most 8 rules");
       break;
-    if (first == 0)
-      first = best;
-    fprintf(out, "%-40s %10.3f %10.2f %10.2f %10.3f %10.3f\n", t, best, o->batch / best,
-            flops / best * 1e-9, flops / best * 1e-9 / dgemm, best / first);
-    fflush(out);
+    }
+    rc = rule_bench_open(&b[nrules], o, &cfg, t, err);
+    nrules++;
   }
+  if (rc == AAL_OK && nrules == 0)
+    rc = aal_fail(err, AAL_EINVAL, "bench step: --rules is empty");
+  FILE *li_sink = NULL;
+  if (rc == AAL_OK && o->li && (li_sink = tmpfile()) == NULL)
+    rc = aal_fail(err, AAL_EIO, "bench step: cannot open a temporary file for the LI rows");
+  if (rc == AAL_OK)
+    rc = run_rounds(b, nrules, o, li_sink, err);
+  if (li_sink != NULL)
+    fclose(li_sink);
+  if (rc == AAL_OK)
+    print_rows(b, nrules, o, flops, dgemm, out);
+  for (int i = 0; i < nrules; i++)
+    rule_bench_close(&b[i]);
   return rc;
 }

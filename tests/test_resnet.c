@@ -692,9 +692,17 @@ static tape_count resnet18_tape(size_t n, const int *alt, int asa)
   return t;
 }
 
+/* AAL_TEST_LIGHT=1 (for valgrind, which is ~50x slower) shrinks the two full-size
+ * tests: the tape count at batch 2 instead of 32, reproducibility at width 1/8. */
+static int light(void)
+{
+  const char *v = getenv("AAL_TEST_LIGHT");
+  return v != NULL && *v != '\0' && *v != '0';
+}
+
 START_TEST(test_tape_bytes_resnet18)
 {
-  const size_t n = 32;
+  const size_t n = light() ? 2 : 32;
   aal_resnet net;
   aal_resnet_config cfg;
   aal_error err;
@@ -746,7 +754,7 @@ static double *step_gradients(int threads, const char *rule_text, size_t *n)
   aal_resnet_config cfg;
   aal_error err;
   aal_resnet_config_default(&cfg);
-  ck_assert_int_eq(aal_resnet_config_set_width(&cfg, 0.25, &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_config_set_width(&cfg, light() ? 0.125 : 0.25, &err), AAL_OK);
   cfg.in_size = 32;
   ck_assert_int_eq(aal_resnet_init(&net, &cfg, seed, &err), AAL_OK);
   aal_tensor *x = aal_tensor_new4(8, 3, 32, 32, &err);
