@@ -11,6 +11,7 @@
 #include "aal.h"
 #include "cli.h"
 #include "cmd_data.h"
+#include "cmd_plot.h"
 #include "cmd_theorem.h"
 
 #ifdef AAL_HAVE_CUDA
@@ -316,6 +317,7 @@ static const subcommand commands[] = {
     {"gen-data", aal_cmd_gen_data, "write a miniature data set in the Tiny ImageNet layout"},
     {"data-info", aal_cmd_data_info, "load a data set (through its cache) and describe it"},
     {"theorem", aal_cmd_theorem, "Theorem 1 on convex problems: descent checks and LI sweep"},
+    {"plot", aal_cmd_plot, "draw a run's figures (loss, LI histogram, LI over steps) with gnuplot"},
     {"memory", cmd_memory, "tape bytes per layer of a rule, beside BP's"},
     {"bench", cmd_bench, "benchmarks: aal bench conv, aal bench step"},
     {"devices", cmd_devices, "list CUDA devices"},

@@ -29,7 +29,7 @@ expect 0 "usage: aal COMMAND" -- "$AAL" --help
 expect 2 "usage: aal COMMAND" -- "$AAL"
 expect 0 "^aal [0-9]" -- "$AAL" --version
 expect 2 "unknown command 'frobnicate'" -- "$AAL" frobnicate
-for cmd in smoke "bench conv" "bench step" devices train dump memory theorem gen-data data-info; do
+for cmd in smoke "bench conv" "bench step" devices train dump memory theorem gen-data data-info plot; do
   # shellcheck disable=SC2086
   expect 0 "usage: aal $cmd" -- "$AAL" $cmd --help
 done
