@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "cmd_data.h"
 #include "cmd_plot.h"
+#include "cmd_kcheck.h"
 #include "cmd_theorem.h"
 
 #ifdef AAL_HAVE_CUDA
@@ -124,17 +125,52 @@ static int cmd_bench_step(int argc, char **argv)
   return report("bench step", aal_bench_step(&o, stdout, &err), &err);
 }
 
+static int cmd_bench_kernels(int argc, char **argv)
+{
+  const char *backend = "cuda";
+  int batch = 256;
+  const cli_option opts[] = {
+      {"backend", CLI_STRING, &backend, "backend to time (cuda)"},
+      {"batch", CLI_INT, &batch, "images per batch (default 256)"},
+      {0}};
+  int rc = cli_parse("bench kernels", "[options]\n\nTimes every op of a GPU backend at "
+                     "ResNet-18 shapes against the device's measured\ncopy bandwidth and "
+                     "sgemm rate.", opts, argc, argv, 3);
+  if (rc != 0)
+    return rc == 1 ? EXIT_SUCCESS : 2;
+  if (strcmp(backend, "cuda") != 0) {
+    fprintf(stderr, "aal bench kernels: --backend %s: only cuda is timed here (the CPU "
+            "backends: aal bench conv / aal bench step)\n", backend);
+    return 2;
+  }
+  if (batch < 1 || batch > 4096) {
+    fprintf(stderr, "aal bench kernels: --batch %d must be in 1..4096\n", batch);
+    return 2;
+  }
+  aal_error err;
+  aal_error_clear(&err);
+#ifdef AAL_HAVE_CUDA
+  return report("bench kernels", aal_cuda_bench_kernels(stdout, batch, &err), &err);
+#else
+  return report("bench kernels", aal_fail(&err, AAL_EINVAL, "this aal was built without CUDA"),
+                &err);
+#endif
+}
+
 static int cmd_bench(int argc, char **argv)
 {
   if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
     printf("usage: aal bench WHAT [options]\n\nWHAT:\n  conv    the reference conv "
-           "against a large dgemm\n  step    a ResNet-18 training step per rule\n\nSee aal bench WHAT --help.\n");
+           "against a large dgemm\n  step    a ResNet-18 training step per rule\n  kernels every op of the CUDA backend "
+           "(GPU)\n\nSee aal bench WHAT --help.\n");
     return argc < 3 ? 2 : EXIT_SUCCESS;
   }
   if (strcmp(argv[2], "conv") == 0)
     return cmd_bench_conv(argc, argv);
   if (strcmp(argv[2], "step") == 0)
     return cmd_bench_step(argc, argv);
+  if (strcmp(argv[2], "kernels") == 0)
+    return cmd_bench_kernels(argc, argv);
   fprintf(stderr, "aal bench: unknown benchmark '%s' (see aal bench --help)\n", argv[2]);
   return 2;
 }
@@ -317,9 +353,10 @@ static const subcommand commands[] = {
     {"gen-data", aal_cmd_gen_data, "write a miniature data set in the Tiny ImageNet layout"},
     {"data-info", aal_cmd_data_info, "load a data set (through its cache) and describe it"},
     {"theorem", aal_cmd_theorem, "Theorem 1 on convex problems: descent checks and LI sweep"},
+    {"kcheck", aal_cmd_kcheck, "cross-check a kernel backend (cpu32, cuda) against the reference"},
     {"plot", aal_cmd_plot, "draw a run's figures (loss, LI histogram, LI over steps) with gnuplot"},
     {"memory", cmd_memory, "tape bytes per layer of a rule, beside BP's"},
-    {"bench", cmd_bench, "benchmarks: aal bench conv, aal bench step"},
+    {"bench", cmd_bench, "benchmarks: aal bench conv | step | kernels"},
     {"devices", cmd_devices, "list CUDA devices"},
 };
 

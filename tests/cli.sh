@@ -29,7 +29,7 @@ expect 0 "usage: aal COMMAND" -- "$AAL" --help
 expect 2 "usage: aal COMMAND" -- "$AAL"
 expect 0 "^aal [0-9]" -- "$AAL" --version
 expect 2 "unknown command 'frobnicate'" -- "$AAL" frobnicate
-for cmd in smoke "bench conv" "bench step" devices train dump memory theorem gen-data data-info plot; do
+for cmd in smoke "bench conv" "bench step" "bench kernels" kcheck devices train dump memory theorem gen-data data-info plot; do
   # shellcheck disable=SC2086
   expect 0 "usage: aal $cmd" -- "$AAL" $cmd --help
 done
@@ -51,6 +51,10 @@ expect 1 "cannot open" -- "$AAL" train --data "$tmp/no-such-data" --out "$tmp/r"
 expect 1 "fewer than --batch" -- sh -c "'$AAL' gen-data --out '$tmp/d' --classes 2 --per-class 3 --val-per-class 1 >/dev/null && '$AAL' train --data '$tmp/d' --out '$tmp/r2' --batch 16"
 expect 0 "violations" -- "$AAL" theorem --seeds 2 --steps 20 --out "$tmp/th.csv"
 expect 2 "problem" -- "$AAL" theorem --problem foo
+expect 0 "0 failed" -- "$AAL" kcheck --backend cpu32 --shapes random:2
+expect 2 "foo" -- "$AAL" kcheck --backend foo
+expect 2 "nope" -- "$AAL" kcheck --backend cpu32 --op nope
+expect 2 "random:0" -- "$AAL" kcheck --backend cpu32 --shapes random:0
 
 # the smoke run learns: the last loss is well below the first
 "$AAL" smoke --steps 20 --seed 7 >"$tmp/smoke" 2>&1

@@ -1,0 +1,20 @@
+/* Argument checks shared by the backends (kernels/backend.c): every op validates its
+ * sizes and pointers the same way and names itself in the message. */
+#ifndef AAL_BACKEND_CHECK_H
+#define AAL_BACKEND_CHECK_H
+
+#include <stddef.h>
+
+#include "aal_backend.h"
+
+/* cs must be what aal_conv_shape_init makes (positive sizes, p and q consistent). */
+int aal_be_check_conv(const aal_conv_shape *cs, const char *op, aal_error *err);
+/* Each of the count pointers (variadic, const void *) must be non-NULL; names are
+ * given as one comma-separated string ("x, w, y") for the message. */
+int aal_be_check_ptrs(const char *op, const char *names, aal_error *err, int count, ...);
+/* value must be >= 1: "op: n is 0 (must be >= 1)". */
+int aal_be_check_pos(const char *op, const char *name, long value, aal_error *err);
+/* n elements of elem bytes: 0 < n and n * elem does not overflow. */
+int aal_be_check_count(const char *op, size_t n, size_t elem, aal_error *err);
+
+#endif

@@ -1,0 +1,63 @@
+/* The float32 CPU backend (aal_backend_cpu32): its ops, one file per op family.
+ * Buffers are plain host arrays: float[n] for values, uint32_t[ceil(n/32)] for bits
+ * (the layout of kernels/aal_backend.h), so tests may build variants of these kernels
+ * on the same buffers. */
+#ifndef AAL_CPU32_INTERNAL_H
+#define AAL_CPU32_INTERNAL_H
+
+#include "../aal_backend.h"
+
+/* cpu32_conv.c: im2col + cblas_sgemm, one image at a time */
+int aal_cpu32_conv_forward(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                           const void *w, void *y, aal_error *err);
+int aal_cpu32_conv_backward_data(const aal_backend *be, const aal_conv_shape *cs,
+                                 const void *dy, const void *w, void *dx, aal_error *err);
+int aal_cpu32_conv_backward_filter(const aal_backend *be, const aal_conv_shape *cs,
+                                   const void *x, const void *dy, void *dw, aal_error *err);
+
+/* cpu32_batchnorm.c */
+int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
+                         const void *gamma, const void *beta, double eps, void *y, void *mean,
+                         void *invstd, aal_error *err);
+int aal_cpu32_bn_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                          const void *x, const void *gamma, const void *mean,
+                          const void *invstd, void *dx, void *dgamma, void *dbeta,
+                          aal_error *err);
+
+/* cpu32_bits.c: ReLU with its mask, ASA sign packing */
+int aal_cpu32_relu_forward(const aal_backend *be, size_t n, const void *x, void *y, void *mask,
+                           aal_error *err);
+int aal_cpu32_relu_backward(const aal_backend *be, size_t n, const void *dy, const void *mask,
+                            void *dx, aal_error *err);
+int aal_cpu32_sign_pack(const aal_backend *be, size_t n, const void *x, void *bits,
+                        aal_error *err);
+int aal_cpu32_sign_unpack(const aal_backend *be, size_t n, const void *bits, double eps,
+                          void *out, aal_error *err);
+
+/* cpu32_pool.c: add, global average pooling */
+int aal_cpu32_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
+                  aal_error *err);
+int aal_cpu32_avgpool_forward(const aal_backend *be, int rows, int hw, const void *x, void *y,
+                              aal_error *err);
+int aal_cpu32_avgpool_backward(const aal_backend *be, int rows, int hw, const void *dy,
+                               void *dx, aal_error *err);
+
+/* cpu32_linear.c: linear layer and softmax cross-entropy */
+int aal_cpu32_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
+                             const void *w, const void *b, void *y, aal_error *err);
+int aal_cpu32_linear_backward(const aal_backend *be, int n, int in, int out, const void *dy,
+                              const void *x, const void *w, void *dx, void *dw, void *db,
+                              aal_error *err);
+int aal_cpu32_xent_forward(const aal_backend *be, int n, int classes, const void *logits,
+                           const int *labels, double *loss, void *prob, aal_error *err);
+int aal_cpu32_xent_backward(const aal_backend *be, int n, int classes, const void *prob,
+                            const int *labels, void *dlogits, aal_error *err);
+
+/* cpu32_update.c: LI reduction, SGD */
+int aal_cpu32_li_reduce(const aal_backend *be, int n, size_t per, const void *h, const void *r,
+                        void *li, aal_error *err);
+int aal_cpu32_sgd_update(const aal_backend *be, size_t n, void *w, const void *g, void *buf,
+                         double lr, double momentum, double weight_decay, int first,
+                         aal_error *err);
+
+#endif

@@ -1,0 +1,382 @@
+/* The kernel cross-check harness (kernels/aal_kcheck.h) and the float32 CPU backend:
+ *
+ *  a. cpu32 passes on the ResNet-18 shapes (small batch) and on random shapes; the
+ *     reference backend passes against itself;
+ *  b. the harness can fail: copies of the cpu32 table with one deliberately wrong op
+ *     each (an off-by-one conv index, a dropped channel or input term, a transposed
+ *     filter, a dropped image, a flipped sign bit, an unwritten last element, a wrong
+ *     eps, a made-up LI for h = 0, a missing weight decay) must each fail a check;
+ *  c. bad options and shapes are reported with a message.
+ *
+ * The seed is $AAL_TEST_SEED (default 20261128), printed. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/aal_kcheck.h"
+#include "../kernels/cpu/cpu32_internal.h"
+
+static unsigned long g_seed = 20261128UL;
+
+static void read_seed(void)
+{
+  const char *s = getenv("AAL_TEST_SEED");
+  if (s != NULL && *s != '\0') {
+    char *end;
+    g_seed = strtoul(s, &end, 10);
+    if (*end != '\0') {
+      fprintf(stderr, "AAL_TEST_SEED=%s is not a decimal integer\n", s);
+      exit(EXIT_FAILURE);
+    }
+  }
+  fprintf(stderr, "test_kcheck: seed %lu (set AAL_TEST_SEED to change)\n", g_seed);
+}
+
+static aal_backend cpu32(void)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_msg(aal_backend_cpu32(&be, &err) == AAL_OK, "%s", err.msg);
+  return be;
+}
+
+/* Runs kcheck (output to stderr when AAL_TEST_VERBOSE is set) and returns the summary. */
+static aal_kcheck_summary run(const aal_backend *be, const char *op, const char *shapes,
+                              int batch)
+{
+  aal_kcheck_opts o;
+  aal_kcheck_opts_init(&o);
+  o.op = op;
+  o.seed = g_seed;
+  o.shapes = shapes;
+  o.batch = batch;
+  aal_kcheck_summary sum;
+  aal_error err;
+  FILE *out = getenv("AAL_TEST_VERBOSE") ? stderr : NULL;
+  const int rc = aal_kcheck_run(be, &o, out, &sum, &err);
+  ck_assert_msg(rc == AAL_OK, "kcheck %s %s: %s", op ? op : "all", shapes, err.msg);
+  fprintf(stderr, "kcheck %-5s %-20s %-9s: %3d checks, %2d failed, worst %.3g (%s)\n",
+          be->name, op ? op : "all", shapes, sum.checks, sum.failed, sum.worst_ratio,
+          sum.worst);
+  return sum;
+}
+
+/* ------------------------------------------------------------------ a. correct kernels */
+
+START_TEST(test_cpu32_resnet18)
+{
+  aal_backend be = cpu32();
+  aal_kcheck_summary s = run(&be, NULL, "resnet18", 2);
+  ck_assert_int_eq(s.checks, 76);
+  ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
+  ck_assert(s.worst_ratio <= 1.0);
+  be.destroy(&be);
+}
+END_TEST
+
+START_TEST(test_cpu32_random)
+{
+  aal_backend be = cpu32();
+  aal_kcheck_summary s = run(&be, NULL, "random:12", 0);
+  ck_assert_int_eq(s.checks, 18 * 12);
+  ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
+  be.destroy(&be);
+}
+END_TEST
+
+START_TEST(test_ref_against_itself)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert(aal_backend_open("ref", &be, &err) == AAL_OK);
+  aal_kcheck_summary s = run(&be, NULL, "random:4", 0);
+  ck_assert_int_eq(s.failed, 0);
+  ck_assert(s.worst_ratio <= 1.0);
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ b. wrong kernels
+ * cpu32 buffers are host float arrays (kernels/cpu/cpu32_internal.h), so a wrong kernel
+ * can be a small variation of the right one on the same buffers. */
+
+/* Direct float conv forward with two possible bugs: the input column read one to the
+ * right (off by one), or the last input channel left out of the sum. */
+static int naive_conv(const aal_conv_shape *cs, const float *x, const float *w, float *y,
+                      int shift, int skip_last_channel)
+{
+  const int cmax = skip_last_channel ? cs->c - 1 : cs->c;
+  for (int n = 0; n < cs->n; n++)
+    for (int k = 0; k < cs->k; k++)
+      for (int p = 0; p < cs->p; p++)
+        for (int q = 0; q < cs->q; q++) {
+          float acc = 0.0f;
+          for (int c = 0; c < cmax; c++)
+            for (int r = 0; r < cs->r; r++)
+              for (int s = 0; s < cs->s; s++) {
+                const int ih = p * cs->stride - cs->pad + r;
+                const int iw = q * cs->stride - cs->pad + s + shift;
+                if (ih < 0 || ih >= cs->h || iw < 0 || iw >= cs->w)
+                  continue;
+                acc += w[((k * cs->c + c) * cs->r + r) * cs->s + s] *
+                       x[((n * cs->c + c) * cs->h + ih) * cs->w + iw];
+              }
+          y[((n * cs->k + k) * cs->p + p) * cs->q + q] = acc;
+        }
+  return AAL_OK;
+}
+
+static int conv_off_by_one(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                           const void *w, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return naive_conv(cs, x, w, y, 1, 0);
+}
+
+static int conv_skip_channel(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                             const void *w, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return naive_conv(cs, x, w, y, 0, 1);
+}
+
+/* backward-data with each R x S kernel transposed (w[k, c, s, r] for w[k, c, r, s]). */
+static int conv_bwd_transposed(const aal_backend *be, const aal_conv_shape *cs,
+                               const void *dy, const void *w, void *dx, aal_error *err)
+{
+  if (cs->r != cs->s) /* the layout does not allow it: stay right */
+    return aal_cpu32_conv_backward_data(be, cs, dy, w, dx, err);
+  const size_t nw = (size_t)cs->k * cs->c * cs->r * cs->s;
+  float *t = malloc(nw * sizeof *t);
+  if (t == NULL)
+    return AAL_ENOMEM;
+  const float *pw = w;
+  for (size_t kc = 0; kc < (size_t)cs->k * cs->c; kc++)
+    for (int r = 0; r < cs->r; r++)
+      for (int s = 0; s < cs->s; s++)
+        t[(kc * cs->r + s) * cs->s + r] = pw[(kc * cs->r + r) * cs->s + s];
+  const int rc = aal_cpu32_conv_backward_data(be, cs, dy, t, dx, err);
+  free(t);
+  return rc;
+}
+
+/* backward-filter summed over all images but the last. */
+static int conv_filter_drop_image(const aal_backend *be, const aal_conv_shape *cs,
+                                  const void *x, const void *dy, void *dw, aal_error *err)
+{
+  aal_conv_shape c = *cs;
+  if (c.n > 1)
+    c.n--;
+  else
+    memset(dw, 0, (size_t)c.k * c.c * c.r * c.s * sizeof(float));
+  return c.n == cs->n ? AAL_OK : aal_cpu32_conv_backward_filter(be, &c, x, dy, dw, err);
+}
+
+/* y = x w^T + b without the last input feature. */
+static int linear_drop_term(const aal_backend *be, int n, int in, int out, const void *x,
+                            const void *w, const void *b, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *px = x, *pw = w, *pb = b;
+  float *py = y;
+  for (int i = 0; i < n; i++)
+    for (int o = 0; o < out; o++) {
+      float acc = pb[o];
+      for (int j = 0; j < in - 1; j++)
+        acc += px[i * in + j] * pw[o * in + j];
+      py[i * out + o] = acc;
+    }
+  return AAL_OK;
+}
+
+static int sign_pack_flip(const aal_backend *be, size_t n, const void *x, void *bits,
+                          aal_error *err)
+{
+  const int rc = aal_cpu32_sign_pack(be, n, x, bits, err);
+  ((uint32_t *)bits)[(n / 2) / 32] ^= (uint32_t)1 << ((n / 2) % 32);
+  return rc;
+}
+
+static int relu_skip_last(const aal_backend *be, size_t n, const void *x, void *y, void *mask,
+                          aal_error *err)
+{
+  return n > 1 ? aal_cpu32_relu_forward(be, n - 1, x, y, mask, err) : AAL_OK;
+}
+
+static int add_skip_last(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
+                         aal_error *err)
+{
+  return n > 1 ? aal_cpu32_add(be, n - 1, a, b, y, err) : AAL_OK;
+}
+
+static int bn_wrong_eps(const aal_backend *be, int n, int c, int hw, const void *x,
+                        const void *gamma, const void *beta, double eps, void *y, void *mean,
+                        void *invstd, aal_error *err)
+{
+  return aal_cpu32_bn_forward(be, n, c, hw, x, gamma, beta, 10 * eps, y, mean, invstd, err);
+}
+
+/* A made-up LI (0) for a sample with h = 0 instead of NaN. */
+static int li_made_up(const aal_backend *be, int n, size_t per, const void *h, const void *r,
+                      void *li, aal_error *err)
+{
+  const int rc = aal_cpu32_li_reduce(be, n, per, h, r, li, err);
+  for (int s = 0; s < n; s++)
+    if (isnan(((float *)li)[s]))
+      ((float *)li)[s] = 0.0f;
+  return rc;
+}
+
+static int sgd_no_decay(const aal_backend *be, size_t n, void *w, const void *g, void *buf,
+                        double lr, double momentum, double weight_decay, int first,
+                        aal_error *err)
+{
+  (void)weight_decay;
+  return aal_cpu32_sgd_update(be, n, w, g, buf, lr, momentum, 0.0, first, err);
+}
+
+/* Each wrong backend must fail at least one check of its op on random shapes. */
+static void expect_caught(const aal_backend *be, const char *op, const char *what)
+{
+  aal_kcheck_summary s = run(be, op, "random:8", 0);
+  ck_assert_msg(s.failed > 0, "%s (%s) was not caught", what, op);
+  ck_assert(!(s.worst_ratio <= 1.0));
+}
+
+/* The cpu32 table, renamed: a wrong kernel goes into one slot. */
+static aal_backend wrong(void)
+{
+  aal_backend be = cpu32();
+  be.name = "wrong";
+  return be;
+}
+
+START_TEST(test_wrong_kernels_caught)
+{
+  aal_backend be = wrong();
+  be.conv_forward = conv_off_by_one;
+  expect_caught(&be, "conv_forward", "off-by-one conv index");
+  be = wrong();
+  be.conv_forward = conv_skip_channel;
+  expect_caught(&be, "conv_forward", "last channel dropped from the conv sum");
+  be = wrong();
+  be.conv_backward_data = conv_bwd_transposed;
+  expect_caught(&be, "conv_backward_data", "transposed filter in backward-data");
+  be = wrong();
+  be.conv_backward_filter = conv_filter_drop_image;
+  expect_caught(&be, "conv_backward_filter", "last image dropped from backward-filter");
+  be = wrong();
+  be.linear_forward = linear_drop_term;
+  expect_caught(&be, "linear_forward", "last input dropped from linear");
+  be = wrong();
+  be.sign_pack = sign_pack_flip;
+  expect_caught(&be, "sign_pack", "one sign bit flipped");
+  be = wrong();
+  be.relu_forward = relu_skip_last;
+  expect_caught(&be, "relu_forward", "last relu element unwritten");
+  be = wrong();
+  be.add = add_skip_last;
+  expect_caught(&be, "add", "last add element unwritten");
+  be = wrong();
+  be.bn_forward = bn_wrong_eps;
+  expect_caught(&be, "bn_forward", "eps 10x too large in batch norm");
+  be = wrong();
+  be.li_reduce = li_made_up;
+  expect_caught(&be, "li_reduce", "LI 0 instead of NaN for h = 0");
+  be = wrong();
+  be.sgd_update = sgd_no_decay;
+  expect_caught(&be, "sgd_update", "weight decay ignored");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ c. bad input */
+
+START_TEST(test_bad_options)
+{
+  aal_backend be = cpu32();
+  aal_kcheck_opts o;
+  aal_kcheck_opts_init(&o);
+  aal_kcheck_summary s;
+  aal_error err;
+  o.op = "conv_sideways";
+  ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "conv_sideways"));
+  o.op = NULL;
+  const char *bad[] = {"resnet34", "random:", "random:0", "random:x", "random:1000"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    o.shapes = bad[i];
+    ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "shapes"));
+  }
+  ck_assert_int_eq(aal_kcheck_run(NULL, &o, NULL, &s, &err), AAL_EINVAL);
+  /* a family prefix selects its ops only */
+  o.shapes = "random:2";
+  o.op = "conv";
+  ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
+  ck_assert_int_eq(s.checks, 6);
+  ck_assert_int_eq(aal_kcheck_op_count(), 18);
+  ck_assert_str_eq(aal_kcheck_op_name(0), "conv_forward");
+  ck_assert_ptr_null(aal_kcheck_op_name(18));
+  be.destroy(&be);
+}
+END_TEST
+
+START_TEST(test_backend_open_and_shapes)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_open("tpu", &be, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "tpu"));
+  ck_assert_int_eq(aal_backend_open("cpu32", &be, &err), AAL_OK);
+  ck_assert_str_eq(be.name, "cpu32");
+  ck_assert_int_eq(be.precision_bits, 24);
+  void *buf;
+  ck_assert_int_eq(be.alloc(&be, 0, &buf, &err), AAL_EINVAL);
+  aal_conv_shape bad = {.n = 1, .c = 1, .h = 4, .w = 4, .k = 1, .r = 3, .s = 3,
+                        .stride = 1, .pad = 0};
+  bad.p = 3; /* not what aal_conv_shape_init says */
+  ck_assert_int_eq(be.conv_forward(&be, &bad, &err, &err, &err, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "conv_forward"));
+  be.destroy(&be);
+
+  aal_conv_shape cs = {.n = 2, .c = 3, .h = 7, .w = 5, .k = 4, .r = 3, .s = 3,
+                       .stride = 2, .pad = 1};
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_OK);
+  ck_assert_int_eq(cs.p, 4);
+  ck_assert_int_eq(cs.q, 3);
+  cs.stride = 0;
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_EINVAL);
+  cs.stride = 1;
+  cs.h = 1;
+  cs.pad = 0;
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "empty output"));
+  cs.h = 0;
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_EINVAL);
+}
+END_TEST
+
+int main(void)
+{
+  read_seed();
+  Suite *s = suite_create("kcheck");
+  TCase *tc = tcase_create("kcheck");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_backend_open_and_shapes);
+  tcase_add_test(tc, test_bad_options);
+  tcase_add_test(tc, test_cpu32_resnet18);
+  tcase_add_test(tc, test_cpu32_random);
+  tcase_add_test(tc, test_ref_against_itself);
+  tcase_add_test(tc, test_wrong_kernels_caught);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  const int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
