@@ -18,6 +18,9 @@
 #include "aal_rules.h"
 #include "aal_tape.h"
 
+/* sim/aal_ops.h: the table of ops a pass runs on */
+typedef struct aal_ops aal_ops;
+
 #define AAL_MAX_STAGES 4
 #define AAL_PARAM_NAME_LEN 48
 
@@ -100,6 +103,8 @@ typedef struct {
   unsigned long noise_seed;  /* with step: the noise rule's random stream */
   unsigned long step;
   aal_resnet_observer observer;  /* zero: none */
+  const aal_ops *ops;  /* the ops every layer calls (sim/aal_ops.h); NULL (what
+                          aal_resnet_pass_init sets): the double reference */
 } aal_resnet_pass;
 
 int aal_resnet_pass_init(aal_resnet_pass *pass, const aal_resnet *net, const aal_rule *rule,
@@ -118,10 +123,17 @@ int aal_resnet_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_
 /* Evaluation-mode forward (running statistics, no tape): logits [N, classes]. */
 int aal_resnet_forward_eval(const aal_resnet *net, const aal_tensor *x, aal_tensor *logits,
                             aal_error *err);
+/* The same on the ops of `ops` (NULL: the reference, as aal_resnet_forward_eval). */
+int aal_resnet_forward_eval_ops(const aal_resnet *net, const aal_ops *ops, const aal_tensor *x,
+                                aal_tensor *logits, aal_error *err);
 
 /* PyTorch's SGD: d = g + weight_decay * p; buf = momentum * buf + d (buf = d on the
  * first step); p -= lr * buf. */
 int aal_resnet_sgd_step(aal_resnet *net, double lr, double momentum, double weight_decay,
                         aal_error *err);
+/* The same through ops->sgd_update, parameter by parameter (NULL: the reference, the same
+ * arithmetic as aal_resnet_sgd_step). */
+int aal_resnet_sgd_step_ops(aal_resnet *net, const aal_ops *ops, double lr, double momentum,
+                            double weight_decay, aal_error *err);
 
 #endif

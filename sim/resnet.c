@@ -9,6 +9,8 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
+#include "aal_ops.h"
+
 void aal_resnet_config_default(aal_resnet_config *cfg)
 {
   cfg->base_width = 64;
@@ -267,6 +269,15 @@ size_t aal_resnet_param_count(const aal_resnet *net)
 int aal_resnet_sgd_step(aal_resnet *net, double lr, double momentum, double weight_decay,
                         aal_error *err)
 {
+  return aal_resnet_sgd_step_ops(net, NULL, lr, momentum, weight_decay, err);
+}
+
+/* The reference entry (sim/ops.c) is the loop d = g + wd w; buf = first ? d : m buf + d;
+ * w -= lr buf, element by element in double, as this function always computed it. */
+int aal_resnet_sgd_step_ops(aal_resnet *net, const aal_ops *table, double lr, double momentum,
+                            double weight_decay, aal_error *err)
+{
+  const aal_ops *ops = aal_ops_or_ref(table);
   if (!(lr >= 0) || !(momentum >= 0 && momentum < 1) || !(weight_decay >= 0))
     return aal_fail(err, AAL_EINVAL, "sgd: lr %g, momentum %g, weight decay %g out of range",
                     lr, momentum, weight_decay);
@@ -277,16 +288,10 @@ int aal_resnet_sgd_step(aal_resnet *net, double lr, double momentum, double weig
     const int first = p->momentum == NULL;
     if (first && momentum > 0 && (p->momentum = aal_tensor_new_like(p->value, err)) == NULL)
       return AAL_ENOMEM;
-    double *w = p->value->data, *buf = p->momentum ? p->momentum->data : NULL;
-    const double *g = p->grad->data;
-    for (size_t k = 0; k < p->value->size; k++) {
-      double d = g[k] + weight_decay * w[k];
-      if (buf != NULL) {
-        buf[k] = first ? d : momentum * buf[k] + d;
-        d = buf[k];
-      }
-      w[k] -= lr * d;
-    }
+    int rc = ops->sgd_update(ops, p->value, p->grad, p->momentum, lr, momentum, weight_decay,
+                             first, err);
+    if (rc != AAL_OK)
+      return rc;
   }
   return AAL_OK;
 }

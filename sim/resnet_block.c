@@ -186,6 +186,7 @@ int aal_conv_bn_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
                         const aal_conv_bn *u, const aal_tensor *x, const aal_conv_input *in,
                         aal_tensor **out, aal_error *err)
 {
+  const aal_ops *ops = aal_pass_ops(pass);
   const aal_tensor *w = net->params[u->weight].value;
   long shape[4];
   *out = NULL;
@@ -199,13 +200,14 @@ int aal_conv_bn_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
   *out = aal_tensor_new(4, shape, err);
   rc = (y && mean && invstd && *out) ? AAL_OK : AAL_ENOMEM;
   if (rc == AAL_OK)
-    rc = aal_conv2d_forward(in->h, w, u->stride, u->pad, y, err);
+    rc = ops->conv_forward(ops, in->h, w, u->stride, u->pad, y, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, u->conv_name, aal_r_slot(in->source), in->stored, err);
   if (rc == AAL_OK)
-    rc = aal_bn2d_forward_train(y, net->params[u->bn[0]].value, net->params[u->bn[1]].value,
-                                net->params[u->bn[2]].value, net->params[u->bn[3]].value,
-                                AAL_BN_MOMENTUM, AAL_BN_EPS, *out, mean, invstd, err);
+    rc = ops->bn_forward_train(ops, y, net->params[u->bn[0]].value,
+                               net->params[u->bn[1]].value, net->params[u->bn[2]].value,
+                               net->params[u->bn[3]].value, AAL_BN_MOMENTUM, AAL_BN_EPS, *out,
+                               mean, invstd, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, u->bn_name, "x", y, err);
   if (rc == AAL_OK)
@@ -218,8 +220,9 @@ int aal_conv_bn_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
   return rc;
 }
 
-static int bn_backward_taped(aal_resnet *net, const aal_tape *tape, const aal_conv_bn *u,
-                             const aal_tensor *dout, aal_tensor **dy, aal_error *err)
+static int bn_backward_taped(aal_resnet *net, const aal_ops *ops, const aal_tape *tape,
+                             const aal_conv_bn *u, const aal_tensor *dout, aal_tensor **dy,
+                             aal_error *err)
 {
   const aal_tensor *y = aal_tape_load(tape, u->bn_name, "x", err);
   const aal_tensor *mean = y ? aal_tape_load(tape, u->bn_name, "mean", err) : NULL;
@@ -228,8 +231,8 @@ static int bn_backward_taped(aal_resnet *net, const aal_tape *tape, const aal_co
     return AAL_ETAPE;
   if ((*dy = aal_tensor_new_like(y, err)) == NULL)
     return AAL_ENOMEM;
-  return aal_bn2d_backward(dout, y, net->params[u->bn[0]].value, mean, invstd, *dy,
-                           net->params[u->bn[0]].grad, net->params[u->bn[1]].grad, err);
+  return ops->bn_backward(ops, dout, y, net->params[u->bn[0]].value, mean, invstd, *dy,
+                          net->params[u->bn[0]].grad, net->params[u->bn[1]].grad, err);
 }
 
 static void scale_tensor(aal_tensor *t, double s)
@@ -244,8 +247,9 @@ int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
                          aal_tensor *dx, aal_error *err)
 {
   aal_tensor *dy = NULL, *r = NULL;
+  const aal_ops *ops = aal_pass_ops(pass);
   aal_param *w = &net->params[u->weight];
-  int rc = bn_backward_taped(net, tape, u, dout, &dy, err);
+  int rc = bn_backward_taped(net, ops, tape, u, dout, &dy, err);
   const aal_tensor *stored =
       rc == AAL_OK ? aal_tape_load(tape, u->conv_name, aal_r_slot(source), err) : NULL;
   if (rc == AAL_OK && stored == NULL)
@@ -262,37 +266,37 @@ int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
   if (rc == AAL_OK)
     rc = aal_conv_r_from_stored(pass, u, source, stored, x_shape, &r, &scale, err);
   if (rc == AAL_OK)
-    rc = aal_conv2d_backward_filter(r, dy, u->stride, u->pad, w->grad, err);
+    rc = ops->conv_backward_filter(ops, r, dy, u->stride, u->pad, w->grad, err);
   if (rc == AAL_OK)
     scale_tensor(w->grad, scale);
   if (rc == AAL_OK && pass->observer.conv_backward != NULL)
     pass->observer.conv_backward(pass->observer.ctx, u, source, r, dy, w->grad);
   if (rc == AAL_OK && dx != NULL)
-    rc = aal_conv2d_backward_data(dy, w->value, u->stride, u->pad, dx, err);
+    rc = ops->conv_backward_data(ops, dy, w->value, u->stride, u->pad, dx, err);
   aal_tensor_release(dy);
   aal_tensor_release(r);
   return rc;
 }
 
-int aal_relu_forward_taped(aal_tape *tape, const char *layer, const aal_tensor *x,
-                           aal_tensor **y, aal_error *err)
+int aal_relu_forward_taped(const aal_ops *ops, aal_tape *tape, const char *layer,
+                           const aal_tensor *x, aal_tensor **y, aal_error *err)
 {
   long shape[4];
   shape_of(x, shape);
   aal_tensor *mask = aal_tensor_new_bits(x->ndim, shape, err);
   *y = aal_tensor_new_like(x, err);
-  int rc = (mask && *y) ? aal_relu_forward(x, *y, mask, err) : AAL_ENOMEM;
+  int rc = (mask && *y) ? ops->relu_forward(ops, x, *y, mask, err) : AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, layer, "mask", mask, err);
   aal_tensor_release(mask);
   return rc;
 }
 
-int aal_relu_backward_taped(const aal_tape *tape, const char *layer, const aal_tensor *dy,
-                            aal_tensor *dx, aal_error *err)
+int aal_relu_backward_taped(const aal_ops *ops, const aal_tape *tape, const char *layer,
+                            const aal_tensor *dy, aal_tensor *dx, aal_error *err)
 {
   const aal_tensor *mask = aal_tape_load(tape, layer, "mask", err);
-  return mask != NULL ? aal_relu_backward(dy, mask, dx, err) : AAL_ETAPE;
+  return mask != NULL ? ops->relu_backward(ops, dy, mask, dx, err) : AAL_ETAPE;
 }
 
 /* ---------------------------------------------------------------- the BasicBlock */
@@ -305,6 +309,7 @@ static void layer_name(char *buf, size_t len, const aal_block *blk, const char *
 int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape, int b,
                       aal_tensor *x, aal_tensor *reg, aal_tensor **out, aal_error *err)
 {
+  const aal_ops *ops = aal_pass_ops(pass);
   const aal_block *blk = &net->blocks[b];
   char name[AAL_PARAM_NAME_LEN];
   aal_conv_input in1, in2 = {0};
@@ -315,7 +320,7 @@ int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *ta
     rc = aal_conv_bn_forward(net, pass, tape, &blk->conv1, x, &in1, &z1, err);
   layer_name(name, sizeof name, blk, "relu1");
   if (rc == AAL_OK)
-    rc = aal_relu_forward_taped(tape, name, z1, &h1, err);
+    rc = aal_relu_forward_taped(ops, tape, name, z1, &h1, err);
   if (rc == AAL_OK)
     rc = aal_conv_input_make(pass, pass->plan.second_conv[b], h1, NULL, &in2, err);
   if (rc == AAL_OK)
@@ -329,10 +334,10 @@ int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *ta
   if (rc == AAL_OK && (sum = aal_tensor_new_like(z2, err)) == NULL)
     rc = AAL_ENOMEM;
   if (rc == AAL_OK)
-    rc = aal_add_forward(z2, sc, sum, err);
+    rc = ops->add_forward(ops, z2, sc, sum, err);
   layer_name(name, sizeof name, blk, "relu2");
   if (rc == AAL_OK)
-    rc = aal_relu_forward_taped(tape, name, sum, out, err);
+    rc = aal_relu_forward_taped(ops, tape, name, sum, out, err);
   aal_conv_input_release(&in1);
   aal_conv_input_release(&in2);
   aal_tensor *tmp[] = {z1, h1, z2, sc, sum};
@@ -344,6 +349,7 @@ int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *ta
 int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
                        int b, const aal_tensor *dout, aal_tensor *dx, aal_error *err)
 {
+  const aal_ops *ops = aal_pass_ops(pass);
   const aal_block *blk = &net->blocks[b];
   char name[AAL_PARAM_NAME_LEN];
   aal_tensor *dsum = aal_tensor_new_like(dout, err), *dh1 = aal_tensor_new_like(dout, err);
@@ -351,14 +357,14 @@ int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
   int rc = (dsum && dh1 && dz1 && dsc) ? AAL_OK : AAL_ENOMEM;
   layer_name(name, sizeof name, blk, "relu2");
   if (rc == AAL_OK)
-    rc = aal_relu_backward_taped(tape, name, dout, dsum, err);
+    rc = aal_relu_backward_taped(ops, tape, name, dout, dsum, err);
   /* d(x + eps*s)/dx = 1 almost everywhere, so the ASA input gradient is unchanged */
   if (rc == AAL_OK)
     rc = aal_conv_bn_backward(net, pass, tape, &blk->conv2, pass->plan.second_conv[b], dsum,
                               dh1, err);
   layer_name(name, sizeof name, blk, "relu1");
   if (rc == AAL_OK)
-    rc = aal_relu_backward_taped(tape, name, dh1, dz1, err);
+    rc = aal_relu_backward_taped(ops, tape, name, dh1, dz1, err);
   if (rc == AAL_OK)
     rc = aal_conv_bn_backward(net, pass, tape, &blk->conv1, pass->plan.first_conv[b], dz1, dx,
                               err);

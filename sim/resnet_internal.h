@@ -2,6 +2,7 @@
 #ifndef AAL_RESNET_INTERNAL_H
 #define AAL_RESNET_INTERNAL_H
 
+#include "aal_ops.h"
 #include "aal_resnet.h"
 
 /* Tape slot names: what a conv's weight gradient reads, by r source. */
@@ -47,11 +48,17 @@ int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *ta
 int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
                        int b, const aal_tensor *dout, aal_tensor *dx, aal_error *err);
 
+/* The pass's ops: pass->ops, or the reference when it is NULL. */
+static inline const aal_ops *aal_pass_ops(const aal_resnet_pass *pass)
+{
+  return aal_ops_or_ref(pass->ops);
+}
+
 /* Relu that saves its 1-bit mask under (layer, "mask"). */
-int aal_relu_forward_taped(aal_tape *tape, const char *layer, const aal_tensor *x,
-                           aal_tensor **y, aal_error *err);
-int aal_relu_backward_taped(const aal_tape *tape, const char *layer, const aal_tensor *dy,
-                            aal_tensor *dx, aal_error *err);
+int aal_relu_forward_taped(const aal_ops *ops, aal_tape *tape, const char *layer,
+                           const aal_tensor *x, aal_tensor **y, aal_error *err);
+int aal_relu_backward_taped(const aal_ops *ops, const aal_tape *tape, const char *layer,
+                            const aal_tensor *dy, aal_tensor *dx, aal_error *err);
 
 /* The ASA decoding for inputs that follow a ReLU: bit 1 -> 1, bit 0 -> 0. */
 void aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out);

@@ -46,21 +46,22 @@ static int count_correct(const aal_tensor *prob, const int *labels)
 }
 
 /* pool -> fc -> softmax cross-entropy; saves the pooled features and probabilities. */
-static int head_forward(aal_resnet *net, aal_tape *tape, const aal_tensor *feat,
-                        const int *labels, double *loss, int *correct, aal_error *err)
+static int head_forward(aal_resnet *net, const aal_ops *ops, aal_tape *tape,
+                        const aal_tensor *feat, const int *labels, double *loss, int *correct,
+                        aal_error *err)
 {
   const long n = (long)feat->shape[0], c = (long)feat->shape[1];
   aal_tensor *pool = aal_tensor_new2(n, c, err);
   aal_tensor *logits = aal_tensor_new2(n, net->cfg.classes, err);
   aal_tensor *prob = aal_tensor_new2(n, net->cfg.classes, err);
-  int rc = (pool && logits && prob) ? aal_avgpool_forward(feat, pool, err) : AAL_ENOMEM;
+  int rc = (pool && logits && prob) ? ops->avgpool_forward(ops, feat, pool, err) : AAL_ENOMEM;
   if (rc == AAL_OK)
-    rc = aal_linear_forward(pool, net->params[net->fc_weight].value,
-                            net->params[net->fc_bias].value, logits, err);
+    rc = ops->linear_forward(ops, pool, net->params[net->fc_weight].value,
+                             net->params[net->fc_bias].value, logits, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, "fc", "x", pool, err);
   if (rc == AAL_OK)
-    rc = aal_xent_forward(logits, labels, loss, prob, err);
+    rc = ops->xent_forward(ops, logits, labels, loss, prob, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, "loss", "prob", prob, err);
   if (rc == AAL_OK && correct != NULL)
@@ -81,7 +82,7 @@ static int stem_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
   if (rc == AAL_OK)
     rc = aal_conv_bn_forward(net, pass, tape, &net->stem, x, &in, &z, err);
   if (rc == AAL_OK)
-    rc = aal_relu_forward_taped(tape, "relu", z, x0, err);
+    rc = aal_relu_forward_taped(aal_pass_ops(pass), tape, "relu", z, x0, err);
   aal_conv_input_release(&in);
   aal_tensor_release(z);
   return rc;
@@ -113,7 +114,7 @@ int aal_resnet_forward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
     }
   }
   if (rc == AAL_OK)
-    rc = head_forward(net, tape, cur, labels, loss, correct, err);
+    rc = head_forward(net, aal_pass_ops(pass), tape, cur, labels, loss, correct, err);
   aal_tensor_release(cur);
   aal_tensor_release(reg);
   return rc;
@@ -135,20 +136,21 @@ static aal_tensor *block_input_like(const aal_resnet *net, const aal_tape *tape,
                          (long)mask->shape[3], err);
 }
 
-static int head_backward(aal_resnet *net, const aal_tape *tape, const int *labels,
-                         aal_tensor *dfeat, aal_error *err)
+static int head_backward(aal_resnet *net, const aal_ops *ops, const aal_tape *tape,
+                         const int *labels, aal_tensor *dfeat, aal_error *err)
 {
   const aal_tensor *prob = aal_tape_load(tape, "loss", "prob", err);
   const aal_tensor *pool = prob ? aal_tape_load(tape, "fc", "x", err) : NULL;
   if (pool == NULL)
     return AAL_ETAPE;
   aal_tensor *dlogits = aal_tensor_new_like(prob, err), *dpool = aal_tensor_new_like(pool, err);
-  int rc = (dlogits && dpool) ? aal_xent_backward(prob, labels, dlogits, err) : AAL_ENOMEM;
+  int rc = (dlogits && dpool) ? ops->xent_backward(ops, prob, labels, dlogits, err)
+                               : AAL_ENOMEM;
   aal_param *w = &net->params[net->fc_weight], *bias = &net->params[net->fc_bias];
   if (rc == AAL_OK)
-    rc = aal_linear_backward(dlogits, pool, w->value, dpool, w->grad, bias->grad, err);
+    rc = ops->linear_backward(ops, dlogits, pool, w->value, dpool, w->grad, bias->grad, err);
   if (rc == AAL_OK)
-    rc = aal_avgpool_backward(dpool, dfeat, err);
+    rc = ops->avgpool_backward(ops, dpool, dfeat, err);
   aal_tensor_release(dlogits);
   aal_tensor_release(dpool);
   return rc;
@@ -158,7 +160,8 @@ static int stem_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
                          const aal_tensor *dx0, aal_error *err)
 {
   aal_tensor *dz = aal_tensor_new_like(dx0, err);
-  int rc = dz ? aal_relu_backward_taped(tape, "relu", dx0, dz, err) : AAL_ENOMEM;
+  int rc = dz ? aal_relu_backward_taped(aal_pass_ops(pass), tape, "relu", dx0, dz, err)
+              : AAL_ENOMEM;
   /* the image needs no gradient */
   if (rc == AAL_OK)
     rc = aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, dz, NULL, err);
@@ -172,7 +175,7 @@ int aal_resnet_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_
   if (net == NULL || pass == NULL || tape == NULL || labels == NULL)
     return aal_fail(err, AAL_EINVAL, "resnet backward: NULL argument");
   aal_tensor *dcur = block_input_like(net, tape, net->nblocks, err);
-  int rc = dcur ? head_backward(net, tape, labels, dcur, err) : AAL_ETAPE;
+  int rc = dcur ? head_backward(net, aal_pass_ops(pass), tape, labels, dcur, err) : AAL_ETAPE;
   for (int b = net->nblocks - 1; b >= 0 && rc == AAL_OK; b--) {
     aal_tensor *dx = block_input_like(net, tape, b, err);
     rc = dx ? aal_block_backward(net, pass, tape, b, dcur, dx, err) : AAL_ETAPE;
@@ -187,8 +190,8 @@ int aal_resnet_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_
 
 /* ---------------------------------------------------------------- evaluation */
 
-static int conv_bn_eval(const aal_resnet *net, const aal_conv_bn *u, const aal_tensor *x,
-                        aal_tensor **out, aal_error *err)
+static int conv_bn_eval(const aal_resnet *net, const aal_ops *ops, const aal_conv_bn *u,
+                        const aal_tensor *x, aal_tensor **out, aal_error *err)
 {
   const aal_tensor *w = net->params[u->weight].value;
   long shape[4];
@@ -198,35 +201,35 @@ static int conv_bn_eval(const aal_resnet *net, const aal_conv_bn *u, const aal_t
     return rc;
   aal_tensor *y = aal_tensor_new(4, shape, err);
   *out = aal_tensor_new(4, shape, err);
-  rc = (y && *out) ? aal_conv2d_forward(x, w, u->stride, u->pad, y, err) : AAL_ENOMEM;
+  rc = (y && *out) ? ops->conv_forward(ops, x, w, u->stride, u->pad, y, err) : AAL_ENOMEM;
   if (rc == AAL_OK)
-    rc = aal_bn2d_forward_eval(y, net->params[u->bn[0]].value, net->params[u->bn[1]].value,
-                               net->params[u->bn[2]].value, net->params[u->bn[3]].value,
-                               AAL_BN_EPS, *out, err);
+    rc = ops->bn_forward_eval(ops, y, net->params[u->bn[0]].value,
+                              net->params[u->bn[1]].value, net->params[u->bn[2]].value,
+                              net->params[u->bn[3]].value, AAL_BN_EPS, *out, err);
   aal_tensor_release(y);
   return rc;
 }
 
-static int relu_inplace(aal_tensor *x, aal_error *err)
+static int relu_inplace(const aal_ops *ops, aal_tensor *x, aal_error *err)
 {
-  return aal_relu_forward(x, x, NULL, err);
+  return ops->relu_forward(ops, x, x, NULL, err);
 }
 
-static int block_eval(const aal_resnet *net, const aal_block *blk, const aal_tensor *x,
-                      aal_tensor **out, aal_error *err)
+static int block_eval(const aal_resnet *net, const aal_ops *ops, const aal_block *blk,
+                      const aal_tensor *x, aal_tensor **out, aal_error *err)
 {
   aal_tensor *z1 = NULL, *z2 = NULL, *sc = NULL;
-  int rc = conv_bn_eval(net, &blk->conv1, x, &z1, err);
+  int rc = conv_bn_eval(net, ops, &blk->conv1, x, &z1, err);
   if (rc == AAL_OK)
-    rc = relu_inplace(z1, err);
+    rc = relu_inplace(ops, z1, err);
   if (rc == AAL_OK)
-    rc = conv_bn_eval(net, &blk->conv2, z1, &z2, err);
+    rc = conv_bn_eval(net, ops, &blk->conv2, z1, &z2, err);
   if (rc == AAL_OK && blk->has_downsample)
-    rc = conv_bn_eval(net, &blk->downsample, x, &sc, err);
+    rc = conv_bn_eval(net, ops, &blk->downsample, x, &sc, err);
   if (rc == AAL_OK)
-    rc = aal_add_forward(z2, blk->has_downsample ? sc : x, z2, err);
+    rc = ops->add_forward(ops, z2, blk->has_downsample ? sc : x, z2, err);
   if (rc == AAL_OK)
-    rc = relu_inplace(z2, err);
+    rc = relu_inplace(ops, z2, err);
   aal_tensor_release(z1);
   aal_tensor_release(sc);
   if (rc != AAL_OK) {
@@ -240,16 +243,23 @@ static int block_eval(const aal_resnet *net, const aal_block *blk, const aal_ten
 int aal_resnet_forward_eval(const aal_resnet *net, const aal_tensor *x, aal_tensor *logits,
                             aal_error *err)
 {
+  return aal_resnet_forward_eval_ops(net, NULL, x, logits, err);
+}
+
+int aal_resnet_forward_eval_ops(const aal_resnet *net, const aal_ops *table, const aal_tensor *x,
+                                aal_tensor *logits, aal_error *err)
+{
+  const aal_ops *ops = aal_ops_or_ref(table);
   int rc = check_input(net, x, NULL, err);
   if (rc != AAL_OK)
     return rc;
   aal_tensor *cur = NULL;
-  rc = conv_bn_eval(net, &net->stem, x, &cur, err);
+  rc = conv_bn_eval(net, ops, &net->stem, x, &cur, err);
   if (rc == AAL_OK)
-    rc = relu_inplace(cur, err);
+    rc = relu_inplace(ops, cur, err);
   for (int b = 0; b < net->nblocks && rc == AAL_OK; b++) {
     aal_tensor *next = NULL;
-    rc = block_eval(net, &net->blocks[b], cur, &next, err);
+    rc = block_eval(net, ops, &net->blocks[b], cur, &next, err);
     aal_tensor_release(cur);
     cur = next;
   }
@@ -258,10 +268,10 @@ int aal_resnet_forward_eval(const aal_resnet *net, const aal_tensor *x, aal_tens
                           NULL)
     rc = AAL_ENOMEM;
   if (rc == AAL_OK)
-    rc = aal_avgpool_forward(cur, pool, err);
+    rc = ops->avgpool_forward(ops, cur, pool, err);
   if (rc == AAL_OK)
-    rc = aal_linear_forward(pool, net->params[net->fc_weight].value,
-                            net->params[net->fc_bias].value, logits, err);
+    rc = ops->linear_forward(ops, pool, net->params[net->fc_weight].value,
+                             net->params[net->fc_bias].value, logits, err);
   aal_tensor_release(cur);
   aal_tensor_release(pool);
   return rc;

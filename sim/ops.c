@@ -1,0 +1,1095 @@
+/* The model's op table (sim/aal_ops.h): the reference table, and the adapter that runs
+ * each op on a backend of kernels/aal_backend.h through upload / op / download. */
+#include "aal_ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/aal_backend.h"
+#include "aal_conv2d.h"
+#include "aal_layers.h"
+#include "conv2d_check.h"
+
+/* ================================================================ the reference */
+
+static int ref_conv_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
+                            int stride, int pad, aal_tensor *y, aal_error *err)
+{
+  (void)ops;
+  return aal_conv2d_forward(x, w, stride, pad, y, err);
+}
+
+static int ref_conv_backward_data(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *w,
+                                  int stride, int pad, aal_tensor *dx, aal_error *err)
+{
+  (void)ops;
+  return aal_conv2d_backward_data(dy, w, stride, pad, dx, err);
+}
+
+static int ref_conv_backward_filter(const aal_ops *ops, const aal_tensor *x,
+                                    const aal_tensor *dy, int stride, int pad, aal_tensor *dw,
+                                    aal_error *err)
+{
+  (void)ops;
+  return aal_conv2d_backward_filter(x, dy, stride, pad, dw, err);
+}
+
+static int ref_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                                const aal_tensor *beta, aal_tensor *running_mean,
+                                aal_tensor *running_var, double momentum, double eps,
+                                aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
+                                aal_error *err)
+{
+  (void)ops;
+  return aal_bn2d_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps, y,
+                                mean, invstd, err);
+}
+
+static int ref_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                               const aal_tensor *beta, const aal_tensor *running_mean,
+                               const aal_tensor *running_var, double eps, aal_tensor *y,
+                               aal_error *err)
+{
+  (void)ops;
+  return aal_bn2d_forward_eval(x, gamma, beta, running_mean, running_var, eps, y, err);
+}
+
+static int ref_bn_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                           const aal_tensor *gamma, const aal_tensor *mean,
+                           const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                           aal_tensor *dbeta, aal_error *err)
+{
+  (void)ops;
+  return aal_bn2d_backward(dy, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+}
+
+static int ref_relu_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                            aal_tensor *mask, aal_error *err)
+{
+  (void)ops;
+  return aal_relu_forward(x, y, mask, err);
+}
+
+static int ref_relu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                             aal_tensor *dx, aal_error *err)
+{
+  (void)ops;
+  return aal_relu_backward(dy, mask, dx, err);
+}
+
+static int ref_add_forward(const aal_ops *ops, const aal_tensor *a, const aal_tensor *b,
+                           aal_tensor *y, aal_error *err)
+{
+  (void)ops;
+  return aal_add_forward(a, b, y, err);
+}
+
+static int ref_avgpool_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                               aal_error *err)
+{
+  (void)ops;
+  return aal_avgpool_forward(x, y, err);
+}
+
+static int ref_avgpool_backward(const aal_ops *ops, const aal_tensor *dy, aal_tensor *dx,
+                                aal_error *err)
+{
+  (void)ops;
+  return aal_avgpool_backward(dy, dx, err);
+}
+
+static int ref_linear_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
+                              const aal_tensor *b, aal_tensor *y, aal_error *err)
+{
+  (void)ops;
+  return aal_linear_forward(x, w, b, y, err);
+}
+
+static int ref_linear_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                               const aal_tensor *w, aal_tensor *dx, aal_tensor *dw,
+                               aal_tensor *db, aal_error *err)
+{
+  (void)ops;
+  return aal_linear_backward(dy, x, w, dx, dw, db, err);
+}
+
+static int ref_xent_forward(const aal_ops *ops, const aal_tensor *logits, const int *labels,
+                            double *loss, aal_tensor *prob, aal_error *err)
+{
+  (void)ops;
+  return aal_xent_forward(logits, labels, loss, prob, err);
+}
+
+static int ref_xent_backward(const aal_ops *ops, const aal_tensor *prob, const int *labels,
+                             aal_tensor *dlogits, aal_error *err)
+{
+  (void)ops;
+  return aal_xent_backward(prob, labels, dlogits, err);
+}
+
+static int check_sgd(const char *op, const aal_tensor *w, const aal_tensor *g,
+                     const aal_tensor *buf, double lr, double momentum, double weight_decay,
+                     aal_error *err)
+{
+  if (w == NULL || g == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: NULL parameter or gradient", op);
+  if (w->dtype != AAL_F64 || g->dtype != AAL_F64 || w->size != g->size ||
+      (buf != NULL && (buf->dtype != AAL_F64 || buf->size != w->size)))
+    return aal_fail(err, AAL_ESHAPE, "%s: parameter, gradient and momentum buffer differ in "
+                    "size or type", op);
+  if (!(lr >= 0) || !(momentum >= 0 && momentum < 1) || !(weight_decay >= 0))
+    return aal_fail(err, AAL_EINVAL, "%s: lr %g, momentum %g, weight decay %g out of range",
+                    op, lr, momentum, weight_decay);
+  return AAL_OK;
+}
+
+/* aal_resnet_sgd_step's loop, operation for operation (buf NULL: no momentum). */
+static int ref_sgd_update(const aal_ops *ops, aal_tensor *wt, const aal_tensor *gt,
+                          aal_tensor *buft, double lr, double momentum, double weight_decay,
+                          int first, aal_error *err)
+{
+  (void)ops;
+  int rc = check_sgd("ref sgd_update", wt, gt, buft, lr, momentum, weight_decay, err);
+  if (rc != AAL_OK)
+    return rc;
+  double *w = wt->data, *buf = buft ? buft->data : NULL;
+  const double *g = gt->data;
+  for (size_t k = 0; k < wt->size; k++) {
+    double d = g[k] + weight_decay * w[k];
+    if (buf != NULL) {
+      buf[k] = first ? d : momentum * buf[k] + d;
+      d = buf[k];
+    }
+    w[k] -= lr * d;
+  }
+  return AAL_OK;
+}
+
+static const aal_ops ref_table = {
+    "ref", 53, NULL, NULL,
+    ref_conv_forward, ref_conv_backward_data, ref_conv_backward_filter,
+    ref_bn_forward_train, ref_bn_forward_eval, ref_bn_backward,
+    ref_relu_forward, ref_relu_backward, ref_add_forward,
+    ref_avgpool_forward, ref_avgpool_backward, ref_linear_forward, ref_linear_backward,
+    ref_xent_forward, ref_xent_backward, ref_sgd_update};
+
+const aal_ops *aal_ops_ref(void)
+{
+  return &ref_table;
+}
+
+const aal_ops *aal_ops_or_ref(const aal_ops *ops)
+{
+  return ops != NULL ? ops : &ref_table;
+}
+
+/* ================================================================ the adapter */
+
+/* Buffers given back after a call, kept for the next call of the same size (a ResNet
+ * step repeats a few sizes many times); the oldest is released when the cache is full. */
+#define CACHE_SLOTS 64
+
+struct aal_ops_cache {
+  void *buf[CACHE_SLOTS];
+  size_t n[CACHE_SLOTS];
+  int bits[CACHE_SLOTS];
+  int count;
+};
+
+static int acquire(const aal_ops *ops, size_t n, int bits, void **buf, aal_error *err)
+{
+  aal_ops_cache *c = ops->cache;
+  for (int i = c->count - 1; i >= 0; i--)
+    if (c->n[i] == n && c->bits[i] == bits) {
+      *buf = c->buf[i];
+      for (int j = i + 1; j < c->count; j++) {
+        c->buf[j - 1] = c->buf[j];
+        c->n[j - 1] = c->n[j];
+        c->bits[j - 1] = c->bits[j];
+      }
+      c->count--;
+      return AAL_OK;
+    }
+  *buf = NULL;
+  return bits ? ops->be->alloc_bits(ops->be, n, buf, err) : ops->be->alloc(ops->be, n, buf, err);
+}
+
+static void give_back(const aal_ops *ops, size_t n, int bits, void *buf)
+{
+  aal_ops_cache *c = ops->cache;
+  if (buf == NULL)
+    return;
+  if (c->count == CACHE_SLOTS) {
+    ops->be->release(ops->be, c->buf[0]);
+    memmove(c->buf, c->buf + 1, (CACHE_SLOTS - 1) * sizeof c->buf[0]);
+    memmove(c->n, c->n + 1, (CACHE_SLOTS - 1) * sizeof c->n[0]);
+    memmove(c->bits, c->bits + 1, (CACHE_SLOTS - 1) * sizeof c->bits[0]);
+    c->count--;
+  }
+  c->buf[c->count] = buf;
+  c->n[c->count] = n;
+  c->bits[c->count] = bits;
+  c->count++;
+}
+
+/* The buffers of one call, given back together at its end. */
+#define CALL_BUFS 12
+
+typedef struct {
+  const aal_ops *ops;
+  const char *op;
+  void *buf[CALL_BUFS];
+  size_t n[CALL_BUFS];
+  int bits[CALL_BUFS];
+  int count;
+} call;
+
+static void call_begin(call *c, const aal_ops *ops, const char *op)
+{
+  memset(c, 0, sizeof *c);
+  c->ops = ops;
+  c->op = op;
+}
+
+static void call_end(call *c)
+{
+  for (int i = 0; i < c->count; i++)
+    give_back(c->ops, c->n[i], c->bits[i], c->buf[i]);
+  c->count = 0;
+}
+
+/* A buffer of n elements (bits: n bits), contents undefined. */
+static int call_buffer(call *c, size_t n, int bits, void **buf, aal_error *err)
+{
+  if (c->count == CALL_BUFS)
+    return aal_fail(err, AAL_EINVAL, "ops %s %s: too many buffers", c->ops->name, c->op);
+  int rc = acquire(c->ops, n, bits, buf, err);
+  if (rc != AAL_OK)
+    return rc;
+  c->buf[c->count] = *buf;
+  c->n[c->count] = n;
+  c->bits[c->count] = bits;
+  c->count++;
+  return AAL_OK;
+}
+
+/* 64-bit words (sim) <-> 32-bit words (op table), element i at bit i%64 / i%32. */
+static uint32_t *bits_to32(const aal_tensor *t, const char *op, aal_error *err)
+{
+  const size_t words = (t->size + 31) / 32;
+  uint32_t *w = malloc(words * sizeof *w);
+  if (w == NULL) {
+    aal_fail(err, AAL_ENOMEM, "%s: %zu mask words", op, words);
+    return NULL;
+  }
+  for (size_t j = 0; j < words; j++)
+    w[j] = (uint32_t)(t->bits[j / 2] >> (32 * (j % 2)));
+  return w;
+}
+
+static void bits_from32(aal_tensor *t, const uint32_t *w)
+{
+  const size_t words32 = (t->size + 31) / 32, words64 = (t->size + 63) / 64;
+  memset(t->bits, 0, words64 * sizeof t->bits[0]);
+  for (size_t j = 0; j < words32; j++)
+    t->bits[j / 2] |= (uint64_t)w[j] << (32 * (j % 2));
+}
+
+/* Uploads t (F64 or BITS) into a fresh buffer of the call. */
+static int call_in(call *c, const aal_tensor *t, void **buf, aal_error *err)
+{
+  const aal_backend *be = c->ops->be;
+  int rc = call_buffer(c, t->size, t->dtype == AAL_BITS, buf, err);
+  if (rc != AAL_OK)
+    return rc;
+  if (t->dtype == AAL_F64)
+    return be->upload(be, *buf, t->data, t->size, err);
+  uint32_t *w = bits_to32(t, c->op, err);
+  if (w == NULL)
+    return AAL_ENOMEM;
+  rc = be->upload_bits(be, *buf, w, t->size, err);
+  free(w);
+  return rc;
+}
+
+/* Downloads a buffer into t (F64 or BITS; t->size elements). */
+static int call_out(call *c, aal_tensor *t, const void *buf, aal_error *err)
+{
+  const aal_backend *be = c->ops->be;
+  if (t->dtype == AAL_F64)
+    return be->download(be, t->data, buf, t->size, err);
+  const size_t words = (t->size + 31) / 32;
+  uint32_t *w = malloc(words * sizeof *w);
+  if (w == NULL)
+    return aal_fail(err, AAL_ENOMEM, "%s: %zu mask words", c->op, words);
+  int rc = be->download_bits(be, w, buf, t->size, err);
+  if (rc == AAL_OK)
+    bits_from32(t, w);
+  free(w);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- argument checks */
+
+static int need(const aal_tensor *t, int ndim, enum aal_dtype dtype, const char *op,
+                const char *name, aal_error *err)
+{
+  char what[96];
+  snprintf(what, sizeof what, "%s: %s", op, name);
+  return aal_tensor_require(t, ndim, dtype, what, err);
+}
+
+/* t has exactly the given shape. */
+static int need_shape(const aal_tensor *t, int ndim, const size_t *shape, const char *op,
+                      const char *name, aal_error *err)
+{
+  int rc = need(t, ndim, t != NULL ? t->dtype : AAL_F64, op, name, err);
+  if (rc != AAL_OK)
+    return rc;
+  for (int d = 0; d < ndim; d++)
+    if (t->shape[d] != shape[d]) {
+      char s[64];
+      aal_tensor_shape_str(t, s, sizeof s);
+      return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s (dimension %d should be %zu)",
+                      op, name, s, d, shape[d]);
+    }
+  return AAL_OK;
+}
+
+static int need_vec(const aal_tensor *t, size_t n, const char *op, const char *name,
+                    aal_error *err)
+{
+  int rc = need(t, 1, AAL_F64, op, name, err);
+  if (rc == AAL_OK && t->size != n)
+    rc = aal_fail(err, AAL_ESHAPE, "%s: %s has %zu elements, expected %zu", op, name, t->size,
+                  n);
+  return rc;
+}
+
+static int need_int(size_t v, const char *op, const char *what, aal_error *err)
+{
+  if (v > (size_t)2147483647)
+    return aal_fail(err, AAL_EINVAL, "%s: %s %zu does not fit an int", op, what, v);
+  return AAL_OK;
+}
+
+static int fill_conv(const aal_tensor *act, const aal_tensor *wt, int stride, int pad,
+                     aal_conv_shape *cs, const char *op, aal_error *err)
+{
+  int rc = AAL_OK;
+  for (int d = 0; d < 4 && rc == AAL_OK; d++)
+    rc = need_int(act->shape[d], op, "size", err) == AAL_OK
+             ? need_int(wt->shape[d], op, "size", err)
+             : AAL_EINVAL;
+  if (rc != AAL_OK)
+    return rc;
+  cs->n = (int)act->shape[0];
+  cs->c = (int)act->shape[1];
+  cs->h = (int)act->shape[2];
+  cs->w = (int)act->shape[3];
+  cs->k = (int)wt->shape[0];
+  cs->r = (int)wt->shape[2];
+  cs->s = (int)wt->shape[3];
+  cs->stride = stride;
+  cs->pad = pad;
+  return aal_conv_shape_init(cs, err);
+}
+
+/* ---------------------------------------------------------------- conv */
+
+#define OPNAME(ops, op, buf) snprintf(buf, sizeof buf, "ops %s %s", (ops)->name, op)
+
+static int ad_conv_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
+                           int stride, int pad, aal_tensor *y, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "conv_forward", op);
+  aal_conv2d_dims d;
+  aal_conv_shape cs;
+  int rc = aal_conv2d_check_forward(op, x, w, stride, pad, y, &d, err);
+  if (rc == AAL_OK)
+    rc = fill_conv(x, w, stride, pad, &cs, op, err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bx, *bw, *by;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, w, &bw, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, y->size, 0, &by, err);
+  if (rc == AAL_OK)
+    rc = ops->be->conv_forward(ops->be, &cs, bx, bw, by, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, y, by, err);
+  call_end(&c);
+  return rc;
+}
+
+static int ad_conv_backward_data(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *w,
+                                 int stride, int pad, aal_tensor *dx, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "conv_backward_data", op);
+  aal_conv2d_dims d;
+  aal_conv_shape cs;
+  int rc = aal_conv2d_check_backward_data(op, dy, w, stride, pad, dx, &d, err);
+  if (rc == AAL_OK)
+    rc = fill_conv(dx, w, stride, pad, &cs, op, err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bdy, *bw, *bdx;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, dy, &bdy, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, w, &bw, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+  if (rc == AAL_OK)
+    rc = ops->be->conv_backward_data(ops->be, &cs, bdy, bw, bdx, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dx, bdx, err);
+  call_end(&c);
+  return rc;
+}
+
+static int ad_conv_backward_filter(const aal_ops *ops, const aal_tensor *x,
+                                   const aal_tensor *dy, int stride, int pad, aal_tensor *dw,
+                                   aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "conv_backward_filter", op);
+  aal_conv2d_dims d;
+  aal_conv_shape cs;
+  int rc = aal_conv2d_check_backward_filter(op, x, dy, stride, pad, dw, &d, err);
+  if (rc == AAL_OK)
+    rc = fill_conv(x, dw, stride, pad, &cs, op, err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bx, *bdy, *bdw;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, dy, &bdy, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, dw->size, 0, &bdw, err);
+  if (rc == AAL_OK)
+    rc = ops->be->conv_backward_filter(ops->be, &cs, bx, bdy, bdw, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dw, bdw, err);
+  call_end(&c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+static int bn_dims(const aal_tensor *x, const char *op, int *n, int *ch, int *hw,
+                   aal_error *err)
+{
+  int rc = need(x, 4, AAL_F64, op, "x", err);
+  if (rc == AAL_OK)
+    rc = need_int(x->shape[0] * x->shape[2] * x->shape[3], op, "N*H*W", err);
+  if (rc == AAL_OK)
+    rc = need_int(x->shape[1], op, "channels", err);
+  if (rc != AAL_OK)
+    return rc;
+  *n = (int)x->shape[0];
+  *ch = (int)x->shape[1];
+  *hw = (int)(x->shape[2] * x->shape[3]);
+  return AAL_OK;
+}
+
+static int ad_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                               const aal_tensor *beta, aal_tensor *running_mean,
+                               aal_tensor *running_var, double momentum, double eps,
+                               aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
+                               aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "bn_forward_train", op);
+  int n = 0, ch = 0, hw = 0;
+  int rc = bn_dims(x, op, &n, &ch, &hw, err);
+  const size_t C = (size_t)ch;
+  if (rc == AAL_OK)
+    rc = need_shape(y, 4, x->shape, op, "y", err);
+  const aal_tensor *vecs[] = {gamma, beta, running_mean, running_var, mean, invstd};
+  const char *names[] = {"gamma", "beta", "running_mean", "running_var", "mean", "invstd"};
+  for (int i = 0; i < 6 && rc == AAL_OK; i++)
+    rc = need_vec(vecs[i], C, op, names[i], err);
+  if (rc != AAL_OK)
+    return rc;
+  const double m_count = (double)n * (double)hw;
+  if (m_count < 2)
+    return aal_fail(err, AAL_EINVAL, "%s: one value per channel; training mode needs at "
+                    "least 2", op);
+  if (!(momentum >= 0.0 && momentum <= 1.0) || !(eps > 0.0 && isfinite(eps)))
+    return aal_fail(err, AAL_EINVAL, "%s: momentum %g must lie in [0, 1] and eps %g be > 0",
+                    op, momentum, eps);
+  call c;
+  void *bx, *bg, *bb, *by, *bm, *bi;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, gamma, &bg, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, beta, &bb, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, y->size, 0, &by, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, C, 0, &bm, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, C, 0, &bi, err);
+  if (rc == AAL_OK)
+    rc = ops->be->bn_forward(ops->be, n, ch, hw, bx, bg, bb, eps, by, bm, bi, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, y, by, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, mean, bm, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, invstd, bi, err);
+  call_end(&c);
+  for (size_t k = 0; rc == AAL_OK && k < C; k++)
+    if (!isfinite(mean->data[k]) || !(invstd->data[k] > 0) || !isfinite(invstd->data[k]))
+      rc = aal_fail(err, AAL_ENUMERIC, "%s: channel %zu has mean %g, invstd %g", op, k,
+                    mean->data[k], invstd->data[k]);
+  if (rc != AAL_OK)
+    return rc;
+  /* running statistics as sim/batchnorm2d.c: the batch variance recovered from invstd
+   * (clamped at 0: for a variance far below eps the subtraction may round below it) */
+  for (size_t k = 0; k < C; k++) {
+    double var = 1.0 / (invstd->data[k] * invstd->data[k]) - eps;
+    if (var < 0)
+      var = 0;
+    const double unbiased = var * (m_count / (m_count - 1.0));
+    double *rm = &running_mean->data[k], *rv = &running_var->data[k];
+    *rm = (1.0 - momentum) * *rm + momentum * mean->data[k];
+    *rv = (1.0 - momentum) * *rv + momentum * unbiased;
+  }
+  return AAL_OK;
+}
+
+/* Rounds t to the adapter's precision (float for 24 bits). */
+static void round_to(const aal_ops *ops, aal_tensor *t)
+{
+  if (ops->precision_bits == 24)
+    for (size_t i = 0; i < t->size; i++)
+      t->data[i] = (double)(float)t->data[i];
+}
+
+/* Eval mode on the host, in double, from the float-rounded input; the output rounded
+ * to the backend's precision (sim/aal_ops.h). */
+static int ad_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                              const aal_tensor *beta, const aal_tensor *running_mean,
+                              const aal_tensor *running_var, double eps, aal_tensor *y,
+                              aal_error *err)
+{
+  aal_tensor *xr = aal_tensor_copy(x, err);
+  if (xr == NULL)
+    return AAL_ENOMEM;
+  round_to(ops, xr);
+  int rc = aal_bn2d_forward_eval(xr, gamma, beta, running_mean, running_var, eps, y, err);
+  aal_tensor_release(xr);
+  if (rc == AAL_OK)
+    round_to(ops, y);
+  return rc;
+}
+
+static int ad_bn_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                          const aal_tensor *gamma, const aal_tensor *mean,
+                          const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                          aal_tensor *dbeta, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "bn_backward", op);
+  int n = 0, ch = 0, hw = 0;
+  int rc = bn_dims(x, op, &n, &ch, &hw, err);
+  const size_t C = (size_t)ch;
+  if (rc == AAL_OK)
+    rc = need_shape(dy, 4, x->shape, op, "dy", err);
+  if (rc == AAL_OK)
+    rc = need_shape(dx, 4, x->shape, op, "dx", err);
+  const aal_tensor *vecs[] = {gamma, mean, invstd, dgamma, dbeta};
+  const char *names[] = {"gamma", "mean", "invstd", "dgamma", "dbeta"};
+  for (int i = 0; i < 5 && rc == AAL_OK; i++)
+    rc = need_vec(vecs[i], C, op, names[i], err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bdy, *bx, *bg, *bm, *bi, *bdx, *bdg, *bdb;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, dy, &bdy, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, gamma, &bg, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, mean, &bm, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, invstd, &bi, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, C, 0, &bdg, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, C, 0, &bdb, err);
+  if (rc == AAL_OK)
+    rc = ops->be->bn_backward(ops->be, n, ch, hw, bdy, bx, bg, bm, bi, bdx, bdg, bdb, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dx, bdx, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dgamma, bdg, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dbeta, bdb, err);
+  call_end(&c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- relu, add, pool */
+
+static int same_size(const aal_tensor *a, const aal_tensor *b, enum aal_dtype bt,
+                     const char *op, const char *na, const char *nb, aal_error *err)
+{
+  if (a == NULL || b == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, a == NULL ? na : nb);
+  if (a->dtype != AAL_F64 || b->dtype != bt)
+    return aal_fail(err, AAL_EINVAL, "%s: %s or %s has the wrong type", op, na, nb);
+  if (!aal_tensor_same_shape(a, b))
+    return aal_tensor_require_same(a, b, na, nb, err);
+  return AAL_OK;
+}
+
+static int ad_relu_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                           aal_tensor *mask, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "relu_forward", op);
+  int rc = same_size(x, y, AAL_F64, op, "x", "y", err);
+  if (rc == AAL_OK && mask != NULL)
+    rc = same_size(x, mask, AAL_BITS, op, "x", "mask", err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bx, *by, *bm;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, y->size, 0, &by, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, x->size, 1, &bm, err);
+  if (rc == AAL_OK)
+    rc = ops->be->relu_forward(ops->be, x->size, bx, by, bm, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, y, by, err);
+  if (rc == AAL_OK && mask != NULL)
+    rc = call_out(&c, mask, bm, err);
+  call_end(&c);
+  return rc;
+}
+
+static int ad_relu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                            aal_tensor *dx, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "relu_backward", op);
+  int rc = same_size(dy, dx, AAL_F64, op, "dy", "dx", err);
+  if (rc == AAL_OK)
+    rc = same_size(dy, mask, AAL_BITS, op, "dy", "mask", err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bdy, *bm, *bdx;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, dy, &bdy, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, mask, &bm, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+  if (rc == AAL_OK)
+    rc = ops->be->relu_backward(ops->be, dy->size, bdy, bm, bdx, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dx, bdx, err);
+  call_end(&c);
+  return rc;
+}
+
+static int ad_add_forward(const aal_ops *ops, const aal_tensor *a, const aal_tensor *b,
+                          aal_tensor *y, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "add", op);
+  int rc = same_size(a, b, AAL_F64, op, "a", "b", err);
+  if (rc == AAL_OK)
+    rc = same_size(a, y, AAL_F64, op, "a", "y", err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *ba, *bb, *by;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, a, &ba, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, b, &bb, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, y->size, 0, &by, err);
+  if (rc == AAL_OK)
+    rc = ops->be->add(ops->be, a->size, ba, bb, by, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, y, by, err);
+  call_end(&c);
+  return rc;
+}
+
+static int pool_dims(const aal_tensor *x4, const aal_tensor *y2, const char *op,
+                     const char *n4, const char *n2, int *rows, int *hw, aal_error *err)
+{
+  int rc = need(x4, 4, AAL_F64, op, n4, err);
+  if (rc == AAL_OK) {
+    const size_t shape[2] = {x4->shape[0], x4->shape[1]};
+    rc = need_shape(y2, 2, shape, op, n2, err);
+  }
+  if (rc == AAL_OK)
+    rc = need_int(x4->shape[0] * x4->shape[1], op, "rows", err);
+  if (rc == AAL_OK)
+    rc = need_int(x4->shape[2] * x4->shape[3], op, "H*W", err);
+  if (rc == AAL_OK && y2->dtype != AAL_F64)
+    rc = aal_fail(err, AAL_EINVAL, "%s: %s has the wrong type", op, n2);
+  if (rc != AAL_OK)
+    return rc;
+  *rows = (int)(x4->shape[0] * x4->shape[1]);
+  *hw = (int)(x4->shape[2] * x4->shape[3]);
+  return AAL_OK;
+}
+
+static int ad_avgpool_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                              aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "avgpool_forward", op);
+  int rows = 0, hw = 0;
+  int rc = pool_dims(x, y, op, "x", "y", &rows, &hw, err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bx, *by;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, y->size, 0, &by, err);
+  if (rc == AAL_OK)
+    rc = ops->be->avgpool_forward(ops->be, rows, hw, bx, by, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, y, by, err);
+  call_end(&c);
+  return rc;
+}
+
+static int ad_avgpool_backward(const aal_ops *ops, const aal_tensor *dy, aal_tensor *dx,
+                               aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "avgpool_backward", op);
+  int rows = 0, hw = 0;
+  int rc = pool_dims(dx, dy, op, "dx", "dy", &rows, &hw, err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bdy, *bdx;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, dy, &bdy, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+  if (rc == AAL_OK)
+    rc = ops->be->avgpool_backward(ops->be, rows, hw, bdy, bdx, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dx, bdx, err);
+  call_end(&c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- linear, xent */
+
+static int linear_dims(const aal_tensor *x, const aal_tensor *w, const char *op, int *n,
+                       int *in, int *out, aal_error *err)
+{
+  int rc = need(x, 2, AAL_F64, op, "x", err);
+  if (rc == AAL_OK)
+    rc = need(w, 2, AAL_F64, op, "w", err);
+  if (rc == AAL_OK && w->shape[1] != x->shape[1])
+    rc = aal_fail(err, AAL_ESHAPE, "%s: x has %zu features, w expects %zu", op, x->shape[1],
+                  w->shape[1]);
+  if (rc == AAL_OK)
+    rc = need_int(x->size > w->size ? x->size : w->size, op, "size", err);
+  if (rc != AAL_OK)
+    return rc;
+  *n = (int)x->shape[0];
+  *in = (int)x->shape[1];
+  *out = (int)w->shape[0];
+  return AAL_OK;
+}
+
+static int ad_linear_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
+                             const aal_tensor *b, aal_tensor *y, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "linear_forward", op);
+  int n = 0, in = 0, out = 0;
+  int rc = linear_dims(x, w, op, &n, &in, &out, err);
+  if (rc == AAL_OK)
+    rc = need_vec(b, (size_t)out, op, "b", err);
+  if (rc == AAL_OK) {
+    const size_t shape[2] = {(size_t)n, (size_t)out};
+    rc = need_shape(y, 2, shape, op, "y", err);
+  }
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bx, *bw, *bb, *by;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, w, &bw, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, b, &bb, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, y->size, 0, &by, err);
+  if (rc == AAL_OK)
+    rc = ops->be->linear_forward(ops->be, n, in, out, bx, bw, bb, by, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, y, by, err);
+  call_end(&c);
+  return rc;
+}
+
+static int ad_linear_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                              const aal_tensor *w, aal_tensor *dx, aal_tensor *dw,
+                              aal_tensor *db, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "linear_backward", op);
+  int n = 0, in = 0, out = 0;
+  int rc = linear_dims(x, w, op, &n, &in, &out, err);
+  const size_t sdy[2] = {(size_t)n, (size_t)out};
+  if (rc == AAL_OK)
+    rc = need_shape(dy, 2, sdy, op, "dy", err);
+  if (rc == AAL_OK && dx != NULL)
+    rc = need_shape(dx, 2, x->shape, op, "dx", err);
+  if (rc == AAL_OK)
+    rc = need_shape(dw, 2, w->shape, op, "dw", err);
+  if (rc == AAL_OK)
+    rc = need_vec(db, (size_t)out, op, "db", err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bdy, *bx, *bw, *bdx = NULL, *bdw, *bdb;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, dy, &bdy, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, w, &bw, err);
+  if (rc == AAL_OK && dx != NULL)
+    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, dw->size, 0, &bdw, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, db->size, 0, &bdb, err);
+  if (rc == AAL_OK)
+    rc = ops->be->linear_backward(ops->be, n, in, out, bdy, bx, bw, bdx, bdw, bdb, err);
+  if (rc == AAL_OK && dx != NULL)
+    rc = call_out(&c, dx, bdx, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dw, bdw, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, db, bdb, err);
+  call_end(&c);
+  return rc;
+}
+
+static int xent_check(const aal_tensor *t, const int *labels, const char *op, const char *name,
+                      aal_error *err)
+{
+  int rc = need(t, 2, AAL_F64, op, name, err);
+  if (rc == AAL_OK)
+    rc = need_int(t->size, op, "size", err);
+  if (rc == AAL_OK && labels == NULL)
+    rc = aal_fail(err, AAL_EINVAL, "%s: labels is NULL", op);
+  for (size_t i = 0; rc == AAL_OK && i < t->shape[0]; i++)
+    if (labels[i] < 0 || (size_t)labels[i] >= t->shape[1])
+      rc = aal_fail(err, AAL_EINVAL, "%s: label %d of sample %zu is outside 0..%zu", op,
+                    labels[i], i, t->shape[1] - 1);
+  return rc;
+}
+
+static int ad_xent_forward(const aal_ops *ops, const aal_tensor *logits, const int *labels,
+                           double *loss, aal_tensor *prob, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "xent_forward", op);
+  int rc = xent_check(logits, labels, op, "logits", err);
+  if (rc == AAL_OK)
+    rc = need_shape(prob, 2, logits->shape, op, "prob", err);
+  if (rc == AAL_OK && loss == NULL)
+    rc = aal_fail(err, AAL_EINVAL, "%s: loss is NULL", op);
+  /* as the reference: a non-finite logit is a numerical failure (a diverged run) */
+  for (size_t i = 0; rc == AAL_OK && i < logits->size; i++)
+    if (!isfinite(logits->data[i]))
+      rc = aal_fail(err, AAL_ENUMERIC, "%s: sample %zu has non-finite logit %g", op,
+                    i / logits->shape[1], logits->data[i]);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bl, *bp;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, logits, &bl, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, prob->size, 0, &bp, err);
+  if (rc == AAL_OK)
+    rc = ops->be->xent_forward(ops->be, (int)logits->shape[0], (int)logits->shape[1], bl,
+                               labels, loss, bp, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, prob, bp, err);
+  call_end(&c);
+  return rc;
+}
+
+static int ad_xent_backward(const aal_ops *ops, const aal_tensor *prob, const int *labels,
+                            aal_tensor *dlogits, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "xent_backward", op);
+  int rc = xent_check(prob, labels, op, "prob", err);
+  if (rc == AAL_OK)
+    rc = need_shape(dlogits, 2, prob->shape, op, "dlogits", err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bp, *bd;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, prob, &bp, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, dlogits->size, 0, &bd, err);
+  if (rc == AAL_OK)
+    rc = ops->be->xent_backward(ops->be, (int)prob->shape[0], (int)prob->shape[1], bp, labels,
+                                bd, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, dlogits, bd, err);
+  call_end(&c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- sgd */
+
+static int ad_sgd_update(const aal_ops *ops, aal_tensor *w, const aal_tensor *g, aal_tensor *buf,
+                         double lr, double momentum, double weight_decay, int first,
+                         aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "sgd_update", op);
+  int rc = check_sgd(op, w, g, buf, lr, momentum, weight_decay, err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bw, *bg, *bb;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, w, &bw, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, g, &bg, err);
+  /* no momentum buffer (momentum 0): a scratch one, always "first" (buf = d) */
+  if (rc == AAL_OK && buf != NULL && !first)
+    rc = call_in(&c, buf, &bb, err);
+  else if (rc == AAL_OK)
+    rc = call_buffer(&c, w->size, 0, &bb, err);
+  if (rc == AAL_OK)
+    rc = ops->be->sgd_update(ops->be, w->size, bw, bg, bb, lr, momentum, weight_decay,
+                             first || buf == NULL, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, w, bw, err);
+  if (rc == AAL_OK && buf != NULL)
+    rc = call_out(&c, buf, bb, err);
+  call_end(&c);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- the table */
+
+int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
+{
+  if (be == NULL || ops == NULL)
+    return aal_fail(err, AAL_EINVAL, "ops from backend: NULL argument");
+  if (be->precision_bits != 24 && be->precision_bits != 53)
+    return aal_fail(err, AAL_EINVAL, "ops from backend %s: precision of %d bits (24 or 53 "
+                    "expected)", be->name, be->precision_bits);
+  memset(ops, 0, sizeof *ops);
+  ops->cache = calloc(1, sizeof *ops->cache);
+  if (ops->cache == NULL)
+    return aal_fail(err, AAL_ENOMEM, "ops from backend %s: buffer cache", be->name);
+  ops->name = be->name;
+  ops->precision_bits = be->precision_bits;
+  ops->be = be;
+  ops->conv_forward = ad_conv_forward;
+  ops->conv_backward_data = ad_conv_backward_data;
+  ops->conv_backward_filter = ad_conv_backward_filter;
+  ops->bn_forward_train = ad_bn_forward_train;
+  ops->bn_forward_eval = ad_bn_forward_eval;
+  ops->bn_backward = ad_bn_backward;
+  ops->relu_forward = ad_relu_forward;
+  ops->relu_backward = ad_relu_backward;
+  ops->add_forward = ad_add_forward;
+  ops->avgpool_forward = ad_avgpool_forward;
+  ops->avgpool_backward = ad_avgpool_backward;
+  ops->linear_forward = ad_linear_forward;
+  ops->linear_backward = ad_linear_backward;
+  ops->xent_forward = ad_xent_forward;
+  ops->xent_backward = ad_xent_backward;
+  ops->sgd_update = ad_sgd_update;
+  return AAL_OK;
+}
+
+void aal_ops_free(aal_ops *ops)
+{
+  if (ops == NULL || ops->cache == NULL)
+    return;
+  for (int i = 0; i < ops->cache->count; i++)
+    ops->be->release(ops->be, ops->cache->buf[i]);
+  free(ops->cache);
+  ops->cache = NULL;
+}
+
+int aal_ops_open(const char *name, aal_ops_handle *h, aal_error *err)
+{
+  memset(h, 0, sizeof *h);
+  if (name == NULL || strcmp(name, "ref") == 0) {
+    h->table = aal_ops_ref();
+    return AAL_OK;
+  }
+  if ((h->be = calloc(1, sizeof *h->be)) == NULL)
+    return aal_fail(err, AAL_ENOMEM, "ops: backend %s", name);
+  int rc = aal_backend_open(name, h->be, err);
+  if (rc != AAL_OK) {
+    free(h->be);
+    h->be = NULL;
+    return rc;
+  }
+  rc = aal_ops_from_backend(h->be, &h->ops, err);
+  if (rc != AAL_OK) {
+    aal_ops_close(h);
+    return rc;
+  }
+  h->table = &h->ops;
+  return AAL_OK;
+}
+
+void aal_ops_close(aal_ops_handle *h)
+{
+  if (h == NULL)
+    return;
+  aal_ops_free(&h->ops);
+  if (h->be != NULL) {
+    h->be->destroy(h->be);
+    free(h->be);
+  }
+  memset(h, 0, sizeof *h);
+}
