@@ -277,6 +277,7 @@ static int cmd_train(int argc, char **argv)
       {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
       {"plain", CLI_FLAG, &plain, "progress as plain lines even on a terminal"},
       {"bar", CLI_FLAG, &bar, "progress bar even when not on a terminal"},
+      {"backend", CLI_STRING, &o.backend, "ops of every step: ref (default), cpu32, cuda"},
       {0}};
   int rc = cli_parse("train", "[options]\n\nTrains the ResNet with a learning rule; writes "
                      "RUN/config, RUN/metrics.csv,\nRUN/checkpoint.bin (atomically) and, with "
@@ -309,6 +310,7 @@ static int cmd_dump(int argc, char **argv)
       {"step", CLI_LONG, &o.step, "which step's batch and noise stream (default 0)"},
       {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1)"},
       {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default 2,2,2,2)"},
+      {"backend", CLI_STRING, &o.backend, "ops of the step: ref (default), cpu32, cuda"},
       {0}};
   int rc = cli_parse("dump", "[options]\n\nWrites one training step as numpy .npy files: "
                      "OUT/input.npy (float64 NCHW,\nafter augmentation and normalisation), "

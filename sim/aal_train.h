@@ -32,6 +32,8 @@ typedef struct {
   const char *cache_dir;   /* where the built-in data set lives; NULL: the default */
   long stop_after;         /* stop (after a checkpoint) once this many steps are done,
                               as an interruption would; 0: run to the end */
+  const char *backend;     /* ops of every step: "ref" (default), "cpu32", "cuda"
+                              (sim/aal_ops.h); recorded in the config */
 } aal_train_opts;
 
 void aal_train_opts_default(aal_train_opts *opts);
@@ -59,6 +61,7 @@ typedef struct {
   double width;
   const char *blocks;
   unsigned long seed;
+  const char *backend;      /* as aal_train_opts.backend (default "ref") */
 } aal_dump_opts;
 
 void aal_dump_opts_default(aal_dump_opts *opts);

@@ -17,6 +17,7 @@ void aal_dump_opts_default(aal_dump_opts *o)
   o->width = 1.0;
   o->blocks = "2,2,2,2";
   o->seed = 1;
+  o->backend = "ref";
 }
 
 static int write_tensors(const aal_resnet *net, const char *dir, int grads, aal_error *err)
@@ -83,6 +84,7 @@ int aal_dump(const aal_dump_opts *d, FILE *log, aal_error *err)
   o.width = d->width;
   o.blocks = d->blocks;
   o.seed = d->seed;
+  o.backend = d->backend;
   o.steps = d->step + 1;
   if (d->step < 0)
     return aal_fail(err, AAL_EINVAL, "--step %ld must be >= 0", d->step);

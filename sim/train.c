@@ -34,6 +34,7 @@ void aal_train_opts_default(aal_train_opts *o)
   o->blocks = "2,2,2,2";
   o->seed = 1;
   o->progress = -1;
+  o->backend = "ref";
 }
 
 unsigned long aal_mix_seed(unsigned long seed, unsigned long what, unsigned long index)
@@ -127,6 +128,13 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
   if (rc != AAL_OK)
     return rc;
   aal_rule_format(&r->rule, r->rule_text, sizeof r->rule_text);
+  const char *backend = o->backend != NULL ? o->backend : "ref";
+  if (snprintf(r->backend, sizeof r->backend, "%s", backend) >= (int)sizeof r->backend)
+    return aal_fail(err, AAL_EINVAL, "--backend '%s': unknown (ref, cpu32, cuda)", backend);
+  r->o.backend = r->backend;
+  if ((rc = aal_ops_open(r->backend, &r->ops, err)) != AAL_OK)
+    return rc;
+  r->ops_ready = 1;
   snprintf(r->blocks, sizeof r->blocks, "%s", o->blocks);
   if (o->data_dir == NULL)
     rc = aal_default_data(o->cache_dir, r->data_dir, sizeof r->data_dir, log, err);
@@ -175,6 +183,8 @@ void aal_train_run_close(aal_train_run *r)
       fclose(files[i]);
   if (r->net_ready)
     aal_resnet_free(&r->net);
+  if (r->ops_ready)
+    aal_ops_close(&r->ops);
   aal_data_free(&r->ds);
   free(r->order);
   free(r->labels);
@@ -204,8 +214,10 @@ int aal_train_batch(aal_train_run *r, long step, aal_error *err)
 
 int aal_train_pass(aal_train_run *r, long step, aal_resnet_pass *pass, aal_error *err)
 {
-  return aal_resnet_pass_init(pass, &r->net, &r->rule, aal_mix_seed(r->o.seed, 3, 0),
-                              (unsigned long)step, err);
+  int rc = aal_resnet_pass_init(pass, &r->net, &r->rule, aal_mix_seed(r->o.seed, 3, 0),
+                                (unsigned long)step, err);
+  pass->ops = r->ops.table;
+  return rc;
 }
 
 /* ---------------------------------------------------------------- the built-in data */

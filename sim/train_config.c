@@ -16,12 +16,12 @@ int aal_train_config_write(const aal_train_run *r, aal_error *err)
                    "rule = %s\ndata = %s\nsteps = %ld\nbatch = %d\nlr = %.17g\n"
                    "warmup = %ld\nmomentum = %.17g\nweight_decay = %.17g\neval_every = %ld\n"
                    "checkpoint_every = %ld\nli_every = %ld\nwidth = %.17g\nblocks = %s\n"
-                   "seed = %lu\n"
+                   "seed = %lu\nbackend = %s\n"
                    "# derived, for the reader\nclasses = %d\ntrain_images = %zu\n"
                    "val_images = %zu\nsteps_per_epoch = %ld\ndata_fingerprint = %016llx\n",
                    r->rule_text, r->data_dir, r->total_steps, o->batch, r->lr, r->warmup,
                    o->momentum, o->weight_decay, o->eval_every, o->checkpoint_every,
-                   o->li_every, o->width, r->blocks, o->seed, r->ds.classes, r->ds.train.n,
+                   o->li_every, o->width, r->blocks, o->seed, r->backend, r->ds.classes, r->ds.train.n,
                    r->ds.val.n, r->steps_per_epoch, (unsigned long long)r->ds.fingerprint);
   if (n < 0 || n >= (int)sizeof text)
     return aal_fail(err, AAL_EINVAL, "config too long");
@@ -66,9 +66,9 @@ static int parse_number(const char *path, int line, const char *key, const char 
 static int set_key(aal_train_opts *o, const char *path, int line, const char *key,
                    const char *value, char **arena, size_t *left, aal_error *err)
 {
-  static const char *const strings[] = {"rule", "data", "blocks"};
-  const char **targets[] = {&o->rule, &o->data_dir, &o->blocks};
-  for (int i = 0; i < 3; i++)
+  static const char *const strings[] = {"rule", "data", "blocks", "backend"};
+  const char **targets[] = {&o->rule, &o->data_dir, &o->blocks, &o->backend};
+  for (int i = 0; i < 4; i++)
     if (strcmp(key, strings[i]) == 0) {
       *targets[i] = keep(arena, left, value);
       return *targets[i] ? AAL_OK : aal_fail(err, AAL_EFORMAT, "%s:%d: value too long", path, line);

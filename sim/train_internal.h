@@ -8,6 +8,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "aal_data.h"
+#include "aal_ops.h"
 #include "aal_resnet.h"
 #include "aal_train.h"
 
@@ -17,7 +18,9 @@
 
 typedef struct {
   aal_train_opts o;           /* string members point into the buffers below */
-  char rule_text[160], data_dir[PATH_MAX], out_dir[PATH_MAX], blocks[64];
+  char rule_text[160], data_dir[PATH_MAX], out_dir[PATH_MAX], blocks[64], backend[16];
+  aal_ops_handle ops;         /* the backend's op table (ops.table; never moved) */
+  int ops_ready;
   aal_rule rule;
   aal_data_set ds;
   aal_resnet net;

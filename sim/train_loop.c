@@ -50,7 +50,7 @@ static int evaluate(aal_train_run *r, double *loss, double *acc, aal_error *err)
     rc = aal_augment_eval_batch(r->ds.val.pixels, r->ds.val.labels, n, idx, m, x, labels, err);
     double mean = 0;
     if (rc == AAL_OK)
-      rc = aal_resnet_forward_eval(&r->net, x, logits, err);
+      rc = aal_resnet_forward_eval_ops(&r->net, r->ops.table, x, logits, err);
     if (rc == AAL_OK)
       rc = aal_xent_forward(logits, labels, &mean, prob, err);
     total += mean * (double)m;
@@ -171,7 +171,8 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, 
   *bytes_f32 = aal_tape_bytes_f32(tape);
   rc = aal_resnet_backward(&r->net, &pass, tape, r->labels, err);
   if (rc == AAL_OK)
-    rc = aal_resnet_sgd_step(&r->net, aal_train_lr(r, s), r->o.momentum, r->o.weight_decay, err);
+    rc = aal_resnet_sgd_step_ops(&r->net, r->ops.table, aal_train_lr(r, s), r->o.momentum,
+                                 r->o.weight_decay, err);
   aal_tape_clear(tape);
   c->step_seconds += aal_bench_now() - t0;
   c->steps_timed++;
@@ -269,8 +270,9 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
   if (rc == AAL_OK)
     rc = open_outputs(&r, "w", err);
   if (rc == AAL_OK && log != NULL)
-    fprintf(log, "training %s on %s: %zu train / %zu val images, %d classes; %ld steps of %d "
-            "(%ld per epoch), lr %g, warm-up %ld; run in %s\n", r.rule_text, r.data_dir,
+    fprintf(log, "training %s on %s (backend %s): %zu train / %zu val images, %d classes; %ld "
+            "steps of %d (%ld per epoch), lr %g, warm-up %ld; run in %s\n", r.rule_text,
+            r.data_dir, r.backend,
             r.ds.train.n, r.ds.val.n, r.ds.classes, r.total_steps, r.o.batch,
             r.steps_per_epoch, r.lr, r.warmup, r.out_dir);
   if (rc == AAL_OK)
