@@ -18,6 +18,9 @@ void aal_bench_conv_opts_default(aal_bench_conv_opts *opts);
 /* GFLOP/s of cblas_dgemm on n x n x n (best of `repeats`). */
 int aal_bench_dgemm_gflops(int n, int repeats, unsigned long seed, double *gflops,
                            aal_error *err);
+/* The same for cblas_sgemm (float). */
+int aal_bench_sgemm_gflops(int n, int repeats, unsigned long seed, double *gflops,
+                           aal_error *err);
 
 /* Times forward, backward-data and backward-filter of the im2col + dgemm conv on the
  * ResNet-18 Tiny ImageNet layer shapes and, in the same run, a large dgemm; prints
@@ -35,6 +38,8 @@ typedef struct {
   const char *rules;  /* space-separated rule texts (default "bp ara:2,2,2,2 asa:2,2,2,2") */
   unsigned long seed;
   int li;             /* also time each step with the learning indicator recorded */
+  const char *backend;  /* ops of the step (sim/aal_ops.h): "ref" (default), "cpu32",
+                           "cuda"; a float backend is also held against cblas_sgemm */
 } aal_bench_step_opts;
 
 void aal_bench_step_opts_default(aal_bench_step_opts *opts);

@@ -112,10 +112,12 @@ static int cmd_bench_step(int argc, char **argv)
       {"dgemm-n", CLI_INT, &o.dgemm_n, "size of the reference dgemm (default 2048)"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
       {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
+      {"backend", CLI_STRING, &o.backend, "ops of the step: ref (default), cpu32, cuda"},
       {0}};
   int rc = cli_parse("bench step", "[options]\n\nTimes one training step (forward, backward, "
-                     "SGD) of the Tiny ImageNet ResNet-18\nin double per rule, against a "
-                     "large dgemm measured in the same run.", opts, argc, argv, 3);
+                     "SGD) of the Tiny ImageNet ResNet-18\nper rule on --backend (default: the double "
+                     "reference), against a large dgemm\n(and, for a float backend, sgemm) "
+                     "measured in the same run.", opts, argc, argv, 3);
   if (rc != 0)
     return rc == 1 ? EXIT_SUCCESS : 2;
   if (set_threads("bench step", threads) != 0)

@@ -1,6 +1,7 @@
 /* Benchmark of one full ResNet training step per learning rule. */
 #include "aal_bench.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,6 +10,7 @@
 
 #include "aal_li_resnet.h"
 #include "aal_memory.h"
+#include "aal_ops.h"
 #include "aal_resnet.h"
 
 double aal_bench_now(void)
@@ -27,6 +29,46 @@ void aal_bench_step_opts_default(aal_bench_step_opts *opts)
   opts->rules = "bp ara:2,2,2,2 asa:2,2,2,2";
   opts->seed = 1;
   opts->li = 0;
+  opts->backend = "ref";
+}
+
+int aal_bench_sgemm_gflops(int n, int repeats, unsigned long seed, double *gflops,
+                           aal_error *err)
+{
+  if (n < 1 || repeats < 1 || gflops == NULL)
+    return aal_fail(err, AAL_EINVAL, "bench sgemm: n %d and repeats %d must be >= 1", n,
+                    repeats);
+  const size_t nn = (size_t)n * (size_t)n;
+  if (nn > SIZE_MAX / sizeof(float))
+    return aal_fail(err, AAL_ENOMEM, "bench sgemm: n = %d overflows", n);
+  float *a = malloc(nn * sizeof(float)), *b = malloc(nn * sizeof(float));
+  float *c = malloc(nn * sizeof(float));
+  int rc = AAL_OK;
+  if (a == NULL || b == NULL || c == NULL)
+    rc = aal_fail(err, AAL_ENOMEM, "bench sgemm: cannot allocate 3 %dx%d matrices", n, n);
+  if (rc == AAL_OK) {
+    /* a cheap deterministic fill in [-1, 1) (the values do not matter for the time) */
+    unsigned long z = seed * 2862933555777941757ul + 3037000493ul;
+    for (size_t i = 0; i < nn; i++) {
+      z = z * 6364136223846793005ul + 1442695040888963407ul;
+      a[i] = (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+      b[nn - 1 - i] = a[i];
+    }
+    double best = 0;
+    for (int i = 0; i <= repeats; i++) { /* the first is a warm-up */
+      const double t0 = aal_bench_now();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
+                  c, n);
+      const double t = aal_bench_now() - t0;
+      if (i == 1 || (i > 1 && t < best))
+        best = t;
+    }
+    *gflops = 2.0 * (double)n * (double)n * (double)n / best * 1e-9;
+  }
+  free(a);
+  free(b);
+  free(c);
+  return rc;
 }
 
 static double conv_flops(const aal_resnet *net, const aal_conv_bn *u, long batch, long h_in,
@@ -58,14 +100,16 @@ static double step_flops(const aal_resnet *net, long batch)
 
 /* One step; with li_sink non-NULL the learning indicator is recorded into it, as
  * `aal train --li-every` does on the steps it measures. */
-static int one_step(aal_resnet *net, const aal_rule *rule, const aal_tensor *x,
-                    const int *labels, unsigned long step, FILE *li_sink, aal_error *err)
+static int one_step(aal_resnet *net, const aal_ops *ops, const aal_rule *rule,
+                    const aal_tensor *x, const int *labels, unsigned long step, FILE *li_sink,
+                    aal_error *err)
 {
   aal_resnet_pass pass;
   aal_li_recorder rec;
   aal_tape *tape = aal_tape_new(err);
   double loss;
   int rc = tape ? aal_resnet_pass_init(&pass, net, rule, 1, step, err) : AAL_ENOMEM;
+  pass.ops = ops;
   if (rc == AAL_OK && li_sink != NULL)
     rc = aal_li_recorder_attach(&rec, &pass, li_sink, li_sink, (long)step, 0, err);
   if (rc == AAL_OK)
@@ -75,7 +119,7 @@ static int one_step(aal_resnet *net, const aal_rule *rule, const aal_tensor *x,
   if (rc == AAL_OK)
     rc = aal_resnet_backward(net, &pass, tape, labels, err);
   if (rc == AAL_OK)
-    rc = aal_resnet_sgd_step(net, 1e-3, 0.9, 1e-4, err);
+    rc = aal_resnet_sgd_step_ops(net, ops, 1e-3, 0.9, 1e-4, err);
   aal_tape_free(tape);
   return rc;
 }
@@ -88,14 +132,16 @@ typedef struct {
   int ready;
   aal_tensor *x;
   int *labels;
+  const aal_ops *ops;
   double *times;     /* [repeats] */
   double *li_times;  /* [repeats], the same step with LI recorded */
 } rule_bench;
 
-static int rule_bench_open(rule_bench *b, const aal_bench_step_opts *o,
+static int rule_bench_open(rule_bench *b, const aal_bench_step_opts *o, const aal_ops *ops,
                            const aal_resnet_config *cfg, const char *text, aal_error *err)
 {
   memset(b, 0, sizeof *b);
+  b->ops = ops;
   snprintf(b->text, sizeof b->text, "%s", text);
   int rc = aal_rule_parse(text, &b->rule, err);
   if (rc == AAL_OK && (rc = aal_resnet_init(&b->net, cfg, o->seed, err)) == AAL_OK)
@@ -107,7 +153,7 @@ static int rule_bench_open(rule_bench *b, const aal_bench_step_opts *o,
   if (rc == AAL_OK && (b->times == NULL || b->li_times == NULL))
     rc = aal_fail(err, AAL_ENOMEM, "bench step: timings");
   if (rc == AAL_OK)
-    rc = one_step(&b->net, &b->rule, b->x, b->labels, 0, NULL, err);  /* warm-up */
+    rc = one_step(&b->net, ops, &b->rule, b->x, b->labels, 0, NULL, err);  /* warm-up */
   return rc;
 }
 
@@ -142,20 +188,21 @@ static int run_rounds(rule_bench *b, int nrules, const aal_bench_step_opts *o, F
   for (int r = 0; r < o->repeats && rc == AAL_OK; r++)
     for (int i = 0; i < nrules && rc == AAL_OK; i++) {
       double t0 = aal_bench_now();
-      rc = one_step(&b[i].net, &b[i].rule, b[i].x, b[i].labels, (unsigned long)r + 1, NULL, err);
+      rc = one_step(&b[i].net, b[i].ops, &b[i].rule, b[i].x, b[i].labels, (unsigned long)r + 1,
+                    NULL, err);
       b[i].times[r] = aal_bench_now() - t0;
       if (rc != AAL_OK || li_sink == NULL)
         continue;
       t0 = aal_bench_now();
-      rc = one_step(&b[i].net, &b[i].rule, b[i].x, b[i].labels, (unsigned long)r + 1, li_sink,
-                    err);
+      rc = one_step(&b[i].net, b[i].ops, &b[i].rule, b[i].x, b[i].labels, (unsigned long)r + 1,
+                    li_sink, err);
       b[i].li_times[r] = aal_bench_now() - t0;
     }
   return rc;
 }
 
 static void print_rows(rule_bench *b, int nrules, const aal_bench_step_opts *o, double flops,
-                       double dgemm, FILE *out)
+                       double dgemm, double sgemm, FILE *out)
 {
   double *ratio = malloc((size_t)o->repeats * sizeof *ratio);
   double *copy = malloc((size_t)o->repeats * sizeof *copy);
@@ -164,17 +211,21 @@ static void print_rows(rule_bench *b, int nrules, const aal_bench_step_opts *o, 
     free(copy);
     return;
   }
-  fprintf(out, "%-28s %9s %9s %9s %9s %9s %9s %9s\n", "rule", "median s", "min s", "images/s",
-          "GFLOP/s", "vs dgemm", "vs first", "LI cost");
+  fprintf(out, "%-28s %9s %9s %9s %9s %9s %9s %9s %9s\n", "rule", "median s", "min s",
+          "images/s", "GFLOP/s", "vs dgemm", "vs sgemm", "vs first", "LI cost");
   for (int i = 0; i < nrules; i++) {
     for (int r = 0; r < o->repeats; r++) {
       ratio[r] = b[i].times[r] / b[0].times[r];
       copy[r] = b[i].times[r];
     }
     const double med = median(copy, o->repeats), best = copy[0];
-    fprintf(out, "%-28s %9.3f %9.3f %9.2f %9.2f %9.3f %9.3f", b[i].text, med, best,
-            o->batch / med, flops / med * 1e-9, flops / med * 1e-9 / dgemm,
-            median(ratio, o->repeats));
+    fprintf(out, "%-28s %9.3f %9.3f %9.2f %9.2f %9.3f", b[i].text, med, best,
+            o->batch / med, flops / med * 1e-9, flops / med * 1e-9 / dgemm);
+    if (sgemm > 0)
+      fprintf(out, " %9.3f", flops / med * 1e-9 / sgemm);
+    else
+      fprintf(out, " %9s", "-");
+    fprintf(out, " %9.3f", median(ratio, o->repeats));
     if (o->li) {
       for (int r = 0; r < o->repeats; r++)
         ratio[r] = b[i].li_times[r] / b[i].times[r] - 1.0;
@@ -204,12 +255,24 @@ int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
     return rc;
   const double flops = step_flops(&net, o->batch);
   aal_resnet_free(&net);
-  double dgemm = 0;
-  if ((rc = aal_bench_dgemm_gflops(o->dgemm_n, 3, o->seed, &dgemm, err)) != AAL_OK)
+  double dgemm = 0, sgemm = 0;
+  aal_ops_handle ops;
+  if ((rc = aal_ops_open(o->backend, &ops, err)) != AAL_OK)
     return rc;
-  fprintf(out, "ResNet-18 (width %g) training step in double, batch %d, OpenBLAS threads %d\n"
-          "dgemm %dx%dx%d: %.1f GFLOP/s; step: %.2f GFLOP (conv + fc)\n\n", o->width, o->batch,
-          openblas_get_num_threads(), o->dgemm_n, o->dgemm_n, o->dgemm_n, dgemm, flops * 1e-9);
+  rc = aal_bench_dgemm_gflops(o->dgemm_n, 3, o->seed, &dgemm, err);
+  if (rc == AAL_OK && ops.table->precision_bits == 24)
+    rc = aal_bench_sgemm_gflops(o->dgemm_n, 3, o->seed, &sgemm, err);
+  if (rc != AAL_OK) {
+    aal_ops_close(&ops);
+    return rc;
+  }
+  fprintf(out, "ResNet-18 (width %g) training step on backend %s (%d-bit), batch %d, OpenBLAS "
+          "threads %d\ndgemm %dx%dx%d: %.1f GFLOP/s", o->width, ops.table->name,
+          ops.table->precision_bits, o->batch, openblas_get_num_threads(), o->dgemm_n,
+          o->dgemm_n, o->dgemm_n, dgemm);
+  if (sgemm > 0)
+    fprintf(out, "; sgemm: %.1f GFLOP/s", sgemm);
+  fprintf(out, "; step: %.2f GFLOP (conv + fc)\n\n", flops * 1e-9);
   char rules[512];
   snprintf(rules, sizeof rules, "%s", o->rules);
   rule_bench b[8];
@@ -221,7 +284,7 @@ int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
       rc = aal_fail(err, AAL_EINVAL, "bench step: at most 8 rules");
       break;
     }
-    rc = rule_bench_open(&b[nrules], o, &cfg, t, err);
+    rc = rule_bench_open(&b[nrules], o, ops.table, &cfg, t, err);
     nrules++;
   }
   if (rc == AAL_OK && nrules == 0)
@@ -234,8 +297,9 @@ int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
   if (li_sink != NULL)
     fclose(li_sink);
   if (rc == AAL_OK)
-    print_rows(b, nrules, o, flops, dgemm, out);
+    print_rows(b, nrules, o, flops, dgemm, sgemm, out);
   for (int i = 0; i < nrules; i++)
     rule_bench_close(&b[i]);
+  aal_ops_close(&ops);
   return rc;
 }
