@@ -334,6 +334,8 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   cc.rule = text;
   cc.tol = tol;
   cc.sum = sum;
+  for (int k = 0; k < 4; k++)
+    cc.kind_worst[k] = -1;
   if (flips > 0) { /* signs that are not ties, or ties in every draw: a failure */
     sum->checks++;
     sum->failed++;

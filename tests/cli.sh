@@ -55,6 +55,21 @@ expect 0 "0 failed" -- "$AAL" kcheck --backend cpu32 --shapes random:2
 expect 2 "foo" -- "$AAL" kcheck --backend foo
 expect 2 "nope" -- "$AAL" kcheck --backend cpu32 --op nope
 expect 2 "random:0" -- "$AAL" kcheck --backend cpu32 --shapes random:0
+expect 0 "0 failed" -- "$AAL" kcheck --step --backend cpu32 --rule asa:2,2,2,2 --batch 4 --size 32
+expect 2 "nope" -- "$AAL" kcheck --step --backend cpu32 --rule nope
+
+# the trainer on the float32 CPU backend: a tiny run, the backend in the config, resume
+if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >/dev/null 2>&1; then
+  expect 0 "backend cpu32" -- "$AAL" train --backend cpu32 --data "$tmp/d4" --out "$tmp/r32" \
+    --width 0.125 --batch 8 --steps 2 --rule ara:2,2,2,2 --plain
+  expect 0 "backend = cpu32" -- cat "$tmp/r32/config"
+  expect 0 "resuming" -- "$AAL" train --resume "$tmp/r32" --steps 3 --plain
+  expect 0 "^3," -- cat "$tmp/r32/metrics.csv"
+  expect 1 "nope" -- "$AAL" train --backend nope --data "$tmp/d4" --out "$tmp/rn" --batch 8 --steps 1
+  expect 0 "loss" -- "$AAL" dump --backend cpu32 --data "$tmp/d4" --out "$tmp/dump32" --width 0.125 --batch 8
+else
+  bad "aal gen-data failed"
+fi
 
 # the smoke run learns: the last loss is well below the first
 "$AAL" smoke --steps 20 --seed 7 >"$tmp/smoke" 2>&1

@@ -1,0 +1,269 @@
+/* The model's op table (sim/aal_ops.h) and the step check (sim/aal_step_check.h):
+ *
+ *  a. the reference table is the reference: a pass with pass->ops = aal_ops_ref() gives
+ *     bit-identical loss, gradients, SGD update and eval logits to a pass without a
+ *     table, for bp, ara:2,2,2,2, asa:2,2,2,2 and noise;
+ *  b. a small ResNet step on cpu32 agrees with the reference within the documented
+ *     tolerance (docs/KERNELS.md) for bp, ara:2,2,2,2 and asa:2,2,2,2; the adapter over
+ *     the double ref backend agrees at 2^-53;
+ *  c. the step check fails with a deliberately wrong backend op (the cpu32 table with a
+ *     conv_backward_filter that leaves the last image out);
+ *  d. the adapter reports bad shapes naming the op.
+ *
+ * The seed is $AAL_TEST_SEED (default 20261128), printed. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/aal_backend.h"
+#include "../kernels/cpu/cpu32_internal.h"
+#include "aal_memory.h"
+#include "aal_ops.h"
+#include "aal_resnet.h"
+#include "aal_step_check.h"
+
+static unsigned long g_seed = 20261128UL;
+
+static void read_seed(void)
+{
+  const char *s = getenv("AAL_TEST_SEED");
+  if (s != NULL && *s != '\0') {
+    char *end;
+    g_seed = strtoul(s, &end, 10);
+    if (*end != '\0') {
+      fprintf(stderr, "AAL_TEST_SEED=%s is not a decimal integer\n", s);
+      exit(EXIT_FAILURE);
+    }
+  }
+  fprintf(stderr, "test_ops: seed %lu (set AAL_TEST_SEED to change)\n", g_seed);
+}
+
+static void small_config(aal_resnet_config *cfg)
+{
+  aal_error err;
+  aal_resnet_config_default(cfg);
+  cfg->in_size = 32;
+  cfg->classes = 10;
+  ck_assert_int_eq(aal_resnet_config_set_width(cfg, 0.125, &err), AAL_OK);
+}
+
+/* One forward + backward + SGD step; the loss into *loss. */
+static void step(aal_resnet *net, const aal_ops *ops, const char *rule_text,
+                 const aal_tensor *x, const int *labels, double *loss)
+{
+  aal_error err;
+  aal_rule rule;
+  aal_resnet_pass pass;
+  ck_assert_int_eq(aal_rule_parse(rule_text, &rule, &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_pass_init(&pass, net, &rule, 3, 1, &err), AAL_OK);
+  ck_assert_ptr_null(pass.ops);  /* pass_init leaves the reference */
+  pass.ops = ops;
+  aal_tape *tape = aal_tape_new(&err);
+  ck_assert_ptr_nonnull(tape);
+  ck_assert_msg(aal_resnet_forward(net, &pass, x, labels, tape, loss, NULL, &err) == AAL_OK,
+                "%s", err.msg);
+  ck_assert_msg(aal_resnet_backward(net, &pass, tape, labels, &err) == AAL_OK, "%s", err.msg);
+  aal_tape_free(tape);
+}
+
+static int same_bits(const aal_tensor *a, const aal_tensor *b)
+{
+  return a->size == b->size && memcmp(a->data, b->data, a->size * sizeof(double)) == 0;
+}
+
+/* ------------------------------------------------------------------ a. ref table */
+
+START_TEST(test_ref_table_bit_identical)
+{
+  const char *rules[] = {"bp", "ara:2,2,2,2", "asa:2,2,2,2", "noise"};
+  aal_resnet_config cfg;
+  small_config(&cfg);
+  aal_error err;
+  aal_tensor *x;
+  int *labels;
+  ck_assert_int_eq(aal_random_batch(&cfg, 4, g_seed, &x, &labels, &err), AAL_OK);
+  for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
+    aal_resnet a, b;
+    ck_assert_int_eq(aal_resnet_init(&a, &cfg, g_seed, &err), AAL_OK);
+    ck_assert_int_eq(aal_resnet_init(&b, &cfg, g_seed, &err), AAL_OK);
+    double la, lb;
+    step(&a, NULL, rules[r], x, labels, &la);
+    step(&b, aal_ops_ref(), rules[r], x, labels, &lb);
+    ck_assert_msg(memcmp(&la, &lb, sizeof la) == 0, "%s: loss differs", rules[r]);
+    for (int i = 0; i < a.nparams; i++) {
+      if (a.params[i].grad != NULL)
+        ck_assert_msg(same_bits(a.params[i].grad, b.params[i].grad), "%s: grad of %s differs",
+                      rules[r], a.params[i].name);
+      /* the forward moved the running statistics identically */
+      ck_assert_msg(same_bits(a.params[i].value, b.params[i].value), "%s: %s differs",
+                    rules[r], a.params[i].name);
+    }
+    /* two SGD steps (the first creates the momentum buffers) */
+    for (int k = 0; k < 2; k++) {
+      ck_assert_int_eq(aal_resnet_sgd_step(&a, 0.05, 0.9, 1e-4, &err), AAL_OK);
+      ck_assert_int_eq(aal_resnet_sgd_step_ops(&b, aal_ops_ref(), 0.05, 0.9, 1e-4, &err),
+                       AAL_OK);
+    }
+    for (int i = 0; i < a.nparams; i++)
+      ck_assert_msg(same_bits(a.params[i].value, b.params[i].value), "%s: %s after SGD",
+                    rules[r], a.params[i].name);
+    aal_tensor *ya = aal_tensor_new2(4, cfg.classes, &err);
+    aal_tensor *yb = aal_tensor_new2(4, cfg.classes, &err);
+    ck_assert_int_eq(aal_resnet_forward_eval(&a, x, ya, &err), AAL_OK);
+    ck_assert_int_eq(aal_resnet_forward_eval_ops(&b, aal_ops_ref(), x, yb, &err), AAL_OK);
+    ck_assert(same_bits(ya, yb));
+    aal_tensor_release(ya);
+    aal_tensor_release(yb);
+    aal_resnet_free(&a);
+    aal_resnet_free(&b);
+  }
+  aal_tensor_release(x);
+  free(labels);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ b. cpu32 step */
+
+static void small_opts(aal_step_check_opts *o)
+{
+  aal_step_check_opts_init(o);
+  o->seed = g_seed;
+  o->batch = 4;
+  o->in_size = 32;
+  o->classes = 10;
+}
+
+static aal_step_check_summary check_backend(const aal_backend *be, const char *rules)
+{
+  aal_ops ops;
+  aal_error err;
+  aal_step_check_opts o;
+  aal_step_check_summary s;
+  small_opts(&o);
+  o.rules = rules;
+  ck_assert_int_eq(aal_ops_from_backend(be, &ops, &err), AAL_OK);
+  ck_assert_msg(aal_step_check(&ops, &o, stdout, &s, &err) == AAL_OK, "%s", err.msg);
+  aal_ops_free(&ops);
+  return s;
+}
+
+START_TEST(test_cpu32_step_within_tolerance)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  aal_step_check_summary s = check_backend(&be, NULL);
+  ck_assert_int_eq(s.failed, 0);
+  ck_assert(s.worst_ratio <= 1.0);
+  ck_assert_int_ge(s.checks, 3 * 60);
+  be.destroy(&be);
+}
+END_TEST
+
+START_TEST(test_ref_backend_adapter)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_ref(&be, &err), AAL_OK);
+  aal_step_check_summary s = check_backend(&be, "bp asa:2,2,2,2");
+  ck_assert_int_eq(s.failed, 0);
+  ck_assert(s.tol < 1e-12);  /* the tolerance is at 2^-53 */
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ c. wrong op */
+
+/* backward-filter that leaves the last image out of the batch sum (the first n-1 images
+ * of NCHW x and dy are a prefix of the buffers). */
+static int filter_drop_image(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                             const void *dy, void *dw, aal_error *err)
+{
+  aal_conv_shape t = *cs;
+  if (t.n > 1)
+    t.n--;
+  return aal_cpu32_conv_backward_filter(be, &t, x, dy, dw, err);
+}
+
+START_TEST(test_wrong_backend_caught)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  aal_backend wrong = be;
+  wrong.name = "wrong";
+  wrong.conv_backward_filter = filter_drop_image;
+  aal_step_check_summary s = check_backend(&wrong, "bp");
+  ck_assert_int_gt(s.failed, 0);
+  ck_assert(!(s.worst_ratio <= 1.0));
+  ck_assert_ptr_nonnull(strstr(s.worst, "grad"));
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ d. errors */
+
+START_TEST(test_adapter_errors)
+{
+  aal_backend be;
+  aal_ops ops;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+  aal_tensor *x = aal_tensor_new4(2, 3, 5, 5, &err), *w = aal_tensor_new4(4, 3, 3, 3, &err);
+  aal_tensor *y = aal_tensor_new4(2, 4, 4, 4, &err), *y_ok = aal_tensor_new4(2, 4, 5, 5, &err);
+  for (size_t i = 0; i < x->size; i++)
+    x->data[i] = 0.1 * (double)(i % 7) - 0.3;
+  for (size_t i = 0; i < w->size; i++)
+    w->data[i] = 0.05 * (double)(i % 5) - 0.1;
+  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y, &err), AAL_ESHAPE);
+  ck_assert_ptr_nonnull(strstr(err.msg, "conv_forward"));
+  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y_ok, &err), AAL_OK);
+  /* the output holds float values: the reference on the same inputs agrees to ~1e-7 */
+  aal_tensor *y_ref = aal_tensor_new_like(y_ok, &err);
+  ck_assert_int_eq(aal_ops_ref()->conv_forward(aal_ops_ref(), x, w, 1, 1, y_ref, &err), AAL_OK);
+  for (size_t i = 0; i < y_ok->size; i++) {
+    ck_assert(y_ok->data[i] == (double)(float)y_ok->data[i]);
+    ck_assert(fabs(y_ok->data[i] - y_ref->data[i]) < 1e-5);
+  }
+  int labels[2] = {0, 7};
+  aal_tensor *logits = aal_tensor_new2(2, 4, &err), *prob = aal_tensor_new2(2, 4, &err);
+  double loss;
+  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "xent_forward"));
+  labels[1] = 1;
+  logits->data[3] = NAN;
+  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_ENUMERIC);
+  aal_ops_handle h;
+  ck_assert_int_ne(aal_ops_open("nope", &h, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_open("ref", &h, &err), AAL_OK);
+  ck_assert_ptr_eq(h.table, aal_ops_ref());
+  aal_ops_close(&h);
+  aal_tensor *all[] = {x, w, y, y_ok, y_ref, logits, prob};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    aal_tensor_release(all[i]);
+  aal_ops_free(&ops);
+  be.destroy(&be);
+}
+END_TEST
+
+int main(void)
+{
+  read_seed();
+  Suite *s = suite_create("ops");
+  TCase *tc = tcase_create("ops");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_ref_table_bit_identical);
+  tcase_add_test(tc, test_cpu32_step_within_tolerance);
+  tcase_add_test(tc, test_ref_backend_adapter);
+  tcase_add_test(tc, test_wrong_backend_caught);
+  tcase_add_test(tc, test_adapter_errors);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  const int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
