@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <cblas.h>
 
 #include "aal.h"
@@ -374,8 +378,20 @@ static void usage(FILE *out)
   fprintf(out, "\nSee aal COMMAND --help.  aal --version prints the version.\n");
 }
 
+/* A training step allocates and frees hundreds of MiB of activations; glibc would hand
+ * each large block back to the kernel and fault it in again on the next step (about 6%
+ * of a ResNet-18 step here).  Keep freed memory in the heap instead. */
+static void keep_freed_memory(void)
+{
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
 int main(int argc, char **argv)
 {
+  keep_freed_memory();
   if (argc < 2) {
     usage(stderr);
     return 2;

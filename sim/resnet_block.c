@@ -31,8 +31,14 @@ static void shape_of(const aal_tensor *t, long *shape)
 
 void aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out)
 {
-  for (size_t i = 0; i < bits->size; i++)
-    out->data[i] = aal_bit_get(bits->bits, i) ? eps : 0.0;
+  /* a word at a time: this runs on every ASA conv in both passes */
+  const size_t n = bits->size;
+  for (size_t w = 0; w * 64 < n; w++) {
+    const uint64_t word = bits->bits[w];
+    const size_t end = (w + 1) * 64 < n ? (w + 1) * 64 : n;
+    for (size_t i = w * 64; i < end; i++)
+      out->data[i] = ((word >> (i & 63)) & 1u) ? eps : 0.0;
+  }
 }
 
 /* s = 1 bit per element, 1 where x > 0; h = x + eps*s.  x follows a ReLU (x >= 0),
@@ -46,15 +52,23 @@ static int asa_input(const aal_resnet_pass *pass, aal_tensor *x, aal_conv_input 
   in->h = aal_tensor_new_like(x, err);
   if (in->stored == NULL || in->h == NULL)
     return AAL_ENOMEM;
-  for (size_t i = 0; i < x->size; i++) {
-    if (!(x->data[i] >= 0))
-      return aal_fail(err, AAL_EINVAL, "ASA input element %zu is %g; ASA convs must follow "
-                      "a ReLU", i, x->data[i]);
-    aal_bit_set(in->stored->bits, i, x->data[i] > 0);
+  const double eps = pass->rule.eps;
+  const size_t n = x->size;
+  for (size_t w = 0; w * 64 < n; w++) {
+    const size_t end = (w + 1) * 64 < n ? (w + 1) * 64 : n;
+    uint64_t word = 0;
+    for (size_t i = w * 64; i < end; i++) {
+      const double v = x->data[i];
+      if (!(v >= 0))
+        return aal_fail(err, AAL_EINVAL, "ASA input element %zu is %g; ASA convs must follow "
+                        "a ReLU", i, v);
+      const int bit = v > 0;
+      word |= (uint64_t)bit << (i & 63);
+      /* h = x + eps*s with the same decoding backward uses (aal_asa_decode) */
+      in->h->data[i] = v + (bit ? eps : 0.0);
+    }
+    in->stored->bits[w] = word;
   }
-  aal_asa_decode(in->stored, pass->rule.eps, in->h);
-  for (size_t i = 0; i < x->size; i++)
-    in->h->data[i] += x->data[i];
   return AAL_OK;
 }
 
