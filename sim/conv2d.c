@@ -36,7 +36,10 @@
 /* ...but late layers (P*Q = 16) need several images per chunk for an efficient GEMM. */
 #define CHUNK_MIN_COLS 1024
 
-static size_t workspace_limit = DEFAULT_WORKSPACE_BYTES;
+/* The one mutable static of the library: a test hook (aal_conv2d_set_workspace_limit)
+ * that forces several batch chunks on small shapes.  Thread-local, so a test's setting
+ * is never seen by another thread. */
+static _Thread_local size_t workspace_limit = DEFAULT_WORKSPACE_BYTES;
 
 size_t aal_conv2d_set_workspace_limit(size_t bytes)
 {

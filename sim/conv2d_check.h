@@ -21,7 +21,7 @@ typedef struct {
 
 /* Test hook (defined in conv2d.c): caps the im2col workspace of aal_conv2d_* at
  * `bytes` (0 restores the default), so that tests can force many batch chunks on
- * small shapes.  Returns the previous cap.  Not thread-safe; tests only. */
+ * small shapes.  Returns the previous cap.  Applies to the calling thread; tests only. */
 size_t aal_conv2d_set_workspace_limit(size_t bytes);
 
 /* Rank 4, dtype F64, not NULL; `name` is e.g. "x". */
