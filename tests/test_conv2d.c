@@ -21,6 +21,7 @@
 
 #include <gsl/gsl_rng.h>
 
+#include "aal_check.h"
 #include "aal_conv2d.h"
 #include "conv2d_check.h"
 #include "fdcheck.h"
@@ -635,9 +636,5 @@ static Suite *conv2d_suite(void)
 int main(void)
 {
   g_seed = fd_test_seed();
-  SRunner *sr = srunner_create(conv2d_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(conv2d_suite());
 }

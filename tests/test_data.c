@@ -26,6 +26,7 @@
 #include <gsl/gsl_rng.h>
 #include <jpeglib.h>
 
+#include "aal_check.h"
 #include "aal_data.h"
 
 #define JPEG_MEAN_BOUND 8.0
@@ -942,9 +943,5 @@ int main(void)
   tcase_add_test(tc, test_augment_batch);
   tcase_add_test(tc, test_epoch_order);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(s);
 }

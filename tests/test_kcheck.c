@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aal_check.h"
 #include "../kernels/aal_kcheck.h"
 #include "../kernels/cpu/cpu32_internal.h"
 
@@ -374,9 +375,5 @@ int main(void)
   tcase_add_test(tc, test_ref_against_itself);
   tcase_add_test(tc, test_wrong_kernels_caught);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(s);
 }

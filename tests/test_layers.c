@@ -19,6 +19,7 @@
 
 #include <gsl/gsl_rng.h>
 
+#include "aal_check.h"
 #include "aal_layers.h"
 #include "fdcheck.h"
 
@@ -1364,9 +1365,5 @@ static Suite *layers_suite(void)
 int main(void)
 {
   g_seed = fd_test_seed();
-  SRunner *sr = srunner_create(layers_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(layers_suite());
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aal_check.h"
 #include "../kernels/aal_backend.h"
 #include "../kernels/cpu/cpu32_internal.h"
 #include "aal_memory.h"
@@ -261,9 +262,5 @@ int main(void)
   tcase_add_test(tc, test_wrong_backend_caught);
   tcase_add_test(tc, test_adapter_errors);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(s);
 }

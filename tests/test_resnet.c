@@ -16,6 +16,7 @@
 #include <cblas.h>
 #include <gsl/gsl_rng.h>
 
+#include "aal_check.h"
 #include "aal.h"
 #include "fdcheck.h"
 
@@ -881,9 +882,5 @@ int main(void)
   tcase_add_test(tc, test_bad_input);
   tcase_add_test(tc, test_sgd_matches_pytorch_formula);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(s);
 }

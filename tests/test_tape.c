@@ -9,6 +9,7 @@
 
 #include <gsl/gsl_rng.h>
 
+#include "aal_check.h"
 #include "aal.h"
 #include "fdcheck.h"
 
@@ -272,9 +273,5 @@ int main(void)
   tcase_add_test(tc, test_backward_needs_tape);
   tcase_add_test(tc, test_smoke_run_learns);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(s);
 }

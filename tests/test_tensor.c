@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "aal_check.h"
 #include "aal_tensor.h"
 
 START_TEST(test_new_and_bytes)
@@ -95,9 +96,5 @@ int main(void)
   tcase_add_test(tc, test_bits);
   tcase_add_test(tc, test_refcount_and_copy);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(s);
 }

@@ -16,6 +16,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
+#include "aal_check.h"
 #include "aal_li.h"
 #include "aal_theory.h"
 
@@ -689,9 +690,5 @@ int main(void)
   tcase_add_test(th, test_negative_li_both_ways);
   tcase_add_test(th, test_sweep_csv);
   suite_add_tcase(s, th);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return aal_check_run(s);
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "aal.h"
+#include "aal_check.h"
 
 static char root[256];     /* a fresh temporary directory for the whole suite */
 static char data_dir[300];
@@ -375,11 +376,8 @@ int main(void)
   tcase_add_test(tc, test_checkpoint_corruption);
   tcase_add_test(tc, test_dump_npy);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  const int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  const int status = aal_check_run(s);
   if (!remove_tree(root))
     fprintf(stderr, "could not remove %s\n", root);
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return status;
 }
