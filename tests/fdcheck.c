@@ -1,5 +1,7 @@
 #include "fdcheck.h"
 
+#include "aal_check.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -193,16 +195,5 @@ void fd_fill_uniform(gsl_rng *rng, double *x, size_t n, double lo, double hi)
 
 unsigned long fd_test_seed(void)
 {
-  const char *s = getenv("AAL_TEST_SEED");
-  unsigned long seed = 20261128UL;
-  if (s != NULL && *s != '\0') {
-    char *end;
-    seed = strtoul(s, &end, 10);
-    if (*end != '\0') {
-      fprintf(stderr, "AAL_TEST_SEED=%s is not a decimal integer\n", s);
-      exit(2);
-    }
-  }
-  fprintf(stderr, "test seed: %lu (set AAL_TEST_SEED to change)\n", seed);
-  return seed;
+  return aal_test_seed();
 }

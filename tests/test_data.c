@@ -36,10 +36,11 @@
 #define VAL_PER_CLASS 2
 #define NVAL (CLASSES * VAL_PER_CLASS)
 
+static unsigned long g_seed; /* set once in main (aal_test_seed) */
+
 static unsigned long test_seed(void)
 {
-  const char *s = getenv("AAL_TEST_SEED");
-  return s != NULL && *s != '\0' ? strtoul(s, NULL, 10) : 20240611UL;
+  return g_seed;
 }
 
 /* ------------------------------------------------------------------ file helpers */
@@ -925,7 +926,7 @@ END_TEST
 
 int main(void)
 {
-  fprintf(stderr, "test_data: seed %lu (set AAL_TEST_SEED to change)\n", test_seed());
+  g_seed = aal_test_seed();
   Suite *s = suite_create("data");
   TCase *tc = tcase_create("core");
   tcase_set_timeout(tc, 60);

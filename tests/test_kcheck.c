@@ -19,21 +19,7 @@
 #include "../kernels/aal_kcheck.h"
 #include "../kernels/cpu/cpu32_internal.h"
 
-static unsigned long g_seed = 20261128UL;
-
-static void read_seed(void)
-{
-  const char *s = getenv("AAL_TEST_SEED");
-  if (s != NULL && *s != '\0') {
-    char *end;
-    g_seed = strtoul(s, &end, 10);
-    if (*end != '\0') {
-      fprintf(stderr, "AAL_TEST_SEED=%s is not a decimal integer\n", s);
-      exit(EXIT_FAILURE);
-    }
-  }
-  fprintf(stderr, "test_kcheck: seed %lu (set AAL_TEST_SEED to change)\n", g_seed);
-}
+static unsigned long g_seed;
 
 static aal_backend cpu32(void)
 {
@@ -364,7 +350,7 @@ END_TEST
 
 int main(void)
 {
-  read_seed();
+  g_seed = aal_test_seed();
   Suite *s = suite_create("kcheck");
   TCase *tc = tcase_create("kcheck");
   tcase_set_timeout(tc, 300);

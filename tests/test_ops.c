@@ -25,21 +25,7 @@
 #include "aal_resnet.h"
 #include "aal_step_check.h"
 
-static unsigned long g_seed = 20261128UL;
-
-static void read_seed(void)
-{
-  const char *s = getenv("AAL_TEST_SEED");
-  if (s != NULL && *s != '\0') {
-    char *end;
-    g_seed = strtoul(s, &end, 10);
-    if (*end != '\0') {
-      fprintf(stderr, "AAL_TEST_SEED=%s is not a decimal integer\n", s);
-      exit(EXIT_FAILURE);
-    }
-  }
-  fprintf(stderr, "test_ops: seed %lu (set AAL_TEST_SEED to change)\n", g_seed);
-}
+static unsigned long g_seed;
 
 static void small_config(aal_resnet_config *cfg)
 {
@@ -252,7 +238,7 @@ END_TEST
 
 int main(void)
 {
-  read_seed();
+  g_seed = aal_test_seed();
   Suite *s = suite_create("ops");
   TCase *tc = tcase_create("ops");
   tcase_set_timeout(tc, 300);

@@ -22,23 +22,6 @@
 
 static unsigned long g_seed;
 
-/* The suite's seed: $AAL_TEST_SEED if set, else a fixed default; printed once. */
-static unsigned long test_seed(void)
-{
-  const char *s = getenv("AAL_TEST_SEED");
-  unsigned long seed = 20261128UL;
-  if (s != NULL && *s != '\0') {
-    char *end;
-    seed = strtoul(s, &end, 10);
-    if (*end != '\0') {
-      fprintf(stderr, "AAL_TEST_SEED=%s is not a decimal integer\n", s);
-      exit(2);
-    }
-  }
-  fprintf(stderr, "test seed: %lu (set AAL_TEST_SEED to change)\n", seed);
-  return seed;
-}
-
 static gsl_rng *rng_new(unsigned long offset)
 {
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
@@ -671,7 +654,7 @@ END_TEST
 
 int main(void)
 {
-  g_seed = test_seed();
+  g_seed = aal_test_seed();
   Suite *s = suite_create("theory");
   TCase *li = tcase_create("li");
   tcase_add_test(li, test_li_exact_cases);
