@@ -89,6 +89,13 @@ struct aal_ops {
   int (*sgd_update)(const aal_ops *ops, aal_tensor *w, const aal_tensor *g, aal_tensor *buf,
                     double lr, double momentum, double weight_decay, int first,
                     aal_error *err);
+  /* The ASA conv input (x follows a ReLU, SPEC 4): bits [x's shape, BITS] = (x > 0) and
+   * h = x + eps * bit.  The reference fails on a negative or NaN element of x. */
+  int (*asa_input)(const aal_ops *ops, const aal_tensor *x, double eps, aal_tensor *h,
+                   aal_tensor *bits, aal_error *err);
+  /* The stored signs decoded for the weight gradient: out = eps * bit. */
+  int (*asa_decode)(const aal_ops *ops, const aal_tensor *bits, double eps, aal_tensor *out,
+                    aal_error *err);
 };
 
 /* The reference table (static; never freed). */
@@ -98,8 +105,15 @@ const aal_ops *aal_ops_or_ref(const aal_ops *ops);
 
 /* Builds the adapter over be (which must outlive the table); free with aal_ops_free. */
 int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err);
-/* Releases the adapter's cached buffers (nothing for the reference table). */
+/* Brings every tensor the adapter holds a mirror of back to the host (current values)
+ * and releases its buffers (nothing for the reference table). */
 void aal_ops_free(aal_ops *ops);
+/* Makes the host storage of every tensor the adapter mirrors current (mirrors stay). */
+int aal_ops_sync_host(const aal_ops *ops, aal_error *err);
+/* Test aid: when on, each output's host storage is filled with NaN (bits with a fixed
+ * pattern) as its mirror becomes the current copy, so that a host read that forgot
+ * aal_tensor_sync_host shows up as NaN instead of a plausible stale number. */
+void aal_ops_poison_stale_host(const aal_ops *ops, int on);
 
 /* Opens backend `name` ("ref", "cpu32", "cuda") and its adapter.  For "ref" the table is
  * the reference table itself (not the ref backend behind the adapter), so that

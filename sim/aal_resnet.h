@@ -81,6 +81,12 @@ aal_param *aal_resnet_find(aal_resnet *net, const char *name);
 /* 1 when stride2[b] is set for every stride-2 block (fills nblocks entries). */
 void aal_resnet_stride2_flags(const aal_resnet *net, int *stride2);
 size_t aal_resnet_param_count(const aal_resnet *net);  /* trainable scalars */
+/* Parameters, gradients and momentum buffers may live on a backend between steps
+ * (sim/aal_ops.h's adapter).  sync_host makes their host storage current for reading
+ * (logically const: only the cached copies change); detach also drops the backend
+ * copies, as anything that writes them on the host must do first. */
+int aal_resnet_sync_host(const aal_resnet *net, aal_error *err);
+int aal_resnet_detach(aal_resnet *net, aal_error *err);
 
 /* Observers: optional callbacks that see, without changing anything, each conv of a
  * training pass.  Forward: x is the conv's input as the previous layer produced it,

@@ -102,6 +102,8 @@ aal_tensor *aal_tensor_copy(const aal_tensor *t, aal_error *err)
     aal_fail(err, AAL_EINVAL, "aal_tensor_copy: tensor is NULL");
     return NULL;
   }
+  if (aal_tensor_sync_host(t, err) != AAL_OK)
+    return NULL;
   long shape[AAL_MAX_NDIM];
   shape_as_long(t, shape);
   aal_tensor *c = tensor_alloc(t->ndim, shape, t->dtype, err);
@@ -127,6 +129,7 @@ void aal_tensor_release(aal_tensor *t)
     return;
   if (--t->refcount > 0)
     return;
+  aal_tensor_forget_mirror(t);
   free(t->data);
   free(t->bits);
   free(t);
@@ -208,6 +211,28 @@ void aal_tensor_fill(aal_tensor *t, double value)
 {
   if (t == NULL || t->dtype != AAL_F64)
     return;
+  aal_tensor_forget_mirror(t);
   for (size_t i = 0; i < t->size; i++)
     t->data[i] = value;
+}
+
+int aal_tensor_sync_host(const aal_tensor *t, aal_error *err)
+{
+  if (t == NULL || t->mirror == NULL || !t->mirror->host_stale)
+    return AAL_OK;
+  return t->mirror->pull((aal_tensor *)t, err);
+}
+
+int aal_tensor_detach(aal_tensor *t, aal_error *err)
+{
+  int rc = aal_tensor_sync_host(t, err);
+  if (rc == AAL_OK)
+    aal_tensor_forget_mirror(t);
+  return rc;
+}
+
+void aal_tensor_forget_mirror(aal_tensor *t)
+{
+  if (t != NULL && t->mirror != NULL)
+    t->mirror->drop(t);
 }

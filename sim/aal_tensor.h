@@ -18,6 +18,24 @@
 
 enum aal_dtype { AAL_F64 = 0, AAL_BITS = 1 };
 
+struct aal_tensor;
+
+/* A copy of a tensor's elements held by someone else: the backend adapter (sim/ops.c)
+ * keeps activations, gradients and parameters in backend buffers between ops instead
+ * of converting them through host doubles on every op.  While host_stale is set the
+ * host storage (data / bits) is NOT current: read it only after aal_tensor_sync_host.
+ * Before writing the host storage of a tensor that may have a mirror, call
+ * aal_tensor_detach (else the mirror, now out of date, would be used by the next op). */
+typedef struct aal_tensor_mirror {
+  const void *owner;  /* the holder (the adapter's buffer cache) */
+  void *buf;          /* the holder's buffer */
+  int host_stale;     /* buf is newer than the host storage */
+  /* copies buf into the host storage and clears host_stale */
+  int (*pull)(struct aal_tensor *t, aal_error *err);
+  /* gives buf back and sets t->mirror to NULL; the host storage is not updated */
+  void (*drop)(struct aal_tensor *t);
+} aal_tensor_mirror;
+
 typedef struct aal_tensor {
   int ndim;
   size_t shape[AAL_MAX_NDIM];
@@ -26,6 +44,7 @@ typedef struct aal_tensor {
   double *data;         /* F64: size doubles, else NULL */
   uint64_t *bits;       /* BITS: ceil(size/64) words, else NULL */
   int refcount;
+  aal_tensor_mirror *mirror;  /* NULL unless a backend holds a copy (see above) */
 } aal_tensor;
 
 /* New zero-filled tensor. Sizes are signed so that a negative size is reported,
@@ -38,6 +57,7 @@ aal_tensor *aal_tensor_new1(long n, aal_error *err);
 aal_tensor *aal_tensor_new_bits(int ndim, const long *shape, aal_error *err);
 /* Same shape as t, dtype F64, zero-filled. */
 aal_tensor *aal_tensor_new_like(const aal_tensor *t, aal_error *err);
+/* A host-only copy (a stale host is brought up to date first). */
 aal_tensor *aal_tensor_copy(const aal_tensor *t, aal_error *err);
 
 aal_tensor *aal_tensor_retain(aal_tensor *t);
@@ -59,7 +79,18 @@ int aal_tensor_require(const aal_tensor *t, int ndim, enum aal_dtype dtype,
 int aal_tensor_require_same(const aal_tensor *a, const aal_tensor *b,
                             const char *what_a, const char *what_b, aal_error *err);
 
+/* Detaches any mirror first (the host is then the only copy). */
 void aal_tensor_fill(aal_tensor *t, double value);
+
+/* Makes the host storage current (a no-op without a stale mirror); the mirror stays.
+ * Logically const: only the cached copy changes. */
+int aal_tensor_sync_host(const aal_tensor *t, aal_error *err);
+/* Makes the host storage current and drops the mirror, so that the host may be
+ * written.  NULL is allowed. */
+int aal_tensor_detach(aal_tensor *t, aal_error *err);
+/* Drops the mirror without updating the host (whose values are then those before the
+ * mirror took over): only for a tensor about to be overwritten on the host. */
+void aal_tensor_forget_mirror(aal_tensor *t);
 
 static inline size_t aal_idx4(const aal_tensor *t, size_t n, size_t c, size_t h, size_t w)
 {

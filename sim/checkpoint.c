@@ -103,6 +103,9 @@ int aal_checkpoint_save(const aal_resnet *net, uint64_t step, const char *path, 
 {
   if (net == NULL || path == NULL)
     return aal_fail(err, AAL_EINVAL, "checkpoint save: NULL argument");
+  int rc = aal_resnet_sync_host(net, err);
+  if (rc != AAL_OK)
+    return rc;
   buffer b = {0};
   put(&b, MAGIC, 8);
   put_u32(&b, VERSION);
@@ -123,7 +126,7 @@ int aal_checkpoint_save(const aal_resnet *net, uint64_t step, const char *path, 
       put(&b, p->momentum->data, p->value->size * sizeof(double));
   }
   put_u64(&b, aal_data_fnv1a64(AAL_FNV1A64_INIT, b.data, b.len));
-  int rc = b.failed ? aal_fail(err, AAL_ENOMEM, "%s: cannot build the checkpoint in memory", path)
+  rc = b.failed ? aal_fail(err, AAL_ENOMEM, "%s: cannot build the checkpoint in memory", path)
                     : aal_write_atomic(path, b.data, b.len, err);
   free(b.data);
   return rc;
@@ -251,7 +254,10 @@ int aal_checkpoint_load(aal_resnet *net, uint64_t *step, const char *path, aal_e
     return aal_fail(err, AAL_EINVAL, "checkpoint load: NULL argument");
   unsigned char *data = NULL;
   size_t len = 0;
-  int rc = read_file(path, &data, &len, err);
+  /* the host copies are about to be overwritten: no backend copy may survive */
+  int rc = aal_resnet_detach(net, err);
+  if (rc == AAL_OK)
+    rc = read_file(path, &data, &len, err);
   if (rc == AAL_OK) {
     reader r = {data, len, 0, path};
     rc = parse(&r, net, step, err);

@@ -24,6 +24,8 @@ static int write_tensors(const aal_resnet *net, const char *dir, int grads, aal_
 {
   char path[PATH_MAX];
   int rc = aal_mkdir_p(dir, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_sync_host(net, err);
   for (int i = 0; i < net->nparams && rc == AAL_OK; i++) {
     const aal_param *p = &net->params[i];
     const aal_tensor *t = grads ? p->grad : p->value;

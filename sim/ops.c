@@ -10,6 +10,7 @@
 #include "aal_conv2d.h"
 #include "aal_layers.h"
 #include "conv2d_check.h"
+#include "resnet_internal.h"
 
 /* ================================================================ the reference */
 
@@ -166,13 +167,61 @@ static int ref_sgd_update(const aal_ops *ops, aal_tensor *wt, const aal_tensor *
   return AAL_OK;
 }
 
+static int asa_check(const char *op, const aal_tensor *a, const aal_tensor *bits,
+                     const aal_tensor *b, aal_error *err)
+{
+  if (a == NULL || bits == NULL || b == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: NULL tensor", op);
+  if (a->dtype != AAL_F64 || b->dtype != AAL_F64 || bits->dtype != AAL_BITS)
+    return aal_fail(err, AAL_EINVAL, "%s: wrong element types (values, bits, values)", op);
+  if (!aal_tensor_same_shape(a, bits) || !aal_tensor_same_shape(a, b))
+    return aal_fail(err, AAL_ESHAPE, "%s: the three tensors differ in shape", op);
+  return AAL_OK;
+}
+
+static int ref_asa_input(const aal_ops *ops, const aal_tensor *x, double eps, aal_tensor *h,
+                         aal_tensor *bits, aal_error *err)
+{
+  (void)ops;
+  int rc = asa_check("ref asa_input", x, bits, h, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t n = x->size;
+  for (size_t w = 0; w * 64 < n; w++) {
+    const size_t end = (w + 1) * 64 < n ? (w + 1) * 64 : n;
+    uint64_t word = 0;
+    for (size_t i = w * 64; i < end; i++) {
+      const double v = x->data[i];
+      if (!(v >= 0))
+        return aal_fail(err, AAL_EINVAL, "ASA input element %zu is %g; ASA convs must follow "
+                        "a ReLU", i, v);
+      const int bit = v > 0;
+      word |= (uint64_t)bit << (i & 63);
+      /* h = x + eps*s with the same decoding backward uses (aal_asa_decode) */
+      h->data[i] = v + (bit ? eps : 0.0);
+    }
+    bits->bits[w] = word;
+  }
+  return AAL_OK;
+}
+
+static int ref_asa_decode(const aal_ops *ops, const aal_tensor *bits, double eps,
+                          aal_tensor *out, aal_error *err)
+{
+  (void)ops;
+  int rc = asa_check("ref asa_decode", out, bits, out, err);
+  if (rc == AAL_OK)
+    aal_asa_decode(bits, eps, out);
+  return rc;
+}
+
 static const aal_ops ref_table = {
     "ref", 53, NULL, NULL,
     ref_conv_forward, ref_conv_backward_data, ref_conv_backward_filter,
     ref_bn_forward_train, ref_bn_forward_eval, ref_bn_backward,
     ref_relu_forward, ref_relu_backward, ref_add_forward,
     ref_avgpool_forward, ref_avgpool_backward, ref_linear_forward, ref_linear_backward,
-    ref_xent_forward, ref_xent_backward, ref_sgd_update};
+    ref_xent_forward, ref_xent_backward, ref_sgd_update, ref_asa_input, ref_asa_decode};
 
 const aal_ops *aal_ops_ref(void)
 {
@@ -186,20 +235,64 @@ const aal_ops *aal_ops_or_ref(const aal_ops *ops)
 
 /* ================================================================ the adapter */
 
-/* Buffers given back after a call, kept for the next call of the same size (a ResNet
- * step repeats a few sizes many times); the oldest is released when the cache is full. */
+/* Buffers given back after a call or by a dropped mirror, kept for the next request of
+ * the same size (a ResNet step repeats a few sizes many times); the oldest is released
+ * when the cache is full. */
 #define CACHE_SLOTS 64
 
+typedef struct mirror mirror;
+
 struct aal_ops_cache {
+  const aal_backend *be;
+  int poison;      /* fill a tensor's host storage with NaN when its mirror takes over */
   void *buf[CACHE_SLOTS];
   size_t n[CACHE_SLOTS];
   int bits[CACHE_SLOTS];
   int count;
+  mirror *live;    /* every mirror this adapter holds (aal_ops_free brings them home) */
 };
 
-static int acquire(const aal_ops *ops, size_t n, int bits, void **buf, aal_error *err)
+/* The adapter's mirror of a tensor: a backend buffer of t->size elements (or bits). */
+struct mirror {
+  aal_tensor_mirror pub;  /* first member: t->mirror points here */
+  aal_ops_cache *cache;
+  aal_tensor *t;
+  size_t n;
+  int bits;
+  /* fingerprint of the host storage when it was last known to match (or, host stale,
+   * when the mirror took over): a host write behind the adapter's back changes it */
+  uint64_t host_print;
+  mirror *prev, *next;
+};
+
+/* FNV-1a over 16 evenly spaced host elements (and the last): cheap enough for every
+ * call, and any rewrite of a tensor (a new batch, a loaded checkpoint, a test's
+ * assignment) changes it with near certainty. */
+static uint64_t host_print(const aal_tensor *t)
 {
-  aal_ops_cache *c = ops->cache;
+  const unsigned char *base = t->dtype == AAL_F64 ? (const unsigned char *)t->data
+                                                  : (const unsigned char *)t->bits;
+  const size_t unit = t->dtype == AAL_F64 ? sizeof(double) : sizeof(uint64_t);
+  const size_t count = t->dtype == AAL_F64 ? t->size : (t->size + 63) / 64;
+  uint64_t h = 1469598103934665603ull;
+  for (int k = 0; k <= 16; k++) {
+    const size_t i = k == 16 ? count - 1 : (size_t)k * count / 16;
+    for (size_t b = 0; b < unit; b++)
+      h = (h ^ base[i * unit + b]) * 1099511628211ull;
+  }
+  return h;
+}
+
+static int host_unchanged(const mirror *m, const char *op, aal_error *err)
+{
+  if (host_print(m->t) == m->host_print)
+    return AAL_OK;
+  return aal_fail(err, AAL_EINVAL, "%s: a tensor was written on the host while backend %s "
+                  "held a copy of it (aal_tensor_detach must come first)", op, m->cache->be->name);
+}
+
+static int acquire(aal_ops_cache *c, size_t n, int bits, void **buf, aal_error *err)
+{
   for (int i = c->count - 1; i >= 0; i--)
     if (c->n[i] == n && c->bits[i] == bits) {
       *buf = c->buf[i];
@@ -212,16 +305,15 @@ static int acquire(const aal_ops *ops, size_t n, int bits, void **buf, aal_error
       return AAL_OK;
     }
   *buf = NULL;
-  return bits ? ops->be->alloc_bits(ops->be, n, buf, err) : ops->be->alloc(ops->be, n, buf, err);
+  return bits ? c->be->alloc_bits(c->be, n, buf, err) : c->be->alloc(c->be, n, buf, err);
 }
 
-static void give_back(const aal_ops *ops, size_t n, int bits, void *buf)
+static void give_back(aal_ops_cache *c, size_t n, int bits, void *buf)
 {
-  aal_ops_cache *c = ops->cache;
   if (buf == NULL)
     return;
   if (c->count == CACHE_SLOTS) {
-    ops->be->release(ops->be, c->buf[0]);
+    c->be->release(c->be, c->buf[0]);
     memmove(c->buf, c->buf + 1, (CACHE_SLOTS - 1) * sizeof c->buf[0]);
     memmove(c->n, c->n + 1, (CACHE_SLOTS - 1) * sizeof c->n[0]);
     memmove(c->bits, c->bits + 1, (CACHE_SLOTS - 1) * sizeof c->bits[0]);
@@ -231,47 +323,6 @@ static void give_back(const aal_ops *ops, size_t n, int bits, void *buf)
   c->n[c->count] = n;
   c->bits[c->count] = bits;
   c->count++;
-}
-
-/* The buffers of one call, given back together at its end. */
-#define CALL_BUFS 12
-
-typedef struct {
-  const aal_ops *ops;
-  const char *op;
-  void *buf[CALL_BUFS];
-  size_t n[CALL_BUFS];
-  int bits[CALL_BUFS];
-  int count;
-} call;
-
-static void call_begin(call *c, const aal_ops *ops, const char *op)
-{
-  memset(c, 0, sizeof *c);
-  c->ops = ops;
-  c->op = op;
-}
-
-static void call_end(call *c)
-{
-  for (int i = 0; i < c->count; i++)
-    give_back(c->ops, c->n[i], c->bits[i], c->buf[i]);
-  c->count = 0;
-}
-
-/* A buffer of n elements (bits: n bits), contents undefined. */
-static int call_buffer(call *c, size_t n, int bits, void **buf, aal_error *err)
-{
-  if (c->count == CALL_BUFS)
-    return aal_fail(err, AAL_EINVAL, "ops %s %s: too many buffers", c->ops->name, c->op);
-  int rc = acquire(c->ops, n, bits, buf, err);
-  if (rc != AAL_OK)
-    return rc;
-  c->buf[c->count] = *buf;
-  c->n[c->count] = n;
-  c->bits[c->count] = bits;
-  c->count++;
-  return AAL_OK;
 }
 
 /* 64-bit words (sim) <-> 32-bit words (op table), element i at bit i%64 / i%32. */
@@ -296,37 +347,189 @@ static void bits_from32(aal_tensor *t, const uint32_t *w)
     t->bits[j / 2] |= (uint64_t)w[j] << (32 * (j % 2));
 }
 
-/* Uploads t (F64 or BITS) into a fresh buffer of the call. */
-static int call_in(call *c, const aal_tensor *t, void **buf, aal_error *err)
+/* host (F64 or BITS) -> buf */
+static int upload_tensor(const aal_backend *be, const aal_tensor *t, void *buf, aal_error *err)
 {
-  const aal_backend *be = c->ops->be;
-  int rc = call_buffer(c, t->size, t->dtype == AAL_BITS, buf, err);
-  if (rc != AAL_OK)
-    return rc;
   if (t->dtype == AAL_F64)
-    return be->upload(be, *buf, t->data, t->size, err);
-  uint32_t *w = bits_to32(t, c->op, err);
+    return be->upload(be, buf, t->data, t->size, err);
+  uint32_t *w = bits_to32(t, be->name, err);
   if (w == NULL)
     return AAL_ENOMEM;
-  rc = be->upload_bits(be, *buf, w, t->size, err);
+  int rc = be->upload_bits(be, buf, w, t->size, err);
   free(w);
   return rc;
 }
 
-/* Downloads a buffer into t (F64 or BITS; t->size elements). */
-static int call_out(call *c, aal_tensor *t, const void *buf, aal_error *err)
+/* buf -> host (F64 or BITS; t->size elements) */
+static int download_tensor(const aal_backend *be, aal_tensor *t, const void *buf,
+                           aal_error *err)
 {
-  const aal_backend *be = c->ops->be;
   if (t->dtype == AAL_F64)
     return be->download(be, t->data, buf, t->size, err);
   const size_t words = (t->size + 31) / 32;
   uint32_t *w = malloc(words * sizeof *w);
   if (w == NULL)
-    return aal_fail(err, AAL_ENOMEM, "%s: %zu mask words", c->op, words);
+    return aal_fail(err, AAL_ENOMEM, "%s download: %zu mask words", be->name, words);
   int rc = be->download_bits(be, w, buf, t->size, err);
   if (rc == AAL_OK)
     bits_from32(t, w);
   free(w);
+  return rc;
+}
+
+static int mirror_pull(aal_tensor *t, aal_error *err)
+{
+  mirror *m = (mirror *)t->mirror;
+  int rc = host_unchanged(m, "sync to host", err);
+  if (rc == AAL_OK)
+    rc = download_tensor(m->cache->be, t, m->pub.buf, err);
+  if (rc == AAL_OK) {
+    m->pub.host_stale = 0;
+    m->host_print = host_print(t);
+  }
+  return rc;
+}
+
+static void mirror_drop(aal_tensor *t)
+{
+  mirror *m = (mirror *)t->mirror;
+  if (m->prev != NULL)
+    m->prev->next = m->next;
+  else
+    m->cache->live = m->next;
+  if (m->next != NULL)
+    m->next->prev = m->prev;
+  give_back(m->cache, m->n, m->bits, m->pub.buf);
+  free(m);
+  t->mirror = NULL;
+}
+
+/* Gives t a mirror of this cache (a foreign one is first brought home and dropped);
+ * with upload, the mirror receives the host values. */
+static int mirror_attach(aal_ops_cache *c, aal_tensor *t, int upload, aal_error *err)
+{
+  if (t->mirror != NULL && t->mirror->owner == c)
+    return AAL_OK;
+  int rc = upload ? aal_tensor_detach(t, err) : AAL_OK;
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor_forget_mirror(t);
+  mirror *m = calloc(1, sizeof *m);
+  if (m == NULL)
+    return aal_fail(err, AAL_ENOMEM, "ops %s: mirror of a tensor", c->be->name);
+  m->bits = t->dtype == AAL_BITS;
+  m->n = t->size;
+  rc = acquire(c, m->n, m->bits, &m->pub.buf, err);
+  if (rc == AAL_OK && upload)
+    rc = upload_tensor(c->be, t, m->pub.buf, err);
+  if (rc != AAL_OK) {
+    give_back(c, m->n, m->bits, m->pub.buf);
+    free(m);
+    return rc;
+  }
+  m->host_print = host_print(t);
+  m->pub.owner = c;
+  m->pub.pull = mirror_pull;
+  m->pub.drop = mirror_drop;
+  m->cache = c;
+  m->t = t;
+  m->next = c->live;
+  if (c->live != NULL)
+    c->live->prev = m;
+  c->live = m;
+  t->mirror = &m->pub;
+  return AAL_OK;
+}
+
+/* The buffers and outputs of one call: scratch buffers are given back at its end;
+ * outputs become the current copy (host stale) if the call succeeded, and lose their
+ * mirror if it failed (a half-written buffer must never be read as current). */
+#define CALL_BUFS 12
+
+typedef struct {
+  const aal_ops *ops;
+  const char *op;
+  void *buf[CALL_BUFS];
+  size_t n[CALL_BUFS];
+  int bits[CALL_BUFS];
+  int count;
+  aal_tensor *out[CALL_BUFS];
+  int nout;
+} call;
+
+static void call_begin(call *c, const aal_ops *ops, const char *op)
+{
+  memset(c, 0, sizeof *c);
+  c->ops = ops;
+  c->op = op;
+}
+
+static void poison_host(aal_tensor *t)
+{
+  if (t->dtype == AAL_F64)
+    for (size_t i = 0; i < t->size; i++)
+      t->data[i] = NAN;
+  else
+    memset(t->bits, 0xA5, (t->size + 63) / 64 * sizeof t->bits[0]);
+}
+
+static int call_end(call *c, int rc)
+{
+  for (int i = 0; i < c->count; i++)
+    give_back(c->ops->cache, c->n[i], c->bits[i], c->buf[i]);
+  c->count = 0;
+  for (int i = 0; i < c->nout; i++) {
+    aal_tensor *t = c->out[i];
+    if (rc != AAL_OK || t->mirror == NULL) {
+      aal_tensor_forget_mirror(t);
+      continue;
+    }
+    t->mirror->host_stale = 1;
+    if (c->ops->cache->poison)
+      poison_host(t);
+    ((mirror *)t->mirror)->host_print = host_print(t);
+  }
+  c->nout = 0;
+  return rc;
+}
+
+/* A scratch buffer of n elements (bits: n bits), contents undefined. */
+static int call_buffer(call *c, size_t n, int bits, void **buf, aal_error *err)
+{
+  if (c->count == CALL_BUFS)
+    return aal_fail(err, AAL_EINVAL, "ops %s %s: too many buffers", c->ops->name, c->op);
+  int rc = acquire(c->ops->cache, n, bits, buf, err);
+  if (rc != AAL_OK)
+    return rc;
+  c->buf[c->count] = *buf;
+  c->n[c->count] = n;
+  c->bits[c->count] = bits;
+  c->count++;
+  return AAL_OK;
+}
+
+/* The backend copy of input t: its mirror, made (uploaded) on first use. */
+static int call_in(call *c, const aal_tensor *t, void **buf, aal_error *err)
+{
+  int rc = AAL_OK;
+  if (t->mirror != NULL && t->mirror->owner == c->ops->cache)
+    rc = host_unchanged((const mirror *)t->mirror, c->op, err);
+  if (rc == AAL_OK)
+    rc = mirror_attach(c->ops->cache, (aal_tensor *)t, 1, err);
+  *buf = rc == AAL_OK ? t->mirror->buf : NULL;
+  return rc;
+}
+
+/* The buffer output t is written into: its mirror (t may also be an input of the call:
+ * the same buffer then serves both). */
+static int call_out(call *c, aal_tensor *t, void **buf, aal_error *err)
+{
+  if (c->nout == CALL_BUFS)
+    return aal_fail(err, AAL_EINVAL, "ops %s %s: too many outputs", c->ops->name, c->op);
+  int rc = mirror_attach(c->ops->cache, t, 0, err);
+  *buf = rc == AAL_OK ? t->mirror->buf : NULL;
+  if (rc == AAL_OK)
+    c->out[c->nout++] = t;
   return rc;
 }
 
@@ -419,13 +622,10 @@ static int ad_conv_forward(const aal_ops *ops, const aal_tensor *x, const aal_te
   if (rc == AAL_OK)
     rc = call_in(&c, w, &bw, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, y->size, 0, &by, err);
+    rc = call_out(&c, y, &by, err);
   if (rc == AAL_OK)
     rc = ops->be->conv_forward(ops->be, &cs, bx, bw, by, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, y, by, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int ad_conv_backward_data(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *w,
@@ -447,13 +647,10 @@ static int ad_conv_backward_data(const aal_ops *ops, const aal_tensor *dy, const
   if (rc == AAL_OK)
     rc = call_in(&c, w, &bw, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+    rc = call_out(&c, dx, &bdx, err);
   if (rc == AAL_OK)
     rc = ops->be->conv_backward_data(ops->be, &cs, bdy, bw, bdx, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dx, bdx, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int ad_conv_backward_filter(const aal_ops *ops, const aal_tensor *x,
@@ -476,13 +673,10 @@ static int ad_conv_backward_filter(const aal_ops *ops, const aal_tensor *x,
   if (rc == AAL_OK)
     rc = call_in(&c, dy, &bdy, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, dw->size, 0, &bdw, err);
+    rc = call_out(&c, dw, &bdw, err);
   if (rc == AAL_OK)
     rc = ops->be->conv_backward_filter(ops->be, &cs, bx, bdy, bdw, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dw, bdw, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 /* ---------------------------------------------------------------- batch norm */
@@ -538,20 +732,23 @@ static int ad_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aa
   if (rc == AAL_OK)
     rc = call_in(&c, beta, &bb, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, y->size, 0, &by, err);
+    rc = call_out(&c, y, &by, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, C, 0, &bm, err);
+    rc = call_out(&c, mean, &bm, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, C, 0, &bi, err);
+    rc = call_out(&c, invstd, &bi, err);
   if (rc == AAL_OK)
     rc = ops->be->bn_forward(ops->be, n, ch, hw, bx, bg, bb, eps, by, bm, bi, err);
+  rc = call_end(&c, rc);
+  /* the per-channel statistics come home for the running averages (C values) */
   if (rc == AAL_OK)
-    rc = call_out(&c, y, by, err);
+    rc = aal_tensor_sync_host(mean, err);
   if (rc == AAL_OK)
-    rc = call_out(&c, mean, bm, err);
+    rc = aal_tensor_sync_host(invstd, err);
   if (rc == AAL_OK)
-    rc = call_out(&c, invstd, bi, err);
-  call_end(&c);
+    rc = aal_tensor_detach(running_mean, err);
+  if (rc == AAL_OK)
+    rc = aal_tensor_detach(running_var, err);
   for (size_t k = 0; rc == AAL_OK && k < C; k++)
     if (!isfinite(mean->data[k]) || !(invstd->data[k] > 0) || !isfinite(invstd->data[k]))
       rc = aal_fail(err, AAL_ENUMERIC, "%s: channel %zu has mean %g, invstd %g", op, k,
@@ -587,6 +784,12 @@ static int ad_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal
                               const aal_tensor *running_var, double eps, aal_tensor *y,
                               aal_error *err)
 {
+  const aal_tensor *host[] = {gamma, beta, running_mean, running_var};
+  for (int i = 0; i < 4; i++)
+    if (aal_tensor_sync_host(host[i], err) != AAL_OK)
+      return err ? err->code : AAL_EINVAL;
+  /* y is rewritten on the host: a mirror of it would be out of date */
+  aal_tensor_forget_mirror(y);
   aal_tensor *xr = aal_tensor_copy(x, err);
   if (xr == NULL)
     return AAL_ENOMEM;
@@ -631,21 +834,14 @@ static int ad_bn_backward(const aal_ops *ops, const aal_tensor *dy, const aal_te
   if (rc == AAL_OK)
     rc = call_in(&c, invstd, &bi, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+    rc = call_out(&c, dx, &bdx, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, C, 0, &bdg, err);
+    rc = call_out(&c, dgamma, &bdg, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, C, 0, &bdb, err);
+    rc = call_out(&c, dbeta, &bdb, err);
   if (rc == AAL_OK)
     rc = ops->be->bn_backward(ops->be, n, ch, hw, bdy, bx, bg, bm, bi, bdx, bdg, bdb, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dx, bdx, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dgamma, bdg, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dbeta, bdb, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 /* ---------------------------------------------------------------- relu, add, pool */
@@ -677,17 +873,15 @@ static int ad_relu_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *
   call_begin(&c, ops, op);
   rc = call_in(&c, x, &bx, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, y->size, 0, &by, err);
-  if (rc == AAL_OK)
+    rc = call_out(&c, y, &by, err);
+  /* no mask wanted (evaluation): a scratch one */
+  if (rc == AAL_OK && mask != NULL)
+    rc = call_out(&c, mask, &bm, err);
+  else if (rc == AAL_OK)
     rc = call_buffer(&c, x->size, 1, &bm, err);
   if (rc == AAL_OK)
     rc = ops->be->relu_forward(ops->be, x->size, bx, by, bm, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, y, by, err);
-  if (rc == AAL_OK && mask != NULL)
-    rc = call_out(&c, mask, bm, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int ad_relu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
@@ -707,13 +901,10 @@ static int ad_relu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_
   if (rc == AAL_OK)
     rc = call_in(&c, mask, &bm, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+    rc = call_out(&c, dx, &bdx, err);
   if (rc == AAL_OK)
     rc = ops->be->relu_backward(ops->be, dy->size, bdy, bm, bdx, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dx, bdx, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int ad_add_forward(const aal_ops *ops, const aal_tensor *a, const aal_tensor *b,
@@ -733,13 +924,10 @@ static int ad_add_forward(const aal_ops *ops, const aal_tensor *a, const aal_ten
   if (rc == AAL_OK)
     rc = call_in(&c, b, &bb, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, y->size, 0, &by, err);
+    rc = call_out(&c, y, &by, err);
   if (rc == AAL_OK)
     rc = ops->be->add(ops->be, a->size, ba, bb, by, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, y, by, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int pool_dims(const aal_tensor *x4, const aal_tensor *y2, const char *op,
@@ -777,13 +965,10 @@ static int ad_avgpool_forward(const aal_ops *ops, const aal_tensor *x, aal_tenso
   call_begin(&c, ops, op);
   rc = call_in(&c, x, &bx, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, y->size, 0, &by, err);
+    rc = call_out(&c, y, &by, err);
   if (rc == AAL_OK)
     rc = ops->be->avgpool_forward(ops->be, rows, hw, bx, by, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, y, by, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int ad_avgpool_backward(const aal_ops *ops, const aal_tensor *dy, aal_tensor *dx,
@@ -800,13 +985,10 @@ static int ad_avgpool_backward(const aal_ops *ops, const aal_tensor *dy, aal_ten
   call_begin(&c, ops, op);
   rc = call_in(&c, dy, &bdy, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+    rc = call_out(&c, dx, &bdx, err);
   if (rc == AAL_OK)
     rc = ops->be->avgpool_backward(ops->be, rows, hw, bdy, bdx, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dx, bdx, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 /* ---------------------------------------------------------------- linear, xent */
@@ -854,13 +1036,10 @@ static int ad_linear_forward(const aal_ops *ops, const aal_tensor *x, const aal_
   if (rc == AAL_OK)
     rc = call_in(&c, b, &bb, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, y->size, 0, &by, err);
+    rc = call_out(&c, y, &by, err);
   if (rc == AAL_OK)
     rc = ops->be->linear_forward(ops->be, n, in, out, bx, bw, bb, by, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, y, by, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int ad_linear_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
@@ -891,21 +1070,14 @@ static int ad_linear_backward(const aal_ops *ops, const aal_tensor *dy, const aa
   if (rc == AAL_OK)
     rc = call_in(&c, w, &bw, err);
   if (rc == AAL_OK && dx != NULL)
-    rc = call_buffer(&c, dx->size, 0, &bdx, err);
+    rc = call_out(&c, dx, &bdx, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, dw->size, 0, &bdw, err);
+    rc = call_out(&c, dw, &bdw, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, db->size, 0, &bdb, err);
+    rc = call_out(&c, db, &bdb, err);
   if (rc == AAL_OK)
     rc = ops->be->linear_backward(ops->be, n, in, out, bdy, bx, bw, bdx, bdw, bdb, err);
-  if (rc == AAL_OK && dx != NULL)
-    rc = call_out(&c, dx, bdx, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dw, bdw, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, db, bdb, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int xent_check(const aal_tensor *t, const int *labels, const char *op, const char *name,
@@ -934,6 +1106,8 @@ static int ad_xent_forward(const aal_ops *ops, const aal_tensor *logits, const i
   if (rc == AAL_OK && loss == NULL)
     rc = aal_fail(err, AAL_EINVAL, "%s: loss is NULL", op);
   /* as the reference: a non-finite logit is a numerical failure (a diverged run) */
+  if (rc == AAL_OK)
+    rc = aal_tensor_sync_host(logits, err);
   for (size_t i = 0; rc == AAL_OK && i < logits->size; i++)
     if (!isfinite(logits->data[i]))
       rc = aal_fail(err, AAL_ENUMERIC, "%s: sample %zu has non-finite logit %g", op,
@@ -945,14 +1119,11 @@ static int ad_xent_forward(const aal_ops *ops, const aal_tensor *logits, const i
   call_begin(&c, ops, op);
   rc = call_in(&c, logits, &bl, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, prob->size, 0, &bp, err);
+    rc = call_out(&c, prob, &bp, err);
   if (rc == AAL_OK)
     rc = ops->be->xent_forward(ops->be, (int)logits->shape[0], (int)logits->shape[1], bl,
                                labels, loss, bp, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, prob, bp, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 static int ad_xent_backward(const aal_ops *ops, const aal_tensor *prob, const int *labels,
@@ -970,14 +1141,11 @@ static int ad_xent_backward(const aal_ops *ops, const aal_tensor *prob, const in
   call_begin(&c, ops, op);
   rc = call_in(&c, prob, &bp, err);
   if (rc == AAL_OK)
-    rc = call_buffer(&c, dlogits->size, 0, &bd, err);
+    rc = call_out(&c, dlogits, &bd, err);
   if (rc == AAL_OK)
     rc = ops->be->xent_backward(ops->be, (int)prob->shape[0], (int)prob->shape[1], bp, labels,
                                 bd, err);
-  if (rc == AAL_OK)
-    rc = call_out(&c, dlogits, bd, err);
-  call_end(&c);
-  return rc;
+  return call_end(&c, rc);
 }
 
 /* ---------------------------------------------------------------- sgd */
@@ -996,21 +1164,69 @@ static int ad_sgd_update(const aal_ops *ops, aal_tensor *w, const aal_tensor *g,
   call_begin(&c, ops, op);
   rc = call_in(&c, w, &bw, err);
   if (rc == AAL_OK)
+    rc = call_out(&c, w, &bw, err);
+  if (rc == AAL_OK)
     rc = call_in(&c, g, &bg, err);
   /* no momentum buffer (momentum 0): a scratch one, always "first" (buf = d) */
   if (rc == AAL_OK && buf != NULL && !first)
     rc = call_in(&c, buf, &bb, err);
+  if (rc == AAL_OK && buf != NULL)
+    rc = call_out(&c, buf, &bb, err);
   else if (rc == AAL_OK)
     rc = call_buffer(&c, w->size, 0, &bb, err);
   if (rc == AAL_OK)
     rc = ops->be->sgd_update(ops->be, w->size, bw, bg, bb, lr, momentum, weight_decay,
                              first || buf == NULL, err);
+  return call_end(&c, rc);
+}
+
+/* ---------------------------------------------------------------- ASA */
+
+/* bits = (x > 0), then h = x + eps*bit as sign_unpack + add: the values a fused kernel
+ * must reproduce.  x is not checked for negative elements here (it is a ReLU output
+ * by construction; the reference table checks). */
+static int ad_asa_input(const aal_ops *ops, const aal_tensor *x, double eps, aal_tensor *h,
+                        aal_tensor *bits, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "asa_input", op);
+  int rc = asa_check(op, x, bits, h, err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bx, *bh, *bb;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, x, &bx, err);
   if (rc == AAL_OK)
-    rc = call_out(&c, w, bw, err);
-  if (rc == AAL_OK && buf != NULL)
-    rc = call_out(&c, buf, bb, err);
-  call_end(&c);
-  return rc;
+    rc = call_out(&c, h, &bh, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, bits, &bb, err);
+  if (rc == AAL_OK)
+    rc = ops->be->sign_pack(ops->be, x->size, bx, bb, err);
+  if (rc == AAL_OK)
+    rc = ops->be->sign_unpack(ops->be, x->size, bb, eps, bh, err);
+  if (rc == AAL_OK)
+    rc = ops->be->add(ops->be, x->size, bx, bh, bh, err);
+  return call_end(&c, rc);
+}
+
+static int ad_asa_decode(const aal_ops *ops, const aal_tensor *bits, double eps,
+                         aal_tensor *out, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "asa_decode", op);
+  int rc = asa_check(op, out, bits, out, err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bb, *bo;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, bits, &bb, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, out, &bo, err);
+  if (rc == AAL_OK)
+    rc = ops->be->sign_unpack(ops->be, bits->size, bb, eps, bo, err);
+  return call_end(&c, rc);
 }
 
 /* ---------------------------------------------------------------- the table */
@@ -1026,6 +1242,7 @@ int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
   ops->cache = calloc(1, sizeof *ops->cache);
   if (ops->cache == NULL)
     return aal_fail(err, AAL_ENOMEM, "ops from backend %s: buffer cache", be->name);
+  ops->cache->be = be;
   ops->name = be->name;
   ops->precision_bits = be->precision_bits;
   ops->be = be;
@@ -1045,6 +1262,8 @@ int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
   ops->xent_forward = ad_xent_forward;
   ops->xent_backward = ad_xent_backward;
   ops->sgd_update = ad_sgd_update;
+  ops->asa_input = ad_asa_input;
+  ops->asa_decode = ad_asa_decode;
   return AAL_OK;
 }
 
@@ -1052,8 +1271,18 @@ void aal_ops_free(aal_ops *ops)
 {
   if (ops == NULL || ops->cache == NULL)
     return;
-  for (int i = 0; i < ops->cache->count; i++)
-    ops->be->release(ops->be, ops->cache->buf[i]);
+  aal_ops_cache *c = ops->cache;
+  /* tensors outlive the table: each gets its current values back on the host (a
+   * failed download leaves NaN there, never stale numbers) */
+  while (c->live != NULL) {
+    aal_tensor *t = c->live->t;
+    aal_error ignored;
+    if (aal_tensor_sync_host(t, &ignored) != AAL_OK)
+      poison_host(t);
+    aal_tensor_forget_mirror(t);
+  }
+  for (int i = 0; i < c->count; i++)
+    ops->be->release(ops->be, c->buf[i]);
   free(ops->cache);
   ops->cache = NULL;
 }
@@ -1092,4 +1321,22 @@ void aal_ops_close(aal_ops_handle *h)
     free(h->be);
   }
   memset(h, 0, sizeof *h);
+}
+
+void aal_ops_poison_stale_host(const aal_ops *ops, int on)
+{
+  if (ops != NULL && ops->cache != NULL)
+    ops->cache->poison = on != 0;
+}
+
+int aal_ops_sync_host(const aal_ops *ops, aal_error *err)
+{
+  if (ops == NULL || ops->cache == NULL)
+    return AAL_OK;
+  for (mirror *m = ops->cache->live; m != NULL; m = m->next) {
+    int rc = aal_tensor_sync_host(m->t, err);
+    if (rc != AAL_OK)
+      return rc;
+  }
+  return AAL_OK;
 }

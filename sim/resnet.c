@@ -266,6 +266,30 @@ size_t aal_resnet_param_count(const aal_resnet *net)
   return n;
 }
 
+int aal_resnet_sync_host(const aal_resnet *net, aal_error *err)
+{
+  int rc = AAL_OK;
+  for (int i = 0; i < net->nparams && rc == AAL_OK; i++) {
+    const aal_param *p = &net->params[i];
+    const aal_tensor *t[] = {p->value, p->grad, p->momentum};
+    for (int k = 0; k < 3 && rc == AAL_OK; k++)
+      rc = aal_tensor_sync_host(t[k], err);
+  }
+  return rc;
+}
+
+int aal_resnet_detach(aal_resnet *net, aal_error *err)
+{
+  int rc = AAL_OK;
+  for (int i = 0; i < net->nparams && rc == AAL_OK; i++) {
+    aal_param *p = &net->params[i];
+    aal_tensor *t[] = {p->value, p->grad, p->momentum};
+    for (int k = 0; k < 3 && rc == AAL_OK; k++)
+      rc = aal_tensor_detach(t[k], err);
+  }
+  return rc;
+}
+
 int aal_resnet_sgd_step(aal_resnet *net, double lr, double momentum, double weight_decay,
                         aal_error *err)
 {

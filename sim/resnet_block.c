@@ -52,30 +52,15 @@ static int asa_input(const aal_resnet_pass *pass, aal_tensor *x, aal_conv_input 
   in->h = aal_tensor_new_like(x, err);
   if (in->stored == NULL || in->h == NULL)
     return AAL_ENOMEM;
-  const double eps = pass->rule.eps;
-  const size_t n = x->size;
-  for (size_t w = 0; w * 64 < n; w++) {
-    const size_t end = (w + 1) * 64 < n ? (w + 1) * 64 : n;
-    uint64_t word = 0;
-    for (size_t i = w * 64; i < end; i++) {
-      const double v = x->data[i];
-      if (!(v >= 0))
-        return aal_fail(err, AAL_EINVAL, "ASA input element %zu is %g; ASA convs must follow "
-                        "a ReLU", i, v);
-      const int bit = v > 0;
-      word |= (uint64_t)bit << (i & 63);
-      /* h = x + eps*s with the same decoding backward uses (aal_asa_decode) */
-      in->h->data[i] = v + (bit ? eps : 0.0);
-    }
-    in->stored->bits[w] = word;
-  }
-  return AAL_OK;
+  const aal_ops *ops = aal_pass_ops(pass);
+  return ops->asa_input(ops, x, pass->rule.eps, in->h, in->stored, err);
 }
 
 /* per-sample 2-norms of x [N, ...] -> [N] */
 static aal_tensor *sample_norms(const aal_tensor *x, aal_error *err)
 {
-  aal_tensor *norms = aal_tensor_new1((long)x->shape[0], err);
+  aal_tensor *norms = aal_tensor_sync_host(x, err) == AAL_OK
+                         ? aal_tensor_new1((long)x->shape[0], err) : NULL;
   if (norms == NULL)
     return NULL;
   const size_t per = x->size / x->shape[0];
@@ -162,14 +147,17 @@ int aal_conv_r_from_stored(const aal_resnet_pass *pass, const aal_conv_bn *u,
   }
   if ((*r = aal_tensor_new(4, x_shape, err)) == NULL)
     return AAL_ENOMEM;
+  const aal_ops *ops = aal_pass_ops(pass);
+  int rc;
   switch (source) {
   case AAL_R_ASA:
-    aal_asa_decode(stored, pass->rule.eps, *r);
     *scale = pass->rule.lr_expansion;
-    return AAL_OK;
+    return ops->asa_decode(ops, stored, pass->rule.eps, *r, err);
   case AAL_R_NOISE:
     return noise_r(pass, u, stored, *r, err);
   case AAL_R_FLIP:
+    if ((rc = aal_tensor_sync_host(stored, err)) != AAL_OK)
+      return rc;
     for (size_t i = 0; i < stored->size; i++)
       (*r)->data[i] = -stored->data[i];
     return AAL_OK;
@@ -190,6 +178,10 @@ static int observe_forward(const aal_resnet_pass *pass, const aal_conv_bn *u,
   aal_tensor *r = NULL;
   double scale;
   int rc = aal_conv_r_from_stored(pass, u, in->source, in->stored, shape, &r, &scale, err);
+  /* observers read the host storage */
+  const aal_tensor *seen[] = {x, in->h, r};
+  for (int i = 0; i < 3 && rc == AAL_OK; i++)
+    rc = aal_tensor_sync_host(seen[i], err);
   if (rc == AAL_OK)
     pass->observer.conv_forward(pass->observer.ctx, u, in->source, x, in->h, r);
   aal_tensor_release(r);
@@ -249,11 +241,14 @@ static int bn_backward_taped(aal_resnet *net, const aal_ops *ops, const aal_tape
                           net->params[u->bn[0]].grad, net->params[u->bn[1]].grad, err);
 }
 
-static void scale_tensor(aal_tensor *t, double s)
+static int scale_tensor(aal_tensor *t, double s, aal_error *err)
 {
-  if (s != 1.0)
-    for (size_t i = 0; i < t->size; i++)
-      t->data[i] *= s;
+  if (s == 1.0)
+    return AAL_OK;
+  int rc = aal_tensor_detach(t, err);
+  for (size_t i = 0; rc == AAL_OK && i < t->size; i++)
+    t->data[i] *= s;
+  return rc;
 }
 
 int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
@@ -282,9 +277,14 @@ int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
   if (rc == AAL_OK)
     rc = ops->conv_backward_filter(ops, r, dy, u->stride, u->pad, w->grad, err);
   if (rc == AAL_OK)
-    scale_tensor(w->grad, scale);
-  if (rc == AAL_OK && pass->observer.conv_backward != NULL)
-    pass->observer.conv_backward(pass->observer.ctx, u, source, r, dy, w->grad);
+    rc = scale_tensor(w->grad, scale, err);
+  if (rc == AAL_OK && pass->observer.conv_backward != NULL) {
+    const aal_tensor *seen[] = {r, dy, w->grad};
+    for (int i = 0; i < 3 && rc == AAL_OK; i++)
+      rc = aal_tensor_sync_host(seen[i], err);
+    if (rc == AAL_OK)
+      pass->observer.conv_backward(pass->observer.ctx, u, source, r, dy, w->grad);
+  }
   if (rc == AAL_OK && dx != NULL)
     rc = ops->conv_backward_data(ops, dy, w->value, u->stride, u->pad, dx, err);
   aal_tensor_release(dy);
@@ -367,8 +367,10 @@ int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
   const aal_block *blk = &net->blocks[b];
   char name[AAL_PARAM_NAME_LEN];
   aal_tensor *dsum = aal_tensor_new_like(dout, err), *dh1 = aal_tensor_new_like(dout, err);
-  aal_tensor *dz1 = aal_tensor_new_like(dout, err), *dsc = aal_tensor_new_like(dx, err);
-  int rc = (dsum && dh1 && dz1 && dsc) ? AAL_OK : AAL_ENOMEM;
+  aal_tensor *dz1 = aal_tensor_new_like(dout, err), *dsc = NULL;
+  if (blk->has_downsample)
+    dsc = aal_tensor_new_like(dx, err);
+  int rc = (dsum && dh1 && dz1 && (dsc || !blk->has_downsample)) ? AAL_OK : AAL_ENOMEM;
   layer_name(name, sizeof name, blk, "relu2");
   if (rc == AAL_OK)
     rc = aal_relu_backward_taped(ops, tape, name, dout, dsum, err);
@@ -385,11 +387,9 @@ int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
   if (rc == AAL_OK && blk->has_downsample)
     rc = aal_conv_bn_backward(net, pass, tape, &blk->downsample, pass->plan.first_conv[b],
                               dsum, dsc, err);
-  else if (rc == AAL_OK)
-    memcpy(dsc->data, dsum->data, dsum->size * sizeof(double));
+  /* the two paths' input gradients meet: dx += the shortcut's (dsum for the identity) */
   if (rc == AAL_OK)
-    for (size_t i = 0; i < dx->size; i++)
-      dx->data[i] += dsc->data[i];
+    rc = ops->add_forward(ops, dx, blk->has_downsample ? dsc : dsum, dx, err);
   aal_tensor *tmp[] = {dsum, dh1, dz1, dsc};
   for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++)
     aal_tensor_release(tmp[i]);

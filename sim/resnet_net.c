@@ -64,7 +64,7 @@ static int head_forward(aal_resnet *net, const aal_ops *ops, aal_tape *tape,
     rc = ops->xent_forward(ops, logits, labels, loss, prob, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, "loss", "prob", prob, err);
-  if (rc == AAL_OK && correct != NULL)
+  if (rc == AAL_OK && correct != NULL && (rc = aal_tensor_sync_host(prob, err)) == AAL_OK)
     *correct = count_correct(prob, labels);
   aal_tensor_release(pool);
   aal_tensor_release(logits);
@@ -117,6 +117,9 @@ int aal_resnet_forward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
     rc = head_forward(net, aal_pass_ops(pass), tape, cur, labels, loss, correct, err);
   aal_tensor_release(cur);
   aal_tensor_release(reg);
+  /* the caller's batch may be refilled on the host: keep no backend copy of it */
+  if (rc == AAL_OK)
+    rc = aal_tensor_detach((aal_tensor *)x, err);
   return rc;
 }
 
@@ -165,6 +168,11 @@ static int stem_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
   /* the image needs no gradient */
   if (rc == AAL_OK)
     rc = aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, dz, NULL, err);
+  /* the image (the caller's batch, retained by the tape) leaves no backend copy behind */
+  const aal_tensor *image = rc == AAL_OK ? aal_tape_load(tape, net->stem.conv_name, "x", err)
+                                         : NULL;
+  if (rc == AAL_OK)
+    rc = image ? aal_tensor_detach((aal_tensor *)image, err) : AAL_ETAPE;
   aal_tensor_release(dz);
   return rc;
 }
@@ -274,5 +282,9 @@ int aal_resnet_forward_eval_ops(const aal_resnet *net, const aal_ops *table, con
                              net->params[net->fc_bias].value, logits, err);
   aal_tensor_release(cur);
   aal_tensor_release(pool);
+  if (rc == AAL_OK)
+    rc = aal_tensor_detach((aal_tensor *)x, err);
+  if (rc == AAL_OK)
+    rc = aal_tensor_sync_host(logits, err);
   return rc;
 }

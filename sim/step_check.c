@@ -305,6 +305,8 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   rc = run_side(&a, NULL, &rule, x, labels, o, ra, &la, err);
   if (rc == AAL_OK)
     rc = run_side(&b, ops, &rule, x, labels, o, rb, &lb, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_sync_host(&b, err);
   if (rc == AAL_OK && ra->count != rb->count)
     rc = aal_fail(err, AAL_EINVAL, "step check: %d convs observed on the reference, %d on %s",
                   ra->count, rb->count, ops->name);
@@ -359,6 +361,8 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   rc = aal_resnet_sgd_step_ops(&a, NULL, o->lr, 0.9, 1e-4, err);
   if (rc == AAL_OK)
     rc = aal_resnet_sgd_step_ops(&b, ops, o->lr, 0.9, 1e-4, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_sync_host(&b, err);
   for (int i = 0; rc == AAL_OK && i < a.nparams; i++)
     compare(&cc, 3, a.params[i].name, a.params[i].value->data, b.params[i].value->data, NULL,
             NULL, a.params[i].value->size);
@@ -406,9 +410,12 @@ int aal_step_check(const aal_ops *ops, const aal_step_check_opts *o, FILE *out,
     return aal_fail(err, AAL_EINVAL, "step check: rules too long");
   char *save = NULL;
   int rc = AAL_OK, nrules = 0;
+  /* a host read of a value that only the backend holds must show up as NaN here */
+  aal_ops_poison_stale_host(ops, 1);
   for (char *t = strtok_r(rules, " ", &save); t != NULL && rc == AAL_OK;
        t = strtok_r(NULL, " ", &save), nrules++)
     rc = check_rule(ops, o, t, out, sum, err);
+  aal_ops_poison_stale_host(ops, 0);
   if (rc == AAL_OK && nrules == 0)
     rc = aal_fail(err, AAL_EINVAL, "step check: no rule given");
   if (rc == AAL_OK && out != NULL)

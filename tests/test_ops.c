@@ -8,10 +8,14 @@
  *     the double ref backend agrees at 2^-53;
  *  c. the step check fails with a deliberately wrong backend op (the cpu32 table with a
  *     conv_backward_filter that leaves the last image out);
- *  d. the adapter reports bad shapes naming the op.
+ *  d. residency: outputs stay in the backend's buffers (host poisoned), come home on
+ *     aal_tensor_sync_host or when the table is freed, and a host write behind the
+ *     adapter's back is refused;
+ *  e. the adapter reports bad shapes naming the op.
  *
  * The seed is $AAL_TEST_SEED (default 20261128), printed. */
 #include <check.h>
+#include <gsl/gsl_rng.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,7 +194,68 @@ START_TEST(test_wrong_backend_caught)
 }
 END_TEST
 
-/* ------------------------------------------------------------------ d. errors */
+/* ------------------------------------------------------------------ d. residency */
+
+/* Uniform in [-1, 1) from g_seed (never all zeros). */
+static void fill_uniform(aal_tensor *t, gsl_rng *rng)
+{
+  for (size_t i = 0; i < t->size; i++)
+    t->data[i] = 2.0 * gsl_rng_uniform(rng) - 1.0;
+}
+
+/* Outputs stay in the backend's buffer (host poisoned, then brought home on request),
+ * a host write behind the adapter's back is refused, and closing the table brings every
+ * value home. */
+START_TEST(test_mirror_protocol)
+{
+  aal_backend be;
+  aal_ops ops;
+  aal_error err;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, g_seed);
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+  aal_ops_poison_stale_host(&ops, 1);
+  aal_tensor *x = aal_tensor_new4(2, 3, 6, 6, &err), *w = aal_tensor_new4(4, 3, 3, 3, &err);
+  aal_tensor *y = aal_tensor_new4(2, 4, 6, 6, &err), *z = aal_tensor_new_like(y, &err);
+  aal_tensor *y_ref = aal_tensor_new_like(y, &err);
+  fill_uniform(x, rng);
+  fill_uniform(w, rng);
+  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y, &err), AAL_OK);
+  ck_assert_ptr_nonnull(y->mirror);
+  ck_assert(isnan(y->data[0]) && isnan(y->data[y->size - 1]));  /* poisoned, not stale */
+  /* y feeds the next op from the backend's buffer; z is poisoned likewise */
+  ck_assert_int_eq(ops.relu_forward(&ops, y, z, NULL, &err), AAL_OK);
+  ck_assert(isnan(z->data[0]));
+  ck_assert_int_eq(aal_tensor_sync_host(y, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_ref()->conv_forward(aal_ops_ref(), x, w, 1, 1, y_ref, &err), AAL_OK);
+  /* 27 products per output: float rounding stays far below 1e-5 for |x|, |w| < 1 */
+  for (size_t i = 0; i < y->size; i++)
+    ck_assert_msg(fabs(y->data[i] - y_ref->data[i]) <= 1e-5, "y[%zu] = %g, ref %g", i,
+                  y->data[i], y_ref->data[i]);
+  /* z is rewritten on the host while only the backend holds its values: refused (the
+   * check samples 17 elements, so it catches rewrites, not every single-element poke) */
+  for (size_t i = 0; i < z->size; i++)
+    z->data[i] = 7.0;
+  ck_assert_int_eq(aal_tensor_sync_host(z, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "aal_tensor_detach"));
+  aal_tensor_forget_mirror(z);
+  /* closing the table: y (synced) and a fresh stale output come home with their values */
+  ck_assert_int_eq(ops.relu_forward(&ops, y, z, NULL, &err), AAL_OK);
+  aal_ops_free(&ops);
+  ck_assert_ptr_null(y->mirror);
+  ck_assert_ptr_null(z->mirror);
+  for (size_t i = 0; i < z->size; i++)
+    ck_assert(z->data[i] == (y->data[i] > 0 ? y->data[i] : 0.0));
+  aal_tensor *all[] = {x, w, y, z, y_ref};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    aal_tensor_release(all[i]);
+  gsl_rng_free(rng);
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ e. errors */
 
 START_TEST(test_adapter_errors)
 {
@@ -211,6 +276,9 @@ START_TEST(test_adapter_errors)
   /* the output holds float values: the reference on the same inputs agrees to ~1e-7 */
   aal_tensor *y_ref = aal_tensor_new_like(y_ok, &err);
   ck_assert_int_eq(aal_ops_ref()->conv_forward(aal_ops_ref(), x, w, 1, 1, y_ref, &err), AAL_OK);
+  /* the result lives in the backend's buffer until brought home */
+  ck_assert_ptr_nonnull(y_ok->mirror);
+  ck_assert_int_eq(aal_tensor_sync_host(y_ok, &err), AAL_OK);
   for (size_t i = 0; i < y_ok->size; i++) {
     ck_assert(y_ok->data[i] == (double)(float)y_ok->data[i]);
     ck_assert(fabs(y_ok->data[i] - y_ref->data[i]) < 1e-5);
@@ -221,6 +289,14 @@ START_TEST(test_adapter_errors)
   ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.msg, "xent_forward"));
   labels[1] = 1;
+  /* a host write behind the adapter's back is refused, not computed on */
+  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_OK);
+  logits->data[3] = 5.0;
+  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "aal_tensor_detach"));
+  /* host current (the mirror is only a copy): detaching keeps the host's new value */
+  ck_assert_int_eq(aal_tensor_detach(logits, &err), AAL_OK);
+  ck_assert_ptr_null(logits->mirror);
   logits->data[3] = NAN;
   ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_ENUMERIC);
   aal_ops_handle h;
@@ -247,6 +323,7 @@ int main(void)
   tcase_add_test(tc, test_ref_backend_adapter);
   tcase_add_test(tc, test_wrong_backend_caught);
   tcase_add_test(tc, test_adapter_errors);
+  tcase_add_test(tc, test_mirror_protocol);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
 }
