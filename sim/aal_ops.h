@@ -8,27 +8,44 @@
  *
  *   aal_ops_ref()          forwards each call to the reference function, unchanged:
  *                          a pass with it is bit-identical to a pass without a table;
- *   aal_ops_from_backend() for each call uploads the input tensors to buffers of the
- *                          backend (rounding to its precision), runs the backend's op,
- *                          downloads the outputs into the caller's tensors (double
- *                          storage holding, for float backends, float values) and gives
- *                          the buffers back to a small per-table cache.
+ *   aal_ops_from_backend() runs each call on a backend of the op table.  Tensors are
+ *                          RESIDENT there: the first time a tensor enters a call it
+ *                          is uploaded into a backend buffer attached to it (its
+ *                          mirror, sim/aal_tensor.h; rounded to the backend's
+ *                          precision), and outputs are written only into their
+ *                          mirrors, so a step's activations, gradients and parameters
+ *                          move between ops without host round trips.
+ *
+ * The residency protocol (what callers and model code must do):
+ *   - read the host storage of a tensor an adapter op wrote only after
+ *     aal_tensor_sync_host (the model does so before observers see tensors; the trainer
+ *     and checkpoints through aal_resnet_sync_host); aal_ops_sync_host brings every
+ *     mirrored tensor home;
+ *   - write the host storage of a tensor that may have a mirror only after
+ *     aal_tensor_detach (aal_resnet_detach for the parameters; checkpoint loading does
+ *     it).  A write behind the adapter's back is refused with an error when the tensor
+ *     next enters a call or is synced (a fingerprint of 17 sampled elements: a rewrite
+ *     is caught, a single-element poke may not be);
+ *   - the caller's input batch keeps no mirror after aal_resnet_forward / _backward /
+ *     _forward_eval_ops return (it is refilled on the host every step);
+ *   - aal_ops_free brings every mirrored tensor home first, so tensors may outlive the
+ *     table; aal_ops_poison_stale_host fills the host storage of outputs with NaN so
+ *     that a forgotten sync shows up (`aal kcheck --step` runs with it on).
  *
  * The adapter does on the host what the backend table leaves to its caller:
- *   - BN training mode: the running statistics, from the downloaded mean and the batch
+ *   - BN training mode: the running statistics, from the (synced) mean and the batch
  *     variance var = 1/invstd^2 - eps, as sim/batchnorm2d.c does (unbiased running
  *     variance, var * M/(M-1));
  *   - BN eval mode: the reference aal_bn2d_forward_eval in double on the host, its output
  *     rounded to the backend's precision (the backend table has no eval-mode BN; eval is
  *     not part of the training step the backends are compared on);
  *   - masks: sim's BITS tensors (64-bit words) are converted to and from the table's
- *     32-bit words (element i in bit i%32 of word i/32).
- * sgd_update runs be->sgd_update on the parameter, gradient and momentum buffer.
+ *     32-bit words (element i in bit i%32 of word i/32) when they cross.
  *
- * Host glue that stays in the model, in double on every backend: the ASA input
- * x + eps*s and its sign bits, the noise rule's r, the ASA lr_expansion scale, the sum of
- * the two input gradients of a block, the ARA register.  Each such value is rounded when
- * it enters the next backend op. */
+ * Host glue that stays in the model, in double: the noise rule's r, the flip rule's -x,
+ * the ASA lr_expansion scale of a weight gradient (each syncs, or detaches, what it
+ * reads or writes).  The ASA input (x + eps*s and its sign bits), its decoding, the sum
+ * of a block's two input gradients and the ARA register run as ops. */
 #ifndef AAL_OPS_H
 #define AAL_OPS_H
 
@@ -110,6 +127,14 @@ int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err);
 void aal_ops_free(aal_ops *ops);
 /* Makes the host storage of every tensor the adapter mirrors current (mirrors stay). */
 int aal_ops_sync_host(const aal_ops *ops, aal_error *err);
+/* A new tensor for an op to write: on the reference table an ordinary zero-filled one;
+ * on an adapter one whose only storage is its backend buffer (host storage deferred
+ * until synced), contents undefined until an op writes it (NaN when poisoning). */
+aal_tensor *aal_ops_tensor_new(const aal_ops *ops, int ndim, const long *shape,
+                               enum aal_dtype dtype, aal_error *err);
+/* The same, with t's shape. */
+aal_tensor *aal_ops_tensor_like(const aal_ops *ops, const aal_tensor *t, enum aal_dtype dtype,
+                                aal_error *err);
 /* Test aid: when on, each output's host storage is filled with NaN (bits with a fixed
  * pattern) as its mirror becomes the current copy, so that a host read that forgot
  * aal_tensor_sync_host shows up as NaN instead of a plausible stale number. */

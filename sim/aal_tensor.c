@@ -129,7 +129,8 @@ void aal_tensor_release(aal_tensor *t)
     return;
   if (--t->refcount > 0)
     return;
-  aal_tensor_forget_mirror(t);
+  if (t->mirror != NULL)
+    t->mirror->drop(t);
   free(t->data);
   free(t->bits);
   free(t);
@@ -211,28 +212,64 @@ void aal_tensor_fill(aal_tensor *t, double value)
 {
   if (t == NULL || t->dtype != AAL_F64)
     return;
-  aal_tensor_forget_mirror(t);
+  if (aal_tensor_forget_mirror(t, NULL) != AAL_OK)
+    return;
   for (size_t i = 0; i < t->size; i++)
     t->data[i] = value;
+}
+
+int aal_tensor_host_alloc(aal_tensor *t, aal_error *err)
+{
+  if (t == NULL || t->data != NULL || t->bits != NULL)
+    return AAL_OK;
+  if (t->dtype == AAL_F64)
+    t->data = calloc(t->size, sizeof(double));
+  else
+    t->bits = calloc((t->size + 63) / 64, sizeof(uint64_t));
+  if (t->data == NULL && t->bits == NULL)
+    return aal_fail(err, AAL_ENOMEM, "cannot allocate the host storage of a tensor of %zu "
+                    "elements", t->size);
+  return AAL_OK;
+}
+
+aal_tensor *aal_tensor_new_deferred(int ndim, const long *shape, enum aal_dtype dtype,
+                                    aal_error *err)
+{
+  size_t count = 0;
+  if (element_count(ndim, shape, &count, err) != AAL_OK)
+    return NULL;
+  aal_tensor *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    aal_fail(err, AAL_ENOMEM, "cannot allocate a tensor header");
+    return NULL;
+  }
+  t->ndim = ndim;
+  for (int d = 0; d < ndim; d++)
+    t->shape[d] = (size_t)shape[d];
+  t->size = count;
+  t->dtype = dtype;
+  t->refcount = 1;
+  return t;
 }
 
 int aal_tensor_sync_host(const aal_tensor *t, aal_error *err)
 {
   if (t == NULL || t->mirror == NULL || !t->mirror->host_stale)
     return AAL_OK;
-  return t->mirror->pull((aal_tensor *)t, err);
+  int rc = aal_tensor_host_alloc((aal_tensor *)t, err);
+  return rc == AAL_OK ? t->mirror->pull((aal_tensor *)t, err) : rc;
 }
 
 int aal_tensor_detach(aal_tensor *t, aal_error *err)
 {
   int rc = aal_tensor_sync_host(t, err);
-  if (rc == AAL_OK)
-    aal_tensor_forget_mirror(t);
-  return rc;
+  return rc == AAL_OK ? aal_tensor_forget_mirror(t, err) : rc;
 }
 
-void aal_tensor_forget_mirror(aal_tensor *t)
+int aal_tensor_forget_mirror(aal_tensor *t, aal_error *err)
 {
-  if (t != NULL && t->mirror != NULL)
+  int rc = aal_tensor_host_alloc(t, err);
+  if (rc == AAL_OK && t != NULL && t->mirror != NULL)
     t->mirror->drop(t);
+  return rc;
 }

@@ -41,8 +41,8 @@ typedef struct aal_tensor {
   size_t shape[AAL_MAX_NDIM];
   size_t size;          /* product of the shape */
   enum aal_dtype dtype;
-  double *data;         /* F64: size doubles, else NULL */
-  uint64_t *bits;       /* BITS: ceil(size/64) words, else NULL */
+  double *data;         /* F64: size doubles, else NULL (also: deferred, see below) */
+  uint64_t *bits;       /* BITS: ceil(size/64) words, else NULL (also: deferred) */
   int refcount;
   aal_tensor_mirror *mirror;  /* NULL unless a backend holds a copy (see above) */
 } aal_tensor;
@@ -89,8 +89,18 @@ int aal_tensor_sync_host(const aal_tensor *t, aal_error *err);
  * written.  NULL is allowed. */
 int aal_tensor_detach(aal_tensor *t, aal_error *err);
 /* Drops the mirror without updating the host (whose values are then those before the
- * mirror took over): only for a tensor about to be overwritten on the host. */
-void aal_tensor_forget_mirror(aal_tensor *t);
+ * mirror took over, zeros for deferred storage): only for a tensor about to be
+ * overwritten on the host. */
+int aal_tensor_forget_mirror(aal_tensor *t, aal_error *err);
+
+/* A tensor whose host storage (data / bits) is not allocated yet: NULL until
+ * aal_tensor_host_alloc, which aal_tensor_sync_host, _detach and _forget_mirror call.
+ * For a backend adapter that attaches a current mirror at once (aal_ops_tensor_new),
+ * so that intermediates that never come home cost no host memory or zero-filling. */
+aal_tensor *aal_tensor_new_deferred(int ndim, const long *shape, enum aal_dtype dtype,
+                                    aal_error *err);
+/* Allocates zero-filled host storage if there is none. */
+int aal_tensor_host_alloc(aal_tensor *t, aal_error *err);
 
 static inline size_t aal_idx4(const aal_tensor *t, size_t n, size_t c, size_t h, size_t w)
 {

@@ -270,6 +270,8 @@ struct mirror {
  * assignment) changes it with near certainty. */
 static uint64_t host_print(const aal_tensor *t)
 {
+  if (t->data == NULL && t->bits == NULL)
+    return 0;  /* deferred host storage: nothing to write behind anyone's back */
   const unsigned char *base = t->dtype == AAL_F64 ? (const unsigned char *)t->data
                                                   : (const unsigned char *)t->bits;
   const size_t unit = t->dtype == AAL_F64 ? sizeof(double) : sizeof(uint64_t);
@@ -410,10 +412,11 @@ static int mirror_attach(aal_ops_cache *c, aal_tensor *t, int upload, aal_error 
 {
   if (t->mirror != NULL && t->mirror->owner == c)
     return AAL_OK;
-  int rc = upload ? aal_tensor_detach(t, err) : AAL_OK;
+  int rc = AAL_OK;
+  if (t->mirror != NULL)
+    rc = upload ? aal_tensor_detach(t, err) : aal_tensor_forget_mirror(t, err);
   if (rc != AAL_OK)
     return rc;
-  aal_tensor_forget_mirror(t);
   mirror *m = calloc(1, sizeof *m);
   if (m == NULL)
     return aal_fail(err, AAL_ENOMEM, "ops %s: mirror of a tensor", c->be->name);
@@ -466,6 +469,8 @@ static void call_begin(call *c, const aal_ops *ops, const char *op)
 
 static void poison_host(aal_tensor *t)
 {
+  if (t->data == NULL && t->bits == NULL)
+    return;
   if (t->dtype == AAL_F64)
     for (size_t i = 0; i < t->size; i++)
       t->data[i] = NAN;
@@ -481,7 +486,7 @@ static int call_end(call *c, int rc)
   for (int i = 0; i < c->nout; i++) {
     aal_tensor *t = c->out[i];
     if (rc != AAL_OK || t->mirror == NULL) {
-      aal_tensor_forget_mirror(t);
+      aal_tensor_forget_mirror(t, NULL);
       continue;
     }
     t->mirror->host_stale = 1;
@@ -789,7 +794,8 @@ static int ad_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal
     if (aal_tensor_sync_host(host[i], err) != AAL_OK)
       return err ? err->code : AAL_EINVAL;
   /* y is rewritten on the host: a mirror of it would be out of date */
-  aal_tensor_forget_mirror(y);
+  if (aal_tensor_forget_mirror(y, err) != AAL_OK)
+    return err ? err->code : AAL_ENOMEM;
   aal_tensor *xr = aal_tensor_copy(x, err);
   if (xr == NULL)
     return AAL_ENOMEM;
@@ -1279,7 +1285,8 @@ void aal_ops_free(aal_ops *ops)
     aal_error ignored;
     if (aal_tensor_sync_host(t, &ignored) != AAL_OK)
       poison_host(t);
-    aal_tensor_forget_mirror(t);
+    if (aal_tensor_forget_mirror(t, &ignored) != AAL_OK)
+      t->mirror->drop(t);  /* no host memory left: the tensor keeps NULL storage */
   }
   for (int i = 0; i < c->count; i++)
     ops->be->release(ops->be, c->buf[i]);
@@ -1339,4 +1346,47 @@ int aal_ops_sync_host(const aal_ops *ops, aal_error *err)
       return rc;
   }
   return AAL_OK;
+}
+
+aal_tensor *aal_ops_tensor_new(const aal_ops *ops, int ndim, const long *shape,
+                               enum aal_dtype dtype, aal_error *err)
+{
+  ops = aal_ops_or_ref(ops);
+  if (ops->cache == NULL)
+    return dtype == AAL_BITS ? aal_tensor_new_bits(ndim, shape, err)
+                             : aal_tensor_new(ndim, shape, err);
+  aal_tensor *t = aal_tensor_new_deferred(ndim, shape, dtype, err);
+  if (t == NULL)
+    return NULL;
+  int rc;
+  if (ops->cache->poison) {
+    /* NaN (bits: a fixed pattern) on both sides: reading an element no op wrote shows */
+    rc = aal_tensor_host_alloc(t, err);
+    if (rc == AAL_OK)
+      poison_host(t);
+    if (rc == AAL_OK)
+      rc = mirror_attach(ops->cache, t, 1, err);
+  } else {
+    rc = mirror_attach(ops->cache, t, 0, err);
+    if (rc == AAL_OK)
+      t->mirror->host_stale = 1;  /* the mirror is the copy; no host storage yet */
+  }
+  if (rc != AAL_OK) {
+    aal_tensor_release(t);
+    return NULL;
+  }
+  return t;
+}
+
+aal_tensor *aal_ops_tensor_like(const aal_ops *ops, const aal_tensor *t, enum aal_dtype dtype,
+                                aal_error *err)
+{
+  if (t == NULL) {
+    aal_fail(err, AAL_EINVAL, "aal_ops_tensor_like: tensor is NULL");
+    return NULL;
+  }
+  long shape[AAL_MAX_NDIM];
+  for (int d = 0; d < t->ndim; d++)
+    shape[d] = (long)t->shape[d];
+  return aal_ops_tensor_new(ops, t->ndim, shape, dtype, err);
 }

@@ -46,13 +46,11 @@ void aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out)
 static int asa_input(const aal_resnet_pass *pass, aal_tensor *x, aal_conv_input *in,
                      aal_error *err)
 {
-  long shape[4];
-  shape_of(x, shape);
-  in->stored = aal_tensor_new_bits(4, shape, err);
-  in->h = aal_tensor_new_like(x, err);
+  const aal_ops *ops = aal_pass_ops(pass);
+  in->stored = aal_ops_tensor_like(ops, x, AAL_BITS, err);
+  in->h = aal_ops_tensor_like(ops, x, AAL_F64, err);
   if (in->stored == NULL || in->h == NULL)
     return AAL_ENOMEM;
-  const aal_ops *ops = aal_pass_ops(pass);
   return ops->asa_input(ops, x, pass->rule.eps, in->h, in->stored, err);
 }
 
@@ -145,9 +143,12 @@ int aal_conv_r_from_stored(const aal_resnet_pass *pass, const aal_conv_bn *u,
     *r = aal_tensor_retain((aal_tensor *)stored);
     return AAL_OK;
   }
-  if ((*r = aal_tensor_new(4, x_shape, err)) == NULL)
-    return AAL_ENOMEM;
   const aal_ops *ops = aal_pass_ops(pass);
+  /* ASA's r is written by an op; the noise and flip rules write theirs on the host */
+  *r = source == AAL_R_ASA ? aal_ops_tensor_new(ops, 4, x_shape, AAL_F64, err)
+                           : aal_tensor_new(4, x_shape, err);
+  if (*r == NULL)
+    return AAL_ENOMEM;
   int rc;
   switch (source) {
   case AAL_R_ASA:
@@ -201,9 +202,10 @@ int aal_conv_bn_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
     rc = observe_forward(pass, u, x, in, err);
   if (rc != AAL_OK)
     return rc;
-  aal_tensor *y = aal_tensor_new(4, shape, err);
-  aal_tensor *mean = aal_tensor_new1(shape[1], err), *invstd = aal_tensor_new1(shape[1], err);
-  *out = aal_tensor_new(4, shape, err);
+  aal_tensor *y = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err);
+  aal_tensor *mean = aal_ops_tensor_new(ops, 1, &shape[1], AAL_F64, err);
+  aal_tensor *invstd = aal_ops_tensor_new(ops, 1, &shape[1], AAL_F64, err);
+  *out = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err);
   rc = (y && mean && invstd && *out) ? AAL_OK : AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = ops->conv_forward(ops, in->h, w, u->stride, u->pad, y, err);
@@ -235,7 +237,7 @@ static int bn_backward_taped(aal_resnet *net, const aal_ops *ops, const aal_tape
   const aal_tensor *invstd = mean ? aal_tape_load(tape, u->bn_name, "invstd", err) : NULL;
   if (invstd == NULL)
     return AAL_ETAPE;
-  if ((*dy = aal_tensor_new_like(y, err)) == NULL)
+  if ((*dy = aal_ops_tensor_like(ops, y, AAL_F64, err)) == NULL)
     return AAL_ENOMEM;
   return ops->bn_backward(ops, dout, y, net->params[u->bn[0]].value, mean, invstd, *dy,
                           net->params[u->bn[0]].grad, net->params[u->bn[1]].grad, err);
@@ -295,10 +297,8 @@ int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
 int aal_relu_forward_taped(const aal_ops *ops, aal_tape *tape, const char *layer,
                            const aal_tensor *x, aal_tensor **y, aal_error *err)
 {
-  long shape[4];
-  shape_of(x, shape);
-  aal_tensor *mask = aal_tensor_new_bits(x->ndim, shape, err);
-  *y = aal_tensor_new_like(x, err);
+  aal_tensor *mask = aal_ops_tensor_like(ops, x, AAL_BITS, err);
+  *y = aal_ops_tensor_like(ops, x, AAL_F64, err);
   int rc = (mask && *y) ? ops->relu_forward(ops, x, *y, mask, err) : AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, layer, "mask", mask, err);
@@ -345,7 +345,7 @@ int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *ta
     rc = aal_conv_bn_forward(net, pass, tape, &blk->downsample, x, &in1, &sc, err);
   else if (rc == AAL_OK)
     sc = aal_tensor_retain(x);
-  if (rc == AAL_OK && (sum = aal_tensor_new_like(z2, err)) == NULL)
+  if (rc == AAL_OK && (sum = aal_ops_tensor_like(ops, z2, AAL_F64, err)) == NULL)
     rc = AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = ops->add_forward(ops, z2, sc, sum, err);
@@ -366,10 +366,11 @@ int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
   const aal_ops *ops = aal_pass_ops(pass);
   const aal_block *blk = &net->blocks[b];
   char name[AAL_PARAM_NAME_LEN];
-  aal_tensor *dsum = aal_tensor_new_like(dout, err), *dh1 = aal_tensor_new_like(dout, err);
-  aal_tensor *dz1 = aal_tensor_new_like(dout, err), *dsc = NULL;
+  aal_tensor *dsum = aal_ops_tensor_like(ops, dout, AAL_F64, err);
+  aal_tensor *dh1 = aal_ops_tensor_like(ops, dout, AAL_F64, err);
+  aal_tensor *dz1 = aal_ops_tensor_like(ops, dout, AAL_F64, err), *dsc = NULL;
   if (blk->has_downsample)
-    dsc = aal_tensor_new_like(dx, err);
+    dsc = aal_ops_tensor_like(ops, dx, AAL_F64, err);
   int rc = (dsum && dh1 && dz1 && (dsc || !blk->has_downsample)) ? AAL_OK : AAL_ENOMEM;
   layer_name(name, sizeof name, blk, "relu2");
   if (rc == AAL_OK)

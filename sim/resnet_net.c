@@ -51,9 +51,10 @@ static int head_forward(aal_resnet *net, const aal_ops *ops, aal_tape *tape,
                         aal_error *err)
 {
   const long n = (long)feat->shape[0], c = (long)feat->shape[1];
-  aal_tensor *pool = aal_tensor_new2(n, c, err);
-  aal_tensor *logits = aal_tensor_new2(n, net->cfg.classes, err);
-  aal_tensor *prob = aal_tensor_new2(n, net->cfg.classes, err);
+  const long pool_shape[2] = {n, c}, logit_shape[2] = {n, net->cfg.classes};
+  aal_tensor *pool = aal_ops_tensor_new(ops, 2, pool_shape, AAL_F64, err);
+  aal_tensor *logits = aal_ops_tensor_new(ops, 2, logit_shape, AAL_F64, err);
+  aal_tensor *prob = aal_ops_tensor_new(ops, 2, logit_shape, AAL_F64, err);
   int rc = (pool && logits && prob) ? ops->avgpool_forward(ops, feat, pool, err) : AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = ops->linear_forward(ops, pool, net->params[net->fc_weight].value,
@@ -124,8 +125,8 @@ int aal_resnet_forward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
 }
 
 /* Shape of the input of block b, read from the tape: the mask of the ReLU before it. */
-static aal_tensor *block_input_like(const aal_resnet *net, const aal_tape *tape, int b,
-                                    aal_error *err)
+static aal_tensor *block_input_like(const aal_resnet *net, const aal_ops *ops,
+                                    const aal_tape *tape, int b, aal_error *err)
 {
   char name[AAL_PARAM_NAME_LEN];
   if (b == 0)
@@ -135,8 +136,7 @@ static aal_tensor *block_input_like(const aal_resnet *net, const aal_tape *tape,
   const aal_tensor *mask = aal_tape_load(tape, name, "mask", err);
   if (mask == NULL)
     return NULL;
-  return aal_tensor_new4((long)mask->shape[0], (long)mask->shape[1], (long)mask->shape[2],
-                         (long)mask->shape[3], err);
+  return aal_ops_tensor_like(ops, mask, AAL_F64, err);
 }
 
 static int head_backward(aal_resnet *net, const aal_ops *ops, const aal_tape *tape,
@@ -146,7 +146,8 @@ static int head_backward(aal_resnet *net, const aal_ops *ops, const aal_tape *ta
   const aal_tensor *pool = prob ? aal_tape_load(tape, "fc", "x", err) : NULL;
   if (pool == NULL)
     return AAL_ETAPE;
-  aal_tensor *dlogits = aal_tensor_new_like(prob, err), *dpool = aal_tensor_new_like(pool, err);
+  aal_tensor *dlogits = aal_ops_tensor_like(ops, prob, AAL_F64, err);
+  aal_tensor *dpool = aal_ops_tensor_like(ops, pool, AAL_F64, err);
   int rc = (dlogits && dpool) ? ops->xent_backward(ops, prob, labels, dlogits, err)
                                : AAL_ENOMEM;
   aal_param *w = &net->params[net->fc_weight], *bias = &net->params[net->fc_bias];
@@ -162,7 +163,7 @@ static int head_backward(aal_resnet *net, const aal_ops *ops, const aal_tape *ta
 static int stem_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
                          const aal_tensor *dx0, aal_error *err)
 {
-  aal_tensor *dz = aal_tensor_new_like(dx0, err);
+  aal_tensor *dz = aal_ops_tensor_like(aal_pass_ops(pass), dx0, AAL_F64, err);
   int rc = dz ? aal_relu_backward_taped(aal_pass_ops(pass), tape, "relu", dx0, dz, err)
               : AAL_ENOMEM;
   /* the image needs no gradient */
@@ -182,10 +183,11 @@ int aal_resnet_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_
 {
   if (net == NULL || pass == NULL || tape == NULL || labels == NULL)
     return aal_fail(err, AAL_EINVAL, "resnet backward: NULL argument");
-  aal_tensor *dcur = block_input_like(net, tape, net->nblocks, err);
-  int rc = dcur ? head_backward(net, aal_pass_ops(pass), tape, labels, dcur, err) : AAL_ETAPE;
+  const aal_ops *ops = aal_pass_ops(pass);
+  aal_tensor *dcur = block_input_like(net, ops, tape, net->nblocks, err);
+  int rc = dcur ? head_backward(net, ops, tape, labels, dcur, err) : AAL_ETAPE;
   for (int b = net->nblocks - 1; b >= 0 && rc == AAL_OK; b--) {
-    aal_tensor *dx = block_input_like(net, tape, b, err);
+    aal_tensor *dx = block_input_like(net, ops, tape, b, err);
     rc = dx ? aal_block_backward(net, pass, tape, b, dcur, dx, err) : AAL_ETAPE;
     aal_tensor_release(dcur);
     dcur = dx;
