@@ -9,8 +9,10 @@
 typedef struct {
   int batch;      /* images per batch (default 32) */
   int repeats;    /* timed repetitions per measurement; the minimum time is reported */
-  int dgemm_n;    /* size of the square reference dgemm (default 2048) */
+  int dgemm_n;    /* size of the square reference dgemm / sgemm (default 2048) */
   unsigned long seed;
+  const char *backend; /* "ref" (default): sim/conv2d.c in double, against dgemm;
+                          "cpu32": the float32 CPU backend's convs, against sgemm */
 } aal_bench_conv_opts;
 
 void aal_bench_conv_opts_default(aal_bench_conv_opts *opts);
@@ -22,9 +24,10 @@ int aal_bench_dgemm_gflops(int n, int repeats, unsigned long seed, double *gflop
 int aal_bench_sgemm_gflops(int n, int repeats, unsigned long seed, double *gflops,
                            aal_error *err);
 
-/* Times forward, backward-data and backward-filter of the im2col + dgemm conv on the
- * ResNet-18 Tiny ImageNet layer shapes and, in the same run, a large dgemm; prints
- * one row per shape and direction: time, GFLOP/s, ratio to the dgemm rate. */
+/* Times forward, backward-data and backward-filter of the im2col + dgemm conv (or, with
+ * backend "cpu32", of the float32 CPU backend's convs) on the ResNet-18 Tiny ImageNet
+ * layer shapes and, in the same run, a large dgemm (sgemm for cpu32); prints one row
+ * per shape and direction: time, GFLOP/s, ratio to the dgemm (sgemm) rate. */
 int aal_bench_conv(const aal_bench_conv_opts *opts, FILE *out, aal_error *err);
 
 /* Seconds on a monotonic clock. */

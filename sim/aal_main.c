@@ -84,13 +84,18 @@ static int cmd_bench_conv(int argc, char **argv)
   const cli_option opts[] = {
       {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
       {"repeats", CLI_INT, &o.repeats, "timed repetitions; the best is shown (default 3)"},
-      {"dgemm-n", CLI_INT, &o.dgemm_n, "size of the reference dgemm (default 2048)"},
+      {"dgemm-n", CLI_INT, &o.dgemm_n,
+       "size of the reference dgemm (sgemm for cpu32) (default 2048)"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
       {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
+      {"backend", CLI_STRING, &o.backend,
+       "ref (default): the double im2col + dgemm conv; cpu32: the float32 CPU backend"},
       {0}};
   int rc = cli_parse("bench conv", "[options]\n\nTimes the im2col + dgemm conv (forward, "
                      "backward-data, backward-filter)\non the ResNet-18 Tiny ImageNet "
-                     "shapes and a large dgemm in the same run.",
+                     "shapes and a large dgemm in the same run; with\n--backend cpu32, the "
+                     "float32 CPU backend's convs on the same shapes against a\nlarge "
+                     "cblas_sgemm (inputs uniform in [-1, 1) from --seed + 1, printed).",
                      opts, argc, argv, 3);
   if (rc != 0)
     return rc == 1 ? EXIT_SUCCESS : 2;

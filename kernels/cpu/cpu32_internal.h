@@ -5,15 +5,69 @@
 #ifndef AAL_CPU32_INTERNAL_H
 #define AAL_CPU32_INTERNAL_H
 
+#include <pthread.h>
+#include <stddef.h>
+
 #include "../aal_backend.h"
 
-/* cpu32_conv.c: im2col + cblas_sgemm, one image at a time */
+/* cpu32_conv.c: im2col + cblas_sgemm over chunks of images (one GEMM per chunk) */
 int aal_cpu32_conv_forward(const aal_backend *be, const aal_conv_shape *cs, const void *x,
                            const void *w, void *y, aal_error *err);
 int aal_cpu32_conv_backward_data(const aal_backend *be, const aal_conv_shape *cs,
                                  const void *dy, const void *w, void *dx, aal_error *err);
 int aal_cpu32_conv_backward_filter(const aal_backend *be, const aal_conv_shape *cs,
                                    const void *x, const void *dy, void *dw, aal_error *err);
+/* The same with an explicit cap on the im2col workspace in bytes (0: the default,
+ * AAL_CPU32_CONV_WORKSPACE_BYTES), for tests that need several chunks on small shapes.
+ * Results depend on the chunking only through the order of backward-filter's sum. */
+#define AAL_CPU32_CONV_WORKSPACE_BYTES ((size_t)64 << 20)
+int aal_cpu32_conv_forward_ws(const aal_conv_shape *cs, const void *x, const void *w, void *y,
+                              size_t workspace_bytes, aal_error *err);
+int aal_cpu32_conv_backward_data_ws(const aal_conv_shape *cs, const void *dy, const void *w,
+                                    void *dx, size_t workspace_bytes, aal_error *err);
+int aal_cpu32_conv_backward_filter_ws(const aal_conv_shape *cs, const void *x, const void *dy,
+                                      void *dw, size_t workspace_bytes, aal_error *err);
+
+/* cpu32_team.c: helper threads of one kernel call for memory-bound loops.
+ * fn(ctx, lo, hi) handles items [lo, hi); items must be independent (each output
+ * element written by one item), so results do not depend on the thread count. */
+#define AAL_CPU32_MAX_THREADS 2    /* the calling thread included */
+/* Below this many bytes written, waking a helper costs more than it saves. */
+#define AAL_CPU32_PAR_MIN_BYTES ((size_t)128 << 10)
+
+typedef void (*aal_cpu32_range_fn)(const void *ctx, size_t lo, size_t hi);
+typedef struct aal_cpu32_team aal_cpu32_team;
+typedef struct {
+  aal_cpu32_team *tm;
+  size_t index; /* block index, 1 .. AAL_CPU32_MAX_THREADS-1 (block 0 is the caller's) */
+} aal_cpu32_helper_arg;
+
+struct aal_cpu32_team {
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  int sync_ok;     /* mu, go and done are initialised */
+  size_t helpers;  /* helper threads running */
+  pthread_t tid[AAL_CPU32_MAX_THREADS];
+  aal_cpu32_helper_arg arg[AAL_CPU32_MAX_THREADS];
+  /* The current job, guarded by mu. */
+  aal_cpu32_range_fn fn;
+  const void *ctx;
+  size_t items, nblocks;
+  unsigned long gen;  /* incremented for each job */
+  size_t pending;     /* helpers not yet done with job `gen` */
+  int quit;
+};
+
+/* Threads worth using for a call whose largest loop writes work_bytes:
+ * min(AAL_CPU32_MAX_THREADS, OpenBLAS's threads), or 1 below AAL_CPU32_PAR_MIN_BYTES. */
+size_t aal_cpu32_team_threads(size_t work_bytes);
+/* Starts up to nthreads - 1 helpers (fewer if creating one fails: never an error). */
+void aal_cpu32_team_start(aal_cpu32_team *tm, size_t nthreads);
+void aal_cpu32_team_stop(aal_cpu32_team *tm);
+/* fn over [0, items) split among the team; bytes (memory written) decides whether
+ * waking the helpers is worth it. */
+void aal_cpu32_par_for(aal_cpu32_team *tm, aal_cpu32_range_fn fn, const void *ctx,
+                       size_t items, size_t bytes);
 
 /* cpu32_batchnorm.c */
 int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
