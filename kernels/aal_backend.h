@@ -7,7 +7,20 @@
  * precision).  Bit buffers (ReLU masks, ASA signs) hold ceil(n/32) uint32 words, element
  * i in bit i%32 of word i/32, on every backend, so that they compare bit for bit.
  * Shapes are plain integers; layouts are NCHW activations and OIHW weights, as in sim/.
- * Every op returns an aal_status and fills err (naming the op and the failing call). */
+ * Every op returns an aal_status and fills err (naming the op and the failing call).
+ *
+ * The ops: conv (forward, backward-data, backward-filter), batch norm (forward,
+ * backward), ReLU (forward, backward), add, average pooling (forward, backward), linear
+ * (forward, backward), softmax cross-entropy (forward, backward), ASA signs (pack,
+ * unpack), LI, SGD, and three fused ops appended after them:
+ *   asa_input         sign_pack + sign_unpack + add in one pass: bits = (x > 0),
+ *                     h[i] = x[i] + (bit ? eps_r : 0), eps_r = eps rounded once to the
+ *                     backend's precision (float for cpu32 and cuda, eps itself for ref),
+ *                     the sum rounded once: exactly add(x, sign_unpack(sign_pack(x)));
+ *   bn_relu_forward   bn_forward then relu_forward (z never stored);
+ *   bn_relu_backward  relu_backward then bn_backward (dz never stored).
+ * Each fused op must equal the unfused composition on the same backend bit for bit
+ * (kcheck checks it, besides the bound against the reference). */
 #ifndef AAL_BACKEND_H
 #define AAL_BACKEND_H
 
@@ -97,6 +110,23 @@ struct aal_backend {
                    aal_error *err);
   int (*sign_unpack)(const aal_backend *be, size_t n, const void *bits, double eps, void *out,
                      aal_error *err);
+
+  /* ---- ASA conv input, fused (SPEC 4; x follows a ReLU): bits = (x > 0) and
+   * h = x + eps * bit, in one pass over x */
+  int (*asa_input)(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                   void *bits, aal_error *err);
+  /* ---- batch norm (training mode, as bn_forward) followed by ReLU, fused:
+   * z = bn(x); y = max(z, 0); mask bit = (z > 0).  mean/invstd as bn_forward.
+   * Must equal bn_forward then relu_forward on the same backend bit for bit. */
+  int (*bn_relu_forward)(const aal_backend *be, int n, int c, int hw, const void *x,
+                         const void *gamma, const void *beta, double eps, void *y,
+                         void *mask, void *mean, void *invstd, aal_error *err);
+  /* ---- the backward of bn_relu_forward: dz = dy * mask, then bn_backward(dz).
+   * Must equal relu_backward then bn_backward on the same backend bit for bit. */
+  int (*bn_relu_backward)(const aal_backend *be, int n, int c, int hw, const void *dy,
+                          const void *mask, const void *x, const void *gamma,
+                          const void *mean, const void *invstd, void *dx, void *dgamma,
+                          void *dbeta, aal_error *err);
 
   /* ---- learning indicator per sample: h, r [n, per] -> li [n]; a sample with h = 0
    * gets NaN in li (the caller counts it; never a made-up value) */

@@ -425,6 +425,80 @@ static int ref_sign_unpack(const aal_backend *be, size_t n, const void *bits, do
   return AAL_OK;
 }
 
+/* ---------------------------------------------------------------- fused ops
+ * The reference's fused ops are its unfused compositions: the oracle for a fused kernel
+ * is the op sequence it replaces. */
+
+/* h = x + (bit ? eps : 0), bits = (x > 0): add(x, sign_unpack(sign_pack(x))) in double
+ * (eps is not rounded: the reference's precision is double). */
+static int ref_asa_input(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                         void *bits, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref asa_input", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref asa_input", "x, h, bits", err, 3, x, h, bits);
+  if (rc != AAL_OK)
+    return rc;
+  const double *px = x;
+  double *ph = h;
+  uint32_t *words = bits;
+  memset(words, 0, words32(n) * sizeof(uint32_t));
+  for (size_t i = 0; i < n; i++) {
+    const int bit = px[i] > 0;
+    if (bit)
+      words[i / 32] |= (uint32_t)1 << (i % 32);
+    ph[i] = px[i] + (bit ? eps : 0.0);
+  }
+  return AAL_OK;
+}
+
+/* bn_forward into y, then relu_forward in place (the mask is taken before y is
+ * overwritten; aal_relu_forward allows y to alias x). */
+static int ref_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
+                               const void *gamma, const void *beta, double eps, void *y,
+                               void *mask, void *mean, void *invstd, aal_error *err)
+{
+  static const char op[] = "ref bn_relu_forward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mask, mean, invstd", err, 7, x, gamma,
+                              beta, y, mask, mean, invstd)) != AAL_OK)
+    return rc;
+  rc = ref_bn_forward(be, n, c, hw, x, gamma, beta, eps, y, mean, invstd, err);
+  if (rc == AAL_OK)
+    rc = ref_relu_forward(be, (size_t)n * c * hw, y, y, mask, err);
+  return rc;
+}
+
+/* relu_backward into a scratch dz, then bn_backward(dz). */
+static int ref_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                                const void *mask, const void *x, const void *gamma,
+                                const void *mean, const void *invstd, void *dx, void *dgamma,
+                                void *dbeta, aal_error *err)
+{
+  static const char op[] = "ref bn_relu_backward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta", err,
+                              9, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta)) !=
+          AAL_OK)
+    return rc;
+  const size_t total = (size_t)n * c * hw;
+  double *dz = malloc(total * sizeof *dz);
+  if (dz == NULL)
+    return aal_fail(err, AAL_ENOMEM, "%s: dz (%zu doubles)", op, total);
+  rc = ref_relu_backward(be, total, dy, mask, dz, err);
+  if (rc == AAL_OK)
+    rc = ref_bn_backward(be, n, c, hw, dz, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+  free(dz);
+  return rc;
+}
+
 /* ---------------------------------------------------------------- LI, SGD */
 
 static int ref_li_reduce(const aal_backend *be, int n, size_t per, const void *h,
@@ -509,6 +583,9 @@ int aal_backend_ref(aal_backend *be, aal_error *err)
   be->sign_unpack = ref_sign_unpack;
   be->li_reduce = ref_li_reduce;
   be->sgd_update = ref_sgd_update;
+  be->asa_input = ref_asa_input;
+  be->bn_relu_forward = ref_bn_relu_forward;
+  be->bn_relu_backward = ref_bn_relu_backward;
   be->destroy = ref_destroy;
   return AAL_OK;
 }

@@ -263,6 +263,72 @@ void kc_check_scalar(kc_row *row, const char *name, double ref, double got, doub
   check_elem(row, name, 0, ref, got, bound, 0);
 }
 
+size_t kc_check_bits_ties(kc_row *row, const kc_buf *b, const double *zref,
+                          const double *bound)
+{
+  size_t wrong = 0, first = 0, ties = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    const unsigned r = (b->words[KC_REF][i / 32] >> (i % 32)) & 1u;
+    const unsigned g = (b->words[KC_GOT][i / 32] >> (i % 32)) & 1u;
+    if (r == g)
+      continue;
+    if (fabs(zref[i]) <= bound[i]) /* NaN is never a tie */
+      ties++;
+    else if (wrong++ == 0)
+      first = i;
+  }
+  if (wrong == 0) {
+    if (row->worst[0] == '\0')
+      note_elem(row, 0.0, 0, b->name, 0, 0, 0, 0, 0);
+    return ties;
+  }
+  const unsigned r = (b->words[KC_REF][first / 32] >> (first % 32)) & 1u;
+  row->failed = 1;
+  row->ratio = INFINITY;
+  snprintf(row->worst, sizeof row->worst,
+           "%s[%zu] ref=%u got=%u z_ref=%.9g bound=%.3g (%zu wrong bits, %zu ties)", b->name,
+           first, r, !r, zref[first], bound[first], wrong, ties);
+  return ties;
+}
+
+/* Bitwise equality of two doubles (which hold floats or doubles): -0 differs from +0, a
+ * NaN equals only the same NaN. */
+static int same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+void kc_check_same(kc_row *row, const char *name, const double *fused, const double *unfused,
+                   size_t n)
+{
+  if (row->note[0] != '\0' && row->failed)
+    return; /* the first difference is reported */
+  for (size_t i = 0; i < n; i++)
+    if (!same_bits(fused[i], unfused[i])) {
+      row->failed = 1;
+      row->ratio = INFINITY;
+      snprintf(row->note, sizeof row->note,
+               "not the unfused composition bit for bit: %s[%zu] fused=%.9g unfused=%.9g",
+               name, i, fused[i], unfused[i]);
+      return;
+    }
+}
+
+void kc_check_same_bits(kc_row *row, const char *name, const uint32_t *fused,
+                        const uint32_t *unfused, size_t n)
+{
+  if (row->note[0] != '\0' && row->failed)
+    return; /* the first difference is reported */
+  for (size_t i = 0; i < n; i++) {
+    const unsigned f = (fused[i / 32] >> (i % 32)) & 1u, u = (unfused[i / 32] >> (i % 32)) & 1u;
+    if (f != u) {
+      row->failed = 1;
+      row->ratio = INFINITY;
+      snprintf(row->note, sizeof row->note,
+               "not the unfused composition bit for bit: %s[%zu] fused=%u unfused=%u", name, i,
+               f, u);
+      return;
+    }
+  }
+}
+
 /* ================================================================ shapes */
 
 static void conv_desc(kc_shape *s)

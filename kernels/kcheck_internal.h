@@ -40,7 +40,7 @@ typedef struct {
   uint32_t *words[KC_RUNS];
 } kc_buf;
 
-#define KC_MAXBUF 8
+#define KC_MAXBUF 10
 
 typedef struct {
   const kc_shape *sh;
@@ -91,6 +91,17 @@ void kc_check_scaled(kc_run *run, kc_row *row, const kc_buf *b, double c, double
 void kc_check_exact(kc_row *row, const kc_buf *b);
 void kc_check_bits(kc_row *row, const kc_buf *b);
 void kc_check_scalar(kc_row *row, const char *name, double ref, double got, double bound);
+/* Bits that must match the reference except where the reference's pre-image is a tie:
+ * bit i may differ only where |zref_i| <= bound_i (zref: the value the reference compared
+ * with 0, e.g. z = bn(x) before a ReLU).  Returns the number of tolerated ties. */
+size_t kc_check_bits_ties(kc_row *row, const kc_buf *b, const double *zref,
+                          const double *bound);
+/* A fused op against the unfused composition on the same backend: every element (or
+ * bit) must be identical (bitwise, so -0 differs from +0). */
+void kc_check_same(kc_row *row, const char *name, const double *fused, const double *unfused,
+                   size_t n);
+void kc_check_same_bits(kc_row *row, const char *name, const uint32_t *fused,
+                        const uint32_t *unfused, size_t n);
 
 /* ---- kcheck_ops.c */
 typedef struct {

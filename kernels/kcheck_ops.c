@@ -217,6 +217,18 @@ static int bn_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   return rc;
 }
 
+/* The statistics bn forward would have saved for x, as floats. */
+static void saved_stats(kc_buf *x, kc_buf *mean, kc_buf *invstd, int n, int c, int hw,
+                        double eps)
+{
+  for (int ch = 0; ch < c; ch++) {
+    double m, v, ma;
+    bn_stats(x->val[KC_REF], n, c, hw, ch, &m, &v, &ma);
+    mean->val[KC_REF][ch] = (double)(float)m;
+    invstd->val[KC_REF][ch] = (double)(float)(1.0 / sqrt(v + eps));
+  }
+}
+
 static int bn_backward_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
 {
   const kc_shape *s = k->sh;
@@ -231,14 +243,12 @@ static int bn_backward_call(const aal_backend *be, int v, kc_case *k, aal_error 
  *   dx:     |gamma| invstd ((M + 1) u S1/M + |xh| (M + 3) u S2/M
  *                           + 6u (|dy| + S1/M + |xh| S2/M))
  * each times c = 2. */
-static void bn_backward_bounds(kc_run *run, kc_case *k, double *bx, double *bg, double *bb)
+static void bn_backward_bounds(kc_run *run, const kc_shape *s, const double *dy,
+                               const double *x, const double *g, const double *mean,
+                               const double *inv, double *bx, double *bg, double *bb)
 {
-  const kc_shape *s = k->sh;
   const int n = s->a, c = s->b, hw = s->c;
   const double u = run->u, M = (double)n * hw;
-  const double *dy = k->buf[0].val[KC_REF], *x = k->buf[1].val[KC_REF];
-  const double *g = k->buf[2].val[KC_REF], *mean = k->buf[3].val[KC_REF];
-  const double *inv = k->buf[4].val[KC_REF];
   for (int ch = 0; ch < c; ch++) {
     double s1 = 0.0, s2 = 0.0;
     for (int i = 0; i < n; i++)
@@ -282,16 +292,13 @@ static int bn_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
     fill_sym(run, &k.buf[0], 1.0);
     fill_bn_x(run, &k.buf[1], n, c, hw);
     fill_sym(run, &k.buf[2], 1.0);
-    for (int ch = 0; ch < c; ch++) { /* the statistics forward would have saved, as floats */
-      double m, v, ma;
-      bn_stats(k.buf[1].val[KC_REF], n, c, hw, ch, &m, &v, &ma);
-      k.buf[3].val[KC_REF][ch] = (double)(float)m;
-      k.buf[4].val[KC_REF][ch] = (double)(float)(1.0 / sqrt(v + k.eps));
-    }
+    saved_stats(&k.buf[1], &k.buf[3], &k.buf[4], n, c, hw, k.eps);
     rc = kc_execute(run, &k, bn_backward_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran) {
-    bn_backward_bounds(run, &k, bx, bg, bb);
+    bn_backward_bounds(run, sh, k.buf[0].val[KC_REF], k.buf[1].val[KC_REF],
+                       k.buf[2].val[KC_REF], k.buf[3].val[KC_REF], k.buf[4].val[KC_REF], bx,
+                       bg, bb);
     kc_check_bound(row, &k.buf[5], bx, 0);
     kc_check_bound(row, &k.buf[6], bg, 0);
     kc_check_bound(row, &k.buf[7], bb, 0);
@@ -767,6 +774,351 @@ static int sgd_update_case(kc_run *run, const kc_shape *sh, kc_row *row)
   return rc == AAL_OK ? sgd_once(run, sh, row, 0) : rc;
 }
 
+/* ================================================================ fused ops
+ * Each fused op is checked twice: against the reference within the bound of the unfused
+ * ops it replaces, and against the unfused composition on the tested backend itself,
+ * bit for bit (scratch buffers on that backend, poisoned first: NaN, or the complement
+ * of the fused op's bits). */
+
+#define KC_MAXTMP 6
+
+typedef struct {
+  kc_run *run;
+  int n;
+  void *dev[KC_MAXTMP];
+  size_t len[KC_MAXTMP];
+  int bits[KC_MAXTMP];
+  double *val[KC_MAXTMP];
+  uint32_t *words[KC_MAXTMP];
+} kc_tmp;
+
+/* A poisoned buffer of len values (bits: len bits, poisoned with ~fused) on the tested
+ * backend; its index, or -1 with run->err set. */
+static int tmp_add(kc_tmp *t, size_t len, int bits, const uint32_t *fused)
+{
+  const aal_backend *be = t->run->be[KC_GOT];
+  aal_error *err = t->run->err;
+  if (t->n >= KC_MAXTMP) {
+    aal_fail(err, AAL_EINVAL, "kcheck: more than %d scratch buffers", KC_MAXTMP);
+    return -1;
+  }
+  const int i = t->n++;
+  const size_t nw = (len + 31) / 32;
+  t->len[i] = len;
+  t->bits[i] = bits;
+  int rc = bits ? be->alloc_bits(be, len, &t->dev[i], err)
+                : be->alloc(be, len, &t->dev[i], err);
+  if (rc != AAL_OK)
+    return -1;
+  if (bits) {
+    if ((t->words[i] = malloc(nw * sizeof(uint32_t))) == NULL) {
+      aal_fail(err, AAL_ENOMEM, "kcheck: scratch of %zu bits", len);
+      return -1;
+    }
+    for (size_t j = 0; j < nw; j++)
+      t->words[i][j] = ~fused[j];
+    rc = be->upload_bits(be, t->dev[i], t->words[i], len, err);
+  } else {
+    if ((t->val[i] = malloc(len * sizeof(double))) == NULL) {
+      aal_fail(err, AAL_ENOMEM, "kcheck: scratch of %zu values", len);
+      return -1;
+    }
+    for (size_t j = 0; j < len; j++)
+      t->val[i][j] = NAN;
+    rc = be->upload(be, t->dev[i], t->val[i], len, err);
+  }
+  return rc == AAL_OK ? i : -1;
+}
+
+static int tmp_download(kc_tmp *t)
+{
+  const aal_backend *be = t->run->be[KC_GOT];
+  for (int i = 0; i < t->n; i++) {
+    const int rc = t->bits[i]
+                       ? be->download_bits(be, t->words[i], t->dev[i], t->len[i], t->run->err)
+                       : be->download(be, t->val[i], t->dev[i], t->len[i], t->run->err);
+    if (rc != AAL_OK)
+      return rc;
+  }
+  return AAL_OK;
+}
+
+static void tmp_free(kc_tmp *t)
+{
+  for (int i = 0; i < t->n; i++) {
+    if (t->dev[i] != NULL)
+      t->run->be[KC_GOT]->release(t->run->be[KC_GOT], t->dev[i]);
+    free(t->val[i]);
+    free(t->words[i]);
+  }
+  t->n = 0;
+}
+
+/* An unfused op of the composition returned an error: the row fails (it is the tested
+ * backend's op, not the harness). */
+static void unfused_failed(kc_row *row, const char *op, int rc, const aal_error *e)
+{
+  row->failed = 1;
+  row->ratio = INFINITY;
+  snprintf(row->note, sizeof row->note, "the unfused %s returned %s: %s", op,
+           aal_status_name(rc), e->msg);
+}
+
+/* ---- asa_input */
+
+static int asa_input_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  return be->asa_input(be, k->sh->len, DEV(k, 0, v), k->eps, DEV(k, 1, v), DEV(k, 2, v), err);
+}
+
+/* sign_pack, sign_unpack, add on the tested backend: h and bits must be identical. */
+static int asa_input_unfused(kc_run *run, kc_case *k, kc_row *row)
+{
+  const aal_backend *be = run->be[KC_GOT];
+  const size_t n = k->sh->len;
+  kc_tmp t = {.run = run};
+  int rc = AAL_OK, ib, io, ih;
+  if ((ib = tmp_add(&t, n, 1, k->buf[2].words[KC_GOT])) < 0 ||
+      (io = tmp_add(&t, n, 0, NULL)) < 0 || (ih = tmp_add(&t, n, 0, NULL)) < 0)
+    rc = run->err->code != AAL_OK ? run->err->code : AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    aal_error e;
+    aal_error_clear(&e);
+    const void *x = DEV(k, 0, KC_GOT);
+    int orc;
+    if ((orc = be->sign_pack(be, n, x, t.dev[ib], &e)) != AAL_OK)
+      unfused_failed(row, "sign_pack", orc, &e);
+    else if ((orc = be->sign_unpack(be, n, t.dev[ib], k->eps, t.dev[io], &e)) != AAL_OK)
+      unfused_failed(row, "sign_unpack", orc, &e);
+    else if ((orc = be->add(be, n, x, t.dev[io], t.dev[ih], &e)) != AAL_OK)
+      unfused_failed(row, "add", orc, &e);
+    else if ((rc = tmp_download(&t)) == AAL_OK) {
+      kc_check_same(row, "h", k->buf[1].val[KC_GOT], t.val[ih], n);
+      kc_check_same_bits(row, "bits", k->buf[2].words[KC_GOT], t.words[ib], n);
+    }
+  }
+  tmp_free(&t);
+  return rc;
+}
+
+/* h = x + eps bit with eps rounded once to the backend (|e - eps| <= u eps) and one
+ * rounded addition: |h - h_ref| <= u eps bit + u |x + e bit| <= u (|x| + 2 eps bit)
+ * (to first order); the bound is 2u (|x| + 2 eps bit).  bits = (x > 0) of an exact input:
+ * exact. */
+static int asa_input_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  const size_t n = sh->len;
+  kc_case k = {.sh = sh, .eps = 0.1}; /* not a float: the rounding of eps is checked */
+  kc_add(&k, "x", KC_IN, n, 0);
+  kc_add(&k, "h", KC_OUT, n, 0);
+  kc_add(&k, "bits", KC_OUT, n, 1);
+  double *bh = NULL;
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK && (bh = bounds(run, n)) == NULL)
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    fill_sym(run, &k.buf[0], 1.0);
+    rc = kc_execute(run, &k, asa_input_call, 0, row, &ran);
+  }
+  if (rc == AAL_OK && ran) {
+    const double *x = k.buf[0].val[KC_REF];
+    for (size_t i = 0; i < n; i++)
+      bh[i] = 2 * run->u * (fabs(x[i]) + 2 * k.eps * (x[i] > 0));
+    kc_check_bound(row, &k.buf[1], bh, 0);
+    kc_check_bits(row, &k.buf[2]);
+    rc = asa_input_unfused(run, &k, row);
+  }
+  free(bh);
+  kc_free(run, &k);
+  return rc;
+}
+
+/* ---- bn_relu_forward */
+
+static int bn_relu_forward_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  const kc_shape *s = k->sh;
+  return be->bn_relu_forward(be, s->a, s->b, s->c, DEV(k, 0, v), DEV(k, 1, v), DEV(k, 2, v),
+                             k->eps, DEV(k, 3, v), DEV(k, 4, v), DEV(k, 5, v), DEV(k, 6, v),
+                             err);
+}
+
+/* bn_forward into a scratch z, relu_forward(z) on the tested backend: y, mask, mean and
+ * invstd must be identical. */
+static int bn_relu_forward_unfused(kc_run *run, kc_case *k, kc_row *row)
+{
+  const aal_backend *be = run->be[KC_GOT];
+  const kc_shape *s = k->sh;
+  const size_t nx = (size_t)s->a * s->b * s->c, nc = (size_t)s->b;
+  kc_tmp t = {.run = run};
+  int rc = AAL_OK, iz, iy, im, imean, iinv;
+  if ((iz = tmp_add(&t, nx, 0, NULL)) < 0 || (iy = tmp_add(&t, nx, 0, NULL)) < 0 ||
+      (im = tmp_add(&t, nx, 1, k->buf[4].words[KC_GOT])) < 0 ||
+      (imean = tmp_add(&t, nc, 0, NULL)) < 0 || (iinv = tmp_add(&t, nc, 0, NULL)) < 0)
+    rc = run->err->code != AAL_OK ? run->err->code : AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    aal_error e;
+    aal_error_clear(&e);
+    int orc;
+    if ((orc = be->bn_forward(be, s->a, s->b, s->c, DEV(k, 0, KC_GOT), DEV(k, 1, KC_GOT),
+                              DEV(k, 2, KC_GOT), k->eps, t.dev[iz], t.dev[imean],
+                              t.dev[iinv], &e)) != AAL_OK)
+      unfused_failed(row, "bn_forward", orc, &e);
+    else if ((orc = be->relu_forward(be, nx, t.dev[iz], t.dev[iy], t.dev[im], &e)) != AAL_OK)
+      unfused_failed(row, "relu_forward", orc, &e);
+    else if ((rc = tmp_download(&t)) == AAL_OK) {
+      kc_check_same(row, "y", k->buf[3].val[KC_GOT], t.val[iy], nx);
+      kc_check_same_bits(row, "mask", k->buf[4].words[KC_GOT], t.words[im], nx);
+      kc_check_same(row, "mean", k->buf[5].val[KC_GOT], t.val[imean], nc);
+      kc_check_same(row, "invstd", k->buf[6].val[KC_GOT], t.val[iinv], nc);
+    }
+  }
+  tmp_free(&t);
+  return rc;
+}
+
+/* The bounds of bn_forward (y = max(z, 0) is 1-Lipschitz, so z's bound holds for y);
+ * a mask bit may differ from the reference only where |z_ref| is within that bound of 0
+ * (a tie: z_ref recomputed in double from the reference's mean and invstd, as
+ * sim/batchnorm2d.c computes it). */
+static int bn_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  const size_t nx = (size_t)sh->a * sh->b * sh->c, nc = (size_t)sh->b;
+  kc_case k = {.sh = sh, .eps = AAL_BN_EPS};
+  kc_add(&k, "x", KC_IN, nx, 0);
+  kc_add(&k, "gamma", KC_IN, nc, 0);
+  kc_add(&k, "beta", KC_IN, nc, 0);
+  kc_add(&k, "y", KC_OUT, nx, 0);
+  kc_add(&k, "mask", KC_OUT, nx, 1);
+  kc_add(&k, "mean", KC_OUT, nc, 0);
+  kc_add(&k, "invstd", KC_OUT, nc, 0);
+  double *by = NULL, *bm = NULL, *bi = NULL, *z = NULL;
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK && ((by = bounds(run, nx)) == NULL || (bm = bounds(run, nc)) == NULL ||
+                       (bi = bounds(run, nc)) == NULL || (z = bounds(run, nx)) == NULL))
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    fill_bn_x(run, &k.buf[0], sh->a, sh->b, sh->c);
+    fill_sym(run, &k.buf[1], 1.0);
+    fill_sym(run, &k.buf[2], 1.0);
+    rc = kc_execute(run, &k, bn_relu_forward_call, 0, row, &ran);
+  }
+  if (rc == AAL_OK && ran) {
+    bn_forward_bounds(run, &k, by, bm, bi); /* reads x, gamma, beta: buffers 0-2 */
+    const double *x = k.buf[0].val[KC_REF], *g = k.buf[1].val[KC_REF];
+    const double *b = k.buf[2].val[KC_REF], *m = k.buf[5].val[KC_REF];
+    const double *is = k.buf[6].val[KC_REF];
+    for (size_t i = 0; i < nx; i++) {
+      const size_t ch = (i / (size_t)sh->c) % nc;
+      z[i] = (x[i] - m[ch]) * (g[ch] * is[ch]) + b[ch];
+    }
+    kc_check_bound(row, &k.buf[3], by, 0);
+    const size_t ties = kc_check_bits_ties(row, &k.buf[4], z, by);
+    kc_check_bound(row, &k.buf[5], bm, 0);
+    kc_check_bound(row, &k.buf[6], bi, 0);
+    rc = bn_relu_forward_unfused(run, &k, row);
+    if (ties > 0 && row->note[0] == '\0')
+      snprintf(row->note, sizeof row->note, "%zu mask ties (|z_ref| within the bound of 0)",
+               ties);
+  }
+  free(by);
+  free(bm);
+  free(bi);
+  free(z);
+  kc_free(run, &k);
+  return rc;
+}
+
+/* ---- bn_relu_backward */
+
+static int bn_relu_backward_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  const kc_shape *s = k->sh;
+  return be->bn_relu_backward(be, s->a, s->b, s->c, DEV(k, 0, v), DEV(k, 1, v), DEV(k, 2, v),
+                              DEV(k, 3, v), DEV(k, 4, v), DEV(k, 5, v), DEV(k, 6, v),
+                              DEV(k, 7, v), DEV(k, 8, v), err);
+}
+
+/* relu_backward into a scratch dz, bn_backward(dz) on the tested backend: dx, dgamma and
+ * dbeta must be identical. */
+static int bn_relu_backward_unfused(kc_run *run, kc_case *k, kc_row *row)
+{
+  const aal_backend *be = run->be[KC_GOT];
+  const kc_shape *s = k->sh;
+  const size_t nx = (size_t)s->a * s->b * s->c, nc = (size_t)s->b;
+  kc_tmp t = {.run = run};
+  int rc = AAL_OK, idz, idx, idg, idb;
+  if ((idz = tmp_add(&t, nx, 0, NULL)) < 0 || (idx = tmp_add(&t, nx, 0, NULL)) < 0 ||
+      (idg = tmp_add(&t, nc, 0, NULL)) < 0 || (idb = tmp_add(&t, nc, 0, NULL)) < 0)
+    rc = run->err->code != AAL_OK ? run->err->code : AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    aal_error e;
+    aal_error_clear(&e);
+    int orc;
+    if ((orc = be->relu_backward(be, nx, DEV(k, 0, KC_GOT), DEV(k, 1, KC_GOT), t.dev[idz],
+                                 &e)) != AAL_OK)
+      unfused_failed(row, "relu_backward", orc, &e);
+    else if ((orc = be->bn_backward(be, s->a, s->b, s->c, t.dev[idz], DEV(k, 2, KC_GOT),
+                                    DEV(k, 3, KC_GOT), DEV(k, 4, KC_GOT), DEV(k, 5, KC_GOT),
+                                    t.dev[idx], t.dev[idg], t.dev[idb], &e)) != AAL_OK)
+      unfused_failed(row, "bn_backward", orc, &e);
+    else if ((rc = tmp_download(&t)) == AAL_OK) {
+      kc_check_same(row, "dx", k->buf[6].val[KC_GOT], t.val[idx], nx);
+      kc_check_same(row, "dgamma", k->buf[7].val[KC_GOT], t.val[idg], nc);
+      kc_check_same(row, "dbeta", k->buf[8].val[KC_GOT], t.val[idb], nc);
+    }
+  }
+  tmp_free(&t);
+  return rc;
+}
+
+/* dz = dy * mask is exact, so the bounds are bn_backward's with dz for dy. */
+static int bn_relu_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  const int n = sh->a, c = sh->b, hw = sh->c;
+  const size_t nx = (size_t)n * c * hw, nc = (size_t)c;
+  kc_case k = {.sh = sh, .eps = AAL_BN_EPS};
+  kc_add(&k, "dy", KC_IN, nx, 0);
+  kc_add(&k, "mask", KC_IN, nx, 1);
+  kc_add(&k, "x", KC_IN, nx, 0);
+  kc_add(&k, "gamma", KC_IN, nc, 0);
+  kc_add(&k, "mean", KC_IN, nc, 0);
+  kc_add(&k, "invstd", KC_IN, nc, 0);
+  kc_add(&k, "dx", KC_OUT, nx, 0);
+  kc_add(&k, "dgamma", KC_OUT, nc, 0);
+  kc_add(&k, "dbeta", KC_OUT, nc, 0);
+  double *bx = NULL, *bg = NULL, *bb = NULL, *dz = NULL;
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK && ((bx = bounds(run, nx)) == NULL || (bg = bounds(run, nc)) == NULL ||
+                       (bb = bounds(run, nc)) == NULL || (dz = bounds(run, nx)) == NULL))
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    fill_sym(run, &k.buf[0], 1.0);
+    fill_bits(run, &k.buf[1]);
+    fill_bn_x(run, &k.buf[2], n, c, hw);
+    fill_sym(run, &k.buf[3], 1.0);
+    saved_stats(&k.buf[2], &k.buf[4], &k.buf[5], n, c, hw, k.eps);
+    rc = kc_execute(run, &k, bn_relu_backward_call, 0, row, &ran);
+  }
+  if (rc == AAL_OK && ran) {
+    const uint32_t *w = k.buf[1].words[KC_REF];
+    for (size_t i = 0; i < nx; i++)
+      dz[i] = (w[i / 32] >> (i % 32)) & 1u ? k.buf[0].val[KC_REF][i] : 0.0;
+    bn_backward_bounds(run, sh, dz, k.buf[2].val[KC_REF], k.buf[3].val[KC_REF],
+                       k.buf[4].val[KC_REF], k.buf[5].val[KC_REF], bx, bg, bb);
+    kc_check_bound(row, &k.buf[6], bx, 0);
+    kc_check_bound(row, &k.buf[7], bg, 0);
+    kc_check_bound(row, &k.buf[8], bb, 0);
+    rc = bn_relu_backward_unfused(run, &k, row);
+  }
+  free(bx);
+  free(bg);
+  free(bb);
+  free(dz);
+  kc_free(run, &k);
+  return rc;
+}
+
 /* ================================================================ the table */
 
 const kc_op kc_ops[] = {
@@ -788,6 +1140,9 @@ const kc_op kc_ops[] = {
     {"sign_unpack", KC_ELEM, sign_unpack_case},
     {"li_reduce", KC_LI, li_reduce_case},
     {"sgd_update", KC_SGD, sgd_update_case},
+    {"asa_input", KC_ELEM, asa_input_case},
+    {"bn_relu_forward", KC_BN, bn_relu_forward_case},
+    {"bn_relu_backward", KC_BN, bn_relu_backward_case},
 };
 
 const int kc_nops = (int)(sizeof kc_ops / sizeof kc_ops[0]);

@@ -5,8 +5,13 @@
  *  b. the harness can fail: copies of the cpu32 table with one deliberately wrong op
  *     each (an off-by-one conv index, a dropped channel or input term, a transposed
  *     filter, a dropped image, a flipped sign bit, an unwritten last element, a wrong
- *     eps, a made-up LI for h = 0, a missing weight decay) must each fail a check;
- *  c. bad options and shapes are reported with a message.
+ *     eps, a made-up LI for h = 0, a missing weight decay; fused: ASA input without eps
+ *     or with eps one ulp low, a ReLU mask of x instead of bn(x), the mask left out of
+ *     the bn reductions) must each fail a check;
+ *  c. bad options and shapes are reported with a message;
+ *  d. cpu32's fused ops (asa_input, bn_relu_forward, bn_relu_backward) equal the unfused
+ *     compositions on cpu32 bit for bit (poisoned outputs, random inputs and shapes from
+ *     the printed seed).
  *
  * The seed is $AAL_TEST_SEED (default 20261128), printed. */
 #include <check.h>
@@ -56,7 +61,7 @@ START_TEST(test_cpu32_resnet18)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "resnet18", 2);
-  ck_assert_int_eq(s.checks, 76);
+  ck_assert_int_eq(s.checks, 88);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   ck_assert(s.worst_ratio <= 1.0);
   be.destroy(&be);
@@ -67,7 +72,7 @@ START_TEST(test_cpu32_random)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "random:12", 0);
-  ck_assert_int_eq(s.checks, 18 * 12);
+  ck_assert_int_eq(s.checks, 21 * 12);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   be.destroy(&be);
 }
@@ -227,6 +232,53 @@ static int sgd_no_decay(const aal_backend *be, size_t n, void *w, const void *g,
   return aal_cpu32_sgd_update(be, n, w, g, buf, lr, momentum, 0.0, first, err);
 }
 
+/* Fused ops, wrong: */
+
+/* ASA input without eps (h = x). */
+static int asa_no_eps(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                      void *bits, aal_error *err)
+{
+  (void)eps;
+  return aal_cpu32_asa_input(be, n, x, 0.0, h, bits, err);
+}
+
+/* ASA input with eps one float ulp low: within the bound of the reference, but not what
+ * sign_unpack + add give (caught only by the bit-for-bit comparison with them). */
+static int asa_eps_ulp_low(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                           void *bits, aal_error *err)
+{
+  return aal_cpu32_asa_input(be, n, x, nextafterf((float)eps, 0.0f), h, bits, err);
+}
+
+/* bn + ReLU with the mask taken from x instead of z = bn(x). */
+static int bn_relu_mask_of_x(const aal_backend *be, int n, int c, int hw, const void *x,
+                             const void *gamma, const void *beta, double eps, void *y,
+                             void *mask, void *mean, void *invstd, aal_error *err)
+{
+  int rc = aal_cpu32_bn_relu_forward(be, n, c, hw, x, gamma, beta, eps, y, mask, mean, invstd,
+                                     err);
+  const size_t total = (size_t)n * c * hw;
+  if (rc == AAL_OK)
+    rc = aal_cpu32_sign_pack(be, total, x, mask, err);
+  return rc;
+}
+
+/* The backward with the mask applied to dx only, not to the two reductions. */
+static int bn_relu_bwd_unmasked_sums(const aal_backend *be, int n, int c, int hw,
+                                     const void *dy, const void *mask, const void *x,
+                                     const void *gamma, const void *mean, const void *invstd,
+                                     void *dx, void *dgamma, void *dbeta, aal_error *err)
+{
+  const int rc = aal_cpu32_bn_backward(be, n, c, hw, dy, x, gamma, mean, invstd, dx, dgamma,
+                                       dbeta, err);
+  const size_t total = (size_t)n * c * hw;
+  const uint32_t *w = mask;
+  for (size_t i = 0; rc == AAL_OK && i < total; i++)
+    if (!((w[i / 32] >> (i % 32)) & 1u))
+      ((float *)dx)[i] = 0.0f;
+  return rc;
+}
+
 /* Each wrong backend must fail at least one check of its op on random shapes. */
 static void expect_caught(const aal_backend *be, const char *op, const char *what)
 {
@@ -278,6 +330,18 @@ START_TEST(test_wrong_kernels_caught)
   be = wrong();
   be.sgd_update = sgd_no_decay;
   expect_caught(&be, "sgd_update", "weight decay ignored");
+  be = wrong();
+  be.asa_input = asa_no_eps;
+  expect_caught(&be, "asa_input", "ASA input without eps");
+  be = wrong();
+  be.asa_input = asa_eps_ulp_low;
+  expect_caught(&be, "asa_input", "ASA eps one ulp low (not the unfused composition)");
+  be = wrong();
+  be.bn_relu_forward = bn_relu_mask_of_x;
+  expect_caught(&be, "bn_relu_forward", "ReLU mask from x instead of z");
+  be = wrong();
+  be.bn_relu_backward = bn_relu_bwd_unmasked_sums;
+  expect_caught(&be, "bn_relu_backward", "mask left out of the bn reductions");
 }
 END_TEST
 
@@ -306,9 +370,13 @@ START_TEST(test_bad_options)
   o.op = "conv";
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 6);
-  ck_assert_int_eq(aal_kcheck_op_count(), 18);
+  ck_assert_int_eq(aal_kcheck_op_count(), 21);
   ck_assert_str_eq(aal_kcheck_op_name(0), "conv_forward");
-  ck_assert_ptr_null(aal_kcheck_op_name(18));
+  ck_assert_str_eq(aal_kcheck_op_name(20), "bn_relu_backward");
+  ck_assert_ptr_null(aal_kcheck_op_name(21));
+  o.op = "bn_relu"; /* the fused family: forward and backward */
+  ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
+  ck_assert_int_eq(s.checks, 4);
   be.destroy(&be);
 }
 END_TEST
@@ -348,6 +416,154 @@ START_TEST(test_backend_open_and_shapes)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ d. fused = unfused */
+
+/* splitmix64: the test's own generator (independent of the harness's mt19937). */
+static uint64_t next64(uint64_t *st)
+{
+  uint64_t z = (*st += 0x9E3779B97F4A7C15u);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return z ^ (z >> 31);
+}
+
+/* Uniform on +-[scale/1024, scale) as a float: never zero. */
+static float sym(uint64_t *st, double scale)
+{
+  double v;
+  do
+    v = 2.0 * ((double)(next64(st) >> 11) / 9007199254740992.0) - 1.0;
+  while (fabs(v) < 1.0 / 1024);
+  return (float)(scale * v);
+}
+
+static int irange(uint64_t *st, int lo, int hi)
+{
+  return lo + (int)(next64(st) % (uint64_t)(hi - lo + 1));
+}
+
+static float *floats(size_t n, float fill)
+{
+  float *p = malloc(n * sizeof *p);
+  ck_assert_ptr_nonnull(p);
+  for (size_t i = 0; i < n; i++)
+    p[i] = fill;
+  return p;
+}
+
+static uint32_t *words(size_t n, uint32_t fill)
+{
+  const size_t nw = (n + 31) / 32;
+  uint32_t *p = malloc(nw * sizeof *p);
+  ck_assert_ptr_nonnull(p);
+  for (size_t i = 0; i < nw; i++)
+    p[i] = fill;
+  return p;
+}
+
+/* Bitwise (NaN-safe: a poisoned NaN left in either fails, -0 differs from +0). */
+static void same_floats(const char *what, const float *a, const float *b, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0,
+                  "%s[%zu]: fused %.9g, unfused %.9g (seed %lu)", what, i, (double)a[i],
+                  (double)b[i], g_seed);
+}
+
+/* Whole words, so the unused high bits of the last word must agree (zero) too. */
+static void same_words(const char *what, const uint32_t *a, const uint32_t *b, size_t n)
+{
+  for (size_t i = 0; i < (n + 31) / 32; i++)
+    ck_assert_msg(a[i] == b[i], "%s word %zu: fused %08x, unfused %08x (seed %lu)", what, i,
+                  a[i], b[i], g_seed);
+}
+
+static void check_asa_input(const aal_backend *be, uint64_t *st, size_t n)
+{
+  aal_error err;
+  float *x = floats(n, 0.0f), *h = floats(n, NAN), *unp = floats(n, NAN), *h2 = floats(n, NAN);
+  uint32_t *bits = words(n, 0xAAAAAAAAu), *bits2 = words(n, 0x55555555u);
+  for (size_t i = 0; i < n; i++)
+    x[i] = sym(st, 1.0);
+  const double eps = 0.1;
+  ck_assert_int_eq(be->asa_input(be, n, x, eps, h, bits, &err), AAL_OK);
+  ck_assert_int_eq(be->sign_pack(be, n, x, bits2, &err), AAL_OK);
+  ck_assert_int_eq(be->sign_unpack(be, n, bits2, eps, unp, &err), AAL_OK);
+  ck_assert_int_eq(be->add(be, n, x, unp, h2, &err), AAL_OK);
+  same_floats("asa h", h, h2, n);
+  same_words("asa bits", bits, bits2, n);
+  free(x), free(h), free(unp), free(h2), free(bits), free(bits2);
+}
+
+static void check_bn_relu(const aal_backend *be, uint64_t *st, int n, int c, int hw)
+{
+  aal_error err;
+  const size_t nx = (size_t)n * c * hw;
+  float *x = floats(nx, 0.0f), *g = floats((size_t)c, 0.0f), *b = floats((size_t)c, 0.0f);
+  for (int ch = 0; ch < c; ch++) { /* per-channel scale and offset, as the harness */
+    const double scale = pow(10.0, -3.0 * (double)(next64(st) >> 11) / 9007199254740992.0);
+    const double off = 0.5 * sym(st, scale);
+    for (int i = 0; i < n; i++)
+      for (int k = 0; k < hw; k++)
+        x[((size_t)i * c + ch) * hw + k] = (float)(off + sym(st, scale));
+    g[ch] = sym(st, 1.0);
+    b[ch] = sym(st, 1.0);
+  }
+  /* forward: fused vs bn_forward -> z, relu_forward(z) */
+  float *y = floats(nx, NAN), *m = floats((size_t)c, NAN), *is = floats((size_t)c, NAN);
+  float *z = floats(nx, NAN), *y2 = floats(nx, NAN), *m2 = floats((size_t)c, NAN);
+  float *is2 = floats((size_t)c, NAN);
+  uint32_t *mask = words(nx, 0xAAAAAAAAu), *mask2 = words(nx, 0x55555555u);
+  ck_assert_int_eq(be->bn_relu_forward(be, n, c, hw, x, g, b, 1e-5, y, mask, m, is, &err),
+                   AAL_OK);
+  ck_assert_int_eq(be->bn_forward(be, n, c, hw, x, g, b, 1e-5, z, m2, is2, &err), AAL_OK);
+  ck_assert_int_eq(be->relu_forward(be, nx, z, y2, mask2, &err), AAL_OK);
+  same_floats("bn_relu y", y, y2, nx);
+  same_words("bn_relu mask", mask, mask2, nx);
+  same_floats("bn_relu mean", m, m2, (size_t)c);
+  same_floats("bn_relu invstd", is, is2, (size_t)c);
+  /* backward with the forward's statistics and an independent random mask */
+  float *dy = floats(nx, 0.0f), *dx = floats(nx, NAN), *dg = floats((size_t)c, NAN);
+  float *db = floats((size_t)c, NAN), *dz = floats(nx, NAN), *dx2 = floats(nx, NAN);
+  float *dg2 = floats((size_t)c, NAN), *db2 = floats((size_t)c, NAN);
+  uint32_t *bm = words(nx, 0);
+  for (size_t i = 0; i < nx; i++)
+    dy[i] = sym(st, 1.0);
+  for (size_t i = 0; i < (nx + 31) / 32; i++)
+    bm[i] = (uint32_t)next64(st);
+  if (nx % 32)
+    bm[nx / 32] &= ((uint32_t)1 << (nx % 32)) - 1;
+  ck_assert_int_eq(be->bn_relu_backward(be, n, c, hw, dy, bm, x, g, m, is, dx, dg, db, &err),
+                   AAL_OK);
+  ck_assert_int_eq(be->relu_backward(be, nx, dy, bm, dz, &err), AAL_OK);
+  ck_assert_int_eq(be->bn_backward(be, n, c, hw, dz, x, g, m, is, dx2, dg2, db2, &err), AAL_OK);
+  same_floats("bn_relu dx", dx, dx2, nx);
+  same_floats("bn_relu dgamma", dg, dg2, (size_t)c);
+  same_floats("bn_relu dbeta", db, db2, (size_t)c);
+  free(x), free(g), free(b), free(y), free(m), free(is), free(z), free(y2), free(m2);
+  free(is2), free(mask), free(mask2), free(dy), free(dx), free(dg), free(db), free(dz);
+  free(dx2), free(dg2), free(db2), free(bm);
+}
+
+START_TEST(test_cpu32_fused_equals_unfused)
+{
+  aal_backend be = cpu32();
+  uint64_t st = g_seed ^ 0x46555345u; /* "FUSE" */
+  fprintf(stderr, "fused = unfused on cpu32: seed %lu\n", g_seed);
+  for (int t = 0; t < 40; t++) {
+    check_asa_input(&be, &st, (size_t)irange(&st, 1, 3000));
+    int n = irange(&st, 1, 4), c = irange(&st, 1, 6), hw = irange(&st, 1, 40);
+    if (n * hw < 2)
+      hw = 2;
+    check_bn_relu(&be, &st, n, c, hw);
+  }
+  check_asa_input(&be, &st, 64 * 32 * 32 + 17);
+  check_bn_relu(&be, &st, 4, 16, 64);
+  check_bn_relu(&be, &st, 2, 3, 7 * 7); /* channel rows not aligned to mask words */
+  be.destroy(&be);
+}
+END_TEST
+
 int main(void)
 {
   g_seed = aal_test_seed();
@@ -360,6 +576,7 @@ int main(void)
   tcase_add_test(tc, test_cpu32_random);
   tcase_add_test(tc, test_ref_against_itself);
   tcase_add_test(tc, test_wrong_kernels_caught);
+  tcase_add_test(tc, test_cpu32_fused_equals_unfused);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
 }

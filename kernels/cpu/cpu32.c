@@ -116,6 +116,9 @@ int aal_backend_cpu32(aal_backend *be, aal_error *err)
   be->sign_unpack = aal_cpu32_sign_unpack;
   be->li_reduce = aal_cpu32_li_reduce;
   be->sgd_update = aal_cpu32_sgd_update;
+  be->asa_input = aal_cpu32_asa_input;
+  be->bn_relu_forward = aal_cpu32_bn_relu_forward;
+  be->bn_relu_backward = aal_cpu32_bn_relu_backward;
   be->destroy = cpu32_destroy;
   return AAL_OK;
 }

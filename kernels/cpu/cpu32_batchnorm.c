@@ -119,3 +119,11 @@ int aal_cpu32_bn_backward(const aal_backend *be, int n, int c, int hw, const voi
   }
   return AAL_OK;
 }
+
+/* channel_stats for kernels/cpu/cpu32_bn_relu.c (the fused op must see the same
+ * statistics as bn_forward, bit for bit). */
+void aal_cpu32_bn_channel_stats(const float *x, int n, int c, int hw, int ch, double *mean,
+                                double *var)
+{
+  channel_stats(x, n, c, hw, ch, mean, var);
+}

@@ -86,3 +86,33 @@ int aal_cpu32_sign_unpack(const aal_backend *be, size_t n, const void *bits, dou
     po[i] = ((words[i / 32] >> (i % 32)) & 1u) ? e : 0.0f;
   return AAL_OK;
 }
+
+/* ASA conv input in one pass, a word at a time: bits = (x > 0), h = x + (bit ? e : 0)
+ * with e = (float)eps - exactly what sign_pack, sign_unpack and add give (add rounds
+ * x + e once; x + 0 is x, and -0 + 0 is +0 as add makes it). */
+int aal_cpu32_asa_input(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                        void *bits, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "cpu32 asa_input";
+  int rc = bits_args(op, n, x, h, err);
+  if (rc == AAL_OK && bits == NULL)
+    rc = aal_fail(err, AAL_EINVAL, "%s: bits is NULL", op);
+  if (rc != AAL_OK)
+    return rc;
+  const float *px = x;
+  const float e = (float)eps;
+  float *ph = h;
+  uint32_t *words = bits;
+  for (size_t j = 0; j < (n + 31) / 32; j++) {
+    const size_t lo = 32 * j, hi = lo + 32 < n ? lo + 32 : n;
+    uint32_t word = 0;
+    for (size_t i = lo; i < hi; i++) {
+      const uint32_t bit = px[i] > 0.0f;
+      word |= bit << (i - lo);
+      ph[i] = px[i] + (bit ? e : 0.0f);
+    }
+    words[j] = word;
+  }
+  return AAL_OK;
+}

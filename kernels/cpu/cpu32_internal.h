@@ -77,6 +77,21 @@ int aal_cpu32_bn_backward(const aal_backend *be, int n, int c, int hw, const voi
                           const void *x, const void *gamma, const void *mean,
                           const void *invstd, void *dx, void *dgamma, void *dbeta,
                           aal_error *err);
+/* The statistics bn_forward uses for channel ch of x [n, c, hw]: the mean and the biased
+ * variance (two-pass, in double), shared with cpu32_bn_relu.c so that the fused op gets
+ * the same numbers. */
+void aal_cpu32_bn_channel_stats(const float *x, int n, int c, int hw, int ch, double *mean,
+                                double *var);
+
+/* cpu32_bn_relu.c: batch norm + ReLU, fused (bit-identical to bn_forward + relu_forward,
+ * relu_backward + bn_backward) */
+int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
+                              const void *gamma, const void *beta, double eps, void *y,
+                              void *mask, void *mean, void *invstd, aal_error *err);
+int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                               const void *mask, const void *x, const void *gamma,
+                               const void *mean, const void *invstd, void *dx, void *dgamma,
+                               void *dbeta, aal_error *err);
 
 /* cpu32_bits.c: ReLU with its mask, ASA sign packing */
 int aal_cpu32_relu_forward(const aal_backend *be, size_t n, const void *x, void *y, void *mask,
@@ -87,6 +102,9 @@ int aal_cpu32_sign_pack(const aal_backend *be, size_t n, const void *x, void *bi
                         aal_error *err);
 int aal_cpu32_sign_unpack(const aal_backend *be, size_t n, const void *bits, double eps,
                           void *out, aal_error *err);
+/* fused: bits = (x > 0), h = x + (bit ? (float)eps : 0) */
+int aal_cpu32_asa_input(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                        void *bits, aal_error *err);
 
 /* cpu32_pool.c: add, global average pooling */
 int aal_cpu32_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,

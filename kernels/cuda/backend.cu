@@ -239,6 +239,9 @@ extern "C" int aal_backend_cuda(aal_backend *be, aal_error *err)
   be->sign_unpack = aal_cuda_sign_unpack;
   be->li_reduce = aal_cuda_li_reduce;
   be->sgd_update = aal_cuda_sgd_update;
+  be->asa_input = aal_cuda_asa_input;
+  be->bn_relu_forward = aal_cuda_bn_relu_forward;
+  be->bn_relu_backward = aal_cuda_bn_relu_backward;
   be->destroy = cuda_destroy;
   return AAL_OK;
 }

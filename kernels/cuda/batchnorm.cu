@@ -4,6 +4,14 @@
 // (biased); invstd = 1 / sqrt(var + eps); y = (x - mean) gamma invstd + beta.
 // Backward: xhat = (x - mean) invstd; dbeta = sum dy; dgamma = sum dy xhat;
 // dx = gamma invstd ((dy - dbeta / M) - xhat dgamma / M).
+// Fused with ReLU (bn_relu_forward / bn_relu_backward; mask: packed uint32 words,
+// element i in bit i%32 of word i/32): the forward runs the same statistics kernels and
+// one apply kernel that also takes the ReLU and ballots the mask bits (z = bn(x) stays in
+// a register); the backward runs the same two kernels as bn_backward with the mask
+// folded in (dz = bit ? dy : 0 is a register value).  The arithmetic of each element is
+// shared with the unfused kernels (bn_affine, bn_dz) so that the fused ops equal
+// bn_forward + relu_forward and relu_backward + bn_backward bit for bit (the same
+// contraction into FMAs, the same reduction order: splits depend on the shape only).
 //
 // Per-channel reductions: a grid of (S, C) blocks, block (s, c) summing every S-th
 // stretch of channel c in double; a finalize kernel adds the S partials of a channel in
@@ -76,6 +84,14 @@ __global__ void bn_invstd_kernel(const double *__restrict__ part, int nc, int sp
   }
 }
 
+// z = (x - mean) (gamma invstd) + beta: the one expression of the apply, shared by the
+// plain and the ReLU-fused kernel.
+__device__ __forceinline__ float bn_affine(float x, float mean, float gamma, float invstd,
+                                           float beta)
+{
+  return (x - mean) * (gamma * invstd) + beta;
+}
+
 // y = (x - mean) (gamma invstd) + beta, every element (fused apply).
 // y may alias x: each element is read and written by the same thread.
 __global__ void bn_apply_kernel(const float *x, const float *__restrict__ gamma,
@@ -86,12 +102,51 @@ __global__ void bn_apply_kernel(const float *x, const float *__restrict__ gamma,
   for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (size_t)gridDim.x * blockDim.x) {
     const int c = (int)((i / (size_t)hw) % (size_t)nc);
-    y[i] = (x[i] - mean[c]) * (gamma[c] * invstd[c]) + beta[c];
+    y[i] = bn_affine(x[i], mean[c], gamma[c], invstd[c], beta[c]);
   }
 }
 
-// part1[c S + s] = sum dy, part2[c S + s] = sum dy xhat over the block's elements.
-__global__ void bn_bwd_sum_kernel(const float *__restrict__ dy, const float *__restrict__ x,
+// z = bn_affine(x); y = z <= 0 ? 0 : z (as relu.cu: NaN propagates); mask bit = z > 0.
+// The loop runs over total rounded up to a multiple of 32 so that whole warps stay
+// together for the ballot; blockDim.x and the stride are multiples of 32, so a warp's 32
+// elements form one mask word, which lane 0 stores (bits past total are 0).
+// y may alias x: each element is read and written by the same thread.
+__global__ void bn_relu_apply_kernel(const float *x, const float *__restrict__ gamma,
+                                     const float *__restrict__ beta,
+                                     const float *__restrict__ mean,
+                                     const float *__restrict__ invstd, int nc, int hw,
+                                     size_t total, float *y, uint32_t *__restrict__ mask)
+{
+  const size_t padded = (total + 31) / 32 * 32;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < padded;
+       i += (size_t)gridDim.x * blockDim.x) {
+    const bool in = i < total;
+    float z = 0.0f;
+    if (in) {
+      const int c = (int)((i / (size_t)hw) % (size_t)nc);
+      z = bn_affine(x[i], mean[c], gamma[c], invstd[c], beta[c]);
+      y[i] = z <= 0.0f ? 0.0f : z;
+    }
+    const uint32_t word = __ballot_sync(0xffffffffu, in && z > 0.0f);
+    if ((threadIdx.x & 31) == 0)
+      mask[i / 32] = word;
+  }
+}
+
+// The gradient entering batch norm: dy, or with a ReLU mask dz = bit ? dy : 0 (exactly
+// what relu_backward stores).
+__device__ __forceinline__ float bn_dz(const float *dy, const uint32_t *mask, size_t i)
+{
+  if (mask == nullptr)
+    return dy[i];
+  return (mask[i / 32] >> (i % 32)) & 1u ? dy[i] : 0.0f;
+}
+
+// part1[c S + s] = sum dy, part2[c S + s] = sum dy xhat over the block's elements
+// (dy gated by mask unless mask is NULL).
+__global__ void bn_bwd_sum_kernel(const float *__restrict__ dy,
+                                  const uint32_t *__restrict__ mask,
+                                  const float *__restrict__ x,
                                   const float *__restrict__ mean,
                                   const float *__restrict__ invstd, int n, int nc, int hw,
                                   double *__restrict__ part1, double *__restrict__ part2)
@@ -103,7 +158,7 @@ __global__ void bn_bwd_sum_kernel(const float *__restrict__ dy, const float *__r
   for (size_t j = (size_t)s * blockDim.x + threadIdx.x; j < m;
        j += (size_t)splits * blockDim.x) {
     const size_t i = bn_index(j, c, nc, hw);
-    const double g = (double)dy[i];
+    const double g = (double)bn_dz(dy, mask, i);
     a1 += g;
     a2 += g * (double)((x[i] - mu) * is);
   }
@@ -135,9 +190,10 @@ __global__ void bn_bwd_finalize_kernel(const double *__restrict__ part1,
   }
 }
 
-// dx = gamma invstd ((dy - mdy) - xhat mdyx), every element.
-// dx may alias dy: each element is read and written by the same thread.
-__global__ void bn_bwd_dx_kernel(const float *dy, const float *x,
+// dx = gamma invstd ((dy - mdy) - xhat mdyx), every element (dy gated by mask unless
+// mask is NULL).  dx may alias dy: each element is read and written by the same thread.
+__global__ void bn_bwd_dx_kernel(const float *dy, const uint32_t *__restrict__ mask,
+                                 const float *x,
                                  const float *__restrict__ gamma,
                                  const float *__restrict__ mean,
                                  const float *__restrict__ invstd,
@@ -148,7 +204,7 @@ __global__ void bn_bwd_dx_kernel(const float *dy, const float *x,
        i += (size_t)gridDim.x * blockDim.x) {
     const int c = (int)((i / (size_t)hw) % (size_t)nc);
     const float xhat = (x[i] - mean[c]) * invstd[c];
-    dx[i] = (gamma[c] * invstd[c]) * ((dy[i] - mdy[c]) - xhat * mdyx[c]);
+    dx[i] = (gamma[c] * invstd[c]) * ((bn_dz(dy, mask, i) - mdy[c]) - xhat * mdyx[c]);
   }
 }
 
@@ -159,16 +215,17 @@ static int check_dims(int n, int c, int hw, const char *op, aal_error *err)
   return AAL_OK;
 }
 
-int aal_cuda_bn_forward(const aal_backend *be, int n, int c, int hw, const void *xv,
-                        const void *gammav, const void *betav, double eps, void *yv,
-                        void *meanv, void *invstdv, aal_error *err)
+// The forward of bn_forward and bn_relu_forward: the statistics (mean, invstd), then the
+// apply, plain (mask NULL) or with the ReLU and its mask.
+static int bn_forward_impl(const aal_backend *be, const char *op, int n, int c, int hw,
+                           const void *xv, const void *gammav, const void *betav, double eps,
+                           void *yv, void *maskv, void *meanv, void *invstdv, aal_error *err)
 {
   aal_cuda_ctx *ctx = aal_cuda_ctx_of(be);
-  int rc = check_dims(n, c, hw, "bn forward", err);
+  int rc = check_dims(n, c, hw, op, err);
   if (rc != AAL_OK)
     return rc;
-  REQUIRE(xv && gammav && betav && yv && meanv && invstdv, "cuda bn forward: NULL buffer");
-  REQUIRE(eps >= 0.0, "cuda bn forward: eps %g is negative", eps);
+  REQUIRE(eps >= 0.0, "cuda %s: eps %g is negative", op, eps);
   const float *x = static_cast<const float *>(xv);
   const size_t m = (size_t)n * hw, total = m * (size_t)c;
   const int splits = bn_splits(ctx, c, m);
@@ -179,8 +236,11 @@ int aal_cuda_bn_forward(const aal_backend *be, int n, int c, int hw, const void 
     return rc;
   double *part = static_cast<double *>(scratch), *dmean = part + (size_t)c * splits;
   float *mean = static_cast<float *>(meanv), *invstd = static_cast<float *>(invstdv);
+  const float *gamma = static_cast<const float *>(gammav);
+  const float *beta = static_cast<const float *>(betav);
   const dim3 grid((unsigned)splits, (unsigned)c);
   const unsigned cblocks = aal_cuda_blocks(ctx, (size_t)c, AAL_CUDA_THREADS);
+  const unsigned eblocks = aal_cuda_blocks(ctx, total, AAL_CUDA_THREADS);
 
   bn_sum_kernel<<<grid, BN_THREADS, 0, ctx->stream>>>(x, n, c, hw, nullptr, part);
   LAUNCH_TRY();
@@ -192,26 +252,54 @@ int aal_cuda_bn_forward(const aal_backend *be, int n, int c, int hw, const void 
   bn_invstd_kernel<<<cblocks, AAL_CUDA_THREADS, 0, ctx->stream>>>(part, c, splits, (double)m,
                                                                    eps, invstd);
   LAUNCH_TRY();
-  bn_apply_kernel<<<aal_cuda_blocks(ctx, total, AAL_CUDA_THREADS), AAL_CUDA_THREADS, 0,
-                    ctx->stream>>>(x, static_cast<const float *>(gammav),
-                                   static_cast<const float *>(betav), mean, invstd, c, hw,
-                                   total, static_cast<float *>(yv));
+  if (maskv == nullptr)
+    bn_apply_kernel<<<eblocks, AAL_CUDA_THREADS, 0, ctx->stream>>>(
+        x, gamma, beta, mean, invstd, c, hw, total, static_cast<float *>(yv));
+  else
+    bn_relu_apply_kernel<<<eblocks, AAL_CUDA_THREADS, 0, ctx->stream>>>(
+        x, gamma, beta, mean, invstd, c, hw, total, static_cast<float *>(yv),
+        static_cast<uint32_t *>(maskv));
   LAUNCH_TRY();
   OP_DONE(ctx);
 }
 
-int aal_cuda_bn_backward(const aal_backend *be, int n, int c, int hw, const void *dyv,
-                         const void *xv, const void *gammav, const void *meanv,
-                         const void *invstdv, void *dxv, void *dgammav, void *dbetav,
-                         aal_error *err)
+int aal_cuda_bn_forward(const aal_backend *be, int n, int c, int hw, const void *xv,
+                        const void *gammav, const void *betav, double eps, void *yv,
+                        void *meanv, void *invstdv, aal_error *err)
 {
-  aal_cuda_ctx *ctx = aal_cuda_ctx_of(be);
-  int rc = check_dims(n, c, hw, "bn backward", err);
+  const int rc = check_dims(n, c, hw, "bn forward", err);
   if (rc != AAL_OK)
     return rc;
-  REQUIRE(dyv && xv && gammav && meanv && invstdv && dxv && dgammav && dbetav,
-          "cuda bn backward: NULL buffer");
+  REQUIRE(xv && gammav && betav && yv && meanv && invstdv, "cuda bn forward: NULL buffer");
+  return bn_forward_impl(be, "bn forward", n, c, hw, xv, gammav, betav, eps, yv, nullptr,
+                         meanv, invstdv, err);
+}
+
+int aal_cuda_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *xv,
+                             const void *gammav, const void *betav, double eps, void *yv,
+                             void *maskv, void *meanv, void *invstdv, aal_error *err)
+{
+  const int rc = check_dims(n, c, hw, "bn_relu forward", err);
+  if (rc != AAL_OK)
+    return rc;
+  REQUIRE(xv && gammav && betav && yv && maskv && meanv && invstdv,
+          "cuda bn_relu forward: NULL buffer");
+  return bn_forward_impl(be, "bn_relu forward", n, c, hw, xv, gammav, betav, eps, yv, maskv,
+                         meanv, invstdv, err);
+}
+
+// The backward of bn_backward (mask NULL) and bn_relu_backward.
+static int bn_backward_impl(const aal_backend *be, const char *op, int n, int c, int hw,
+                            const void *dyv, const void *maskv, const void *xv,
+                            const void *gammav, const void *meanv, const void *invstdv,
+                            void *dxv, void *dgammav, void *dbetav, aal_error *err)
+{
+  aal_cuda_ctx *ctx = aal_cuda_ctx_of(be);
+  int rc = check_dims(n, c, hw, op, err);
+  if (rc != AAL_OK)
+    return rc;
   const float *dy = static_cast<const float *>(dyv), *x = static_cast<const float *>(xv);
+  const uint32_t *mask = static_cast<const uint32_t *>(maskv);
   const float *mean = static_cast<const float *>(meanv);
   const float *invstd = static_cast<const float *>(invstdv);
   const size_t m = (size_t)n * hw, total = m * (size_t)c;
@@ -226,8 +314,8 @@ int aal_cuda_bn_backward(const aal_backend *be, int n, int c, int hw, const void
   float *mdy = reinterpret_cast<float *>(part2 + (size_t)c * splits), *mdyx = mdy + c;
   const dim3 grid((unsigned)splits, (unsigned)c);
 
-  bn_bwd_sum_kernel<<<grid, BN_THREADS, 0, ctx->stream>>>(dy, x, mean, invstd, n, c, hw, part1,
-                                                          part2);
+  bn_bwd_sum_kernel<<<grid, BN_THREADS, 0, ctx->stream>>>(dy, mask, x, mean, invstd, n, c, hw,
+                                                          part1, part2);
   LAUNCH_TRY();
   bn_bwd_finalize_kernel<<<aal_cuda_blocks(ctx, (size_t)c, AAL_CUDA_THREADS), AAL_CUDA_THREADS,
                            0, ctx->stream>>>(part1, part2, c, splits, (double)m,
@@ -235,8 +323,37 @@ int aal_cuda_bn_backward(const aal_backend *be, int n, int c, int hw, const void
                                              static_cast<float *>(dbetav), mdy, mdyx);
   LAUNCH_TRY();
   bn_bwd_dx_kernel<<<aal_cuda_blocks(ctx, total, AAL_CUDA_THREADS), AAL_CUDA_THREADS, 0,
-                     ctx->stream>>>(dy, x, static_cast<const float *>(gammav), mean, invstd,
-                                    mdy, mdyx, c, hw, total, static_cast<float *>(dxv));
+                     ctx->stream>>>(dy, mask, x, static_cast<const float *>(gammav), mean,
+                                    invstd, mdy, mdyx, c, hw, total,
+                                    static_cast<float *>(dxv));
   LAUNCH_TRY();
   OP_DONE(ctx);
+}
+
+int aal_cuda_bn_backward(const aal_backend *be, int n, int c, int hw, const void *dyv,
+                         const void *xv, const void *gammav, const void *meanv,
+                         const void *invstdv, void *dxv, void *dgammav, void *dbetav,
+                         aal_error *err)
+{
+  const int rc = check_dims(n, c, hw, "bn backward", err);
+  if (rc != AAL_OK)
+    return rc;
+  REQUIRE(dyv && xv && gammav && meanv && invstdv && dxv && dgammav && dbetav,
+          "cuda bn backward: NULL buffer");
+  return bn_backward_impl(be, "bn backward", n, c, hw, dyv, nullptr, xv, gammav, meanv,
+                          invstdv, dxv, dgammav, dbetav, err);
+}
+
+int aal_cuda_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dyv,
+                              const void *maskv, const void *xv, const void *gammav,
+                              const void *meanv, const void *invstdv, void *dxv,
+                              void *dgammav, void *dbetav, aal_error *err)
+{
+  const int rc = check_dims(n, c, hw, "bn_relu backward", err);
+  if (rc != AAL_OK)
+    return rc;
+  REQUIRE(dyv && maskv && xv && gammav && meanv && invstdv && dxv && dgammav && dbetav,
+          "cuda bn_relu backward: NULL buffer");
+  return bn_backward_impl(be, "bn_relu backward", n, c, hw, dyv, maskv, xv, gammav, meanv,
+                          invstdv, dxv, dgammav, dbetav, err);
 }

@@ -151,6 +151,13 @@ int aal_cuda_bn_backward(const aal_backend *be, int n, int c, int hw, const void
                          const void *x, const void *gamma, const void *mean,
                          const void *invstd, void *dx, void *dgamma, void *dbeta,
                          aal_error *err);
+int aal_cuda_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
+                             const void *gamma, const void *beta, double eps, void *y,
+                             void *mask, void *mean, void *invstd, aal_error *err);
+int aal_cuda_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                              const void *mask, const void *x, const void *gamma,
+                              const void *mean, const void *invstd, void *dx, void *dgamma,
+                              void *dbeta, aal_error *err);
 // relu.cu
 int aal_cuda_relu_forward(const aal_backend *be, size_t n, const void *x, void *y,
                           void *mask, aal_error *err);
@@ -180,6 +187,8 @@ int aal_cuda_sign_pack(const aal_backend *be, size_t n, const void *x, void *bit
                        aal_error *err);
 int aal_cuda_sign_unpack(const aal_backend *be, size_t n, const void *bits, double eps,
                          void *out, aal_error *err);
+int aal_cuda_asa_input(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                       void *bits, aal_error *err);
 // li.cu
 int aal_cuda_li_reduce(const aal_backend *be, int n, size_t per, const void *h, const void *r,
                        void *li, aal_error *err);
