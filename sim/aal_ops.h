@@ -110,6 +110,19 @@ struct aal_ops {
    * h = x + eps * bit.  The reference fails on a negative or NaN element of x. */
   int (*asa_input)(const aal_ops *ops, const aal_tensor *x, double eps, aal_tensor *h,
                    aal_tensor *bits, aal_error *err);
+  /* Batch norm (training mode) then ReLU: as bn_forward_train into z followed by
+   * relu_forward(z, y, mask), with z never kept (fused where the backend has it). */
+  int (*bn_relu_forward_train)(const aal_ops *ops, const aal_tensor *x,
+                               const aal_tensor *gamma, const aal_tensor *beta,
+                               aal_tensor *running_mean, aal_tensor *running_var,
+                               double momentum, double eps, aal_tensor *y, aal_tensor *mask,
+                               aal_tensor *mean, aal_tensor *invstd, aal_error *err);
+  /* Its backward: relu_backward(dy, mask) then bn_backward, the masked gradient never
+   * kept. */
+  int (*bn_relu_backward)(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                          const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *mean,
+                          const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                          aal_tensor *dbeta, aal_error *err);
   /* The stored signs decoded for the weight gradient: out = eps * bit. */
   int (*asa_decode)(const aal_ops *ops, const aal_tensor *bits, double eps, aal_tensor *out,
                     aal_error *err);

@@ -215,13 +215,47 @@ static int ref_asa_decode(const aal_ops *ops, const aal_tensor *bits, double eps
   return rc;
 }
 
+static int ref_bn_relu_forward_train(const aal_ops *ops, const aal_tensor *x,
+                                     const aal_tensor *gamma, const aal_tensor *beta,
+                                     aal_tensor *running_mean, aal_tensor *running_var,
+                                     double momentum, double eps, aal_tensor *y,
+                                     aal_tensor *mask, aal_tensor *mean, aal_tensor *invstd,
+                                     aal_error *err)
+{
+  (void)ops;
+  aal_tensor *z = aal_tensor_new_like(x, err);
+  int rc = z ? aal_bn2d_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps,
+                                      z, mean, invstd, err)
+             : AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = aal_relu_forward(z, y, mask, err);
+  aal_tensor_release(z);
+  return rc;
+}
+
+static int ref_bn_relu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                                const aal_tensor *x, const aal_tensor *gamma,
+                                const aal_tensor *mean, const aal_tensor *invstd,
+                                aal_tensor *dx, aal_tensor *dgamma, aal_tensor *dbeta,
+                                aal_error *err)
+{
+  (void)ops;
+  aal_tensor *dz = aal_tensor_new_like(x, err);
+  int rc = dz ? aal_relu_backward(dy, mask, dz, err) : AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = aal_bn2d_backward(dz, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+  aal_tensor_release(dz);
+  return rc;
+}
+
 static const aal_ops ref_table = {
     "ref", 53, NULL, NULL,
     ref_conv_forward, ref_conv_backward_data, ref_conv_backward_filter,
     ref_bn_forward_train, ref_bn_forward_eval, ref_bn_backward,
     ref_relu_forward, ref_relu_backward, ref_add_forward,
     ref_avgpool_forward, ref_avgpool_backward, ref_linear_forward, ref_linear_backward,
-    ref_xent_forward, ref_xent_backward, ref_sgd_update, ref_asa_input, ref_asa_decode};
+    ref_xent_forward, ref_xent_backward, ref_sgd_update, ref_asa_input,
+    ref_bn_relu_forward_train, ref_bn_relu_backward, ref_asa_decode};
 
 const aal_ops *aal_ops_ref(void)
 {
@@ -702,19 +736,24 @@ static int bn_dims(const aal_tensor *x, const char *op, int *n, int *ch, int *hw
   return AAL_OK;
 }
 
-static int ad_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
-                               const aal_tensor *beta, aal_tensor *running_mean,
-                               aal_tensor *running_var, double momentum, double eps,
-                               aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
-                               aal_error *err)
+static int same_size(const aal_tensor *a, const aal_tensor *b, enum aal_dtype bt,
+                     const char *op, const char *na, const char *nb, aal_error *err);
+
+/* bn_forward_train, and with mask non-NULL bn_relu_forward_train */
+static int bn_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                    const aal_tensor *beta, aal_tensor *running_mean, aal_tensor *running_var,
+                    double momentum, double eps, aal_tensor *y, aal_tensor *mask,
+                    aal_tensor *mean, aal_tensor *invstd, aal_error *err)
 {
   char op[64];
-  OPNAME(ops, "bn_forward_train", op);
+  OPNAME(ops, mask ? "bn_relu_forward_train" : "bn_forward_train", op);
   int n = 0, ch = 0, hw = 0;
   int rc = bn_dims(x, op, &n, &ch, &hw, err);
   const size_t C = (size_t)ch;
   if (rc == AAL_OK)
     rc = need_shape(y, 4, x->shape, op, "y", err);
+  if (rc == AAL_OK && mask != NULL)
+    rc = same_size(x, mask, AAL_BITS, op, "x", "mask", err);
   const aal_tensor *vecs[] = {gamma, beta, running_mean, running_var, mean, invstd};
   const char *names[] = {"gamma", "beta", "running_mean", "running_var", "mean", "invstd"};
   for (int i = 0; i < 6 && rc == AAL_OK; i++)
@@ -742,7 +781,12 @@ static int ad_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aa
     rc = call_out(&c, mean, &bm, err);
   if (rc == AAL_OK)
     rc = call_out(&c, invstd, &bi, err);
-  if (rc == AAL_OK)
+  void *bmask = NULL;
+  if (rc == AAL_OK && mask != NULL)
+    rc = call_out(&c, mask, &bmask, err);
+  if (rc == AAL_OK && mask != NULL)
+    rc = ops->be->bn_relu_forward(ops->be, n, ch, hw, bx, bg, bb, eps, by, bmask, bm, bi, err);
+  else if (rc == AAL_OK)
     rc = ops->be->bn_forward(ops->be, n, ch, hw, bx, bg, bb, eps, by, bm, bi, err);
   rc = call_end(&c, rc);
   /* the per-channel statistics come home for the running averages (C values) */
@@ -772,6 +816,29 @@ static int ad_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aa
     *rv = (1.0 - momentum) * *rv + momentum * unbiased;
   }
   return AAL_OK;
+}
+
+static int ad_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                               const aal_tensor *beta, aal_tensor *running_mean,
+                               aal_tensor *running_var, double momentum, double eps,
+                               aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
+                               aal_error *err)
+{
+  return bn_train(ops, x, gamma, beta, running_mean, running_var, momentum, eps, y, NULL, mean,
+                  invstd, err);
+}
+
+static int ad_bn_relu_forward_train(const aal_ops *ops, const aal_tensor *x,
+                                    const aal_tensor *gamma, const aal_tensor *beta,
+                                    aal_tensor *running_mean, aal_tensor *running_var,
+                                    double momentum, double eps, aal_tensor *y,
+                                    aal_tensor *mask, aal_tensor *mean, aal_tensor *invstd,
+                                    aal_error *err)
+{
+  if (mask == NULL)
+    return aal_fail(err, AAL_EINVAL, "ops %s bn_relu_forward_train: mask is NULL", ops->name);
+  return bn_train(ops, x, gamma, beta, running_mean, running_var, momentum, eps, y, mask, mean,
+                  invstd, err);
 }
 
 /* Rounds t to the adapter's precision (float for 24 bits). */
@@ -807,13 +874,14 @@ static int ad_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal
   return rc;
 }
 
-static int ad_bn_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
-                          const aal_tensor *gamma, const aal_tensor *mean,
-                          const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
-                          aal_tensor *dbeta, aal_error *err)
+/* bn_backward, and with mask non-NULL bn_relu_backward */
+static int bn_back(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                   const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *mean,
+                   const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                   aal_tensor *dbeta, aal_error *err)
 {
   char op[64];
-  OPNAME(ops, "bn_backward", op);
+  OPNAME(ops, mask ? "bn_relu_backward" : "bn_backward", op);
   int n = 0, ch = 0, hw = 0;
   int rc = bn_dims(x, op, &n, &ch, &hw, err);
   const size_t C = (size_t)ch;
@@ -821,6 +889,8 @@ static int ad_bn_backward(const aal_ops *ops, const aal_tensor *dy, const aal_te
     rc = need_shape(dy, 4, x->shape, op, "dy", err);
   if (rc == AAL_OK)
     rc = need_shape(dx, 4, x->shape, op, "dx", err);
+  if (rc == AAL_OK && mask != NULL)
+    rc = same_size(x, mask, AAL_BITS, op, "x", "mask", err);
   const aal_tensor *vecs[] = {gamma, mean, invstd, dgamma, dbeta};
   const char *names[] = {"gamma", "mean", "invstd", "dgamma", "dbeta"};
   for (int i = 0; i < 5 && rc == AAL_OK; i++)
@@ -845,9 +915,33 @@ static int ad_bn_backward(const aal_ops *ops, const aal_tensor *dy, const aal_te
     rc = call_out(&c, dgamma, &bdg, err);
   if (rc == AAL_OK)
     rc = call_out(&c, dbeta, &bdb, err);
-  if (rc == AAL_OK)
+  void *bmask = NULL;
+  if (rc == AAL_OK && mask != NULL)
+    rc = call_in(&c, mask, &bmask, err);
+  if (rc == AAL_OK && mask != NULL)
+    rc = ops->be->bn_relu_backward(ops->be, n, ch, hw, bdy, bmask, bx, bg, bm, bi, bdx, bdg,
+                                   bdb, err);
+  else if (rc == AAL_OK)
     rc = ops->be->bn_backward(ops->be, n, ch, hw, bdy, bx, bg, bm, bi, bdx, bdg, bdb, err);
   return call_end(&c, rc);
+}
+
+static int ad_bn_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                          const aal_tensor *gamma, const aal_tensor *mean,
+                          const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                          aal_tensor *dbeta, aal_error *err)
+{
+  return bn_back(ops, dy, NULL, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+}
+
+static int ad_bn_relu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                               const aal_tensor *x, const aal_tensor *gamma,
+                               const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,
+                               aal_tensor *dgamma, aal_tensor *dbeta, aal_error *err)
+{
+  if (mask == NULL)
+    return aal_fail(err, AAL_EINVAL, "ops %s bn_relu_backward: mask is NULL", ops->name);
+  return bn_back(ops, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
 }
 
 /* ---------------------------------------------------------------- relu, add, pool */
@@ -1188,9 +1282,9 @@ static int ad_sgd_update(const aal_ops *ops, aal_tensor *w, const aal_tensor *g,
 
 /* ---------------------------------------------------------------- ASA */
 
-/* bits = (x > 0), then h = x + eps*bit as sign_unpack + add: the values a fused kernel
- * must reproduce.  x is not checked for negative elements here (it is a ReLU output
- * by construction; the reference table checks). */
+/* bits = (x > 0) and h = x + eps*bit in one pass (the backend's fused asa_input).  x is
+ * not checked for negative elements here (it is a ReLU output by construction; the
+ * reference table checks). */
 static int ad_asa_input(const aal_ops *ops, const aal_tensor *x, double eps, aal_tensor *h,
                         aal_tensor *bits, aal_error *err)
 {
@@ -1208,11 +1302,7 @@ static int ad_asa_input(const aal_ops *ops, const aal_tensor *x, double eps, aal
   if (rc == AAL_OK)
     rc = call_out(&c, bits, &bb, err);
   if (rc == AAL_OK)
-    rc = ops->be->sign_pack(ops->be, x->size, bx, bb, err);
-  if (rc == AAL_OK)
-    rc = ops->be->sign_unpack(ops->be, x->size, bb, eps, bh, err);
-  if (rc == AAL_OK)
-    rc = ops->be->add(ops->be, x->size, bx, bh, bh, err);
+    rc = ops->be->asa_input(ops->be, x->size, bx, eps, bh, bb, err);
   return call_end(&c, rc);
 }
 
@@ -1269,6 +1359,8 @@ int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
   ops->xent_backward = ad_xent_backward;
   ops->sgd_update = ad_sgd_update;
   ops->asa_input = ad_asa_input;
+  ops->bn_relu_forward_train = ad_bn_relu_forward_train;
+  ops->bn_relu_backward = ad_bn_relu_backward;
   ops->asa_decode = ad_asa_decode;
   return AAL_OK;
 }

@@ -191,7 +191,7 @@ static int observe_forward(const aal_resnet_pass *pass, const aal_conv_bn *u,
 
 int aal_conv_bn_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape,
                         const aal_conv_bn *u, const aal_tensor *x, const aal_conv_input *in,
-                        aal_tensor **out, aal_error *err)
+                        const char *relu, aal_tensor **out, aal_error *err)
 {
   const aal_ops *ops = aal_pass_ops(pass);
   const aal_tensor *w = net->params[u->weight].value;
@@ -206,22 +206,29 @@ int aal_conv_bn_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
   aal_tensor *mean = aal_ops_tensor_new(ops, 1, &shape[1], AAL_F64, err);
   aal_tensor *invstd = aal_ops_tensor_new(ops, 1, &shape[1], AAL_F64, err);
   *out = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err);
-  rc = (y && mean && invstd && *out) ? AAL_OK : AAL_ENOMEM;
+  aal_tensor *mask = relu ? aal_ops_tensor_new(ops, 4, shape, AAL_BITS, err) : NULL;
+  rc = (y && mean && invstd && *out && (mask || !relu)) ? AAL_OK : AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = ops->conv_forward(ops, in->h, w, u->stride, u->pad, y, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, u->conv_name, aal_r_slot(in->source), in->stored, err);
-  if (rc == AAL_OK)
-    rc = ops->bn_forward_train(ops, y, net->params[u->bn[0]].value,
-                               net->params[u->bn[1]].value, net->params[u->bn[2]].value,
-                               net->params[u->bn[3]].value, AAL_BN_MOMENTUM, AAL_BN_EPS, *out,
-                               mean, invstd, err);
+  const aal_tensor *gamma = net->params[u->bn[0]].value, *beta = net->params[u->bn[1]].value;
+  aal_tensor *run_mean = net->params[u->bn[2]].value, *run_var = net->params[u->bn[3]].value;
+  if (rc == AAL_OK && relu != NULL)
+    rc = ops->bn_relu_forward_train(ops, y, gamma, beta, run_mean, run_var, AAL_BN_MOMENTUM,
+                                    AAL_BN_EPS, *out, mask, mean, invstd, err);
+  else if (rc == AAL_OK)
+    rc = ops->bn_forward_train(ops, y, gamma, beta, run_mean, run_var, AAL_BN_MOMENTUM,
+                               AAL_BN_EPS, *out, mean, invstd, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, u->bn_name, "x", y, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, u->bn_name, "mean", mean, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, u->bn_name, "invstd", invstd, err);
+  if (rc == AAL_OK && relu != NULL)
+    rc = aal_tape_save(tape, relu, "mask", mask, err);
+  aal_tensor_release(mask);
   aal_tensor_release(y);
   aal_tensor_release(mean);
   aal_tensor_release(invstd);
@@ -229,18 +236,23 @@ int aal_conv_bn_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
 }
 
 static int bn_backward_taped(aal_resnet *net, const aal_ops *ops, const aal_tape *tape,
-                             const aal_conv_bn *u, const aal_tensor *dout, aal_tensor **dy,
-                             aal_error *err)
+                             const aal_conv_bn *u, const char *relu, const aal_tensor *dout,
+                             aal_tensor **dy, aal_error *err)
 {
   const aal_tensor *y = aal_tape_load(tape, u->bn_name, "x", err);
   const aal_tensor *mean = y ? aal_tape_load(tape, u->bn_name, "mean", err) : NULL;
   const aal_tensor *invstd = mean ? aal_tape_load(tape, u->bn_name, "invstd", err) : NULL;
-  if (invstd == NULL)
+  const aal_tensor *mask = NULL;
+  if (invstd == NULL || (relu && (mask = aal_tape_load(tape, relu, "mask", err)) == NULL))
     return AAL_ETAPE;
   if ((*dy = aal_ops_tensor_like(ops, y, AAL_F64, err)) == NULL)
     return AAL_ENOMEM;
-  return ops->bn_backward(ops, dout, y, net->params[u->bn[0]].value, mean, invstd, *dy,
-                          net->params[u->bn[0]].grad, net->params[u->bn[1]].grad, err);
+  const aal_tensor *gamma = net->params[u->bn[0]].value;
+  aal_tensor *dgamma = net->params[u->bn[0]].grad, *dbeta = net->params[u->bn[1]].grad;
+  if (relu != NULL)
+    return ops->bn_relu_backward(ops, dout, mask, y, gamma, mean, invstd, *dy, dgamma, dbeta,
+                                 err);
+  return ops->bn_backward(ops, dout, y, gamma, mean, invstd, *dy, dgamma, dbeta, err);
 }
 
 static int scale_tensor(aal_tensor *t, double s, aal_error *err)
@@ -254,13 +266,13 @@ static int scale_tensor(aal_tensor *t, double s, aal_error *err)
 }
 
 int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
-                         const aal_conv_bn *u, aal_r_source source, const aal_tensor *dout,
-                         aal_tensor *dx, aal_error *err)
+                         const aal_conv_bn *u, aal_r_source source, const char *relu,
+                         const aal_tensor *dout, aal_tensor *dx, aal_error *err)
 {
   aal_tensor *dy = NULL, *r = NULL;
   const aal_ops *ops = aal_pass_ops(pass);
   aal_param *w = &net->params[u->weight];
-  int rc = bn_backward_taped(net, ops, tape, u, dout, &dy, err);
+  int rc = bn_backward_taped(net, ops, tape, u, relu, dout, &dy, err);
   const aal_tensor *stored =
       rc == AAL_OK ? aal_tape_load(tape, u->conv_name, aal_r_slot(source), err) : NULL;
   if (rc == AAL_OK && stored == NULL)
@@ -327,22 +339,21 @@ int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *ta
   const aal_block *blk = &net->blocks[b];
   char name[AAL_PARAM_NAME_LEN];
   aal_conv_input in1, in2 = {0};
-  aal_tensor *z1 = NULL, *h1 = NULL, *z2 = NULL, *sc = NULL, *sum = NULL;
+  aal_tensor *h1 = NULL, *z2 = NULL, *sc = NULL, *sum = NULL;
   *out = NULL;
   int rc = aal_conv_input_make(pass, pass->plan.first_conv[b], x, reg, &in1, err);
-  if (rc == AAL_OK)
-    rc = aal_conv_bn_forward(net, pass, tape, &blk->conv1, x, &in1, &z1, err);
+  /* conv1's batch norm and ReLU run as one op (the mask saved under relu1) */
   layer_name(name, sizeof name, blk, "relu1");
   if (rc == AAL_OK)
-    rc = aal_relu_forward_taped(ops, tape, name, z1, &h1, err);
+    rc = aal_conv_bn_forward(net, pass, tape, &blk->conv1, x, &in1, name, &h1, err);
   if (rc == AAL_OK)
     rc = aal_conv_input_make(pass, pass->plan.second_conv[b], h1, NULL, &in2, err);
   if (rc == AAL_OK)
-    rc = aal_conv_bn_forward(net, pass, tape, &blk->conv2, h1, &in2, &z2, err);
+    rc = aal_conv_bn_forward(net, pass, tape, &blk->conv2, h1, &in2, NULL, &z2, err);
   /* the projection shortcut computes on the same input as conv1 (x + eps*s for ASA);
    * the identity shortcut passes x itself */
   if (rc == AAL_OK && blk->has_downsample)
-    rc = aal_conv_bn_forward(net, pass, tape, &blk->downsample, x, &in1, &sc, err);
+    rc = aal_conv_bn_forward(net, pass, tape, &blk->downsample, x, &in1, NULL, &sc, err);
   else if (rc == AAL_OK)
     sc = aal_tensor_retain(x);
   if (rc == AAL_OK && (sum = aal_ops_tensor_like(ops, z2, AAL_F64, err)) == NULL)
@@ -354,7 +365,7 @@ int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *ta
     rc = aal_relu_forward_taped(ops, tape, name, sum, out, err);
   aal_conv_input_release(&in1);
   aal_conv_input_release(&in2);
-  aal_tensor *tmp[] = {z1, h1, z2, sc, sum};
+  aal_tensor *tmp[] = {h1, z2, sc, sum};
   for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++)
     aal_tensor_release(tmp[i]);
   return rc;
@@ -368,30 +379,28 @@ int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
   char name[AAL_PARAM_NAME_LEN];
   aal_tensor *dsum = aal_ops_tensor_like(ops, dout, AAL_F64, err);
   aal_tensor *dh1 = aal_ops_tensor_like(ops, dout, AAL_F64, err);
-  aal_tensor *dz1 = aal_ops_tensor_like(ops, dout, AAL_F64, err), *dsc = NULL;
+  aal_tensor *dsc = NULL;
   if (blk->has_downsample)
     dsc = aal_ops_tensor_like(ops, dx, AAL_F64, err);
-  int rc = (dsum && dh1 && dz1 && (dsc || !blk->has_downsample)) ? AAL_OK : AAL_ENOMEM;
+  int rc = (dsum && dh1 && (dsc || !blk->has_downsample)) ? AAL_OK : AAL_ENOMEM;
   layer_name(name, sizeof name, blk, "relu2");
   if (rc == AAL_OK)
     rc = aal_relu_backward_taped(ops, tape, name, dout, dsum, err);
   /* d(x + eps*s)/dx = 1 almost everywhere, so the ASA input gradient is unchanged */
   if (rc == AAL_OK)
-    rc = aal_conv_bn_backward(net, pass, tape, &blk->conv2, pass->plan.second_conv[b], dsum,
-                              dh1, err);
+    rc = aal_conv_bn_backward(net, pass, tape, &blk->conv2, pass->plan.second_conv[b], NULL,
+                              dsum, dh1, err);
   layer_name(name, sizeof name, blk, "relu1");
   if (rc == AAL_OK)
-    rc = aal_relu_backward_taped(ops, tape, name, dh1, dz1, err);
-  if (rc == AAL_OK)
-    rc = aal_conv_bn_backward(net, pass, tape, &blk->conv1, pass->plan.first_conv[b], dz1, dx,
-                              err);
+    rc = aal_conv_bn_backward(net, pass, tape, &blk->conv1, pass->plan.first_conv[b], name,
+                              dh1, dx, err);
   if (rc == AAL_OK && blk->has_downsample)
-    rc = aal_conv_bn_backward(net, pass, tape, &blk->downsample, pass->plan.first_conv[b],
+    rc = aal_conv_bn_backward(net, pass, tape, &blk->downsample, pass->plan.first_conv[b], NULL,
                               dsum, dsc, err);
   /* the two paths' input gradients meet: dx += the shortcut's (dsum for the identity) */
   if (rc == AAL_OK)
     rc = ops->add_forward(ops, dx, blk->has_downsample ? dsc : dsum, dx, err);
-  aal_tensor *tmp[] = {dsum, dh1, dz1, dsc};
+  aal_tensor *tmp[] = {dsum, dh1, dsc};
   for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++)
     aal_tensor_release(tmp[i]);
   return rc;

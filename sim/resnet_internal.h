@@ -31,15 +31,18 @@ int aal_conv_r_from_stored(const aal_resnet_pass *pass, const aal_conv_bn *u,
                            aal_error *err);
 
 /* conv + batch norm, training mode: saves in->stored, and the bn's x, mean, invstd.
- * x is the conv's input before any rule touched it (for the observer). */
+ * x is the conv's input before any rule touched it (for the observer).  With relu
+ * non-NULL a ReLU follows the batch norm in the same op (bn_relu_forward_train), its
+ * mask saved under (relu, "mask"), and out is the ReLU's output. */
 int aal_conv_bn_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape,
                         const aal_conv_bn *u, const aal_tensor *x, const aal_conv_input *in,
-                        aal_tensor **out, aal_error *err);
+                        const char *relu, aal_tensor **out, aal_error *err);
 /* Gradients of the conv weight and bn affine parameters; dx (may be NULL) receives the
- * gradient with respect to the conv's input. */
+ * gradient with respect to the conv's input.  relu: as in forward (dout is then the
+ * gradient of the ReLU's output). */
 int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
-                         const aal_conv_bn *u, aal_r_source source, const aal_tensor *dout,
-                         aal_tensor *dx, aal_error *err);
+                         const aal_conv_bn *u, aal_r_source source, const char *relu,
+                         const aal_tensor *dout, aal_tensor *dx, aal_error *err);
 
 /* One BasicBlock: x -> out, saving on the tape; reg is the ARA register. */
 int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape, int b,

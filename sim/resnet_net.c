@@ -77,15 +77,11 @@ static int stem_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
                         const aal_tensor *x, aal_tensor **x0, aal_error *err)
 {
   aal_conv_input in;
-  aal_tensor *z = NULL;
   /* the stem always learns by BP; the tape retains the image rather than copying it */
   int rc = aal_conv_input_make(pass, AAL_R_INPUT, (aal_tensor *)x, NULL, &in, err);
   if (rc == AAL_OK)
-    rc = aal_conv_bn_forward(net, pass, tape, &net->stem, x, &in, &z, err);
-  if (rc == AAL_OK)
-    rc = aal_relu_forward_taped(aal_pass_ops(pass), tape, "relu", z, x0, err);
+    rc = aal_conv_bn_forward(net, pass, tape, &net->stem, x, &in, "relu", x0, err);
   aal_conv_input_release(&in);
-  aal_tensor_release(z);
   return rc;
 }
 
@@ -163,18 +159,14 @@ static int head_backward(aal_resnet *net, const aal_ops *ops, const aal_tape *ta
 static int stem_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
                          const aal_tensor *dx0, aal_error *err)
 {
-  aal_tensor *dz = aal_ops_tensor_like(aal_pass_ops(pass), dx0, AAL_F64, err);
-  int rc = dz ? aal_relu_backward_taped(aal_pass_ops(pass), tape, "relu", dx0, dz, err)
-              : AAL_ENOMEM;
   /* the image needs no gradient */
-  if (rc == AAL_OK)
-    rc = aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, dz, NULL, err);
+  int rc = aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, "relu", dx0, NULL,
+                                err);
   /* the image (the caller's batch, retained by the tape) leaves no backend copy behind */
   const aal_tensor *image = rc == AAL_OK ? aal_tape_load(tape, net->stem.conv_name, "x", err)
                                          : NULL;
   if (rc == AAL_OK)
     rc = image ? aal_tensor_detach((aal_tensor *)image, err) : AAL_ETAPE;
-  aal_tensor_release(dz);
   return rc;
 }
 
