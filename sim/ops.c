@@ -299,13 +299,17 @@ struct mirror {
   mirror *prev, *next;
 };
 
+/* the print of a tensor without host storage (FNV never yields 0 here in practice; a
+ * collision would only skip one check) */
+#define DEFERRED_PRINT 0u
+
 /* FNV-1a over 16 evenly spaced host elements (and the last): cheap enough for every
  * call, and any rewrite of a tensor (a new batch, a loaded checkpoint, a test's
  * assignment) changes it with near certainty. */
 static uint64_t host_print(const aal_tensor *t)
 {
   if (t->data == NULL && t->bits == NULL)
-    return 0;  /* deferred host storage: nothing to write behind anyone's back */
+    return DEFERRED_PRINT;  /* no host storage: nothing to write behind anyone's back */
   const unsigned char *base = t->dtype == AAL_F64 ? (const unsigned char *)t->data
                                                   : (const unsigned char *)t->bits;
   const size_t unit = t->dtype == AAL_F64 ? sizeof(double) : sizeof(uint64_t);
@@ -321,7 +325,9 @@ static uint64_t host_print(const aal_tensor *t)
 
 static int host_unchanged(const mirror *m, const char *op, aal_error *err)
 {
-  if (host_print(m->t) == m->host_print)
+  /* storage that did not exist when the print was taken (deferred, aal_ops_tensor_new)
+   * has since been allocated zero-filled by the sync itself: nothing was written */
+  if (m->host_print == DEFERRED_PRINT || host_print(m->t) == m->host_print)
     return AAL_OK;
   return aal_fail(err, AAL_EINVAL, "%s: a tensor was written on the host while backend %s "
                   "held a copy of it (aal_tensor_detach must come first)", op, m->cache->be->name);
@@ -1440,6 +1446,30 @@ int aal_ops_sync_host(const aal_ops *ops, aal_error *err)
   return AAL_OK;
 }
 
+/* NaN (bits: a fixed pattern) into t's backend buffer, through a temporary host copy:
+ * t keeps its deferred host storage, as without poisoning, and reading an element no
+ * op wrote shows up. */
+static int poison_buffer(const aal_backend *be, aal_tensor *t, aal_error *err)
+{
+  const size_t words = (t->size + 31) / 32;
+  void *tmp = t->dtype == AAL_F64 ? malloc(t->size * sizeof(double))
+                                  : malloc(words * sizeof(uint32_t));
+  if (tmp == NULL)
+    return aal_fail(err, AAL_ENOMEM, "ops %s: poison of %zu elements", be->name, t->size);
+  int rc;
+  if (t->dtype == AAL_F64) {
+    double *d = tmp;
+    for (size_t i = 0; i < t->size; i++)
+      d[i] = NAN;
+    rc = be->upload(be, t->mirror->buf, d, t->size, err);
+  } else {
+    memset(tmp, 0xA5, words * sizeof(uint32_t));
+    rc = be->upload_bits(be, t->mirror->buf, tmp, t->size, err);
+  }
+  free(tmp);
+  return rc;
+}
+
 aal_tensor *aal_ops_tensor_new(const aal_ops *ops, int ndim, const long *shape,
                                enum aal_dtype dtype, aal_error *err)
 {
@@ -1450,19 +1480,11 @@ aal_tensor *aal_ops_tensor_new(const aal_ops *ops, int ndim, const long *shape,
   aal_tensor *t = aal_tensor_new_deferred(ndim, shape, dtype, err);
   if (t == NULL)
     return NULL;
-  int rc;
-  if (ops->cache->poison) {
-    /* NaN (bits: a fixed pattern) on both sides: reading an element no op wrote shows */
-    rc = aal_tensor_host_alloc(t, err);
-    if (rc == AAL_OK)
-      poison_host(t);
-    if (rc == AAL_OK)
-      rc = mirror_attach(ops->cache, t, 1, err);
-  } else {
-    rc = mirror_attach(ops->cache, t, 0, err);
-    if (rc == AAL_OK)
-      t->mirror->host_stale = 1;  /* the mirror is the copy; no host storage yet */
-  }
+  int rc = mirror_attach(ops->cache, t, 0, err);
+  if (rc == AAL_OK)
+    t->mirror->host_stale = 1;  /* the mirror is the copy; no host storage yet */
+  if (rc == AAL_OK && ops->cache->poison)
+    rc = poison_buffer(ops->cache->be, t, err);
   if (rc != AAL_OK) {
     aal_tensor_release(t);
     return NULL;

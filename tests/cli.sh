@@ -61,7 +61,7 @@ expect 2 "nope" -- "$AAL" kcheck --step --backend cpu32 --rule nope
 # the trainer on the float32 CPU backend: a tiny run, the backend in the config, resume
 if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >/dev/null 2>&1; then
   expect 0 "backend cpu32" -- "$AAL" train --backend cpu32 --data "$tmp/d4" --out "$tmp/r32" \
-    --width 0.125 --batch 8 --steps 2 --rule ara:2,2,2,2 --plain
+    --width 0.125 --batch 8 --steps 2 --rule asa:2,2,2,2 --li-every 1 --plain
   expect 0 "backend = cpu32" -- cat "$tmp/r32/config"
   expect 0 "resuming" -- "$AAL" train --resume "$tmp/r32" --steps 3 --plain
   expect 0 "^3," -- cat "$tmp/r32/metrics.csv"
