@@ -14,7 +14,9 @@
 #    Independently, builds the CUDA backend's own test and kernel benchmark with nvcc
 #    alone (no GSL needed), so that those two run even when the full build cannot.
 # 3. Runs aal devices, aal kcheck --backend cuda (resnet18 and random:50 shapes), the
-#    CUDA backend test (also with AAL_CUDA_SYNC=1), and the kernel benchmark.
+#    step check (aal kcheck --step) and a 5-step ASA training run with LI on the device,
+#    the CUDA backend test (also with AAL_CUDA_SYNC=1), the kernel benchmark and the
+#    training-step benchmark at batch 256.
 # Every step's command, output, exit status and time go to the log; the script goes on
 # after a failure and exits non-zero if any step failed (a skip, exit 77, counts as a
 # failure here: this script exists to run on a device).
@@ -166,6 +168,10 @@ if [ -n "$AAL" ]; then
   step "aal devices" "$AAL" devices
   step "aal kcheck --backend cuda --shapes resnet18" "$AAL" kcheck --backend cuda --shapes resnet18
   step "aal kcheck --backend cuda --shapes random:50" "$AAL" kcheck --backend cuda --shapes random:50
+  # the model on the device, tensors resident there (poisoned stale host copies)
+  step "aal kcheck --step --backend cuda" "$AAL" kcheck --step --backend cuda
+  step "aal train --backend cuda (5 steps, ASA, LI)" "$AAL" train --backend cuda \
+    --rule asa:2,2,2,2 --steps 5 --li-every 1 --out "$OUT/train-cuda" --plain
 else
   say ""; say "## no aal binary: kcheck not run"; failed=1
   summary+=("$(printf '%-52s %-16s' "aal kcheck (resnet18, random:50)" "NOT BUILT")")
@@ -182,6 +188,8 @@ fi
 # Benchmark: the wired command when it works, else the standalone program.
 if [ -n "$AAL" ] && "$AAL" bench kernels --help >/dev/null 2>&1; then
   step "aal bench kernels --backend cuda" "$AAL" bench kernels --backend cuda
+  step "aal bench step --backend cuda" "$AAL" bench step --backend cuda --repeats 3 \
+    --batch 256 --li
 elif [ -x "$sa/aal-cuda-bench" ]; then
   step "aal-cuda-bench 256 (standalone)" "$sa/aal-cuda-bench" 256
 fi
