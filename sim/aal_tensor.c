@@ -26,27 +26,9 @@ static int element_count(int ndim, const long *shape, size_t *count, aal_error *
 static aal_tensor *tensor_alloc(int ndim, const long *shape, enum aal_dtype dtype,
                                 aal_error *err)
 {
-  size_t count = 0;
-  if (element_count(ndim, shape, &count, err) != AAL_OK)
-    return NULL;
-  aal_tensor *t = calloc(1, sizeof *t);
-  if (t == NULL) {
-    aal_fail(err, AAL_ENOMEM, "cannot allocate a tensor header");
-    return NULL;
-  }
-  t->ndim = ndim;
-  for (int d = 0; d < ndim; d++)
-    t->shape[d] = (size_t)shape[d];
-  t->size = count;
-  t->dtype = dtype;
-  t->refcount = 1;
-  if (dtype == AAL_F64)
-    t->data = calloc(count, sizeof(double));
-  else
-    t->bits = calloc((count + 63) / 64, sizeof(uint64_t));
-  if (t->data == NULL && t->bits == NULL) {
+  aal_tensor *t = aal_tensor_new_deferred(ndim, shape, dtype, err);
+  if (t != NULL && aal_tensor_host_alloc(t, err) != AAL_OK) {
     free(t);
-    aal_fail(err, AAL_ENOMEM, "cannot allocate a tensor of %zu elements", count);
     return NULL;
   }
   return t;
