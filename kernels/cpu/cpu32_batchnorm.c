@@ -4,7 +4,10 @@
  * double: they are a small part of the work (one pass over x each) and make the
  * statistics exact to float rounding whatever M is.  The elementwise parts run in float
  * in the form (x - m) * scale + beta, which keeps the error relative to |x - m| rather
- * than to |x| (no cancellation between x*scale and a folded shift). */
+ * than to |x| (no cancellation between x*scale and a folded shift).
+ * Channels are independent: the backend's team (aal_cpu32_par_for) splits them into
+ * blocks, each channel's sums computed by one thread in the single-threaded order, so
+ * results do not depend on the thread count. */
 #include "cpu32_internal.h"
 #include "../backend_check.h"
 
@@ -50,11 +53,39 @@ static void channel_stats(const float *x, int n, int c, int hw, int ch, double *
   *var = v < 0.0 ? 0.0 : v;
 }
 
+typedef struct {
+  int n, c, hw;
+  const float *x, *gamma, *beta;
+  double eps;
+  float *y, *mean, *invstd;
+} bn_fwd_ctx;
+
+/* channels [lo, hi) of bn_forward */
+static void bn_forward_channels(const void *arg, size_t lo, size_t hi)
+{
+  const bn_fwd_ctx *a = arg;
+  const int n = a->n, c = a->c, hw = a->hw;
+  const float *px = a->x;
+  float *py = a->y;
+  for (int ch = (int)lo; ch < (int)hi; ch++) {
+    double m, v;
+    channel_stats(px, n, c, hw, ch, &m, &v);
+    const double is = 1.0 / sqrt(v + a->eps);
+    a->mean[ch] = (float)m;
+    a->invstd[ch] = (float)is;
+    const float mf = (float)m, scale = (float)(a->gamma[ch] * is), shift = a->beta[ch];
+    for (int i = 0; i < n; i++) {
+      const size_t base = ((size_t)i * c + ch) * hw;
+      for (int k = 0; k < hw; k++)
+        py[base + k] = (px[base + k] - mf) * scale + shift;
+    }
+  }
+}
+
 int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                          const void *gamma, const void *beta, double eps, void *y, void *mean,
                          void *invstd, aal_error *err)
 {
-  (void)be;
   static const char op[] = "cpu32 bn_forward";
   int rc;
   if ((rc = bn_sizes(op, n, c, hw, err)) != AAL_OK ||
@@ -63,22 +94,46 @@ int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void
     return rc;
   if (!(eps > 0.0 && isfinite(eps)))
     return aal_fail(err, AAL_EINVAL, "%s: eps is %g; it must be finite and > 0", op, eps);
-  const float *px = x, *pg = gamma, *pb = beta;
-  float *py = y, *pm = mean, *pi = invstd;
-  for (int ch = 0; ch < c; ch++) {
-    double m, v;
-    channel_stats(px, n, c, hw, ch, &m, &v);
-    const double is = 1.0 / sqrt(v + eps);
-    pm[ch] = (float)m;
-    pi[ch] = (float)is;
-    const float mf = (float)m, scale = (float)(pg[ch] * is), shift = pb[ch];
+  const bn_fwd_ctx a = {n, c, hw, x, gamma, beta, eps, y, mean, invstd};
+  aal_cpu32_par_for(aal_cpu32_be_team(be), bn_forward_channels, &a, (size_t)c,
+                    (size_t)n * c * hw * sizeof(float));
+  return AAL_OK;
+}
+
+typedef struct {
+  int n, c, hw;
+  const float *dy, *x, *gamma, *mean, *invstd;
+  float *dx, *dgamma, *dbeta;
+} bn_bwd_ctx;
+
+/* channels [lo, hi) of bn_backward */
+static void bn_backward_channels(const void *arg, size_t lo, size_t hi)
+{
+  const bn_bwd_ctx *a = arg;
+  const int n = a->n, c = a->c, hw = a->hw;
+  const float *pdy = a->dy, *px = a->x;
+  float *pdx = a->dx;
+  const double m_count = (double)n * hw;
+  for (int ch = (int)lo; ch < (int)hi; ch++) {
+    const float m = a->mean[ch], is = a->invstd[ch];
+    double s_dy = 0.0, s_dyxh = 0.0;
+    for (int i = 0; i < n; i++) {
+      const size_t base = ((size_t)i * c + ch) * hw;
+      for (int k = 0; k < hw; k++) {
+        s_dy += pdy[base + k];
+        s_dyxh += (double)pdy[base + k] * (((double)px[base + k] - m) * is);
+      }
+    }
+    a->dgamma[ch] = (float)s_dyxh;
+    a->dbeta[ch] = (float)s_dy;
+    const float g = a->gamma[ch] * is, b = (float)(s_dy / m_count),
+                cc = (float)(s_dyxh / m_count);
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
       for (int k = 0; k < hw; k++)
-        py[base + k] = (px[base + k] - mf) * scale + shift;
+        pdx[base + k] = g * (pdy[base + k] - b - (px[base + k] - m) * is * cc);
     }
   }
-  return AAL_OK;
 }
 
 /* dx = gamma invstd (dy - sum(dy)/M - xhat sum(dy xhat)/M), xhat = (x - mean) invstd;
@@ -88,35 +143,15 @@ int aal_cpu32_bn_backward(const aal_backend *be, int n, int c, int hw, const voi
                           const void *invstd, void *dx, void *dgamma, void *dbeta,
                           aal_error *err)
 {
-  (void)be;
   static const char op[] = "cpu32 bn_backward";
   int rc;
   if ((rc = bn_sizes(op, n, c, hw, err)) != AAL_OK ||
       (rc = aal_be_check_ptrs(op, "dy, x, gamma, mean, invstd, dx, dgamma, dbeta", err, 8, dy,
                               x, gamma, mean, invstd, dx, dgamma, dbeta)) != AAL_OK)
     return rc;
-  const float *pdy = dy, *px = x, *pg = gamma, *pm = mean, *pi = invstd;
-  float *pdx = dx, *pdg = dgamma, *pdb = dbeta;
-  const double m_count = (double)n * hw;
-  for (int ch = 0; ch < c; ch++) {
-    const float m = pm[ch], is = pi[ch];
-    double s_dy = 0.0, s_dyxh = 0.0;
-    for (int i = 0; i < n; i++) {
-      const size_t base = ((size_t)i * c + ch) * hw;
-      for (int k = 0; k < hw; k++) {
-        s_dy += pdy[base + k];
-        s_dyxh += (double)pdy[base + k] * (((double)px[base + k] - m) * is);
-      }
-    }
-    pdg[ch] = (float)s_dyxh;
-    pdb[ch] = (float)s_dy;
-    const float a = pg[ch] * is, b = (float)(s_dy / m_count), cc = (float)(s_dyxh / m_count);
-    for (int i = 0; i < n; i++) {
-      const size_t base = ((size_t)i * c + ch) * hw;
-      for (int k = 0; k < hw; k++)
-        pdx[base + k] = a * (pdy[base + k] - b - (px[base + k] - m) * is * cc);
-    }
-  }
+  const bn_bwd_ctx a = {n, c, hw, dy, x, gamma, mean, invstd, dx, dgamma, dbeta};
+  aal_cpu32_par_for(aal_cpu32_be_team(be), bn_backward_channels, &a, (size_t)c,
+                    (size_t)n * c * hw * sizeof(float));
   return AAL_OK;
 }
 

@@ -10,7 +10,11 @@
  * Both are bit-identical to the unfused ops of this backend (bn_forward then
  * relu_forward; relu_backward then bn_backward): the same operations on the same values
  * in the same order, so a change to one must be made to the other (kcheck and
- * tests/test_kcheck.c compare them bit for bit). */
+ * tests/test_kcheck.c compare them bit for bit).
+ * Threads (the backend's team, aal_cpu32_par_for): the statistics and the backward are
+ * split over channels (each channel's sums by one thread, in the single-threaded
+ * order); the forward's apply pass over whole mask words, so that no two threads write
+ * one word.  Results do not depend on the thread count. */
 #include "cpu32_internal.h"
 #include "../backend_check.h"
 
@@ -30,11 +34,68 @@ static int bn_relu_sizes(const char *op, int n, int c, int hw, aal_error *err)
   return AAL_OK;
 }
 
+typedef struct {
+  int n, c, hw;
+  const float *x, *gamma, *beta;
+  double eps;
+  float *y, *mean, *invstd;
+  uint32_t *words;
+  float *mf, *scale;  /* [c]: the shift and scale of the apply, as bn_forward rounds them */
+} fwd_ctx;
+
+/* channels [lo, hi): statistics and the apply coefficients */
+static void forward_stats(const void *arg, size_t lo, size_t hi)
+{
+  const fwd_ctx *a = arg;
+  for (int ch = (int)lo; ch < (int)hi; ch++) {
+    double m, v;
+    aal_cpu32_bn_channel_stats(a->x, a->n, a->c, a->hw, ch, &m, &v);
+    const double is = 1.0 / sqrt(v + a->eps);
+    a->mean[ch] = (float)m;
+    a->invstd[ch] = (float)is;
+    a->mf[ch] = (float)m;
+    a->scale[ch] = (float)(a->gamma[ch] * is);
+  }
+}
+
+/* mask words [lo, hi) and their elements [32 lo, min(32 hi, N C HW)), in memory order:
+ * element at = (i c + ch) hw + k; a word is filled over consecutive elements (possibly
+ * across channel rows) and stored when full or at the end of the tensor */
+static void forward_apply(const void *arg, size_t lo, size_t hi)
+{
+  const fwd_ctx *a = arg;
+  const size_t total = (size_t)a->n * a->c * a->hw, hw = (size_t)a->hw;
+  const size_t end = 32 * hi < total ? 32 * hi : total;
+  size_t at = 32 * lo;
+  if (at >= end)
+    return;
+  size_t row = at / hw, k = at % hw;  /* row = i c + ch */
+  int ch = (int)(row % (size_t)a->c);
+  uint32_t word = 0;
+  while (at < end) {
+    const float m = a->mf[ch], s = a->scale[ch], shift = a->beta[ch];
+    const size_t stop = at + (hw - k) < end ? at + (hw - k) : end;
+    for (; at < stop; at++) {
+      const float z = (a->x[at] - m) * s + shift;
+      a->y[at] = z > 0.0f ? z : 0.0f;
+      word |= (uint32_t)(z > 0.0f) << (at % 32);
+      if (at % 32 == 31) {
+        a->words[at / 32] = word;
+        word = 0;
+      }
+    }
+    k = 0;
+    if (++ch == a->c)
+      ch = 0;
+  }
+  if (at % 32 != 0)
+    a->words[at / 32] = word;
+}
+
 int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                               const void *gamma, const void *beta, double eps, void *y,
                               void *mask, void *mean, void *invstd, aal_error *err)
 {
-  (void)be;
   static const char op[] = "cpu32 bn_relu_forward";
   int rc;
   if ((rc = bn_relu_sizes(op, n, c, hw, err)) != AAL_OK ||
@@ -43,68 +104,39 @@ int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const
     return rc;
   if (!(eps > 0.0 && isfinite(eps)))
     return aal_fail(err, AAL_EINVAL, "%s: eps is %g; it must be finite and > 0", op, eps);
-  const float *px = x, *pg = gamma, *pb = beta;
-  float *py = y, *pm = mean, *pi = invstd;
-  uint32_t *words = mask;
-  /* per channel: the shift and scale of the apply, as bn_forward rounds them */
   float *aff = malloc(2 * (size_t)c * sizeof *aff);
   if (aff == NULL)
     return aal_fail(err, AAL_ENOMEM, "%s: %d channel coefficients", op, c);
-  float *mf = aff, *scale = aff + c;
-  for (int ch = 0; ch < c; ch++) {
-    double m, v;
-    aal_cpu32_bn_channel_stats(px, n, c, hw, ch, &m, &v);
-    const double is = 1.0 / sqrt(v + eps);
-    pm[ch] = (float)m;
-    pi[ch] = (float)is;
-    mf[ch] = (float)m;
-    scale[ch] = (float)(pg[ch] * is);
-  }
-  /* memory order: element at = (i c + ch) hw + k; a word is filled over consecutive
-   * elements (possibly across channel rows) and stored when full */
-  uint32_t word = 0;
-  size_t at = 0;
-  for (int i = 0; i < n; i++)
-    for (int ch = 0; ch < c; ch++) {
-      const float m = mf[ch], s = scale[ch], shift = pb[ch];
-      for (int k = 0; k < hw; k++, at++) {
-        const float z = (px[at] - m) * s + shift;
-        py[at] = z > 0.0f ? z : 0.0f;
-        word |= (uint32_t)(z > 0.0f) << (at % 32);
-        if (at % 32 == 31) {
-          words[at / 32] = word;
-          word = 0;
-        }
-      }
-    }
-  if (at % 32 != 0)
-    words[at / 32] = word;
+  const fwd_ctx a = {n, c, hw, x, gamma, beta, eps, y, mean, invstd, mask, aff, aff + c};
+  aal_cpu32_team *tm = aal_cpu32_be_team(be);
+  const size_t total = (size_t)n * c * hw, bytes = total * sizeof(float);
+  /* the statistics read x twice and write [c]: x's size is the work */
+  aal_cpu32_par_for(tm, forward_stats, &a, (size_t)c, bytes);
+  aal_cpu32_par_for(tm, forward_apply, &a, (total + 31) / 32, bytes);
   free(aff);
   return AAL_OK;
 }
 
-/* dz = bit ? dy : 0;  dbeta = sum dz, dgamma = sum dz xhat (double);
- * dx = gamma invstd (dz - dbeta/M - xhat dgamma/M), as bn_backward. */
-int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
-                               const void *mask, const void *x, const void *gamma,
-                               const void *mean, const void *invstd, void *dx, void *dgamma,
-                               void *dbeta, aal_error *err)
+typedef struct {
+  int n, c, hw;
+  const float *dy;
+  const uint32_t *words;
+  const float *x, *gamma, *mean, *invstd;
+  float *dx, *dgamma, *dbeta;
+} bwd_ctx;
+
+/* channels [lo, hi) of bn_relu_backward (the mask is only read, so any split works) */
+static void backward_channels(const void *arg, size_t lo, size_t hi)
 {
-  (void)be;
-  static const char op[] = "cpu32 bn_relu_backward";
-  int rc;
-  if ((rc = bn_relu_sizes(op, n, c, hw, err)) != AAL_OK ||
-      (rc = aal_be_check_ptrs(op, "dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta", err,
-                              9, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta)) !=
-          AAL_OK)
-    return rc;
-  const float *pdy = dy, *px = x, *pg = gamma, *pm = mean, *pi = invstd;
-  const uint32_t *words = mask;
-  float *pdx = dx, *pdg = dgamma, *pdb = dbeta;
+  const bwd_ctx *a = arg;
+  const int n = a->n, c = a->c, hw = a->hw;
+  const float *pdy = a->dy, *px = a->x;
+  const uint32_t *words = a->words;
+  float *pdx = a->dx;
   const double m_count = (double)n * hw;
 #define DZ(at) (((words[(at) / 32] >> ((at) % 32)) & 1u) ? pdy[at] : 0.0f)
-  for (int ch = 0; ch < c; ch++) {
-    const float m = pm[ch], is = pi[ch];
+  for (int ch = (int)lo; ch < (int)hi; ch++) {
+    const float m = a->mean[ch], is = a->invstd[ch];
     double s_dy = 0.0, s_dyxh = 0.0;
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
@@ -114,17 +146,37 @@ int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, cons
         s_dyxh += (double)dz * (((double)px[base + k] - m) * is);
       }
     }
-    pdg[ch] = (float)s_dyxh;
-    pdb[ch] = (float)s_dy;
-    const float a = pg[ch] * is, b = (float)(s_dy / m_count), cc = (float)(s_dyxh / m_count);
+    a->dgamma[ch] = (float)s_dyxh;
+    a->dbeta[ch] = (float)s_dy;
+    const float g = a->gamma[ch] * is, b = (float)(s_dy / m_count),
+                cc = (float)(s_dyxh / m_count);
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
       for (int k = 0; k < hw; k++) {
         const float dz = DZ(base + k);
-        pdx[base + k] = a * (dz - b - (px[base + k] - m) * is * cc);
+        pdx[base + k] = g * (dz - b - (px[base + k] - m) * is * cc);
       }
     }
   }
 #undef DZ
+}
+
+/* dz = bit ? dy : 0;  dbeta = sum dz, dgamma = sum dz xhat (double);
+ * dx = gamma invstd (dz - dbeta/M - xhat dgamma/M), as bn_backward. */
+int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                               const void *mask, const void *x, const void *gamma,
+                               const void *mean, const void *invstd, void *dx, void *dgamma,
+                               void *dbeta, aal_error *err)
+{
+  static const char op[] = "cpu32 bn_relu_backward";
+  int rc;
+  if ((rc = bn_relu_sizes(op, n, c, hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta", err,
+                              9, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta)) !=
+          AAL_OK)
+    return rc;
+  const bwd_ctx a = {n, c, hw, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta};
+  aal_cpu32_par_for(aal_cpu32_be_team(be), backward_channels, &a, (size_t)c,
+                    (size_t)n * c * hw * sizeof(float));
   return AAL_OK;
 }

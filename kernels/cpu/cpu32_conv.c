@@ -20,7 +20,8 @@
  * columns, within a hard cap on the workspace (AAL_CPU32_CONV_WORKSPACE_BYTES); where
  * one image has CHUNK_MIN_COLS columns already (PQ >= 1024), nb = 1.  The
  * memory-bound loops (im2col, col2im, the NCHW copies) run on a small team of threads
- * (cpu32_team.c) that sleeps while the GEMMs run.
+ * (cpu32_team.c) that sleeps while the GEMMs run: the backend's team, or one started
+ * for the call by the *_ws entry points (which take no backend).
  *
  * Determinism: the chunking depends only on the shapes, each step runs in a fixed
  * order, and the threaded loops write disjoint outputs with the single-threaded
@@ -71,7 +72,8 @@ typedef struct {
   size_t nb;           /* images per chunk */
   float *col;          /* [CRS, nb*PQ]: col, or dcol in backward-data */
   float *mat;          /* [K, nb*PQ]: Y' or dY'; NULL when nb == 1 (y or dy used in place) */
-  aal_cpu32_team *tm;  /* helper threads of this call */
+  aal_cpu32_team *tm;  /* helper threads: the backend's, or `own` */
+  aal_cpu32_team *own; /* a team started for this call (stopped by conv_end), or NULL */
 } workspace;
 
 static void workspace_free(workspace *ws)
@@ -315,10 +317,11 @@ static void mat_to_nchw(const dims *d, const workspace *ws, float *t, size_t m)
 
 /* ---------------------------------------------------------------- the ops */
 
-/* Checks cs and the pointers, fills d, allocates the workspace and starts the team. */
+/* Checks cs and the pointers, fills d, allocates the workspace and takes the team:
+ * `team` (the backend's) or, when NULL, one started in *own for the call. */
 static int conv_begin(const char *op, const aal_conv_shape *cs, const void *a, const void *b,
-                      const void *c, size_t limit, dims *d, workspace *ws, aal_cpu32_team *tm,
-                      aal_error *err)
+                      const void *c, size_t limit, aal_cpu32_team *team, dims *d,
+                      workspace *ws, aal_cpu32_team *own, aal_error *err)
 {
   int rc = aal_be_check_conv(cs, op, err);
   if (rc == AAL_OK)
@@ -332,26 +335,32 @@ static int conv_begin(const char *op, const aal_conv_shape *cs, const void *a, c
   rc = workspace_alloc(op, d, limit, ws, err);
   if (rc != AAL_OK)
     return rc;
-  /* the largest loop of a call: im2col or col2im of a whole chunk */
-  aal_cpu32_team_start(tm, aal_cpu32_team_threads(ws->nb * ws->crs * ws->pq * sizeof(float)));
-  ws->tm = tm;
+  if (team != NULL) {
+    ws->tm = team;
+  } else {
+    /* the largest loop of a call: im2col or col2im of a whole chunk */
+    aal_cpu32_team_start(own,
+                         aal_cpu32_team_threads(ws->nb * ws->crs * ws->pq * sizeof(float)));
+    ws->tm = ws->own = own;
+  }
   return AAL_OK;
 }
 
-static void conv_end(workspace *ws, aal_cpu32_team *tm)
+static void conv_end(workspace *ws)
 {
-  aal_cpu32_team_stop(tm);
+  if (ws->own != NULL)
+    aal_cpu32_team_stop(ws->own);
   workspace_free(ws);
 }
 
-int aal_cpu32_conv_forward_ws(const aal_conv_shape *cs, const void *x, const void *w, void *y,
-                              size_t workspace_bytes, aal_error *err)
+static int conv_forward(aal_cpu32_team *team, const aal_conv_shape *cs, const void *x,
+                        const void *w, void *y, size_t workspace_bytes, aal_error *err)
 {
   static const char op[] = "cpu32 conv_forward";
   dims d;
   workspace ws;
-  aal_cpu32_team tm;
-  const int rc = conv_begin(op, cs, x, w, y, workspace_bytes, &d, &ws, &tm, err);
+  aal_cpu32_team own;
+  const int rc = conv_begin(op, cs, x, w, y, workspace_bytes, team, &d, &ws, &own, err);
   if (rc != AAL_OK)
     return rc;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
@@ -364,18 +373,18 @@ int aal_cpu32_conv_forward_ws(const aal_conv_shape *cs, const void *x, const voi
     if (m > 1)
       mat_to_nchw(&d, &ws, yn, m);
   }
-  conv_end(&ws, &tm);
+  conv_end(&ws);
   return AAL_OK;
 }
 
-int aal_cpu32_conv_backward_data_ws(const aal_conv_shape *cs, const void *dy, const void *w,
-                                    void *dx, size_t workspace_bytes, aal_error *err)
+static int conv_backward_data(aal_cpu32_team *team, const aal_conv_shape *cs, const void *dy,
+                              const void *w, void *dx, size_t workspace_bytes, aal_error *err)
 {
   static const char op[] = "cpu32 conv_backward_data";
   dims d;
   workspace ws;
-  aal_cpu32_team tm;
-  const int rc = conv_begin(op, cs, dy, w, dx, workspace_bytes, &d, &ws, &tm, err);
+  aal_cpu32_team own;
+  const int rc = conv_begin(op, cs, dy, w, dx, workspace_bytes, team, &d, &ws, &own, err);
   if (rc != AAL_OK)
     return rc;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
@@ -388,18 +397,19 @@ int aal_cpu32_conv_backward_data_ws(const aal_conv_shape *cs, const void *dy, co
                 w, (int)ws.crs, m == 1 ? dyn : ws.mat, (int)ld, 0.0f, ws.col, (int)ld);
     col2im_chunk(&d, &ws, dx, n0, m);
   }
-  conv_end(&ws, &tm);
+  conv_end(&ws);
   return AAL_OK;
 }
 
-int aal_cpu32_conv_backward_filter_ws(const aal_conv_shape *cs, const void *x, const void *dy,
-                                      void *dw, size_t workspace_bytes, aal_error *err)
+static int conv_backward_filter(aal_cpu32_team *team, const aal_conv_shape *cs,
+                                const void *x, const void *dy, void *dw,
+                                size_t workspace_bytes, aal_error *err)
 {
   static const char op[] = "cpu32 conv_backward_filter";
   dims d;
   workspace ws;
-  aal_cpu32_team tm;
-  const int rc = conv_begin(op, cs, x, dy, dw, workspace_bytes, &d, &ws, &tm, err);
+  aal_cpu32_team own;
+  const int rc = conv_begin(op, cs, x, dy, dw, workspace_bytes, team, &d, &ws, &own, err);
   if (rc != AAL_OK)
     return rc;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
@@ -413,27 +423,44 @@ int aal_cpu32_conv_backward_filter_ws(const aal_conv_shape *cs, const void *x, c
                 m == 1 ? dyn : ws.mat, (int)ld, ws.col, (int)ld, n0 == 0 ? 0.0f : 1.0f, dw,
                 (int)ws.crs);
   }
-  conv_end(&ws, &tm);
+  conv_end(&ws);
   return AAL_OK;
 }
 
+/* The *_ws entry points (tests): a team per call. */
+int aal_cpu32_conv_forward_ws(const aal_conv_shape *cs, const void *x, const void *w, void *y,
+                              size_t workspace_bytes, aal_error *err)
+{
+  return conv_forward(NULL, cs, x, w, y, workspace_bytes, err);
+}
+
+int aal_cpu32_conv_backward_data_ws(const aal_conv_shape *cs, const void *dy, const void *w,
+                                    void *dx, size_t workspace_bytes, aal_error *err)
+{
+  return conv_backward_data(NULL, cs, dy, w, dx, workspace_bytes, err);
+}
+
+int aal_cpu32_conv_backward_filter_ws(const aal_conv_shape *cs, const void *x, const void *dy,
+                                      void *dw, size_t workspace_bytes, aal_error *err)
+{
+  return conv_backward_filter(NULL, cs, x, dy, dw, workspace_bytes, err);
+}
+
+/* The backend's ops: its persistent team (a per-call one if be has no state). */
 int aal_cpu32_conv_forward(const aal_backend *be, const aal_conv_shape *cs, const void *x,
                            const void *w, void *y, aal_error *err)
 {
-  (void)be;
-  return aal_cpu32_conv_forward_ws(cs, x, w, y, 0, err);
+  return conv_forward(aal_cpu32_be_team(be), cs, x, w, y, 0, err);
 }
 
 int aal_cpu32_conv_backward_data(const aal_backend *be, const aal_conv_shape *cs,
                                  const void *dy, const void *w, void *dx, aal_error *err)
 {
-  (void)be;
-  return aal_cpu32_conv_backward_data_ws(cs, dy, w, dx, 0, err);
+  return conv_backward_data(aal_cpu32_be_team(be), cs, dy, w, dx, 0, err);
 }
 
 int aal_cpu32_conv_backward_filter(const aal_backend *be, const aal_conv_shape *cs,
                                    const void *x, const void *dy, void *dw, aal_error *err)
 {
-  (void)be;
-  return aal_cpu32_conv_backward_filter_ws(cs, x, dy, dw, 0, err);
+  return conv_backward_filter(aal_cpu32_be_team(be), cs, x, dy, dw, 0, err);
 }

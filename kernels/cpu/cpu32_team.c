@@ -1,17 +1,26 @@
 /* A small team of helper threads for the memory-bound loops of the cpu32 kernels
- * (im2col, col2im, NCHW <-> [K, m*PQ] copies), ported from sim/conv2d.c.
+ * (im2col, col2im, NCHW <-> [K, m*PQ] copies, batch norm, ReLU, add, SGD, ASA bits),
+ * ported from sim/conv2d.c.
  *
- * aal_cpu32_par_for splits a range of independent items into contiguous blocks, one per
- * thread; every output element is written by exactly one item and every item does the
- * same arithmetic in the same order as a single-threaded run, so results are
- * bit-identical for any thread count.
+ * aal_cpu32_par_for cuts a range of independent items into contiguous chunks, which the
+ * calling thread and the helpers claim one at a time; every output element is written
+ * by exactly one item and every item does the same arithmetic in the same order as a
+ * single-threaded run, so results are bit-identical for any thread count and any
+ * assignment of chunks to threads.
  *
- * A team belongs to one kernel call (it lives on the caller's stack: no pool, no global
- * state); its helpers sleep on a condition variable between loops, e.g. while the GEMMs
- * run.  Creating a thread per loop would cost ~50 us each on the 2-core VM this was
- * tuned on, and a fresh thread is often not yet running on the other core when the
- * loop, a few hundred microseconds long, is over.  If a helper cannot be created, the
- * team is smaller (possibly empty) and the calling thread does the remaining blocks. */
+ * Claiming (rather than one fixed block per thread) matters on a machine where every
+ * core is taken: OpenBLAS's idle workers spin in sched_yield for a long time after each
+ * GEMM, so a woken helper is often queued behind the caller on the caller's core.  With
+ * fixed blocks the caller would finish its block and then wait for the helper to run
+ * its own (the loop serialised, plus two context switches); with claiming, the caller
+ * takes the chunks no helper has taken, waits only for chunks a helper is running, and
+ * closes the job so that a helper that wakes later does nothing.
+ *
+ * A backend owns one team (cpu32.c: created with the backend, stopped by its destroy;
+ * no pool, no global state); its helpers sleep on a condition variable between loops,
+ * e.g. while the GEMMs run.  Creating a thread per loop would cost ~50 us each on the
+ * 2-core VM this was tuned on.  If a helper cannot be created, the team is smaller
+ * (possibly empty) and the calling thread does all the chunks. */
 #include "cpu32_internal.h"
 
 #include <cblas.h>
@@ -53,17 +62,30 @@ static void wait_on(pthread_cond_t *cv, pthread_mutex_t *mu)
     team_die("pthread_cond_wait", rc);
 }
 
-/* Block b of nblocks over [0, items): [*lo, *hi). */
-static void block_range(size_t items, size_t nblocks, size_t b, size_t *lo, size_t *hi)
+/* Chunk b of nchunks over [0, items): [*lo, *hi). */
+static void chunk_range(size_t items, size_t nchunks, size_t b, size_t *lo, size_t *hi)
 {
-  *lo = items * b / nblocks;
-  *hi = items * (b + 1) / nblocks;
+  *lo = items * b / nchunks;
+  *hi = items * (b + 1) / nchunks;
+}
+
+/* Runs chunks of the job until none is left. */
+static void run_chunks(aal_cpu32_team *tm, aal_cpu32_range_fn fn, const void *ctx,
+                       size_t items, size_t chunks)
+{
+  for (;;) {
+    const size_t b = atomic_fetch_add(&tm->next, 1);
+    if (b >= chunks)
+      return;
+    size_t lo, hi;
+    chunk_range(items, chunks, b, &lo, &hi);
+    fn(ctx, lo, hi);
+  }
 }
 
 static void *helper_main(void *p)
 {
-  const aal_cpu32_helper_arg *a = p;
-  aal_cpu32_team *tm = a->tm;
+  aal_cpu32_team *tm = p;
   unsigned long seen = 0;
   lock(&tm->mu);
   for (;;) {
@@ -72,17 +94,16 @@ static void *helper_main(void *p)
     if (tm->quit)
       break;
     seen = tm->gen;
+    if (!tm->open)
+      continue;  /* woke after the caller had run the whole job */
+    tm->active++;
     const aal_cpu32_range_fn fn = tm->fn;
     const void *ctx = tm->ctx;
-    const size_t items = tm->items, nblocks = tm->nblocks;
+    const size_t items = tm->items, chunks = tm->chunks;
     unlock(&tm->mu);
-    if (a->index < nblocks) {
-      size_t lo, hi;
-      block_range(items, nblocks, a->index, &lo, &hi);
-      fn(ctx, lo, hi);
-    }
+    run_chunks(tm, fn, ctx, items, chunks);
     lock(&tm->mu);
-    if (--tm->pending == 0) {
+    if (--tm->active == 0 && !tm->open) {
       const int rc = pthread_cond_signal(&tm->done);
       if (rc != 0)
         team_die("pthread_cond_signal", rc);
@@ -92,17 +113,26 @@ static void *helper_main(void *p)
   return NULL;
 }
 
-size_t aal_cpu32_team_threads(size_t work_bytes)
+size_t aal_cpu32_team_max_threads(void)
 {
-  if (work_bytes < AAL_CPU32_PAR_MIN_BYTES)
-    return 1;
   const int blas = openblas_get_num_threads();
   return blas < 1 ? 1 : min_size((size_t)blas, AAL_CPU32_MAX_THREADS);
+}
+
+size_t aal_cpu32_team_threads(size_t work_bytes)
+{
+  return work_bytes < AAL_CPU32_PAR_MIN_BYTES ? 1 : aal_cpu32_team_max_threads();
+}
+
+size_t aal_cpu32_team_size(const aal_cpu32_team *tm)
+{
+  return tm == NULL ? 1 : tm->helpers + 1;
 }
 
 void aal_cpu32_team_start(aal_cpu32_team *tm, size_t nthreads)
 {
   memset(tm, 0, sizeof *tm);
+  atomic_init(&tm->next, 0);
   nthreads = min_size(nthreads, AAL_CPU32_MAX_THREADS);
   if (nthreads < 2)
     return;
@@ -121,8 +151,7 @@ void aal_cpu32_team_start(aal_cpu32_team *tm, size_t nthreads)
   /* No job is posted yet, so helpers only read gen and quit under mu: starting them
    * one by one without holding mu is safe. */
   for (size_t t = 1; t < nthreads; t++) {
-    tm->arg[tm->helpers] = (aal_cpu32_helper_arg){tm, tm->helpers + 1};
-    if (pthread_create(&tm->tid[tm->helpers], NULL, helper_main, &tm->arg[tm->helpers]) != 0)
+    if (pthread_create(&tm->tid[tm->helpers], NULL, helper_main, tm) != 0)
       break;
     tm->helpers++;
   }
@@ -154,27 +183,38 @@ void aal_cpu32_team_stop(aal_cpu32_team *tm)
 void aal_cpu32_par_for(aal_cpu32_team *tm, aal_cpu32_range_fn fn, const void *ctx,
                        size_t items, size_t bytes)
 {
-  const size_t nblocks = min_size(tm->helpers + 1, items);
-  if (nblocks < 2 || bytes < AAL_CPU32_PAR_MIN_BYTES) {
+  if (tm == NULL || tm->helpers == 0 || items < 2 || bytes < AAL_CPU32_PAR_MIN_BYTES) {
     fn(ctx, 0, items);
     return;
   }
   lock(&tm->mu);
+  if (tm->busy) {
+    /* Another thread's loop has the team (two threads using one backend): rather than
+     * wait for it, run this one alone; the split does not change results. */
+    unlock(&tm->mu);
+    fn(ctx, 0, items);
+    return;
+  }
+  const size_t chunks = min_size(items, (tm->helpers + 1) * AAL_CPU32_CHUNKS_PER_THREAD);
+  tm->busy = 1;
+  tm->open = 1;
   tm->fn = fn;
   tm->ctx = ctx;
   tm->items = items;
-  tm->nblocks = nblocks;
-  tm->pending = tm->helpers;
+  tm->chunks = chunks;
+  atomic_store(&tm->next, 0);
   tm->gen++;
   const int rc = pthread_cond_broadcast(&tm->go);
   if (rc != 0)
     team_die("pthread_cond_broadcast", rc);
   unlock(&tm->mu);
-  size_t lo, hi;
-  block_range(items, nblocks, 0, &lo, &hi);
-  fn(ctx, lo, hi);
+  run_chunks(tm, fn, ctx, items, chunks);
+  /* Every chunk is claimed: close the job and wait for the chunks helpers still run
+   * (ctx lives on the caller's stack). */
   lock(&tm->mu);
-  while (tm->pending != 0)
+  tm->open = 0;
+  while (tm->active != 0)
     wait_on(&tm->done, &tm->mu);
+  tm->busy = 0;
   unlock(&tm->mu);
 }
