@@ -17,11 +17,11 @@
 
 #include <cblas.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "aal_team.h"
 #include "conv2d_check.h"
 
 /* Hard cap on the workspace: 64 MiB holds a whole batch of 32 for every ResNet-18
@@ -68,7 +68,7 @@ typedef struct {
   size_t nb;    /* images per chunk */
   double *col;  /* [CRS, nb*PQ] */
   double *mat;  /* [K, nb*PQ]: Y' or dY'; NULL when nb == 1 (y or dy is used in place) */
-  struct team *tm; /* helper threads of this call (see par_for) */
+  aal_team *tm;    /* helper threads of this call (see conv_threads) */
 } workspace;
 
 static void workspace_free(workspace *ws)
@@ -222,214 +222,17 @@ static void col2im_plane(const aal_conv2d_dims *d, const double *dcol, size_t ld
 }
 
 /* ---------------------------------------------------------------- threads
- * im2col, col2im and the NCHW <-> [K, m*PQ] copies are memory-bound loops that would
- * otherwise run on one core between two multi-threaded GEMMs.  par_for splits a range
- * of independent items into contiguous blocks, one per thread; every output element is
- * written by exactly one item and every item does the same arithmetic in the same
- * order as a single-threaded run, so results are bit-identical for any thread count.
  *
- * The helper threads belong to one convolution call (a `team` in its workspace: no
- * pool, no global state); they sleep on a condition variable while the GEMMs run.
- * Creating a thread per loop would cost ~50 us each on the 2-core VM this was tuned
- * on, and a fresh thread is often not yet running on the other core when the loop,
- * a few hundred microseconds long, is over.  If a helper cannot be created, the team
- * is smaller (possibly empty) and the calling thread does the remaining blocks. */
+ * im2col, col2im and the NCHW <-> [K, m*PQ] copies are memory-bound loops that would
+ * otherwise run on one core between two multi-threaded GEMMs: a team of helper
+ * threads (sim/aal_team.h) belongs to each call and splits them.  Every output element
+ * is written by exactly one item, so results are bit-identical for any thread count. */
 
-/* At most this many threads (the calling one included), and never more than OpenBLAS
- * uses for the GEMMs. */
-#ifndef CONV_MAX_THREADS
-#define CONV_MAX_THREADS 2
-#endif
-/* Below this many bytes written, waking a helper costs more than it saves. */
-#define PAR_MIN_BYTES ((size_t)128 << 10)
-
-typedef void (*range_fn)(const void *ctx, size_t lo, size_t hi);
-
-typedef struct team team;
-
-typedef struct {
-  team *tm;
-  size_t index; /* block index, 1 .. CONV_MAX_THREADS-1 (block 0 is the caller's) */
-} helper_arg;
-
-struct team {
-  pthread_mutex_t mu;
-  pthread_cond_t go, done;
-  int sync_ok;     /* mu, go and done are initialised */
-  size_t helpers;  /* helper threads running */
-  pthread_t tid[CONV_MAX_THREADS];
-  helper_arg arg[CONV_MAX_THREADS];
-  /* The current job, guarded by mu. */
-  range_fn fn;
-  const void *ctx;
-  size_t items, nblocks;
-  unsigned long gen;  /* incremented for each job */
-  size_t pending;     /* helpers not yet done with job `gen` */
-  int quit;
-};
-
-/* A pthread call that cannot fail on a correctly used, initialised object did. */
-static void team_die(const char *what, int rc)
-{
-  fprintf(stderr, "aal conv2d: %s failed: %s\n", what, strerror(rc));
-  abort();
-}
-
-static void block_range(size_t items, size_t nblocks, size_t b, size_t *lo, size_t *hi)
-{
-  *lo = items * b / nblocks;
-  *hi = items * (b + 1) / nblocks;
-}
-
-static void *helper_main(void *p)
-{
-  const helper_arg *a = p;
-  team *tm = a->tm;
-  unsigned long seen = 0;
-  int rc = pthread_mutex_lock(&tm->mu);
-  if (rc != 0)
-    team_die("pthread_mutex_lock", rc);
-  for (;;) {
-    while (!tm->quit && tm->gen == seen) {
-      rc = pthread_cond_wait(&tm->go, &tm->mu);
-      if (rc != 0)
-        team_die("pthread_cond_wait", rc);
-    }
-    if (tm->quit)
-      break;
-    seen = tm->gen;
-    const range_fn fn = tm->fn;
-    const void *ctx = tm->ctx;
-    const size_t items = tm->items, nblocks = tm->nblocks;
-    rc = pthread_mutex_unlock(&tm->mu);
-    if (rc != 0)
-      team_die("pthread_mutex_unlock", rc);
-    if (a->index < nblocks) {
-      size_t lo, hi;
-      block_range(items, nblocks, a->index, &lo, &hi);
-      fn(ctx, lo, hi);
-    }
-    rc = pthread_mutex_lock(&tm->mu);
-    if (rc != 0)
-      team_die("pthread_mutex_lock", rc);
-    if (--tm->pending == 0) {
-      rc = pthread_cond_signal(&tm->done);
-      if (rc != 0)
-        team_die("pthread_cond_signal", rc);
-    }
-  }
-  rc = pthread_mutex_unlock(&tm->mu);
-  if (rc != 0)
-    team_die("pthread_mutex_unlock", rc);
-  return NULL;
-}
-
-/* Starts up to nthreads - 1 helpers; on any failure the team is just smaller. */
-static void team_start(team *tm, size_t nthreads)
-{
-  memset(tm, 0, sizeof *tm);
-  nthreads = min_size(nthreads, CONV_MAX_THREADS);
-  if (nthreads < 2)
-    return;
-  if (pthread_mutex_init(&tm->mu, NULL) != 0)
-    return;
-  if (pthread_cond_init(&tm->go, NULL) != 0) {
-    pthread_mutex_destroy(&tm->mu);
-    return;
-  }
-  if (pthread_cond_init(&tm->done, NULL) != 0) {
-    pthread_cond_destroy(&tm->go);
-    pthread_mutex_destroy(&tm->mu);
-    return;
-  }
-  tm->sync_ok = 1;
-  /* No job is posted yet, so helpers only read gen and quit under mu: starting them
-   * one by one without holding mu is safe. */
-  for (size_t t = 1; t < nthreads; t++) {
-    tm->arg[tm->helpers] = (helper_arg){tm, tm->helpers + 1};
-    if (pthread_create(&tm->tid[tm->helpers], NULL, helper_main, &tm->arg[tm->helpers]) != 0)
-      break;
-    tm->helpers++;
-  }
-}
-
-static void team_stop(team *tm)
-{
-  if (!tm->sync_ok)
-    return;
-  int rc = pthread_mutex_lock(&tm->mu);
-  if (rc != 0)
-    team_die("pthread_mutex_lock", rc);
-  tm->quit = 1;
-  rc = pthread_cond_broadcast(&tm->go);
-  if (rc != 0)
-    team_die("pthread_cond_broadcast", rc);
-  rc = pthread_mutex_unlock(&tm->mu);
-  if (rc != 0)
-    team_die("pthread_mutex_unlock", rc);
-  for (size_t t = 0; t < tm->helpers; t++) {
-    rc = pthread_join(tm->tid[t], NULL);
-    if (rc != 0)
-      team_die("pthread_join", rc);
-  }
-  /* Destroying cannot fail once no thread uses them; a failure would only leak. */
-  (void)pthread_cond_destroy(&tm->done);
-  (void)pthread_cond_destroy(&tm->go);
-  (void)pthread_mutex_destroy(&tm->mu);
-  tm->sync_ok = 0;
-  tm->helpers = 0;
-}
-
-/* Threads for one call: min(CONV_MAX_THREADS, OpenBLAS's), or 1 when even the largest
- * loop of the call (im2col or col2im of a chunk) is too small to share. */
+/* Threads for one call: the team's size, or 1 when even the largest loop of the call
+ * (im2col or col2im of a chunk) is too small to share. */
 static size_t conv_threads(const workspace *ws)
 {
-  if (ws->nb * ws->crs * ws->pq * sizeof(double) < PAR_MIN_BYTES)
-    return 1;
-  const int blas = openblas_get_num_threads();
-  return blas < 1 ? 1 : min_size((size_t)blas, CONV_MAX_THREADS);
-}
-
-/* fn(ctx, lo, hi) over [0, items), split among the team; `bytes`, the amount of
- * memory written, decides whether waking the helpers is worth it. */
-static void par_for(team *tm, range_fn fn, const void *ctx, size_t items, size_t bytes)
-{
-  const size_t nblocks = min_size(tm->helpers + 1, items);
-  if (nblocks < 2 || bytes < PAR_MIN_BYTES) {
-    fn(ctx, 0, items);
-    return;
-  }
-  int rc = pthread_mutex_lock(&tm->mu);
-  if (rc != 0) { /* nothing was posted: do it all here */
-    fn(ctx, 0, items);
-    return;
-  }
-  tm->fn = fn;
-  tm->ctx = ctx;
-  tm->items = items;
-  tm->nblocks = nblocks;
-  tm->pending = tm->helpers;
-  tm->gen++;
-  rc = pthread_cond_broadcast(&tm->go);
-  if (rc != 0)
-    team_die("pthread_cond_broadcast", rc);
-  rc = pthread_mutex_unlock(&tm->mu);
-  if (rc != 0)
-    team_die("pthread_mutex_unlock", rc);
-  size_t lo, hi;
-  block_range(items, nblocks, 0, &lo, &hi);
-  fn(ctx, lo, hi);
-  rc = pthread_mutex_lock(&tm->mu);
-  if (rc != 0)
-    team_die("pthread_mutex_lock", rc);
-  while (tm->pending != 0) {
-    rc = pthread_cond_wait(&tm->done, &tm->mu);
-    if (rc != 0)
-      team_die("pthread_cond_wait", rc);
-  }
-  rc = pthread_mutex_unlock(&tm->mu);
-  if (rc != 0)
-    team_die("pthread_mutex_unlock", rc);
+  return aal_team_threads(ws->nb * ws->crs * ws->pq * sizeof(double));
 }
 
 /* ------------------------------------------------------- chunk operations */
@@ -460,7 +263,8 @@ static void im2col_chunk(const aal_conv2d_dims *d, const workspace *ws, const do
 {
   const size_t image = d->c * d->h * d->w;
   const chunk_ctx cx = {d, ws, x + n0 * image, NULL, m};
-  par_for(ws->tm, im2col_items, &cx, m * ws->crs, m * ws->crs * ws->pq * sizeof(double));
+  aal_team_par_for(ws->tm, im2col_items, &cx, m * ws->crs,
+                   m * ws->crs * ws->pq * sizeof(double));
 }
 
 /* items j*C + c: plane c of image j of dx, from dcol = ws->col. */
@@ -481,7 +285,8 @@ static void col2im_chunk(const aal_conv2d_dims *d, const workspace *ws, double *
 {
   const size_t image = d->c * d->h * d->w;
   const chunk_ctx cx = {d, ws, NULL, dx + n0 * image, m};
-  par_for(ws->tm, col2im_items, &cx, m * d->c, m * ws->crs * ws->pq * sizeof(double));
+  aal_team_par_for(ws->tm, col2im_items, &cx, m * d->c,
+                   m * ws->crs * ws->pq * sizeof(double));
 }
 
 /* items k*m + j: mat [K, m*PQ] <- t [m, K, PQ] (dy of the chunk). */
@@ -511,13 +316,15 @@ static void nchw_to_mat(const aal_conv2d_dims *d, const workspace *ws, const dou
                         size_t m)
 {
   const chunk_ctx cx = {d, ws, t, NULL, m};
-  par_for(ws->tm, to_mat_items, &cx, d->k * m, d->k * m * ws->pq * sizeof(double));
+  aal_team_par_for(ws->tm, to_mat_items, &cx, d->k * m,
+                   d->k * m * ws->pq * sizeof(double));
 }
 
 static void mat_to_nchw(const aal_conv2d_dims *d, const workspace *ws, double *t, size_t m)
 {
   const chunk_ctx cx = {d, ws, NULL, t, m};
-  par_for(ws->tm, from_mat_items, &cx, d->k * m, d->k * m * ws->pq * sizeof(double));
+  aal_team_par_for(ws->tm, from_mat_items, &cx, d->k * m,
+                   d->k * m * ws->pq * sizeof(double));
 }
 
 int aal_conv2d_output_shape(const aal_tensor *x, const aal_tensor *w, int stride, int pad,
@@ -550,8 +357,8 @@ int aal_conv2d_forward(const aal_tensor *x, const aal_tensor *w, int stride, int
     rc = workspace_alloc(op, &d, &ws, err);
   if (rc != AAL_OK)
     return rc;
-  team tm;
-  team_start(&tm, conv_threads(&ws));
+  aal_team tm;
+  aal_team_start(&tm, conv_threads(&ws));
   ws.tm = &tm;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
     const size_t m = min_size(ws.nb, d.n - n0), ld = m * ws.pq;
@@ -564,7 +371,7 @@ int aal_conv2d_forward(const aal_tensor *x, const aal_tensor *w, int stride, int
     if (m > 1)
       mat_to_nchw(&d, &ws, yn, m);
   }
-  team_stop(&tm);
+  aal_team_stop(&tm);
   workspace_free(&ws);
   return AAL_OK;
 }
@@ -580,8 +387,8 @@ int aal_conv2d_backward_data(const aal_tensor *dy, const aal_tensor *w, int stri
     rc = workspace_alloc(op, &d, &ws, err);
   if (rc != AAL_OK)
     return rc;
-  team tm;
-  team_start(&tm, conv_threads(&ws));
+  aal_team tm;
+  aal_team_start(&tm, conv_threads(&ws));
   ws.tm = &tm;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
     const size_t m = min_size(ws.nb, d.n - n0), ld = m * ws.pq;
@@ -593,7 +400,7 @@ int aal_conv2d_backward_data(const aal_tensor *dy, const aal_tensor *w, int stri
                 w->data, (int)ws.crs, m == 1 ? dyn : ws.mat, (int)ld, 0.0, ws.col, (int)ld);
     col2im_chunk(&d, &ws, dx->data, n0, m);
   }
-  team_stop(&tm);
+  aal_team_stop(&tm);
   workspace_free(&ws);
   return AAL_OK;
 }
@@ -609,8 +416,8 @@ int aal_conv2d_backward_filter(const aal_tensor *x, const aal_tensor *dy, int st
     rc = workspace_alloc(op, &d, &ws, err);
   if (rc != AAL_OK)
     return rc;
-  team tm;
-  team_start(&tm, conv_threads(&ws));
+  aal_team tm;
+  aal_team_start(&tm, conv_threads(&ws));
   ws.tm = &tm;
   for (size_t n0 = 0; n0 < d.n; n0 += ws.nb) {
     const size_t m = min_size(ws.nb, d.n - n0), ld = m * ws.pq;
@@ -623,7 +430,7 @@ int aal_conv2d_backward_filter(const aal_tensor *x, const aal_tensor *dy, int st
                 m == 1 ? dyn : ws.mat, (int)ld, ws.col, (int)ld, n0 == 0 ? 0.0 : 1.0, dw->data,
                 (int)ws.crs);
   }
-  team_stop(&tm);
+  aal_team_stop(&tm);
   workspace_free(&ws);
   return AAL_OK;
 }

@@ -1,13 +1,13 @@
-/* The cpu32 backend's thread team (kernels/cpu/cpu32_team.c, one per backend):
+/* The cpu32 backend's thread team (sim/aal_team.h, one per backend):
  *
- *  a. aal_cpu32_par_for runs every item of [0, items) exactly once, for item counts
+ *  a. aal_team_par_for runs every item of [0, items) exactly once, for item counts
  *     below, at and above the chunk count, with and without a team;
  *  b. every threaded op (conv in its three directions, bn forward/backward, the fused
  *     bn_relu forward/backward, relu forward/backward, add, sgd_update first and later,
  *     asa_input, sign_pack, sign_unpack) gives bit-identical outputs (memcmp) on a
- *     backend whose team has AAL_CPU32_MAX_THREADS threads and on one forced to a single
+ *     backend whose team has AAL_TEAM_MAX_THREADS threads and on one forced to a single
  *     thread (aal_backend_cpu32_threads), on random inputs above the size cutoff
- *     (AAL_CPU32_PAR_MIN_BYTES) with element counts that are not multiples of 32 (mask
+ *     (AAL_TEAM_PAR_MIN_BYTES) with element counts that are not multiples of 32 (mask
  *     words cut by the chunks) and odd channel counts; the outputs of the two runs are
  *     poisoned with different bytes first, so an element either run leaves unwritten
  *     shows as a difference;
@@ -77,7 +77,7 @@ static size_t words(size_t n)
   return (n + 31) / 32;
 }
 
-/* Two backends: `many` with AAL_CPU32_MAX_THREADS threads, `one` with one. */
+/* Two backends: `many` with AAL_TEAM_MAX_THREADS threads, `one` with one. */
 typedef struct {
   aal_backend many, one;
 } pair;
@@ -88,11 +88,11 @@ static pair pair_open(void)
   aal_error err;
   ck_assert_msg(aal_backend_cpu32(&p.many, &err) == AAL_OK, "%s", err.msg);
   ck_assert_msg(aal_backend_cpu32(&p.one, &err) == AAL_OK, "%s", err.msg);
-  ck_assert_msg(aal_backend_cpu32_threads(&p.many, AAL_CPU32_MAX_THREADS, &err) == AAL_OK,
+  ck_assert_msg(aal_backend_cpu32_threads(&p.many, AAL_TEAM_MAX_THREADS, &err) == AAL_OK,
                 "%s", err.msg);
   ck_assert_msg(aal_backend_cpu32_threads(&p.one, 1, &err) == AAL_OK, "%s", err.msg);
   /* thread creation does not fail here: a smaller team would make the test vacuous */
-  ck_assert_uint_eq(aal_backend_cpu32_thread_count(&p.many), AAL_CPU32_MAX_THREADS);
+  ck_assert_uint_eq(aal_backend_cpu32_thread_count(&p.many), AAL_TEAM_MAX_THREADS);
   ck_assert_uint_eq(aal_backend_cpu32_thread_count(&p.one), 1);
   return p;
 }
@@ -128,7 +128,7 @@ static void out_check_free(outputs *o, const char *op)
   for (size_t k = 0; k < o->count; k++) {
     ck_assert_msg(memcmp(o->a[k], o->b[k], o->bytes[k]) == 0,
                   "%s: output %zu differs between %d threads and 1 (seed %lu)", op, k,
-                  AAL_CPU32_MAX_THREADS, g_seed);
+                  AAL_TEAM_MAX_THREADS, g_seed);
     free(o->a[k]);
     free(o->b[k]);
   }
@@ -155,10 +155,10 @@ static void count_items(const void *arg, size_t lo, size_t hi)
 
 START_TEST(test_par_for_covers_items)
 {
-  aal_cpu32_team tm;
-  aal_cpu32_team_start(&tm, AAL_CPU32_MAX_THREADS);
-  ck_assert_uint_eq(aal_cpu32_team_size(&tm), AAL_CPU32_MAX_THREADS);
-  ck_assert_uint_eq(aal_cpu32_team_size(NULL), 1);
+  aal_team tm;
+  aal_team_start(&tm, AAL_TEAM_MAX_THREADS);
+  ck_assert_uint_eq(aal_team_size(&tm), AAL_TEAM_MAX_THREADS);
+  ck_assert_uint_eq(aal_team_size(NULL), 1);
   const size_t counts[] = {1, 2, 3, 15, 16, 17, 100, 4099};
   for (size_t t = 0; t < 2; t++)
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
@@ -168,13 +168,13 @@ START_TEST(test_par_for_covers_items)
       const count_ctx c = {seen};
       /* a large byte count, so that the team is used */
       for (int rep = 0; rep < 3; rep++)
-        aal_cpu32_par_for(t == 0 ? &tm : NULL, count_items, &c, items, (size_t)1 << 30);
+        aal_team_par_for(t == 0 ? &tm : NULL, count_items, &c, items, (size_t)1 << 30);
       for (size_t i = 0; i < items; i++)
         ck_assert_msg(seen[i] == 3, "item %zu of %zu run %u times in 3 loops", i, items,
                       seen[i]);
       free(seen);
     }
-  aal_cpu32_team_stop(&tm);
+  aal_team_stop(&tm);
 }
 END_TEST
 
@@ -193,7 +193,7 @@ static bn_dims bn_random(unsigned long *z)
   d.c = 2 * (int)next_below(z, 20) + 41;
   d.hw = 4 * (int)next_below(z, 40) + 401;
   d.total = (size_t)d.n * d.c * d.hw;
-  ck_assert(d.total * sizeof(float) >= AAL_CPU32_PAR_MIN_BYTES);
+  ck_assert(d.total * sizeof(float) >= AAL_TEAM_PAR_MIN_BYTES);
   return d;
 }
 
@@ -403,7 +403,7 @@ START_TEST(test_copy_shares_team)
     ck_assert(y[i] == 2.0f * (float)i);
   /* bad thread counts and other tables are refused */
   ck_assert_int_eq(aal_backend_cpu32_threads(&be, 0, &err), AAL_EINVAL);
-  ck_assert_int_eq(aal_backend_cpu32_threads(&be, AAL_CPU32_MAX_THREADS + 1, &err),
+  ck_assert_int_eq(aal_backend_cpu32_threads(&be, AAL_TEAM_MAX_THREADS + 1, &err),
                    AAL_EINVAL);
   ck_assert_int_eq(aal_backend_cpu32_threads(NULL, 1, &err), AAL_EINVAL);
   ck_assert_int_eq(aal_backend_ref(&ref, &err), AAL_OK);

@@ -86,13 +86,13 @@ static void cpu32_destroy(aal_backend *be)
     return;
   aal_cpu32_state *st = be->ctx;
   if (st != NULL) {
-    aal_cpu32_team_stop(&st->team);
+    aal_team_stop(&st->team);
     free(st);
   }
   memset(be, 0, sizeof *be);
 }
 
-aal_cpu32_team *aal_cpu32_be_team(const aal_backend *be)
+aal_team *aal_cpu32_be_team(const aal_backend *be)
 {
   aal_cpu32_state *st = be == NULL ? NULL : be->ctx;
   return st == NULL ? NULL : &st->team;
@@ -102,18 +102,18 @@ int aal_backend_cpu32_threads(aal_backend *be, size_t nthreads, aal_error *err)
 {
   if (be == NULL || be->ctx == NULL || be->destroy != cpu32_destroy)
     return aal_fail(err, AAL_EINVAL, "backend cpu32 threads: not a cpu32 backend");
-  if (nthreads < 1 || nthreads > AAL_CPU32_MAX_THREADS)
+  if (nthreads < 1 || nthreads > AAL_TEAM_MAX_THREADS)
     return aal_fail(err, AAL_EINVAL, "backend cpu32 threads: %zu; it must be in [1, %d]",
-                    nthreads, AAL_CPU32_MAX_THREADS);
+                    nthreads, AAL_TEAM_MAX_THREADS);
   aal_cpu32_state *st = be->ctx;
-  aal_cpu32_team_stop(&st->team);
-  aal_cpu32_team_start(&st->team, nthreads);
+  aal_team_stop(&st->team);
+  aal_team_start(&st->team, nthreads);
   return AAL_OK;
 }
 
 size_t aal_backend_cpu32_thread_count(const aal_backend *be)
 {
-  return aal_cpu32_team_size(aal_cpu32_be_team(be));
+  return aal_team_size(aal_cpu32_be_team(be));
 }
 
 int aal_backend_cpu32(aal_backend *be, aal_error *err)
@@ -127,7 +127,7 @@ int aal_backend_cpu32(aal_backend *be, aal_error *err)
     return aal_fail(err, AAL_ENOMEM, "backend cpu32: %zu bytes of state", sizeof *st);
   /* As many threads as OpenBLAS uses (it sizes itself to the cores), so the
    * memory-bound ops between GEMMs use the cores the GEMMs do. */
-  aal_cpu32_team_start(&st->team, aal_cpu32_team_max_threads());
+  aal_team_start(&st->team, aal_team_max_threads());
   memset(be, 0, sizeof *be);
   be->name = "cpu32";
   be->precision_bits = 24;

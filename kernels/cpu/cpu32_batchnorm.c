@@ -5,7 +5,7 @@
  * statistics exact to float rounding whatever M is.  The elementwise parts run in float
  * in the form (x - m) * scale + beta, which keeps the error relative to |x - m| rather
  * than to |x| (no cancellation between x*scale and a folded shift).
- * Channels are independent: the backend's team (aal_cpu32_par_for) splits them into
+ * Channels are independent: the backend's team (aal_team_par_for) splits them into
  * blocks, each channel's sums computed by one thread in the single-threaded order, so
  * results do not depend on the thread count. */
 #include "cpu32_internal.h"
@@ -95,7 +95,7 @@ int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void
   if (!(eps > 0.0 && isfinite(eps)))
     return aal_fail(err, AAL_EINVAL, "%s: eps is %g; it must be finite and > 0", op, eps);
   const bn_fwd_ctx a = {n, c, hw, x, gamma, beta, eps, y, mean, invstd};
-  aal_cpu32_par_for(aal_cpu32_be_team(be), bn_forward_channels, &a, (size_t)c,
+  aal_team_par_for(aal_cpu32_be_team(be), bn_forward_channels, &a, (size_t)c,
                     (size_t)n * c * hw * sizeof(float));
   return AAL_OK;
 }
@@ -150,7 +150,7 @@ int aal_cpu32_bn_backward(const aal_backend *be, int n, int c, int hw, const voi
                               x, gamma, mean, invstd, dx, dgamma, dbeta)) != AAL_OK)
     return rc;
   const bn_bwd_ctx a = {n, c, hw, dy, x, gamma, mean, invstd, dx, dgamma, dbeta};
-  aal_cpu32_par_for(aal_cpu32_be_team(be), bn_backward_channels, &a, (size_t)c,
+  aal_team_par_for(aal_cpu32_be_team(be), bn_backward_channels, &a, (size_t)c,
                     (size_t)n * c * hw * sizeof(float));
   return AAL_OK;
 }

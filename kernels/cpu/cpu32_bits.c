@@ -2,7 +2,7 @@
  * backward gates dy by it) and ASA sign packing (bits = x > 0; unpack gives eps * bit).
  * Bits: uint32 words, element i in bit i%32 of word i/32; a word is assembled in a
  * register and stored once, so the unused high bits of the last word are zero.
- * Threads (the backend's team, aal_cpu32_par_for): every op is split over whole mask
+ * Threads (the backend's team, aal_team_par_for): every op is split over whole mask
  * words (word j and its elements 32j .. 32j+31), so no two threads write one word;
  * each element's arithmetic is the single-threaded one, whatever the thread count. */
 #include "cpu32_internal.h"
@@ -63,7 +63,7 @@ int aal_cpu32_relu_forward(const aal_backend *be, size_t n, const void *x, void 
   if (rc != AAL_OK)
     return rc;
   const bits_ctx a = {n, x, NULL, 0.0f, y, mask};
-  aal_cpu32_par_for(aal_cpu32_be_team(be), relu_forward_words, &a, (n + 31) / 32,
+  aal_team_par_for(aal_cpu32_be_team(be), relu_forward_words, &a, (n + 31) / 32,
                     n * sizeof(float));
   return AAL_OK;
 }
@@ -86,7 +86,7 @@ int aal_cpu32_relu_backward(const aal_backend *be, size_t n, const void *dy, con
   if (rc != AAL_OK)
     return rc;
   const bits_ctx a = {n, dy, mask, 0.0f, dx, NULL};
-  aal_cpu32_par_for(aal_cpu32_be_team(be), relu_backward_words, &a, (n + 31) / 32,
+  aal_team_par_for(aal_cpu32_be_team(be), relu_backward_words, &a, (n + 31) / 32,
                     n * sizeof(float));
   return AAL_OK;
 }
@@ -106,7 +106,7 @@ int aal_cpu32_sign_pack(const aal_backend *be, size_t n, const void *x, void *bi
     return rc;
   const bits_ctx a = {n, x, NULL, 0.0f, NULL, bits};
   /* writes only n/8 bytes: the n floats read are the work */
-  aal_cpu32_par_for(aal_cpu32_be_team(be), sign_pack_words, &a, (n + 31) / 32,
+  aal_team_par_for(aal_cpu32_be_team(be), sign_pack_words, &a, (n + 31) / 32,
                     n * sizeof(float));
   return AAL_OK;
 }
@@ -127,7 +127,7 @@ int aal_cpu32_sign_unpack(const aal_backend *be, size_t n, const void *bits, dou
   if (rc != AAL_OK)
     return rc;
   const bits_ctx a = {n, NULL, bits, (float)eps, out, NULL};
-  aal_cpu32_par_for(aal_cpu32_be_team(be), sign_unpack_words, &a, (n + 31) / 32,
+  aal_team_par_for(aal_cpu32_be_team(be), sign_unpack_words, &a, (n + 31) / 32,
                     n * sizeof(float));
   return AAL_OK;
 }
@@ -162,7 +162,7 @@ int aal_cpu32_asa_input(const aal_backend *be, size_t n, const void *x, double e
   if (rc != AAL_OK)
     return rc;
   const bits_ctx a = {n, x, NULL, (float)eps, h, bits};
-  aal_cpu32_par_for(aal_cpu32_be_team(be), asa_input_words, &a, (n + 31) / 32,
+  aal_team_par_for(aal_cpu32_be_team(be), asa_input_words, &a, (n + 31) / 32,
                     n * sizeof(float));
   return AAL_OK;
 }

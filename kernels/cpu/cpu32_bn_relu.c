@@ -11,7 +11,7 @@
  * relu_forward; relu_backward then bn_backward): the same operations on the same values
  * in the same order, so a change to one must be made to the other (kcheck and
  * tests/test_kcheck.c compare them bit for bit).
- * Threads (the backend's team, aal_cpu32_par_for): the statistics and the backward are
+ * Threads (the backend's team, aal_team_par_for): the statistics and the backward are
  * split over channels (each channel's sums by one thread, in the single-threaded
  * order); the forward's apply pass over whole mask words, so that no two threads write
  * one word.  Results do not depend on the thread count. */
@@ -108,11 +108,11 @@ int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const
   if (aff == NULL)
     return aal_fail(err, AAL_ENOMEM, "%s: %d channel coefficients", op, c);
   const fwd_ctx a = {n, c, hw, x, gamma, beta, eps, y, mean, invstd, mask, aff, aff + c};
-  aal_cpu32_team *tm = aal_cpu32_be_team(be);
+  aal_team *tm = aal_cpu32_be_team(be);
   const size_t total = (size_t)n * c * hw, bytes = total * sizeof(float);
   /* the statistics read x twice and write [c]: x's size is the work */
-  aal_cpu32_par_for(tm, forward_stats, &a, (size_t)c, bytes);
-  aal_cpu32_par_for(tm, forward_apply, &a, (total + 31) / 32, bytes);
+  aal_team_par_for(tm, forward_stats, &a, (size_t)c, bytes);
+  aal_team_par_for(tm, forward_apply, &a, (total + 31) / 32, bytes);
   free(aff);
   return AAL_OK;
 }
@@ -176,7 +176,7 @@ int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, cons
           AAL_OK)
     return rc;
   const bwd_ctx a = {n, c, hw, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta};
-  aal_cpu32_par_for(aal_cpu32_be_team(be), backward_channels, &a, (size_t)c,
+  aal_team_par_for(aal_cpu32_be_team(be), backward_channels, &a, (size_t)c,
                     (size_t)n * c * hw * sizeof(float));
   return AAL_OK;
 }

@@ -20,7 +20,7 @@
  * columns, within a hard cap on the workspace (AAL_CPU32_CONV_WORKSPACE_BYTES); where
  * one image has CHUNK_MIN_COLS columns already (PQ >= 1024), nb = 1.  The
  * memory-bound loops (im2col, col2im, the NCHW copies) run on a small team of threads
- * (cpu32_team.c) that sleeps while the GEMMs run: the backend's team, or one started
+ * (sim/aal_team.h) that sleeps while the GEMMs run: the backend's team, or one started
  * for the call by the *_ws entry points (which take no backend).
  *
  * Determinism: the chunking depends only on the shapes, each step runs in a fixed
@@ -72,8 +72,8 @@ typedef struct {
   size_t nb;           /* images per chunk */
   float *col;          /* [CRS, nb*PQ]: col, or dcol in backward-data */
   float *mat;          /* [K, nb*PQ]: Y' or dY'; NULL when nb == 1 (y or dy used in place) */
-  aal_cpu32_team *tm;  /* helper threads: the backend's, or `own` */
-  aal_cpu32_team *own; /* a team started for this call (stopped by conv_end), or NULL */
+  aal_team *tm;  /* helper threads: the backend's, or `own` */
+  aal_team *own; /* a team started for this call (stopped by conv_end), or NULL */
 } workspace;
 
 static void workspace_free(workspace *ws)
@@ -255,7 +255,7 @@ static void im2col_chunk(const dims *d, const workspace *ws, const float *x, siz
 {
   const size_t image = d->c * d->h * d->w;
   const chunk_ctx cx = {d, ws, x + n0 * image, NULL, m};
-  aal_cpu32_par_for(ws->tm, im2col_items, &cx, m * ws->crs,
+  aal_team_par_for(ws->tm, im2col_items, &cx, m * ws->crs,
                     m * ws->crs * ws->pq * sizeof(float));
 }
 
@@ -276,7 +276,7 @@ static void col2im_chunk(const dims *d, const workspace *ws, float *dx, size_t n
 {
   const size_t image = d->c * d->h * d->w;
   const chunk_ctx cx = {d, ws, NULL, dx + n0 * image, m};
-  aal_cpu32_par_for(ws->tm, col2im_items, &cx, m * d->c, m * ws->crs * ws->pq * sizeof(float));
+  aal_team_par_for(ws->tm, col2im_items, &cx, m * d->c, m * ws->crs * ws->pq * sizeof(float));
 }
 
 /* items k*m + j: mat [K, m*PQ] <- t [m, K, PQ] (dy of the chunk). */
@@ -305,14 +305,14 @@ static void from_mat_items(const void *arg, size_t lo, size_t hi)
 static void nchw_to_mat(const dims *d, const workspace *ws, const float *t, size_t m)
 {
   const chunk_ctx cx = {d, ws, t, NULL, m};
-  aal_cpu32_par_for(ws->tm, to_mat_items, &cx, d->k * m, d->k * m * ws->pq * sizeof(float));
+  aal_team_par_for(ws->tm, to_mat_items, &cx, d->k * m, d->k * m * ws->pq * sizeof(float));
 }
 
 /* t [m, K, PQ] (y from image n0, passed offset) <- ws->mat [K, m*PQ]. */
 static void mat_to_nchw(const dims *d, const workspace *ws, float *t, size_t m)
 {
   const chunk_ctx cx = {d, ws, NULL, t, m};
-  aal_cpu32_par_for(ws->tm, from_mat_items, &cx, d->k * m, d->k * m * ws->pq * sizeof(float));
+  aal_team_par_for(ws->tm, from_mat_items, &cx, d->k * m, d->k * m * ws->pq * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- the ops */
@@ -320,8 +320,8 @@ static void mat_to_nchw(const dims *d, const workspace *ws, float *t, size_t m)
 /* Checks cs and the pointers, fills d, allocates the workspace and takes the team:
  * `team` (the backend's) or, when NULL, one started in *own for the call. */
 static int conv_begin(const char *op, const aal_conv_shape *cs, const void *a, const void *b,
-                      const void *c, size_t limit, aal_cpu32_team *team, dims *d,
-                      workspace *ws, aal_cpu32_team *own, aal_error *err)
+                      const void *c, size_t limit, aal_team *team, dims *d,
+                      workspace *ws, aal_team *own, aal_error *err)
 {
   int rc = aal_be_check_conv(cs, op, err);
   if (rc == AAL_OK)
@@ -339,8 +339,8 @@ static int conv_begin(const char *op, const aal_conv_shape *cs, const void *a, c
     ws->tm = team;
   } else {
     /* the largest loop of a call: im2col or col2im of a whole chunk */
-    aal_cpu32_team_start(own,
-                         aal_cpu32_team_threads(ws->nb * ws->crs * ws->pq * sizeof(float)));
+    aal_team_start(own,
+                         aal_team_threads(ws->nb * ws->crs * ws->pq * sizeof(float)));
     ws->tm = ws->own = own;
   }
   return AAL_OK;
@@ -349,17 +349,17 @@ static int conv_begin(const char *op, const aal_conv_shape *cs, const void *a, c
 static void conv_end(workspace *ws)
 {
   if (ws->own != NULL)
-    aal_cpu32_team_stop(ws->own);
+    aal_team_stop(ws->own);
   workspace_free(ws);
 }
 
-static int conv_forward(aal_cpu32_team *team, const aal_conv_shape *cs, const void *x,
+static int conv_forward(aal_team *team, const aal_conv_shape *cs, const void *x,
                         const void *w, void *y, size_t workspace_bytes, aal_error *err)
 {
   static const char op[] = "cpu32 conv_forward";
   dims d;
   workspace ws;
-  aal_cpu32_team own;
+  aal_team own;
   const int rc = conv_begin(op, cs, x, w, y, workspace_bytes, team, &d, &ws, &own, err);
   if (rc != AAL_OK)
     return rc;
@@ -377,13 +377,13 @@ static int conv_forward(aal_cpu32_team *team, const aal_conv_shape *cs, const vo
   return AAL_OK;
 }
 
-static int conv_backward_data(aal_cpu32_team *team, const aal_conv_shape *cs, const void *dy,
+static int conv_backward_data(aal_team *team, const aal_conv_shape *cs, const void *dy,
                               const void *w, void *dx, size_t workspace_bytes, aal_error *err)
 {
   static const char op[] = "cpu32 conv_backward_data";
   dims d;
   workspace ws;
-  aal_cpu32_team own;
+  aal_team own;
   const int rc = conv_begin(op, cs, dy, w, dx, workspace_bytes, team, &d, &ws, &own, err);
   if (rc != AAL_OK)
     return rc;
@@ -401,14 +401,14 @@ static int conv_backward_data(aal_cpu32_team *team, const aal_conv_shape *cs, co
   return AAL_OK;
 }
 
-static int conv_backward_filter(aal_cpu32_team *team, const aal_conv_shape *cs,
+static int conv_backward_filter(aal_team *team, const aal_conv_shape *cs,
                                 const void *x, const void *dy, void *dw,
                                 size_t workspace_bytes, aal_error *err)
 {
   static const char op[] = "cpu32 conv_backward_filter";
   dims d;
   workspace ws;
-  aal_cpu32_team own;
+  aal_team own;
   const int rc = conv_begin(op, cs, x, dy, dw, workspace_bytes, team, &d, &ws, &own, err);
   if (rc != AAL_OK)
     return rc;

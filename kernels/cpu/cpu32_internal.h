@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "../aal_backend.h"
+#include "aal_team.h"
 
 /* cpu32_conv.c: im2col + cblas_sgemm over chunks of images (one GEMM per chunk) */
 int aal_cpu32_conv_forward(const aal_backend *be, const aal_conv_shape *cs, const void *x,
@@ -29,69 +30,18 @@ int aal_cpu32_conv_backward_data_ws(const aal_conv_shape *cs, const void *dy, co
 int aal_cpu32_conv_backward_filter_ws(const aal_conv_shape *cs, const void *x, const void *dy,
                                       void *dw, size_t workspace_bytes, aal_error *err);
 
-/* cpu32_team.c: helper threads for memory-bound loops.  One team per backend, created
- * by aal_backend_cpu32 (the backend's ctx) and stopped by its destroy; the conv *_ws
- * entry points, which take no backend, start one per call.
- * fn(ctx, lo, hi) handles items [lo, hi); items must be independent (each output
- * element written by one item), so results do not depend on the thread count. */
-#define AAL_CPU32_MAX_THREADS 2    /* the calling thread included */
-/* Below this many bytes written, waking a helper costs more than it saves. */
-#define AAL_CPU32_PAR_MIN_BYTES ((size_t)128 << 10)
-
-typedef void (*aal_cpu32_range_fn)(const void *ctx, size_t lo, size_t hi);
-
-/* A loop is cut into AAL_CPU32_CHUNKS_PER_THREAD chunks per thread, claimed one at a
- * time by whichever thread is running (results do not depend on who runs a chunk). */
-#define AAL_CPU32_CHUNKS_PER_THREAD 8
-
-typedef struct aal_cpu32_team {
-  pthread_mutex_t mu;
-  pthread_cond_t go, done;
-  int sync_ok;     /* mu, go and done are initialised */
-  size_t helpers;  /* helper threads running */
-  pthread_t tid[AAL_CPU32_MAX_THREADS];
-  /* The current job, guarded by mu (next: claimed without it). */
-  int busy;           /* a par_for owns the team (another caller runs its loop alone) */
-  int open;           /* helpers may still join the job */
-  aal_cpu32_range_fn fn;
-  const void *ctx;
-  size_t items, chunks;
-  atomic_size_t next; /* the next unclaimed chunk */
-  unsigned long gen;  /* incremented for each job */
-  size_t active;      /* helpers working on the job */
-  int quit;
-} aal_cpu32_team;
-
-/* min(AAL_CPU32_MAX_THREADS, OpenBLAS's threads): the team size of a backend. */
-size_t aal_cpu32_team_max_threads(void);
-/* Threads worth using for a call whose largest loop writes work_bytes:
- * aal_cpu32_team_max_threads(), or 1 below AAL_CPU32_PAR_MIN_BYTES. */
-size_t aal_cpu32_team_threads(size_t work_bytes);
-/* Starts up to nthreads - 1 helpers (fewer if creating one fails: never an error).
- * The team must stay at this address until aal_cpu32_team_stop (helpers point to it). */
-void aal_cpu32_team_start(aal_cpu32_team *tm, size_t nthreads);
-void aal_cpu32_team_stop(aal_cpu32_team *tm);
-/* Threads of the team, the calling thread included (1 for a NULL team). */
-size_t aal_cpu32_team_size(const aal_cpu32_team *tm);
-/* fn over [0, items) split among the team; bytes (memory written or, for loops that
- * write little, read) decides whether waking the helpers is worth it.  tm may be NULL
- * (single-threaded).  If another thread's par_for holds the team, this one runs alone
- * (same results). */
-void aal_cpu32_par_for(aal_cpu32_team *tm, aal_cpu32_range_fn fn, const void *ctx,
-                       size_t items, size_t bytes);
-
 /* cpu32.c: the backend's state (be->ctx, heap-allocated so that its address, which the
  * helpers hold, survives copies of the table: a copy shares it, only destroy frees it). */
 typedef struct {
-  aal_cpu32_team team;
+  aal_team team;
 } aal_cpu32_state;
 
 /* The team of a cpu32 backend; NULL (single-threaded) when be or its ctx is NULL. */
-aal_cpu32_team *aal_cpu32_be_team(const aal_backend *be);
+aal_team *aal_cpu32_be_team(const aal_backend *be);
 /* Restarts be's team with nthreads threads (1: every op single-threaded), for tests
  * that compare thread counts; fewer if helpers cannot be created.  No op of be may run
  * meanwhile.  Fails for a table that is not cpu32's or nthreads outside
- * [1, AAL_CPU32_MAX_THREADS]. */
+ * [1, AAL_TEAM_MAX_THREADS]. */
 int aal_backend_cpu32_threads(aal_backend *be, size_t nthreads, aal_error *err);
 /* Threads of be's team, the calling thread included. */
 size_t aal_backend_cpu32_thread_count(const aal_backend *be);

@@ -27,7 +27,7 @@ int aal_cpu32_add(const aal_backend *be, size_t n, const void *a, const void *b,
   if (rc != AAL_OK)
     return rc;
   const add_ctx c = {a, b, y};
-  aal_cpu32_par_for(aal_cpu32_be_team(be), add_elements, &c, n, n * sizeof(float));
+  aal_team_par_for(aal_cpu32_be_team(be), add_elements, &c, n, n * sizeof(float));
   return AAL_OK;
 }
 

@@ -74,6 +74,6 @@ int aal_cpu32_sgd_update(const aal_backend *be, size_t n, void *w, const void *g
     return rc;
   const sgd_ctx c = {w, buf, g, (float)lr, (float)momentum, (float)weight_decay, first};
   /* w and buf are written */
-  aal_cpu32_par_for(aal_cpu32_be_team(be), sgd_elements, &c, n, 2 * n * sizeof(float));
+  aal_team_par_for(aal_cpu32_be_team(be), sgd_elements, &c, n, 2 * n * sizeof(float));
   return AAL_OK;
 }

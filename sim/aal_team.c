@@ -2,7 +2,7 @@
  * (im2col, col2im, NCHW <-> [K, m*PQ] copies, batch norm, ReLU, add, SGD, ASA bits),
  * ported from sim/conv2d.c.
  *
- * aal_cpu32_par_for cuts a range of independent items into contiguous chunks, which the
+ * aal_team_par_for cuts a range of independent items into contiguous chunks, which the
  * calling thread and the helpers claim one at a time; every output element is written
  * by exactly one item and every item does the same arithmetic in the same order as a
  * single-threaded run, so results are bit-identical for any thread count and any
@@ -21,7 +21,7 @@
  * e.g. while the GEMMs run.  Creating a thread per loop would cost ~50 us each on the
  * 2-core VM this was tuned on.  If a helper cannot be created, the team is smaller
  * (possibly empty) and the calling thread does all the chunks. */
-#include "cpu32_internal.h"
+#include "aal_team.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -70,7 +70,7 @@ static void chunk_range(size_t items, size_t nchunks, size_t b, size_t *lo, size
 }
 
 /* Runs chunks of the job until none is left. */
-static void run_chunks(aal_cpu32_team *tm, aal_cpu32_range_fn fn, const void *ctx,
+static void run_chunks(aal_team *tm, aal_team_range_fn fn, const void *ctx,
                        size_t items, size_t chunks)
 {
   for (;;) {
@@ -85,7 +85,7 @@ static void run_chunks(aal_cpu32_team *tm, aal_cpu32_range_fn fn, const void *ct
 
 static void *helper_main(void *p)
 {
-  aal_cpu32_team *tm = p;
+  aal_team *tm = p;
   unsigned long seen = 0;
   lock(&tm->mu);
   for (;;) {
@@ -97,7 +97,7 @@ static void *helper_main(void *p)
     if (!tm->open)
       continue;  /* woke after the caller had run the whole job */
     tm->active++;
-    const aal_cpu32_range_fn fn = tm->fn;
+    const aal_team_range_fn fn = tm->fn;
     const void *ctx = tm->ctx;
     const size_t items = tm->items, chunks = tm->chunks;
     unlock(&tm->mu);
@@ -113,27 +113,27 @@ static void *helper_main(void *p)
   return NULL;
 }
 
-size_t aal_cpu32_team_max_threads(void)
+size_t aal_team_max_threads(void)
 {
   const int blas = openblas_get_num_threads();
-  return blas < 1 ? 1 : min_size((size_t)blas, AAL_CPU32_MAX_THREADS);
+  return blas < 1 ? 1 : min_size((size_t)blas, AAL_TEAM_MAX_THREADS);
 }
 
-size_t aal_cpu32_team_threads(size_t work_bytes)
+size_t aal_team_threads(size_t work_bytes)
 {
-  return work_bytes < AAL_CPU32_PAR_MIN_BYTES ? 1 : aal_cpu32_team_max_threads();
+  return work_bytes < AAL_TEAM_PAR_MIN_BYTES ? 1 : aal_team_max_threads();
 }
 
-size_t aal_cpu32_team_size(const aal_cpu32_team *tm)
+size_t aal_team_size(const aal_team *tm)
 {
   return tm == NULL ? 1 : tm->helpers + 1;
 }
 
-void aal_cpu32_team_start(aal_cpu32_team *tm, size_t nthreads)
+void aal_team_start(aal_team *tm, size_t nthreads)
 {
   memset(tm, 0, sizeof *tm);
   atomic_init(&tm->next, 0);
-  nthreads = min_size(nthreads, AAL_CPU32_MAX_THREADS);
+  nthreads = min_size(nthreads, AAL_TEAM_MAX_THREADS);
   if (nthreads < 2)
     return;
   if (pthread_mutex_init(&tm->mu, NULL) != 0)
@@ -157,7 +157,7 @@ void aal_cpu32_team_start(aal_cpu32_team *tm, size_t nthreads)
   }
 }
 
-void aal_cpu32_team_stop(aal_cpu32_team *tm)
+void aal_team_stop(aal_team *tm)
 {
   if (!tm->sync_ok)
     return;
@@ -180,10 +180,10 @@ void aal_cpu32_team_stop(aal_cpu32_team *tm)
   tm->helpers = 0;
 }
 
-void aal_cpu32_par_for(aal_cpu32_team *tm, aal_cpu32_range_fn fn, const void *ctx,
+void aal_team_par_for(aal_team *tm, aal_team_range_fn fn, const void *ctx,
                        size_t items, size_t bytes)
 {
-  if (tm == NULL || tm->helpers == 0 || items < 2 || bytes < AAL_CPU32_PAR_MIN_BYTES) {
+  if (tm == NULL || tm->helpers == 0 || items < 2 || bytes < AAL_TEAM_PAR_MIN_BYTES) {
     fn(ctx, 0, items);
     return;
   }
@@ -195,7 +195,7 @@ void aal_cpu32_par_for(aal_cpu32_team *tm, aal_cpu32_range_fn fn, const void *ct
     fn(ctx, 0, items);
     return;
   }
-  const size_t chunks = min_size(items, (tm->helpers + 1) * AAL_CPU32_CHUNKS_PER_THREAD);
+  const size_t chunks = min_size(items, (tm->helpers + 1) * AAL_TEAM_CHUNKS_PER_THREAD);
   tm->busy = 1;
   tm->open = 1;
   tm->fn = fn;
