@@ -11,7 +11,9 @@
  *  d. residency: outputs stay in the backend's buffers (host poisoned), come home on
  *     aal_tensor_sync_host or when the table is freed, and a host write behind the
  *     adapter's back is refused;
- *  e. the adapter reports bad shapes naming the op.
+ *  e. a steady-state step on cpu32 allocates no backend buffer and moves no activation
+ *     between host and backend (counted on the table's memory functions);
+ *  f. the adapter reports bad shapes naming the op.
  *
  * The seed is $AAL_TEST_SEED (default 20261128), printed. */
 #include <check.h>
@@ -255,7 +257,141 @@ START_TEST(test_mirror_protocol)
 }
 END_TEST
 
-/* ------------------------------------------------------------------ e. errors */
+/* The cpu32 table with counters on its memory functions: what crosses between the host
+ * and the backend.  The ops receive &counting.be, so each function finds its counters. */
+typedef struct {
+  aal_backend be; /* first member */
+  aal_backend inner;
+  long allocs;
+  size_t up, down; /* elements (values and bits) */
+} counting_backend;
+
+static counting_backend *counting_of(const aal_backend *be)
+{
+  return (counting_backend *)(void *)be; /* the object itself is not const */
+}
+
+static int count_alloc(const aal_backend *be, size_t n, void **buf, aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->allocs++;
+  return c->inner.alloc(&c->inner, n, buf, err);
+}
+
+static int count_alloc_bits(const aal_backend *be, size_t n, void **buf, aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->allocs++;
+  return c->inner.alloc_bits(&c->inner, n, buf, err);
+}
+
+static int count_upload(const aal_backend *be, void *buf, const double *host, size_t n,
+                        aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->up += n;
+  return c->inner.upload(&c->inner, buf, host, n, err);
+}
+
+static int count_download(const aal_backend *be, double *host, const void *buf, size_t n,
+                          aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->down += n;
+  return c->inner.download(&c->inner, host, buf, n, err);
+}
+
+static int count_upload_bits(const aal_backend *be, void *buf, const uint32_t *w, size_t n,
+                             aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->up += n;
+  return c->inner.upload_bits(&c->inner, buf, w, n, err);
+}
+
+static int count_download_bits(const aal_backend *be, uint32_t *w, const void *buf, size_t n,
+                               aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->down += n;
+  return c->inner.download_bits(&c->inner, w, buf, n, err);
+}
+
+/* A steady-state training step (the third) on cpu32 with ASA (the bit packing, decoding
+ * and LI-free path) moves no activation, gradient or parameter between host and
+ * backend and allocates no buffer.  Exactly: up, the batch twice (at forward, and
+ * again for the stem's weight gradient: the caller's batch keeps no mirror between the
+ * passes); down, each batch norm's mean and invstd (for the running statistics, on the
+ * host) and the logits (checked for finiteness). */
+START_TEST(test_resident_step_traffic)
+{
+  counting_backend cb;
+  aal_ops ops;
+  aal_error err;
+  aal_resnet_config cfg;
+  aal_resnet net;
+  aal_tensor *x = NULL;
+  int *labels = NULL;
+  ck_assert_int_eq(aal_backend_cpu32(&cb.inner, &err), AAL_OK);
+  cb.be = cb.inner;
+  cb.be.alloc = count_alloc;
+  cb.be.alloc_bits = count_alloc_bits;
+  cb.be.upload = count_upload;
+  cb.be.download = count_download;
+  cb.be.upload_bits = count_upload_bits;
+  cb.be.download_bits = count_download_bits;
+  cb.allocs = 0;
+  cb.up = cb.down = 0;
+  ck_assert_int_eq(aal_ops_from_backend(&cb.be, &ops, &err), AAL_OK);
+  small_config(&cfg);
+  ck_assert_int_eq(aal_resnet_init(&net, &cfg, g_seed, &err), AAL_OK);
+  ck_assert_int_eq(aal_random_batch(&cfg, 4, g_seed, &x, &labels, &err), AAL_OK);
+  size_t bn_channels = 0, params = 0;
+  for (int i = 0; i < net.nparams; i++) {
+    const char *name = net.params[i].name, *tail = strrchr(name, '.');
+    bn_channels += tail != NULL && strcmp(tail, ".running_mean") == 0 ? net.params[i].value->size
+                                                                       : 0;
+    params += net.params[i].value->size;
+  }
+  ck_assert_uint_gt(bn_channels, 0);
+  aal_rule rule;
+  /* lr_expansion 1: no host scaling of ASA's weight gradients (with the default 100
+   * those gradients make one round trip through the host, docs/DESIGN.md) */
+  ck_assert_int_eq(aal_rule_parse("asa:2,2,2,2;lr_expansion=1", &rule, &err), AAL_OK);
+  size_t tape_elements = 0;
+  for (unsigned long s = 0; s < 3; s++) {
+    const long allocs0 = cb.allocs;
+    const size_t up0 = cb.up, down0 = cb.down;
+    aal_resnet_pass pass;
+    double loss;
+    ck_assert_int_eq(aal_resnet_pass_init(&pass, &net, &rule, 3, s, &err), AAL_OK);
+    pass.ops = &ops;
+    aal_tape *tape = aal_tape_new(&err);
+    ck_assert_msg(aal_resnet_forward(&net, &pass, x, labels, tape, &loss, NULL, &err) == AAL_OK,
+                  "%s", err.msg);
+    tape_elements = aal_tape_bytes_f32(tape) / sizeof(float);
+    ck_assert_msg(aal_resnet_backward(&net, &pass, tape, labels, &err) == AAL_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(aal_resnet_sgd_step_ops(&net, &ops, 0.01, 0.9, 1e-4, &err), AAL_OK);
+    aal_tape_free(tape);
+    printf("residency: step %lu: %ld allocations, %zu elements up, %zu down (tape ~%zu, "
+           "parameters %zu)\n", s, cb.allocs - allocs0, cb.up - up0, cb.down - down0,
+           tape_elements, params);
+    if (s < 2)
+      continue;
+    ck_assert_int_eq(cb.allocs - allocs0, 0);
+    ck_assert_uint_eq(cb.up - up0, 2 * x->size);
+    ck_assert_uint_eq(cb.down - down0, 2 * bn_channels + 4 * (size_t)cfg.classes);
+  }
+  aal_ops_free(&ops);
+  aal_resnet_free(&net);
+  aal_tensor_release(x);
+  free(labels);
+  cb.inner.destroy(&cb.inner);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ f. errors */
 
 START_TEST(test_adapter_errors)
 {
@@ -324,6 +460,7 @@ int main(void)
   tcase_add_test(tc, test_wrong_backend_caught);
   tcase_add_test(tc, test_adapter_errors);
   tcase_add_test(tc, test_mirror_protocol);
+  tcase_add_test(tc, test_resident_step_traffic);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
 }
