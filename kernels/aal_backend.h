@@ -86,6 +86,10 @@ struct aal_backend {
   /* ---- elementwise add, global average pooling ([rows, hw] -> [rows]) */
   int (*add)(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
              aal_error *err);
+  /* ---- y = s * x, one rounded product with s in double (y may alias x): the ASA
+   * lr_expansion scale of a weight gradient */
+  int (*scale)(const aal_backend *be, size_t n, const void *x, double s, void *y,
+               aal_error *err);
   int (*avgpool_forward)(const aal_backend *be, int rows, int hw, const void *x, void *y,
                          aal_error *err);
   int (*avgpool_backward)(const aal_backend *be, int rows, int hw, const void *dy, void *dx,

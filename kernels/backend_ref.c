@@ -284,6 +284,22 @@ static int ref_add(const aal_backend *be, size_t n, const void *a, const void *b
   return aal_add_forward(&ta, &tb, &ty, err);
 }
 
+static int ref_scale(const aal_backend *be, size_t n, const void *xv, double s, void *yv,
+                     aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref scale", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref scale", "x, y", err, 2, xv, yv);
+  if (rc != AAL_OK)
+    return rc;
+  const double *x = xv;
+  double *y = yv;
+  for (size_t i = 0; i < n; i++)
+    y[i] = x[i] * s;
+  return AAL_OK;
+}
+
 static int ref_avgpool_forward(const aal_backend *be, int rows, int hw, const void *x,
                                void *y, aal_error *err)
 {
@@ -573,6 +589,7 @@ int aal_backend_ref(aal_backend *be, aal_error *err)
   be->relu_forward = ref_relu_forward;
   be->relu_backward = ref_relu_backward;
   be->add = ref_add;
+  be->scale = ref_scale;
   be->avgpool_forward = ref_avgpool_forward;
   be->avgpool_backward = ref_avgpool_backward;
   be->linear_forward = ref_linear_forward;

@@ -402,7 +402,34 @@ static int sign_unpack_case(kc_run *run, const kc_shape *sh, kc_row *row)
   return rc;
 }
 
-/* ================================================================ add, pooling */
+/* ================================================================ add, scale, pooling */
+
+static int scale_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  /* the absolute-value run scales by |s| */
+  const double s = v == KC_ABS ? fabs(k->lr) : k->lr;
+  return be->scale(be, k->sh->len, DEV(k, 0, v), s, DEV(k, 1, v), err);
+}
+
+/* y = s x, one rounding of the product (s stays in double): |y - y_ref| <= u |s x|;
+ * the bound is 2u |s| |x| (c = 2, K = 1: a factor 2 of slack).  s = -100.3: ASA's
+ * lr_expansion is 100; not a float, and negative, so that a kernel that rounds s to
+ * float or drops its sign shows. */
+static int scale_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  kc_case k = {.sh = sh, .lr = -100.3};
+  kc_add(&k, "x", KC_IN, sh->len, 0);
+  kc_add(&k, "y", KC_OUT, sh->len, 0);
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK) {
+    fill_sym(run, &k.buf[0], 1.0);
+    rc = kc_execute(run, &k, scale_call, 1, row, &ran);
+  }
+  if (rc == AAL_OK && ran)
+    kc_check_scaled(run, row, &k.buf[1], 2.0, 1.0);
+  kc_free(run, &k);
+  return rc;
+}
 
 static int add_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
 {
@@ -1143,6 +1170,7 @@ const kc_op kc_ops[] = {
     {"asa_input", KC_ELEM, asa_input_case},
     {"bn_relu_forward", KC_BN, bn_relu_forward_case},
     {"bn_relu_backward", KC_BN, bn_relu_backward_case},
+    {"scale", KC_ELEM, scale_case},
 };
 
 const int kc_nops = (int)(sizeof kc_ops / sizeof kc_ops[0]);

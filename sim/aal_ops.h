@@ -42,9 +42,9 @@
  *   - masks: sim's BITS tensors (64-bit words) are converted to and from the table's
  *     32-bit words (element i in bit i%32 of word i/32) when they cross.
  *
- * Host glue that stays in the model, in double: the noise rule's r, the flip rule's -x,
- * the ASA lr_expansion scale of a weight gradient (each syncs, or detaches, what it
- * reads or writes).  The ASA input (x + eps*s and its sign bits), its decoding, the sum
+ * Host glue that stays in the model, in double: the noise rule's r and the flip rule's
+ * -x (each syncs, or detaches, what it reads or writes).  The ASA input (x + eps*s and
+ * its sign bits), its decoding, the lr_expansion scale of its weight gradients, the sum
  * of a block's two input gradients and the ARA register run as ops. */
 #ifndef AAL_OPS_H
 #define AAL_OPS_H
@@ -123,6 +123,8 @@ struct aal_ops {
                           const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *mean,
                           const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
                           aal_tensor *dbeta, aal_error *err);
+  /* t *= s in place (the ASA lr_expansion scale of a weight gradient). */
+  int (*scale)(const aal_ops *ops, aal_tensor *t, double s, aal_error *err);
   /* The stored signs decoded for the weight gradient: out = eps * bit. */
   int (*asa_decode)(const aal_ops *ops, const aal_tensor *bits, double eps, aal_tensor *out,
                     aal_error *err);

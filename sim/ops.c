@@ -248,6 +248,15 @@ static int ref_bn_relu_backward(const aal_ops *ops, const aal_tensor *dy, const 
   return rc;
 }
 
+static int ref_scale(const aal_ops *ops, aal_tensor *t, double s, aal_error *err)
+{
+  (void)ops;
+  int rc = aal_tensor_require(t, t != NULL ? t->ndim : 1, AAL_F64, "ref scale: t", err);
+  for (size_t i = 0; rc == AAL_OK && i < t->size; i++)
+    t->data[i] *= s;
+  return rc;
+}
+
 static const aal_ops ref_table = {
     "ref", 53, NULL, NULL,
     ref_conv_forward, ref_conv_backward_data, ref_conv_backward_filter,
@@ -255,7 +264,7 @@ static const aal_ops ref_table = {
     ref_relu_forward, ref_relu_backward, ref_add_forward,
     ref_avgpool_forward, ref_avgpool_backward, ref_linear_forward, ref_linear_backward,
     ref_xent_forward, ref_xent_backward, ref_sgd_update, ref_asa_input,
-    ref_bn_relu_forward_train, ref_bn_relu_backward, ref_asa_decode};
+    ref_bn_relu_forward_train, ref_bn_relu_backward, ref_scale, ref_asa_decode};
 
 const aal_ops *aal_ops_ref(void)
 {
@@ -1315,6 +1324,24 @@ static int ad_asa_input(const aal_ops *ops, const aal_tensor *x, double eps, aal
   return call_end(&c, rc);
 }
 
+static int ad_scale(const aal_ops *ops, aal_tensor *t, double s, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "scale", op);
+  int rc = need(t, t != NULL ? t->ndim : 1, AAL_F64, op, "t", err);
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bt;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, t, &bt, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, t, &bt, err);
+  if (rc == AAL_OK)
+    rc = ops->be->scale(ops->be, t->size, bt, s, bt, err);
+  return call_end(&c, rc);
+}
+
 static int ad_asa_decode(const aal_ops *ops, const aal_tensor *bits, double eps,
                          aal_tensor *out, aal_error *err)
 {
@@ -1371,6 +1398,7 @@ int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
   ops->bn_relu_forward_train = ad_bn_relu_forward_train;
   ops->bn_relu_backward = ad_bn_relu_backward;
   ops->asa_decode = ad_asa_decode;
+  ops->scale = ad_scale;
   return AAL_OK;
 }
 

@@ -255,15 +255,6 @@ static int bn_backward_taped(aal_resnet *net, const aal_ops *ops, const aal_tape
   return ops->bn_backward(ops, dout, y, gamma, mean, invstd, *dy, dgamma, dbeta, err);
 }
 
-static int scale_tensor(aal_tensor *t, double s, aal_error *err)
-{
-  if (s == 1.0)
-    return AAL_OK;
-  int rc = aal_tensor_detach(t, err);
-  for (size_t i = 0; rc == AAL_OK && i < t->size; i++)
-    t->data[i] *= s;
-  return rc;
-}
 
 int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
                          const aal_conv_bn *u, aal_r_source source, const char *relu,
@@ -291,7 +282,7 @@ int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
   if (rc == AAL_OK)
     rc = ops->conv_backward_filter(ops, r, dy, u->stride, u->pad, w->grad, err);
   if (rc == AAL_OK)
-    rc = scale_tensor(w->grad, scale, err);
+    rc = scale != 1.0 ? ops->scale(ops, w->grad, scale, err) : AAL_OK;
   if (rc == AAL_OK && pass->observer.conv_backward != NULL) {
     const aal_tensor *seen[] = {r, dy, w->grad};
     for (int i = 0; i < 3 && rc == AAL_OK; i++)

@@ -61,7 +61,7 @@ START_TEST(test_cpu32_resnet18)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "resnet18", 2);
-  ck_assert_int_eq(s.checks, 88);
+  ck_assert_int_eq(s.checks, 92);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   ck_assert(s.worst_ratio <= 1.0);
   be.destroy(&be);
@@ -72,7 +72,7 @@ START_TEST(test_cpu32_random)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "random:12", 0);
-  ck_assert_int_eq(s.checks, 21 * 12);
+  ck_assert_int_eq(s.checks, 22 * 12);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   be.destroy(&be);
 }
@@ -206,6 +206,13 @@ static int add_skip_last(const aal_backend *be, size_t n, const void *a, const v
   return n > 1 ? aal_cpu32_add(be, n - 1, a, b, y, err) : AAL_OK;
 }
 
+/* scale with s's sign dropped (a kernel that takes |s|, or an unsigned scale) */
+static int scale_abs(const aal_backend *be, size_t n, const void *x, double s, void *y,
+                     aal_error *err)
+{
+  return aal_cpu32_scale(be, n, x, fabs(s), y, err);
+}
+
 static int bn_wrong_eps(const aal_backend *be, int n, int c, int hw, const void *x,
                         const void *gamma, const void *beta, double eps, void *y, void *mean,
                         void *invstd, aal_error *err)
@@ -330,6 +337,10 @@ START_TEST(test_wrong_kernels_caught)
   expect_caught(&be, "add", "last add element unwritten");
   be.destroy(&be);
   be = wrong();
+  be.scale = scale_abs;
+  expect_caught(&be, "scale", "scale's sign dropped");
+  be.destroy(&be);
+  be = wrong();
   be.bn_forward = bn_wrong_eps;
   expect_caught(&be, "bn_forward", "eps 10x too large in batch norm");
   be.destroy(&be);
@@ -385,10 +396,10 @@ START_TEST(test_bad_options)
   o.op = "conv";
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 6);
-  ck_assert_int_eq(aal_kcheck_op_count(), 21);
+  ck_assert_int_eq(aal_kcheck_op_count(), 22);
   ck_assert_str_eq(aal_kcheck_op_name(0), "conv_forward");
   ck_assert_str_eq(aal_kcheck_op_name(20), "bn_relu_backward");
-  ck_assert_ptr_null(aal_kcheck_op_name(21));
+  ck_assert_ptr_null(aal_kcheck_op_name(22));
   o.op = "bn_relu"; /* the fused family: forward and backward */
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 4);

@@ -318,7 +318,7 @@ static int count_download_bits(const aal_backend *be, uint32_t *w, const void *b
 }
 
 /* A steady-state training step (the third) on cpu32 with ASA (the bit packing, decoding
- * and LI-free path) moves no activation, gradient or parameter between host and
+ * and lr_expansion scale) moves no activation, gradient or parameter between host and
  * backend and allocates no buffer.  Exactly: up, the batch twice (at forward, and
  * again for the stem's weight gradient: the caller's batch keeps no mirror between the
  * passes); down, each batch norm's mean and invstd (for the running statistics, on the
@@ -355,9 +355,8 @@ START_TEST(test_resident_step_traffic)
   }
   ck_assert_uint_gt(bn_channels, 0);
   aal_rule rule;
-  /* lr_expansion 1: no host scaling of ASA's weight gradients (with the default 100
-   * those gradients make one round trip through the host, docs/DESIGN.md) */
-  ck_assert_int_eq(aal_rule_parse("asa:2,2,2,2;lr_expansion=1", &rule, &err), AAL_OK);
+  /* the default lr_expansion (100): the weight gradients' scale runs on the backend */
+  ck_assert_int_eq(aal_rule_parse("asa:2,2,2,2", &rule, &err), AAL_OK);
   size_t tape_elements = 0;
   for (unsigned long s = 0; s < 3; s++) {
     const long allocs0 = cb.allocs;

@@ -147,6 +147,7 @@ int aal_backend_cpu32(aal_backend *be, aal_error *err)
   be->relu_forward = aal_cpu32_relu_forward;
   be->relu_backward = aal_cpu32_relu_backward;
   be->add = aal_cpu32_add;
+  be->scale = aal_cpu32_scale;
   be->avgpool_forward = aal_cpu32_avgpool_forward;
   be->avgpool_backward = aal_cpu32_avgpool_backward;
   be->linear_forward = aal_cpu32_linear_forward;

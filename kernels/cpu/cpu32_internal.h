@@ -84,6 +84,8 @@ int aal_cpu32_asa_input(const aal_backend *be, size_t n, const void *x, double e
                         void *bits, aal_error *err);
 
 /* cpu32_pool.c: add, global average pooling */
+int aal_cpu32_scale(const aal_backend *be, size_t n, const void *x, double s, void *y,
+                    aal_error *err);
 int aal_cpu32_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
                   aal_error *err);
 int aal_cpu32_avgpool_forward(const aal_backend *be, int rows, int hw, const void *x, void *y,

@@ -1,5 +1,5 @@
 /* Elementwise add and global average pooling in float32.
- *   add: y = a + b (n elements).
+ *   add: y = a + b (n elements); scale: y = s x (the product in double, rounded once).
  *   avgpool: x [rows, hw] -> y [rows] = mean of the row (summed in double: hw is small
  *   and the sum is then rounded once); backward dx[row, :] = dy[row] / hw. */
 #include "cpu32_internal.h"
@@ -28,6 +28,32 @@ int aal_cpu32_add(const aal_backend *be, size_t n, const void *a, const void *b,
     return rc;
   const add_ctx c = {a, b, y};
   aal_team_par_for(aal_cpu32_be_team(be), add_elements, &c, n, n * sizeof(float));
+  return AAL_OK;
+}
+
+typedef struct {
+  const float *x;
+  double s;
+  float *y;
+} scale_ctx;
+
+static void scale_elements(const void *arg, size_t lo, size_t hi)
+{
+  const scale_ctx *c = arg;
+  for (size_t i = lo; i < hi; i++)
+    c->y[i] = (float)((double)c->x[i] * c->s);  /* the double product is exact: one rounding */
+}
+
+int aal_cpu32_scale(const aal_backend *be, size_t n, const void *x, double s, void *y,
+                    aal_error *err)
+{
+  int rc = aal_be_check_count("cpu32 scale", n, sizeof(float), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("cpu32 scale", "x, y", err, 2, x, y);
+  if (rc != AAL_OK)
+    return rc;
+  const scale_ctx c = {x, s, y};
+  aal_team_par_for(aal_cpu32_be_team(be), scale_elements, &c, n, n * sizeof(float));
   return AAL_OK;
 }
 

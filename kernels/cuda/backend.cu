@@ -229,6 +229,7 @@ extern "C" int aal_backend_cuda(aal_backend *be, aal_error *err)
   be->relu_forward = aal_cuda_relu_forward;
   be->relu_backward = aal_cuda_relu_backward;
   be->add = aal_cuda_add;
+  be->scale = aal_cuda_scale;
   be->avgpool_forward = aal_cuda_avgpool_forward;
   be->avgpool_backward = aal_cuda_avgpool_backward;
   be->linear_forward = aal_cuda_linear_forward;

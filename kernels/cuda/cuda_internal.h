@@ -164,6 +164,8 @@ int aal_cuda_relu_forward(const aal_backend *be, size_t n, const void *x, void *
 int aal_cuda_relu_backward(const aal_backend *be, size_t n, const void *dy, const void *mask,
                            void *dx, aal_error *err);
 // add.cu
+int aal_cuda_scale(const aal_backend *be, size_t n, const void *x, double s, void *y,
+                   aal_error *err);
 int aal_cuda_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
                  aal_error *err);
 // avgpool.cu
