@@ -11,7 +11,8 @@
 
 #include "aal_conv2d.h"
 
-/* The geometry of one convolution; see aal_conv2d.h for the names. */
+/* The geometry of one convolution; see aal_conv2d.h for the names.  Also the shape
+ * that sim/im2col_source.h works on, for the float32 backend too (cpu32_conv.c). */
 typedef struct {
   size_t n, c, h, w;  /* input  x [N, C, H, W] */
   size_t k, r, s;     /* weight w [K, C, R, S] */
