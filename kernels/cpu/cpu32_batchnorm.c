@@ -13,7 +13,7 @@
 
 #include <math.h>
 
-static int bn_sizes(const char *op, int n, int c, int hw, aal_error *err)
+int aal_cpu32_bn_check_sizes(const char *op, int n, int c, int hw, aal_error *err)
 {
   int rc;
   if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
@@ -88,7 +88,7 @@ int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void
 {
   static const char op[] = "cpu32 bn_forward";
   int rc;
-  if ((rc = bn_sizes(op, n, c, hw, err)) != AAL_OK ||
+  if ((rc = aal_cpu32_bn_check_sizes(op, n, c, hw, err)) != AAL_OK ||
       (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mean, invstd", err, 6, x, gamma, beta,
                               y, mean, invstd)) != AAL_OK)
     return rc;
@@ -145,7 +145,7 @@ int aal_cpu32_bn_backward(const aal_backend *be, int n, int c, int hw, const voi
 {
   static const char op[] = "cpu32 bn_backward";
   int rc;
-  if ((rc = bn_sizes(op, n, c, hw, err)) != AAL_OK ||
+  if ((rc = aal_cpu32_bn_check_sizes(op, n, c, hw, err)) != AAL_OK ||
       (rc = aal_be_check_ptrs(op, "dy, x, gamma, mean, invstd, dx, dgamma, dbeta", err, 8, dy,
                               x, gamma, mean, invstd, dx, dgamma, dbeta)) != AAL_OK)
     return rc;

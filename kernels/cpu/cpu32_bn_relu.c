@@ -21,19 +21,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-static int bn_relu_sizes(const char *op, int n, int c, int hw, aal_error *err)
-{
-  int rc;
-  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
-      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
-      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK)
-    return rc;
-  if ((long)n * hw < 2)
-    return aal_fail(err, AAL_EINVAL, "%s: N*HW = 1 value per channel; training needs more",
-                    op);
-  return AAL_OK;
-}
-
 typedef struct {
   int n, c, hw;
   const float *x, *gamma, *beta;
@@ -98,7 +85,7 @@ int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const
 {
   static const char op[] = "cpu32 bn_relu_forward";
   int rc;
-  if ((rc = bn_relu_sizes(op, n, c, hw, err)) != AAL_OK ||
+  if ((rc = aal_cpu32_bn_check_sizes(op, n, c, hw, err)) != AAL_OK ||
       (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mask, mean, invstd", err, 7, x, gamma,
                               beta, y, mask, mean, invstd)) != AAL_OK)
     return rc;
@@ -170,7 +157,7 @@ int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, cons
 {
   static const char op[] = "cpu32 bn_relu_backward";
   int rc;
-  if ((rc = bn_relu_sizes(op, n, c, hw, err)) != AAL_OK ||
+  if ((rc = aal_cpu32_bn_check_sizes(op, n, c, hw, err)) != AAL_OK ||
       (rc = aal_be_check_ptrs(op, "dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta", err,
                               9, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta)) !=
           AAL_OK)

@@ -47,6 +47,8 @@ int aal_backend_cpu32_threads(aal_backend *be, size_t nthreads, aal_error *err);
 size_t aal_backend_cpu32_thread_count(const aal_backend *be);
 
 /* cpu32_batchnorm.c */
+/* n, c, hw >= 1 and N*HW >= 2 (training-mode statistics), or an error naming op. */
+int aal_cpu32_bn_check_sizes(const char *op, int n, int c, int hw, aal_error *err);
 int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                          const void *gamma, const void *beta, double eps, void *y, void *mean,
                          void *invstd, aal_error *err);
