@@ -227,6 +227,17 @@ int run(bench &b, int batch)
                                   vec[5], err);
          })))
       return rc;
+    // fused with the ReLU: the same traffic plus the mask (1 bit per element)
+    if ((rc = row(b, "bn+relu forward", shape, 8.0 * elems + elems / 8, 0, [&]() {
+           return be->bn_relu_forward(be, batch, c, hw, x, vec[0], vec[1], 1e-5, y, bits,
+                                      vec[2], vec[3], err);
+         })))
+      return rc;
+    if ((rc = row(b, "bn+relu backward", shape, 12.0 * elems + elems / 8, 0, [&]() {
+           return be->bn_relu_backward(be, batch, c, hw, dy, bits, x, vec[0], vec[2], vec[3],
+                                       dx, vec[4], vec[5], err);
+         })))
+      return rc;
   }
 
   // ---- elementwise at the largest activation
@@ -241,7 +252,11 @@ int run(bench &b, int batch)
       (rc = row(b, "sign pack", shape, 4.0 * a + a / 8, 0,
                 [&]() { return be->sign_pack(be, act, x, bits, err); })) ||
       (rc = row(b, "sign unpack", shape, 4.0 * a + a / 8, 0,
-                [&]() { return be->sign_unpack(be, act, bits, 0.01, y, err); })))
+                [&]() { return be->sign_unpack(be, act, bits, 0.01, y, err); })) ||
+      (rc = row(b, "asa input (h, bits)", shape, 8.0 * a + a / 8, 0,
+                [&]() { return be->asa_input(be, act, x, 0.01, y, bits, err); })) ||
+      (rc = row(b, "scale", shape, 8.0 * a, 0,
+                [&]() { return be->scale(be, act, x, 100.0, y, err); })))
     return rc;
   snprintf(shape, sizeof shape, "%zu x %d", B, 64 * 32 * 32);
   if ((rc = row(b, "li reduce", shape, 8.0 * a, 0, [&]() {
