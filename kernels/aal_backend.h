@@ -76,6 +76,12 @@ struct aal_backend {
   int (*bn_backward)(const aal_backend *be, int n, int c, int hw, const void *dy,
                      const void *x, const void *gamma, const void *mean, const void *invstd,
                      void *dx, void *dgamma, void *dbeta, aal_error *err);
+  /* ---- batch norm, evaluation mode: y = (x - running_mean) gamma / sqrt(running_var +
+   * eps) + beta per channel (nothing updated).  The caller checks the running
+   * statistics (finite, var >= 0); y may alias x. */
+  int (*bn_forward_eval)(const aal_backend *be, int n, int c, int hw, const void *x,
+                         const void *gamma, const void *beta, const void *running_mean,
+                         const void *running_var, double eps, void *y, aal_error *err);
 
   /* ---- ReLU with a packed mask (bit 1 where x > 0) */
   int (*relu_forward)(const aal_backend *be, size_t n, const void *x, void *y, void *mask,

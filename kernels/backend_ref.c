@@ -270,6 +270,27 @@ static int ref_relu_backward(const aal_backend *be, size_t n, const void *dy,
 
 /* ---------------------------------------------------------------- add, pooling */
 
+static int ref_bn_forward_eval(const aal_backend *be, int n, int c, int hw, const void *x,
+                               const void *gamma, const void *beta, const void *running_mean,
+                               const void *running_var, double eps, void *y, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref bn_forward_eval";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, running_mean, running_var, y", err, 6, x,
+                              gamma, beta, running_mean, running_var, y)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor ty = view(y, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor tg = view(gamma, 1, (size_t)c, 0, 0, 0), tb = view(beta, 1, (size_t)c, 0, 0, 0);
+  aal_tensor tm = view(running_mean, 1, (size_t)c, 0, 0, 0);
+  aal_tensor tv = view(running_var, 1, (size_t)c, 0, 0, 0);
+  return aal_bn2d_forward_eval(&tx, &tg, &tb, &tm, &tv, eps, &ty, err);
+}
+
 static int ref_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
                    aal_error *err)
 {
@@ -586,6 +607,7 @@ int aal_backend_ref(aal_backend *be, aal_error *err)
   be->conv_backward_filter = ref_conv_backward_filter;
   be->bn_forward = ref_bn_forward;
   be->bn_backward = ref_bn_backward;
+  be->bn_forward_eval = ref_bn_forward_eval;
   be->relu_forward = ref_relu_forward;
   be->relu_backward = ref_relu_backward;
   be->add = ref_add;

@@ -217,6 +217,62 @@ static int bn_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   return rc;
 }
 
+static int bn_forward_eval_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  const kc_shape *s = k->sh;
+  return be->bn_forward_eval(be, s->a, s->b, s->c, DEV(k, 0, v), DEV(k, 1, v), DEV(k, 2, v),
+                             DEV(k, 3, v), DEV(k, 4, v), k->eps, DEV(k, 5, v), err);
+}
+
+/* Evaluation mode: the training bound's y term with the statistics given (Em = 0) and
+ * invstd = 1/sqrt(rv + eps) from rv in at most 3 roundings (rel = 3u):
+ *   y: 2 (|gamma| is d 3u + 5u (|gamma| d is + |beta|)),  d = |x - rm|.
+ * rv = 10^-U(0,6) reaches below eps = 1e-5, so that eps matters for some channels. */
+static int bn_forward_eval_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  const size_t nx = (size_t)sh->a * sh->b * sh->c, nc = (size_t)sh->b;
+  kc_case k = {.sh = sh, .eps = AAL_BN_EPS};
+  kc_add(&k, "x", KC_IN, nx, 0);
+  kc_add(&k, "gamma", KC_IN, nc, 0);
+  kc_add(&k, "beta", KC_IN, nc, 0);
+  kc_add(&k, "running_mean", KC_IN, nc, 0);
+  kc_add(&k, "running_var", KC_IN, nc, 0);
+  kc_add(&k, "y", KC_OUT, nx, 0);
+  double *by = NULL;
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK && (by = bounds(run, nx)) == NULL)
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    fill_bn_x(run, &k.buf[0], sh->a, sh->b, sh->c);
+    fill_sym(run, &k.buf[1], 1.0);
+    fill_sym(run, &k.buf[2], 1.0);
+    for (size_t ch = 0; ch < nc; ch++) {
+      k.buf[3].val[KC_REF][ch] = (double)(float)kc_sym(run, 0.01);
+      k.buf[4].val[KC_REF][ch] = (double)(float)pow(10.0, -6.0 * gsl_rng_uniform(run->rng));
+    }
+    rc = kc_execute(run, &k, bn_forward_eval_call, 0, row, &ran);
+  }
+  if (rc == AAL_OK && ran) {
+    const double u = run->u, *x = k.buf[0].val[KC_REF], *g = k.buf[1].val[KC_REF];
+    const double *b = k.buf[2].val[KC_REF], *rm = k.buf[3].val[KC_REF];
+    const double *rv = k.buf[4].val[KC_REF];
+    for (int i = 0; i < sh->a; i++)
+      for (int ch = 0; ch < sh->b; ch++) {
+        const double is = 1.0 / sqrt(rv[ch] + k.eps);
+        for (int j = 0; j < sh->c; j++) {
+          const size_t at = ((size_t)i * sh->b + ch) * sh->c + j;
+          const double d = fabs(x[at] - rm[ch]);
+          by[at] = 2 * (fabs(g[ch]) * is * d * 3 * u +
+                        5 * u * (fabs(g[ch]) * d * is + fabs(b[ch])));
+        }
+      }
+    kc_check_bound(row, &k.buf[5], by, 0);
+  }
+  free(by);
+  kc_free(run, &k);
+  return rc;
+}
+
 /* The statistics bn forward would have saved for x, as floats. */
 static void saved_stats(kc_buf *x, kc_buf *mean, kc_buf *invstd, int n, int c, int hw,
                         double eps)
@@ -1171,6 +1227,7 @@ const kc_op kc_ops[] = {
     {"bn_relu_forward", KC_BN, bn_relu_forward_case},
     {"bn_relu_backward", KC_BN, bn_relu_backward_case},
     {"scale", KC_ELEM, scale_case},
+    {"bn_forward_eval", KC_BN, bn_forward_eval_case},
 };
 
 const int kc_nops = (int)(sizeof kc_ops / sizeof kc_ops[0]);

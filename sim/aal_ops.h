@@ -36,9 +36,8 @@
  *   - BN training mode: the running statistics, from the (synced) mean and the batch
  *     variance var = 1/invstd^2 - eps, as sim/batchnorm2d.c does (unbiased running
  *     variance, var * M/(M-1));
- *   - BN eval mode: the reference aal_bn2d_forward_eval in double on the host, its output
- *     rounded to the backend's precision (the backend table has no eval-mode BN; eval is
- *     not part of the training step the backends are compared on);
+ *   - BN eval mode: the running statistics are checked on the host (finite, var >= 0, as
+ *     the reference does), then the backend's bn_forward_eval runs on them;
  *   - masks: sim's BITS tensors (64-bit words) are converted to and from the table's
  *     32-bit words (element i in bit i%32 of word i/32) when they cross.
  *

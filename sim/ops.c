@@ -859,37 +859,58 @@ static int ad_bn_relu_forward_train(const aal_ops *ops, const aal_tensor *x,
                   invstd, err);
 }
 
-/* Rounds t to the adapter's precision (float for 24 bits). */
-static void round_to(const aal_ops *ops, aal_tensor *t)
-{
-  if (ops->precision_bits == 24)
-    for (size_t i = 0; i < t->size; i++)
-      t->data[i] = (double)(float)t->data[i];
-}
-
-/* Eval mode on the host, in double, from the float-rounded input; the output rounded
- * to the backend's precision (sim/aal_ops.h). */
+/* Evaluation mode on the backend, from the running statistics; these are checked on the
+ * host first (they live there: the adapter updates them after each training step), as
+ * the reference checks them. */
 static int ad_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
                               const aal_tensor *beta, const aal_tensor *running_mean,
                               const aal_tensor *running_var, double eps, aal_tensor *y,
                               aal_error *err)
 {
-  const aal_tensor *host[] = {gamma, beta, running_mean, running_var};
-  for (int i = 0; i < 4; i++)
-    if (aal_tensor_sync_host(host[i], err) != AAL_OK)
-      return err ? err->code : AAL_EINVAL;
-  /* y is rewritten on the host: a mirror of it would be out of date */
-  if (aal_tensor_forget_mirror(y, err) != AAL_OK)
-    return err ? err->code : AAL_ENOMEM;
-  aal_tensor *xr = aal_tensor_copy(x, err);
-  if (xr == NULL)
-    return AAL_ENOMEM;
-  round_to(ops, xr);
-  int rc = aal_bn2d_forward_eval(xr, gamma, beta, running_mean, running_var, eps, y, err);
-  aal_tensor_release(xr);
+  char op[64];
+  OPNAME(ops, "bn_forward_eval", op);
+  int n = 0, ch = 0, hw = 0;
+  int rc = bn_dims(x, op, &n, &ch, &hw, err);
+  const size_t C = (size_t)ch;
   if (rc == AAL_OK)
-    round_to(ops, y);
-  return rc;
+    rc = need_shape(y, 4, x->shape, op, "y", err);
+  const aal_tensor *vecs[] = {gamma, beta, running_mean, running_var};
+  const char *names[] = {"gamma", "beta", "running_mean", "running_var"};
+  for (int i = 0; i < 4 && rc == AAL_OK; i++)
+    rc = need_vec(vecs[i], C, op, names[i], err);
+  if (rc == AAL_OK && !(eps > 0.0 && isfinite(eps)))
+    rc = aal_fail(err, AAL_EINVAL, "%s: eps %g must be finite and > 0", op, eps);
+  if (rc == AAL_OK)
+    rc = aal_tensor_sync_host(running_mean, err);
+  if (rc == AAL_OK)
+    rc = aal_tensor_sync_host(running_var, err);
+  for (size_t k = 0; rc == AAL_OK && k < C; k++) {
+    const double rm = running_mean->data[k], rv = running_var->data[k];
+    if (!isfinite(rm) || !isfinite(rv))
+      rc = aal_fail(err, AAL_ENUMERIC, "%s: channel %zu has non-finite running_mean %g or "
+                    "running_var %g", op, k, rm, rv);
+    else if (rv < 0.0)
+      rc = aal_fail(err, AAL_EINVAL, "%s: channel %zu has negative running_var %g", op, k, rv);
+  }
+  if (rc != AAL_OK)
+    return rc;
+  call c;
+  void *bx, *bg, *bb, *bm, *bv, *by;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, x, &bx, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, gamma, &bg, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, beta, &bb, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, running_mean, &bm, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, running_var, &bv, err);
+  if (rc == AAL_OK)
+    rc = call_out(&c, y, &by, err);
+  if (rc == AAL_OK)
+    rc = ops->be->bn_forward_eval(ops->be, n, ch, hw, bx, bg, bb, bm, bv, eps, by, err);
+  return call_end(&c, rc);
 }
 
 /* bn_backward, and with mask non-NULL bn_relu_backward */

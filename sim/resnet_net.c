@@ -201,8 +201,8 @@ static int conv_bn_eval(const aal_resnet *net, const aal_ops *ops, const aal_con
   int rc = aal_conv2d_output_shape(x, w, u->stride, u->pad, shape, err);
   if (rc != AAL_OK)
     return rc;
-  aal_tensor *y = aal_tensor_new(4, shape, err);
-  *out = aal_tensor_new(4, shape, err);
+  aal_tensor *y = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err);
+  *out = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err);
   rc = (y && *out) ? ops->conv_forward(ops, x, w, u->stride, u->pad, y, err) : AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = ops->bn_forward_eval(ops, y, net->params[u->bn[0]].value,
@@ -266,8 +266,9 @@ int aal_resnet_forward_eval_ops(const aal_resnet *net, const aal_ops *table, con
     cur = next;
   }
   aal_tensor *pool = NULL;
-  if (rc == AAL_OK && (pool = aal_tensor_new2((long)cur->shape[0], (long)cur->shape[1], err)) ==
-                          NULL)
+  const long pool_shape[2] = {rc == AAL_OK ? (long)cur->shape[0] : 1,
+                              rc == AAL_OK ? (long)cur->shape[1] : 1};
+  if (rc == AAL_OK && (pool = aal_ops_tensor_new(ops, 2, pool_shape, AAL_F64, err)) == NULL)
     rc = AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = ops->avgpool_forward(ops, cur, pool, err);

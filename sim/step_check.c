@@ -130,6 +130,9 @@ static void step_sizes(const aal_resnet *net, long batch, long *depth, long *kma
 
 /* ---------------------------------------------------------------- comparison */
 
+/* what is compared: loss, gradients, LI, parameters after the step, eval-mode logits */
+#define KINDS 5
+
 typedef struct {
   FILE *out;
   int verbose;
@@ -137,12 +140,12 @@ typedef struct {
   double tol;
   aal_step_check_summary *sum;
   /* per kind: worst ratio and name, for the summary lines */
-  double kind_worst[4];
-  char kind_name[4][AAL_PARAM_NAME_LEN + 8];
-  int kind_count[4];
+  double kind_worst[KINDS];
+  char kind_name[KINDS][AAL_PARAM_NAME_LEN + 8];
+  int kind_count[KINDS];
 } cmp_ctx;
 
-static const char *const kind_names[4] = {"loss", "grad", "li", "param"};
+static const char *const kind_names[KINDS] = {"loss", "grad", "li", "param", "eval"};
 
 static void compare(cmp_ctx *c, int kind, const char *name, const double *ref,
                     const double *val, const unsigned char *vref, const unsigned char *vval,
@@ -336,7 +339,7 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   cc.rule = text;
   cc.tol = tol;
   cc.sum = sum;
-  for (int k = 0; k < 4; k++)
+  for (int k = 0; k < KINDS; k++)
     cc.kind_worst[k] = -1;
   if (flips > 0) { /* signs that are not ties, or ties in every draw: a failure */
     sum->checks++;
@@ -366,9 +369,22 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   for (int i = 0; rc == AAL_OK && i < a.nparams; i++)
     compare(&cc, 3, a.params[i].name, a.params[i].value->data, b.params[i].value->data, NULL,
             NULL, a.params[i].value->size);
+  /* evaluation mode (running statistics) on the updated networks: the logits */
+  aal_tensor *ea = NULL, *eb = NULL;
+  if (rc == AAL_OK && ((ea = aal_tensor_new2(o->batch, o->classes, err)) == NULL ||
+                       (eb = aal_tensor_new2(o->batch, o->classes, err)) == NULL))
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = aal_resnet_forward_eval_ops(&a, NULL, x, ea, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_forward_eval_ops(&b, ops, x, eb, err);
+  if (rc == AAL_OK)
+    compare(&cc, 4, "logits", ea->data, eb->data, NULL, NULL, ea->size);
+  aal_tensor_release(ea);
+  aal_tensor_release(eb);
   if (rc == AAL_OK && out != NULL) {
     fprintf(out, "  worst err/tol:");
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < KINDS; k++)
       if (cc.kind_count[k] > 0)
         fprintf(out, " %s %.3f (%s, %d tensors);", kind_names[k], cc.kind_worst[k],
                 cc.kind_name[k], cc.kind_count[k]);

@@ -61,7 +61,7 @@ START_TEST(test_cpu32_resnet18)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "resnet18", 2);
-  ck_assert_int_eq(s.checks, 92);
+  ck_assert_int_eq(s.checks, 96);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   ck_assert(s.worst_ratio <= 1.0);
   be.destroy(&be);
@@ -72,7 +72,7 @@ START_TEST(test_cpu32_random)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "random:12", 0);
-  ck_assert_int_eq(s.checks, 22 * 12);
+  ck_assert_int_eq(s.checks, 23 * 12);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   be.destroy(&be);
 }
@@ -213,6 +213,15 @@ static int scale_abs(const aal_backend *be, size_t n, const void *x, double s, v
   return aal_cpu32_scale(be, n, x, fabs(s), y, err);
 }
 
+/* evaluation-mode batch norm without eps (matters where running_var is near or below it) */
+static int bn_eval_no_eps(const aal_backend *be, int n, int c, int hw, const void *x,
+                          const void *gamma, const void *beta, const void *rm, const void *rv,
+                          double eps, void *y, aal_error *err)
+{
+  (void)eps;
+  return aal_cpu32_bn_forward_eval(be, n, c, hw, x, gamma, beta, rm, rv, 1e-30, y, err);
+}
+
 static int bn_wrong_eps(const aal_backend *be, int n, int c, int hw, const void *x,
                         const void *gamma, const void *beta, double eps, void *y, void *mean,
                         void *invstd, aal_error *err)
@@ -341,6 +350,10 @@ START_TEST(test_wrong_kernels_caught)
   expect_caught(&be, "scale", "scale's sign dropped");
   be.destroy(&be);
   be = wrong();
+  be.bn_forward_eval = bn_eval_no_eps;
+  expect_caught(&be, "bn_forward_eval", "eval batch norm without eps");
+  be.destroy(&be);
+  be = wrong();
   be.bn_forward = bn_wrong_eps;
   expect_caught(&be, "bn_forward", "eps 10x too large in batch norm");
   be.destroy(&be);
@@ -396,10 +409,10 @@ START_TEST(test_bad_options)
   o.op = "conv";
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 6);
-  ck_assert_int_eq(aal_kcheck_op_count(), 22);
+  ck_assert_int_eq(aal_kcheck_op_count(), 23);
   ck_assert_str_eq(aal_kcheck_op_name(0), "conv_forward");
   ck_assert_str_eq(aal_kcheck_op_name(20), "bn_relu_backward");
-  ck_assert_ptr_null(aal_kcheck_op_name(22));
+  ck_assert_ptr_null(aal_kcheck_op_name(23));
   o.op = "bn_relu"; /* the fused family: forward and backward */
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 4);

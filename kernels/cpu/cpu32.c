@@ -144,6 +144,7 @@ int aal_backend_cpu32(aal_backend *be, aal_error *err)
   be->conv_backward_filter = aal_cpu32_conv_backward_filter;
   be->bn_forward = aal_cpu32_bn_forward;
   be->bn_backward = aal_cpu32_bn_backward;
+  be->bn_forward_eval = aal_cpu32_bn_forward_eval;
   be->relu_forward = aal_cpu32_relu_forward;
   be->relu_backward = aal_cpu32_relu_backward;
   be->add = aal_cpu32_add;

@@ -102,6 +102,49 @@ int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void
 
 typedef struct {
   int n, c, hw;
+  const float *x, *gamma, *beta, *rmean, *rvar;
+  double eps;
+  float *y;
+} bn_eval_ctx;
+
+/* channels [lo, hi) of bn_forward_eval: the reference's expression (x - m) (gamma inv) +
+ * beta in double, rounded once to float */
+static void bn_eval_channels(const void *arg, size_t lo, size_t hi)
+{
+  const bn_eval_ctx *a = arg;
+  for (int ch = (int)lo; ch < (int)hi; ch++) {
+    const double m = a->rmean[ch], scale = a->gamma[ch] / sqrt((double)a->rvar[ch] + a->eps);
+    const double shift = a->beta[ch];
+    for (int i = 0; i < a->n; i++) {
+      const size_t base = ((size_t)i * a->c + ch) * a->hw;
+      for (int k = 0; k < a->hw; k++)
+        a->y[base + k] = (float)(((double)a->x[base + k] - m) * scale + shift);
+    }
+  }
+}
+
+int aal_cpu32_bn_forward_eval(const aal_backend *be, int n, int c, int hw, const void *x,
+                              const void *gamma, const void *beta, const void *running_mean,
+                              const void *running_var, double eps, void *y, aal_error *err)
+{
+  static const char op[] = "cpu32 bn_forward_eval";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, running_mean, running_var, y", err, 6, x,
+                              gamma, beta, running_mean, running_var, y)) != AAL_OK)
+    return rc;
+  if (!(eps > 0.0 && isfinite(eps)))
+    return aal_fail(err, AAL_EINVAL, "%s: eps is %g; it must be finite and > 0", op, eps);
+  const bn_eval_ctx a = {n, c, hw, x, gamma, beta, running_mean, running_var, eps, y};
+  aal_team_par_for(aal_cpu32_be_team(be), bn_eval_channels, &a, (size_t)c,
+                   (size_t)n * c * hw * sizeof(float));
+  return AAL_OK;
+}
+
+typedef struct {
+  int n, c, hw;
   const float *dy, *x, *gamma, *mean, *invstd;
   float *dx, *dgamma, *dbeta;
 } bn_bwd_ctx;

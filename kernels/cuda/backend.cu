@@ -226,6 +226,7 @@ extern "C" int aal_backend_cuda(aal_backend *be, aal_error *err)
   be->conv_backward_filter = aal_cuda_conv_backward_filter;
   be->bn_forward = aal_cuda_bn_forward;
   be->bn_backward = aal_cuda_bn_backward;
+  be->bn_forward_eval = aal_cuda_bn_forward_eval;
   be->relu_forward = aal_cuda_relu_forward;
   be->relu_backward = aal_cuda_relu_backward;
   be->add = aal_cuda_add;

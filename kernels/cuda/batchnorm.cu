@@ -288,6 +288,43 @@ int aal_cuda_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const 
                          meanv, invstdv, err);
 }
 
+// Evaluation mode: invstd[c] = 1 / sqrt(running_var[c] + eps) (in double, rounded once),
+// then the same apply kernel as training with the running mean in place of the batch's.
+__global__ void bn_eval_invstd_kernel(const float *__restrict__ var, int nc, double eps,
+                                      float *invstd)
+{
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < nc; c += gridDim.x * blockDim.x)
+    invstd[c] = (float)(1.0 / sqrt((double)var[c] + eps));
+}
+
+int aal_cuda_bn_forward_eval(const aal_backend *be, int n, int c, int hw, const void *xv,
+                             const void *gammav, const void *betav, const void *meanv,
+                             const void *varv, double eps, void *yv, aal_error *err)
+{
+  aal_cuda_ctx *ctx = aal_cuda_ctx_of(be);
+  int rc = check_dims(n, c, hw, "bn forward eval", err);
+  if (rc != AAL_OK)
+    return rc;
+  REQUIRE(xv && gammav && betav && meanv && varv && yv, "cuda bn forward eval: NULL buffer");
+  REQUIRE(eps > 0.0, "cuda bn forward eval: eps %g must be > 0", eps);
+  void *scratch;
+  if ((rc = aal_cuda_scratch(ctx, (size_t)c * sizeof(float), &scratch, err)) != AAL_OK)
+    return rc;
+  float *invstd = static_cast<float *>(scratch);
+  const size_t total = (size_t)n * hw * (size_t)c;
+  bn_eval_invstd_kernel<<<aal_cuda_blocks(ctx, (size_t)c, AAL_CUDA_THREADS), AAL_CUDA_THREADS,
+                          0, ctx->stream>>>(static_cast<const float *>(varv), c, eps, invstd);
+  LAUNCH_TRY();
+  bn_apply_kernel<<<aal_cuda_blocks(ctx, total, AAL_CUDA_THREADS), AAL_CUDA_THREADS, 0,
+                    ctx->stream>>>(static_cast<const float *>(xv),
+                                   static_cast<const float *>(gammav),
+                                   static_cast<const float *>(betav),
+                                   static_cast<const float *>(meanv), invstd, c, hw, total,
+                                   static_cast<float *>(yv));
+  LAUNCH_TRY();
+  OP_DONE(ctx);
+}
+
 // The backward of bn_backward (mask NULL) and bn_relu_backward.
 static int bn_backward_impl(const aal_backend *be, const char *op, int n, int c, int hw,
                             const void *dyv, const void *maskv, const void *xv,

@@ -147,6 +147,9 @@ int aal_cuda_conv_backward_filter(const aal_backend *be, const aal_conv_shape *c
 int aal_cuda_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                         const void *gamma, const void *beta, double eps, void *y, void *mean,
                         void *invstd, aal_error *err);
+int aal_cuda_bn_forward_eval(const aal_backend *be, int n, int c, int hw, const void *x,
+                             const void *gamma, const void *beta, const void *running_mean,
+                             const void *running_var, double eps, void *y, aal_error *err);
 int aal_cuda_bn_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
                          const void *x, const void *gamma, const void *mean,
                          const void *invstd, void *dx, void *dgamma, void *dbeta,
