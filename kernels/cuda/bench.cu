@@ -227,6 +227,12 @@ int run(bench &b, int batch)
                                   vec[5], err);
          })))
       return rc;
+    // eval: running statistics = the batch's mean and (positive) invstd from above
+    if ((rc = row(b, "bn forward (eval)", shape, 8.0 * elems, 0, [&]() {
+           return be->bn_forward_eval(be, batch, c, hw, x, vec[0], vec[1], vec[2], vec[3],
+                                      1e-5, y, err);
+         })))
+      return rc;
     // fused with the ReLU: the same traffic plus the mask (1 bit per element)
     if ((rc = row(b, "bn+relu forward", shape, 8.0 * elems + elems / 8, 0, [&]() {
            return be->bn_relu_forward(be, batch, c, hw, x, vec[0], vec[1], 1e-5, y, bits,
