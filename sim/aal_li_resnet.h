@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "aal_ops.h"
 #include "aal_resnet.h"
 
 #define AAL_LI_CSV_HEADER "step,layer,sample,li\n"
@@ -20,9 +21,12 @@ typedef struct {
   int rc;               /* the first error, reported by aal_li_recorder_finish */
   aal_error err;
   size_t layers;        /* convs recorded */
+  const aal_ops *ops;   /* the pass's table: the LI is reduced where the tensors are */
 } aal_li_recorder;
 
-/* Installs the recorder as pass's forward observer. */
+/* Installs the recorder as pass's forward observer; the LI is reduced with pass->ops'
+ * li_reduce, so set pass->ops first (a recorder attached earlier uses the reference,
+ * which brings h and r to the host: correct, only slower on a backend). */
 int aal_li_recorder_attach(aal_li_recorder *rec, aal_resnet_pass *pass, FILE *li, FILE *summary,
                            long step, int include_bp, aal_error *err);
 /* Returns rc if it is an error, else the recorder's first error (copied into err). */

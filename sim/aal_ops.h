@@ -122,6 +122,11 @@ struct aal_ops {
                           const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *mean,
                           const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
                           aal_tensor *dbeta, aal_error *err);
+  /* The learning indicator per sample of h, r [N, ...] (theory/aal_li.h's aal_li_batch,
+   * whose outputs and errors it has): li, valid [N] and *zero_norm on the host.  On a
+   * backend the reduction runs there and only the N values come home. */
+  int (*li_reduce)(const aal_ops *ops, const aal_tensor *h, const aal_tensor *r, double *li,
+                   unsigned char *valid, size_t *zero_norm, aal_error *err);
   /* t *= s in place (the ASA lr_expansion scale of a weight gradient). */
   int (*scale)(const aal_ops *ops, aal_tensor *t, double s, aal_error *err);
   /* The stored signs decoded for the weight gradient: out = eps * bit. */

@@ -93,7 +93,10 @@ int aal_resnet_detach(aal_resnet *net, aal_error *err);
  * h what the conv computes on (x + eps*s for ASA, else x), r the alternative
  * activation its weight gradient will use (h for BP).  Backward: r and dy (the gradient
  * at the conv's output) that the weight gradient is computed from, and that gradient.
- * They serve the learning indicator and the tests of the rules. */
+ * They serve the learning indicator and the tests of the rules.  On a backend table the
+ * tensors may be resident there: an observer reads host storage only after
+ * aal_tensor_sync_host, or reduces on the backend (aal_ops' li_reduce, as the LI
+ * recorder does), so that observing costs no transfer it does not need. */
 typedef struct {
   void (*conv_forward)(void *ctx, const aal_conv_bn *u, aal_r_source source,
                        const aal_tensor *x, const aal_tensor *h, const aal_tensor *r);

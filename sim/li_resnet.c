@@ -13,14 +13,14 @@ static void on_conv(void *ctx, const aal_conv_bn *u, aal_r_source source, const 
   (void)x;
   if (rec->rc != AAL_OK || (source == AAL_R_INPUT && !rec->include_bp))
     return;
-  const size_t n = h->shape[0], per = h->size / n;
+  const size_t n = h->shape[0];
   double *li = malloc(n * sizeof *li);
   unsigned char *valid = malloc(n);
   size_t zero = 0;
   aal_li_summary s;
   int rc = (li && valid) ? AAL_OK : aal_fail(&rec->err, AAL_ENOMEM, "LI buffers");
   if (rc == AAL_OK)
-    rc = aal_li_batch(h->data, r->data, n, per, li, valid, &zero, &rec->err);
+    rc = rec->ops->li_reduce(rec->ops, h, r, li, valid, &zero, &rec->err);
   if (rc == AAL_OK)
     rc = aal_li_summarize(li, valid, n, &s, &rec->err);
   for (size_t i = 0; rc == AAL_OK && rec->li != NULL && i < n; i++) {
@@ -48,6 +48,7 @@ int aal_li_recorder_attach(aal_li_recorder *rec, aal_resnet_pass *pass, FILE *li
   rec->summary = summary;
   rec->step = (unsigned long)step;
   rec->include_bp = include_bp;
+  rec->ops = aal_ops_or_ref(pass->ops);
   pass->observer.conv_forward = on_conv;
   pass->observer.ctx = rec;
   return AAL_OK;

@@ -10,6 +10,7 @@
 #include "aal_conv2d.h"
 #include "aal_layers.h"
 #include "conv2d_check.h"
+#include "aal_li.h"
 #include "resnet_internal.h"
 
 /* ================================================================ the reference */
@@ -248,6 +249,31 @@ static int ref_bn_relu_backward(const aal_ops *ops, const aal_tensor *dy, const 
   return rc;
 }
 
+static int li_check(const char *op, const aal_tensor *h, const aal_tensor *r, aal_error *err)
+{
+  if (h == NULL || r == NULL || h->dtype != AAL_F64 || r->dtype != AAL_F64)
+    return aal_fail(err, AAL_EINVAL, "%s: h and r must be value tensors", op);
+  if (!aal_tensor_same_shape(h, r))
+    return aal_tensor_require_same(h, r, "h", "r", err);
+  return AAL_OK;
+}
+
+static int ref_li_reduce(const aal_ops *ops, const aal_tensor *h, const aal_tensor *r,
+                         double *li, unsigned char *valid, size_t *zero_norm, aal_error *err)
+{
+  (void)ops;
+  int rc = li_check("ref li_reduce", h, r, err);
+  /* h and r may be another table's outputs */
+  if (rc == AAL_OK)
+    rc = aal_tensor_sync_host(h, err);
+  if (rc == AAL_OK)
+    rc = aal_tensor_sync_host(r, err);
+  if (rc != AAL_OK)
+    return rc;
+  return aal_li_batch(h->data, r->data, h->shape[0], h->size / h->shape[0], li, valid,
+                      zero_norm, err);
+}
+
 static int ref_scale(const aal_ops *ops, aal_tensor *t, double s, aal_error *err)
 {
   (void)ops;
@@ -264,7 +290,8 @@ static const aal_ops ref_table = {
     ref_relu_forward, ref_relu_backward, ref_add_forward,
     ref_avgpool_forward, ref_avgpool_backward, ref_linear_forward, ref_linear_backward,
     ref_xent_forward, ref_xent_backward, ref_sgd_update, ref_asa_input,
-    ref_bn_relu_forward_train, ref_bn_relu_backward, ref_scale, ref_asa_decode};
+    ref_bn_relu_forward_train, ref_bn_relu_backward, ref_li_reduce, ref_scale,
+    ref_asa_decode};
 
 const aal_ops *aal_ops_ref(void)
 {
@@ -1345,6 +1372,54 @@ static int ad_asa_input(const aal_ops *ops, const aal_tensor *x, double eps, aal
   return call_end(&c, rc);
 }
 
+/* The backend's li_reduce gives NaN for a sample whose h is zero, and also for one with
+ * a non-finite element or an overflowing LI.  A NaN is therefore looked at on the host
+ * (rare: h is synced only then), so that the outputs and errors are aal_li_batch's. */
+static int ad_li_reduce(const aal_ops *ops, const aal_tensor *h, const aal_tensor *r,
+                        double *li, unsigned char *valid, size_t *zero_norm, aal_error *err)
+{
+  char op[64];
+  OPNAME(ops, "li_reduce", op);
+  int rc = li_check(op, h, r, err);
+  if (rc == AAL_OK && (li == NULL || valid == NULL || zero_norm == NULL))
+    rc = aal_fail(err, AAL_EINVAL, "%s: NULL output", op);
+  if (rc == AAL_OK)
+    rc = need_int(h->shape[0], op, "samples", err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t n = h->shape[0], per = h->size / n;
+  call c;
+  void *bh, *br, *bli;
+  call_begin(&c, ops, op);
+  rc = call_in(&c, h, &bh, err);
+  if (rc == AAL_OK)
+    rc = call_in(&c, r, &br, err);
+  if (rc == AAL_OK)
+    rc = call_buffer(&c, n, 0, &bli, err);
+  if (rc == AAL_OK)
+    rc = ops->be->li_reduce(ops->be, (int)n, per, bh, br, bli, err);
+  if (rc == AAL_OK)
+    rc = ops->be->download(ops->be, li, bli, n, err);
+  rc = call_end(&c, rc);
+  *zero_norm = 0;
+  for (size_t s = 0; rc == AAL_OK && s < n; s++) {
+    valid[s] = !isnan(li[s]);
+    if (valid[s])
+      continue;
+    size_t i = 0;
+    if ((rc = aal_tensor_sync_host(h, err)) != AAL_OK)
+      break;
+    while (i < per && h->data[s * per + i] == 0.0)
+      i++;
+    if (i == per)
+      (*zero_norm)++;
+    else
+      rc = aal_fail(err, AAL_ENUMERIC, "%s: sample %zu: a non-finite h or r, or an LI that "
+                    "overflows", op, s);
+  }
+  return rc;
+}
+
 static int ad_scale(const aal_ops *ops, aal_tensor *t, double s, aal_error *err)
 {
   char op[64];
@@ -1420,6 +1495,7 @@ int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
   ops->bn_relu_backward = ad_bn_relu_backward;
   ops->asa_decode = ad_asa_decode;
   ops->scale = ad_scale;
+  ops->li_reduce = ad_li_reduce;
   return AAL_OK;
 }
 

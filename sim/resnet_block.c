@@ -179,10 +179,6 @@ static int observe_forward(const aal_resnet_pass *pass, const aal_conv_bn *u,
   aal_tensor *r = NULL;
   double scale;
   int rc = aal_conv_r_from_stored(pass, u, in->source, in->stored, shape, &r, &scale, err);
-  /* observers read the host storage */
-  const aal_tensor *seen[] = {x, in->h, r};
-  for (int i = 0; i < 3 && rc == AAL_OK; i++)
-    rc = aal_tensor_sync_host(seen[i], err);
   if (rc == AAL_OK)
     pass->observer.conv_forward(pass->observer.ctx, u, in->source, x, in->h, r);
   aal_tensor_release(r);
@@ -283,13 +279,8 @@ int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
     rc = ops->conv_backward_filter(ops, r, dy, u->stride, u->pad, w->grad, err);
   if (rc == AAL_OK)
     rc = scale != 1.0 ? ops->scale(ops, w->grad, scale, err) : AAL_OK;
-  if (rc == AAL_OK && pass->observer.conv_backward != NULL) {
-    const aal_tensor *seen[] = {r, dy, w->grad};
-    for (int i = 0; i < 3 && rc == AAL_OK; i++)
-      rc = aal_tensor_sync_host(seen[i], err);
-    if (rc == AAL_OK)
-      pass->observer.conv_backward(pass->observer.ctx, u, source, r, dy, w->grad);
-  }
+  if (rc == AAL_OK && pass->observer.conv_backward != NULL)
+    pass->observer.conv_backward(pass->observer.ctx, u, source, r, dy, w->grad);
   if (rc == AAL_OK && dx != NULL)
     rc = ops->conv_backward_data(ops, dy, w->value, u->stride, u->pad, dx, err);
   aal_tensor_release(dy);

@@ -36,6 +36,7 @@ typedef struct {
   unsigned char *valid[MAX_CONVS];
   double *x[MAX_CONVS];            /* every conv's input, for the sign comparison */
   size_t xsize[MAX_CONVS], n;
+  const aal_ops *ops;              /* the side's table: its li_reduce gives the LI */
   int rc;
   aal_error err;
 } recorder;
@@ -63,7 +64,7 @@ static void on_conv(void *ctx, const aal_conv_bn *u, aal_r_source source, const 
     return;
   }
   const int i = rec->count++;
-  const size_t n = h->shape[0], per = h->size / n;
+  const size_t n = h->shape[0];
   snprintf(rec->name[i], sizeof rec->name[i], "%s", u->conv_name);
   rec->n = n;
   rec->xsize[i] = x->size;
@@ -77,11 +78,13 @@ static void on_conv(void *ctx, const aal_conv_bn *u, aal_r_source source, const 
     rec->rc = aal_fail(&rec->err, AAL_ENOMEM, "step check: LI buffers of %s", u->conv_name);
     return;
   }
-  memcpy(rec->x[i], x->data, x->size * sizeof(double));
   size_t zero = 0;
-  if (rec->has_li[i])
-    rec->rc = aal_li_batch(h->data, r->data, n, per, rec->li[i], rec->valid[i], &zero,
-                           &rec->err);
+  rec->rc = aal_tensor_sync_host(x, &rec->err);
+  if (rec->rc == AAL_OK)
+    memcpy(rec->x[i], x->data, x->size * sizeof(double));
+  /* the LI as the side's table computes it (on a backend: its li_reduce) */
+  if (rec->rc == AAL_OK && rec->has_li[i])
+    rec->rc = rec->ops->li_reduce(rec->ops, h, r, rec->li[i], rec->valid[i], &zero, &rec->err);
 }
 
 /* ---------------------------------------------------------------- tolerances */
@@ -223,6 +226,7 @@ static int run_side(aal_resnet *net, const aal_ops *ops, const aal_rule *rule,
   int rc = tape ? aal_resnet_pass_init(&pass, net, rule, o->seed, 0, err) : AAL_ENOMEM;
   if (rc == AAL_OK) {
     pass.ops = ops;
+    rec->ops = aal_ops_or_ref(ops);
     pass.observer.conv_forward = on_conv;
     pass.observer.ctx = rec;
     rc = aal_resnet_forward(net, &pass, x, labels, tape, loss, NULL, err);

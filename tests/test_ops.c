@@ -390,6 +390,71 @@ START_TEST(test_resident_step_traffic)
 }
 END_TEST
 
+/* The LI reduced on cpu32 (li_reduce of the adapter) against the reference table's
+ * (aal_li_batch in double): the same valid flags and zero-norm count, values within
+ * the harness's li_reduce bound (docs/KERNELS.md, "Learning indicator":
+ * 2 (2 per + 4) u (2A + rr)/hh with A = sum |r h|), and a non-finite h is an error on
+ * both, not a zero-norm sample. */
+START_TEST(test_li_reduce_on_backend)
+{
+  aal_backend be;
+  aal_ops ops;
+  aal_error err;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, g_seed);
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+  aal_tensor *h = aal_tensor_new4(5, 3, 4, 4, &err), *r = aal_tensor_new_like(h, &err);
+  fill_uniform(h, rng);
+  fill_uniform(r, rng);
+  const size_t per = h->size / 5;
+  for (size_t i = 0; i < per; i++)
+    h->data[2 * per + i] = 0.0; /* sample 2: h = 0, no LI */
+  /* float values on both sides, so that only the reduction differs */
+  for (size_t i = 0; i < h->size; i++) {
+    h->data[i] = (double)(float)h->data[i];
+    r->data[i] = (double)(float)r->data[i];
+  }
+  double li_ref[5], li_be[5];
+  unsigned char v_ref[5], v_be[5];
+  size_t z_ref = 9, z_be = 9;
+  ck_assert_int_eq(aal_ops_ref()->li_reduce(aal_ops_ref(), h, r, li_ref, v_ref, &z_ref, &err),
+                   AAL_OK);
+  ck_assert_int_eq(ops.li_reduce(&ops, h, r, li_be, v_be, &z_be, &err), AAL_OK);
+  ck_assert_uint_eq(z_ref, 1);
+  ck_assert_uint_eq(z_be, 1);
+  for (int s = 0; s < 5; s++) {
+    ck_assert_int_eq(v_be[s], v_ref[s]);
+    ck_assert_int_eq(v_ref[s], s != 2);
+    if (!v_ref[s])
+      continue;
+    double hh = 0, a = 0, rr = 0;
+    for (size_t i = 0; i < per; i++) {
+      const double hv = h->data[s * per + i], rv = r->data[s * per + i];
+      hh += hv * hv;
+      a += fabs(rv * hv);
+      rr += rv * rv;
+    }
+    const double bound = 2.0 * (2.0 * (double)per + 4.0) * ldexp(1.0, -24) * (2 * a + rr) / hh;
+    ck_assert_msg(fabs(li_be[s] - li_ref[s]) <= bound, /* NaN fails */
+                  "sample %d: LI %.9g on cpu32, %.9g on the reference (bound %.3g)", s,
+                  li_be[s], li_ref[s], bound);
+  }
+  /* a NaN in h: an error naming the op on both tables */
+  ck_assert_int_eq(aal_tensor_detach(h, &err), AAL_OK);
+  h->data[per + 3] = NAN;
+  ck_assert_int_eq(aal_ops_ref()->li_reduce(aal_ops_ref(), h, r, li_ref, v_ref, &z_ref, &err),
+                   AAL_ENUMERIC);
+  ck_assert_int_eq(ops.li_reduce(&ops, h, r, li_be, v_be, &z_be, &err), AAL_ENUMERIC);
+  ck_assert_ptr_nonnull(strstr(err.msg, "li_reduce"));
+  aal_ops_free(&ops);
+  aal_tensor_release(h);
+  aal_tensor_release(r);
+  gsl_rng_free(rng);
+  be.destroy(&be);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ f. errors */
 
 START_TEST(test_adapter_errors)
@@ -460,6 +525,7 @@ int main(void)
   tcase_add_test(tc, test_adapter_errors);
   tcase_add_test(tc, test_mirror_protocol);
   tcase_add_test(tc, test_resident_step_traffic);
+  tcase_add_test(tc, test_li_reduce_on_backend);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
 }
