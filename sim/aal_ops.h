@@ -18,9 +18,9 @@
  *
  * The residency protocol (what callers and model code must do):
  *   - read the host storage of a tensor an adapter op wrote only after
- *     aal_tensor_sync_host (the model does so before observers see tensors; the trainer
- *     and checkpoints through aal_resnet_sync_host); aal_ops_sync_host brings every
- *     mirrored tensor home;
+ *     aal_tensor_sync_host (observers do so for what they read, or reduce on the
+ *     backend with li_reduce; the trainer and checkpoints go through
+ *     aal_resnet_sync_host); aal_ops_sync_host brings every mirrored tensor home;
  *   - write the host storage of a tensor that may have a mirror only after
  *     aal_tensor_detach (aal_resnet_detach for the parameters; checkpoint loading does
  *     it).  A write behind the adapter's back is refused with an error when the tensor
