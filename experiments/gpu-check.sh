@@ -123,21 +123,21 @@ TEST=""
 if [ -x build/aal ] && build/aal devices >/dev/null 2>&1; then
   say ""; say "## build: prebuilt mode (build/aal runs)"
   AAL=$top/build/aal
-  [ -x build/tests/test_cuda_backend ] && TEST=$top/build/tests/test_cuda_backend
+  [ -x build/tests/cuda/test_cuda_backend ] && TEST=$top/build/tests/cuda/test_cuda_backend
 else
   full_build() {
     if command -v autoreconf >/dev/null; then autoreconf -fi || return 1
     elif [ ! -x ./configure ]; then echo "no autoreconf and no ./configure"; return 1
     fi
-    ./configure --with-cuda=yes && make -j"$JOBS" && { make -j"$JOBS" tests/test_cuda_backend || true; }
+    ./configure --with-cuda=yes && make -j"$JOBS" && { make -j"$JOBS" tests/cuda/test_cuda_backend || true; }
   }
   if step "build: autoreconf, configure --with-cuda=yes, make -j$JOBS" full_build; then
     AAL=$top/aal
-    [ -x tests/test_cuda_backend ] && TEST=$top/tests/test_cuda_backend
+    [ -x tests/cuda/test_cuda_backend ] && TEST=$top/tests/cuda/test_cuda_backend
   fi
 fi
 
-# The CUDA backend's test and benchmark with nvcc alone (sim/aal_error.c is all of libaal
+# The CUDA backend's test and benchmark with nvcc alone (sim/core/error.c is all of libaal
 # they need); the .cu files compile in parallel.
 sa=$top/.device/standalone
 standalone_build() {
@@ -145,7 +145,7 @@ standalone_build() {
   rm -f "$sa"/*.o
   local f pids=() rc=0
   # shellcheck disable=SC2054  # the commas belong to nvcc's -gencode value
-  local flags=(-gencode=arch=compute_90,code=sm_90 -O2 -Isim -Ikernels -Ikernels/cuda)
+  local flags=(-gencode=arch=compute_90,code=sm_90 -O2 -I.)
   for f in kernels/cuda/*.cu; do
     nvcc "${flags[@]}" -DAAL_CUDA_BENCH_MAIN -c "$f" -o "$sa/k_$(basename "${f%.cu}").o" &
     pids+=($!)
@@ -154,9 +154,9 @@ standalone_build() {
   [ "$rc" -eq 0 ] || return 1
   local lib=()
   for f in "$sa"/k_*.o; do [ "$f" = "$sa/k_bench.o" ] || lib+=("$f"); done
-  gcc -std=c11 -O2 -Isim -c sim/aal_error.c -o "$sa/aal_error.o" &&
+  gcc -std=c11 -O2 -I. -c sim/core/error.c -o "$sa/aal_error.o" &&
   nvcc "${flags[@]}" -o "$sa/aal-cuda-bench" "$sa/k_bench.o" "${lib[@]}" "$sa/aal_error.o" -lcublas &&
-  gcc -std=c11 -O2 -Wall -DAAL_HAVE_CUDA -Isim -Ikernels -c tests/test_cuda_backend.c \
+  gcc -std=c11 -O2 -Wall -DAAL_HAVE_CUDA -I. -c tests/cuda/test_cuda_backend.c \
     -o "$sa/test.o" &&
   nvcc "${flags[@]}" -o "$sa/test_cuda_backend" "$sa/test.o" "${lib[@]}" "$sa/aal_error.o" -lcublas
 }
@@ -183,7 +183,7 @@ else
   say ""; say "## test_cuda_backend: not built"; failed=1
   summary+=("$(printf '%-52s %-16s' "test_cuda_backend" "NOT BUILT")")
 fi
-[ -x tests/test_cuda ] && step "test_cuda (saxpy)" tests/test_cuda
+[ -x tests/cuda/test_cuda ] && step "test_cuda (saxpy)" tests/cuda/test_cuda
 
 # Benchmark: the wired command when it works, else the standalone program.
 if [ -n "$AAL" ] && "$AAL" bench kernels --help >/dev/null 2>&1; then

@@ -1,9 +1,9 @@
 /* The op table's shared pieces: conv shape arithmetic, argument checks, opening a
- * backend by name (kernels/aal_backend.h). */
+ * backend by name (kernels/backend.h). */
 #include <config.h>
 
-#include "aal_backend.h"
-#include "backend_check.h"
+#include "kernels/backend.h"
+#include "kernels/backend_check.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "aal_backend.h"
+#include "kernels/backend.h"
 
 /* cs must be what aal_conv_shape_init makes (positive sizes, p and q consistent). */
 int aal_be_check_conv(const aal_conv_shape *cs, const char *op, aal_error *err);

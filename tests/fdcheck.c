@@ -1,6 +1,6 @@
-#include "fdcheck.h"
+#include "tests/fdcheck.h"
 
-#include "aal_check.h"
+#include "tests/aal_check.h"
 
 #include <float.h>
 #include <math.h>

@@ -1,4 +1,4 @@
-/* Alternative activations r with a settable or natural LI (see aal_theory.h).
+/* Alternative activations r with a settable or natural LI (see theory/theory.h).
  *
  * Closed forms (||h|| > 0), all from LI = r^T(2h - r)/||h||^2:
  *   r = alpha h:        LI = 2 alpha - alpha^2; for a target t <= 1 the roots are
@@ -15,7 +15,7 @@
 
 #include <gsl/gsl_randist.h>
 
-#include "theory_internal.h"
+#include "theory/theory_internal.h"
 
 static const char *const family_names[AAL_THEORY_NFAMILIES] = {
     "parallel", "parallel_hi", "ortho", "stale", "sign", "noise", "flip"};

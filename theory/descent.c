@@ -1,5 +1,5 @@
 /* Training with an alternative activation and the step-by-step check of the descent
- * lemma (D) (see aal_theory.h).
+ * lemma (D) (see theory/theory.h).
  *
  * The batch form.  With R = 1/B sum_b delta_b r_b^T the step is dW = -eta R, and the
  * descent lemma for an L-Lipschitz gradient,  f(W + D) <= f(W) + <G, D> + L/2 ||D||^2,
@@ -24,14 +24,14 @@
  * ALLOW_C * DBL_EPSILON * K * (that sum), ALLOW_C = 2: DBL_EPSILON = 2u, times 2 for
  * the second-order terms and the handful of extra roundings (eta, L/2, the final
  * additions).  A wrong L (too small) fails the check by a margin many orders above
- * this (tests/test_theory.c). */
+ * this (tests/theory/test_theory.c). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "aal_li.h"
-#include "theory_internal.h"
+#include "sim/layers/li.h"
+#include "theory/theory_internal.h"
 
 #define ALLOW_C 2.0
 /* Stop a run whose loss has grown by this factor: the flip family grows the loss by 4x

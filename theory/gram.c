@@ -1,5 +1,5 @@
 /* lambda_max of a Gram matrix, the Lipschitz constant of the least-squares testbeds. */
-#include "aal_theory.h"
+#include "theory/theory.h"
 
 #include <math.h>
 #include <stdlib.h>

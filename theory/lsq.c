@@ -7,7 +7,7 @@
  * Lipschitz with exactly L = lambda_max(H^T H)/B; for one sample L = ||h||^2. */
 #include <math.h>
 
-#include "theory_internal.h"
+#include "theory/theory_internal.h"
 
 double aal_theory_norm2(const double *x, size_t n)
 {

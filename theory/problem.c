@@ -5,7 +5,7 @@
 
 #include <gsl/gsl_randist.h>
 
-#include "theory_internal.h"
+#include "theory/theory_internal.h"
 
 void aal_theory_problem_free(aal_theory_problem *p)
 {

@@ -16,7 +16,7 @@
  * attained: the descent lemma is then conservative). */
 #include <math.h>
 
-#include "theory_internal.h"
+#include "theory/theory_internal.h"
 
 void aal_theory_softmax_loss(const aal_theory_problem *p, const double *W, double *f,
                              double *delta, double *scale)

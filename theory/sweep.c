@@ -14,7 +14,7 @@
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
 
-#include "theory_internal.h"
+#include "theory/theory_internal.h"
 
 void aal_theory_sweep_opts_default(aal_theory_sweep_opts *o)
 {

@@ -2,7 +2,7 @@
 #ifndef AAL_THEORY_INTERNAL_H
 #define AAL_THEORY_INTERNAL_H
 
-#include "aal_theory.h"
+#include "theory/theory.h"
 
 /* Per-testbed losses (lsq.c, softmax.c); arguments as aal_theory_loss, all non-NULL
  * except delta and scale. */

@@ -1,6 +1,6 @@
 // Elementwise add on the device: y = a + b, n floats (y may alias a or b); and the
 // scale y = s x (the product in double, exact for a float x, rounded once).
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 __global__ void add_kernel(size_t n, const float *a, const float *b, float *y)
 {

@@ -5,7 +5,7 @@
 //   asa_input (fused pack + unpack + add): bit = (x > 0) balloted as in pack, and
 //           h = x + (bit ? (float)eps : 0) in the same pass - the expression of
 //           sign_unpack then add (add.cu), so it equals them bit for bit.
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 // Loop bound rounded up to a multiple of 32 so that whole warps stay together for the
 // ballot (see relu.cu).

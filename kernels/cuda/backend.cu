@@ -1,7 +1,7 @@
 // The CUDA backend: opening (device, stream, cuBLAS handle), memory ops and the op table.
 // The ops themselves live one family per file beside their kernels (conv.cu,
-// batchnorm.cu, relu.cu, add.cu, avgpool.cu, linear.cu, xent.cu, asa.cu, li.cu, sgd.cu).
-#include "cuda_internal.h"
+// batchnorm.cu, relu.cu, add.cu, kernels/cuda/pool.cu, linear.cu, xent.cu, asa.cu, li.cu, sgd.cu).
+#include "kernels/cuda/cuda_internal.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -18,7 +18,7 @@
 // a fixed order (deterministic, no atomics).  Sums are kept in double so that the
 // statistics are accurate to float rounding whatever M is; the elementwise passes
 // (apply, dx) are float.
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 static const int BN_THREADS = 256;
 

@@ -1,14 +1,14 @@
 // Kernel benchmark of the CUDA backend at the ResNet-18 / Tiny ImageNet shapes (SPEC 6):
 // every op of the table, timed with CUDA events on the backend's stream, against two
 // rates measured first on the same device (device-to-device copy bandwidth, a large
-// square cublasSgemm).  See aal_cuda.h for what the columns mean.
+// square cublasSgemm).  See kernels/cuda/cuda.h for what the columns mean.
 //
 // Built with -DAAL_CUDA_BENCH_MAIN it is also a stand-alone program (used by
 // experiments/gpu-check.sh when the full build is not possible):
-//   nvcc -DAAL_CUDA_BENCH_MAIN ... kernels/cuda/*.cu sim/aal_error.c -lcublas
+//   nvcc -DAAL_CUDA_BENCH_MAIN ... kernels/cuda/*.cu sim/core/error.c -lcublas
 //   ./aal-cuda-bench [batch]
-#include "aal_cuda.h"
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda.h"
+#include "kernels/cuda/cuda_internal.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -15,7 +15,7 @@
 // The batch is processed in chunks of nb samples so that the column buffer stays below
 // COL_LIMIT floats (1 GiB); one chunk suffices for ResNet-18 at batch 256 except for the
 // 64-channel 32x32 convs.
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 static const size_t COL_LIMIT = (size_t)1 << 28;  // floats in the column scratch
 

@@ -24,8 +24,8 @@
 #include <cuda_runtime.h>
 
 extern "C" {
-#include "aal_backend.h"
-#include "aal_error.h"
+#include "kernels/backend.h"
+#include "sim/core/error.h"
 }
 
 // The backend's state, in be->ctx.  No global mutable state: everything lives here.
@@ -171,7 +171,7 @@ int aal_cuda_scale(const aal_backend *be, size_t n, const void *x, double s, voi
                    aal_error *err);
 int aal_cuda_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
                  aal_error *err);
-// avgpool.cu
+// kernels/cuda/pool.cu
 int aal_cuda_avgpool_forward(const aal_backend *be, int rows, int hw, const void *x, void *y,
                              aal_error *err);
 int aal_cuda_avgpool_backward(const aal_backend *be, int rows, int hw, const void *dy,

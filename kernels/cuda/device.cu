@@ -1,6 +1,6 @@
 // Device discovery and a first checked kernel; every CUDA call goes through
 // CUDA_CHECK, which reports the call, file and line.
-#include "aal_cuda.h"
+#include "kernels/cuda/cuda.h"
 
 #include <cstdio>
 

@@ -2,7 +2,7 @@
 //   h, r [N, PER] -> li [N],  li[n] = r.(2h - r) / ||h||^2, summed in double,
 //   one block per sample (grid-stride over samples); ||h|| = 0 gives NaN (never a
 //   made-up value: the caller counts NaNs).
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 #include <cmath>
 

@@ -2,7 +2,7 @@
 //   x [N, IN], w [OUT, IN], b [OUT], y [N, OUT] (row-major);  y = x w^T + b.
 //   backward: dx [N, IN] = dy w;  dw [OUT, IN] = dy^T x;  db [OUT] = sum_n dy.
 // cuBLAS is column-major: a row-major M [a, b] is, to cuBLAS, M^T [b, a] with ld b.
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 // y[i, j] = b[j]: the bias, to which the GEMM then adds x w^T (beta = 1).
 __global__ void bias_rows_kernel(int n, int out, const float *__restrict__ b,

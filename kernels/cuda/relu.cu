@@ -4,7 +4,7 @@
 // Forward: y = x <= 0 ? 0 : x (NaN propagates, as in the reference); a warp covers 32
 // consecutive elements, which form exactly one mask word: __ballot_sync gathers the
 // 32 predicates with lane l's in bit l, and lane 0 stores the word.
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 // The grid-stride loop runs over n rounded up to a multiple of 32 so that all lanes of a
 // warp stay in the loop together (the ballot needs the full warp); blockDim.x and the

@@ -1,7 +1,7 @@
 // SGD with momentum and weight decay (PyTorch's rule), fused, on the device:
 //   d = g + wd w;  buf = first ? d : momentum buf + d;  w -= lr buf.
 //   w, g, buf [n] floats; the scalars are rounded to float once.
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 __global__ void sgd_kernel(size_t n, float *__restrict__ w, const float *__restrict__ g,
                            float *__restrict__ buf, float lr, float momentum, float wd,

@@ -7,7 +7,7 @@
 // the loss non-finite, reported as AAL_ENUMERIC.
 // prob may alias logits: the label's logit is read, and the warp synchronised, before
 // any lane writes prob; each other element is read and written by the same lane.
-#include "cuda_internal.h"
+#include "kernels/cuda/cuda_internal.h"
 
 #include <cmath>
 

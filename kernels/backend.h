@@ -1,0 +1,164 @@
+/* One op table, several backends (ARCHITECTURE "one model, one loop, several backends";
+ * SPEC section 8).
+ *
+ * A backend owns its memory: buffers are opaque pointers (host floats for cpu32, device
+ * floats for cuda, host doubles for the reference) created by alloc and moved with
+ * upload/download, which convert from/to double (upload rounds to the backend's
+ * precision).  Bit buffers (ReLU masks, ASA signs) hold ceil(n/32) uint32 words, element
+ * i in bit i%32 of word i/32, on every backend, so that they compare bit for bit.
+ * Shapes are plain integers; layouts are NCHW activations and OIHW weights, as in sim/.
+ * Every op returns an aal_status and fills err (naming the op and the failing call).
+ *
+ * The ops: conv (forward, backward-data, backward-filter), batch norm (forward,
+ * backward), ReLU (forward, backward), add, average pooling (forward, backward), linear
+ * (forward, backward), softmax cross-entropy (forward, backward), ASA signs (pack,
+ * unpack), LI, SGD, and three fused ops appended after them:
+ *   asa_input         sign_pack + sign_unpack + add in one pass: bits = (x > 0),
+ *                     h[i] = x[i] + (bit ? eps_r : 0), eps_r = eps rounded once to the
+ *                     backend's precision (float for cpu32 and cuda, eps itself for ref),
+ *                     the sum rounded once: exactly add(x, sign_unpack(sign_pack(x)));
+ *   bn_relu_forward   bn_forward then relu_forward (z never stored);
+ *   bn_relu_backward  relu_backward then bn_backward (dz never stored).
+ * Each fused op must equal the unfused composition on the same backend bit for bit
+ * (kcheck checks it, besides the bound against the reference). */
+#ifndef AAL_BACKEND_H
+#define AAL_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sim/core/error.h"
+
+typedef struct {
+  int n, c, h, w;       /* input  [n, c, h, w] */
+  int k, r, s;          /* weight [k, c, r, s] */
+  int stride, pad;
+  int p, q;             /* output [n, k, p, q]: (h + 2 pad - r) / stride + 1, ... */
+} aal_conv_shape;
+
+/* Fills p and q; fails (naming the sizes) for non-positive sizes, stride < 1, pad < 0 or
+ * an empty output. */
+int aal_conv_shape_init(aal_conv_shape *cs, aal_error *err);
+
+typedef struct aal_backend aal_backend;
+
+struct aal_backend {
+  const char *name;     /* "ref", "cpu32", "cuda" */
+  int precision_bits;   /* significand bits: 53 (ref) or 24 (float32) */
+  void *ctx;            /* the backend's own state (threads, cuBLAS handle, ...) */
+
+  /* ---- memory: n elements of the backend's precision, or n bits for *_bits */
+  int (*alloc)(const aal_backend *be, size_t n, void **buf, aal_error *err);
+  int (*alloc_bits)(const aal_backend *be, size_t n, void **buf, aal_error *err);
+  void (*release)(const aal_backend *be, void *buf);
+  int (*upload)(const aal_backend *be, void *buf, const double *host, size_t n, aal_error *err);
+  int (*download)(const aal_backend *be, double *host, const void *buf, size_t n,
+                  aal_error *err);
+  int (*upload_bits)(const aal_backend *be, void *buf, const uint32_t *words, size_t n,
+                     aal_error *err);
+  int (*download_bits)(const aal_backend *be, uint32_t *words, const void *buf, size_t n,
+                       aal_error *err);
+
+  /* ---- conv2d (no bias); outputs overwritten */
+  int (*conv_forward)(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                      const void *w, void *y, aal_error *err);
+  int (*conv_backward_data)(const aal_backend *be, const aal_conv_shape *cs, const void *dy,
+                            const void *w, void *dx, aal_error *err);
+  int (*conv_backward_filter)(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                              const void *dy, void *dw, aal_error *err);
+
+  /* ---- batch norm, training mode: x, y, dy, dx [n, c, hw]; per-channel vectors [c].
+   * Biased variance in invstd = 1/sqrt(var + eps); running statistics are updated by
+   * the caller from mean and the batch variance (not part of the op). */
+  int (*bn_forward)(const aal_backend *be, int n, int c, int hw, const void *x,
+                    const void *gamma, const void *beta, double eps, void *y, void *mean,
+                    void *invstd, aal_error *err);
+  int (*bn_backward)(const aal_backend *be, int n, int c, int hw, const void *dy,
+                     const void *x, const void *gamma, const void *mean, const void *invstd,
+                     void *dx, void *dgamma, void *dbeta, aal_error *err);
+  /* ---- batch norm, evaluation mode: y = (x - running_mean) gamma / sqrt(running_var +
+   * eps) + beta per channel (nothing updated).  The caller checks the running
+   * statistics (finite, var >= 0); y may alias x. */
+  int (*bn_forward_eval)(const aal_backend *be, int n, int c, int hw, const void *x,
+                         const void *gamma, const void *beta, const void *running_mean,
+                         const void *running_var, double eps, void *y, aal_error *err);
+
+  /* ---- ReLU with a packed mask (bit 1 where x > 0) */
+  int (*relu_forward)(const aal_backend *be, size_t n, const void *x, void *y, void *mask,
+                      aal_error *err);
+  int (*relu_backward)(const aal_backend *be, size_t n, const void *dy, const void *mask,
+                       void *dx, aal_error *err);
+
+  /* ---- elementwise add, global average pooling ([rows, hw] -> [rows]) */
+  int (*add)(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
+             aal_error *err);
+  /* ---- y = s * x, one rounded product with s in double (y may alias x): the ASA
+   * lr_expansion scale of a weight gradient */
+  int (*scale)(const aal_backend *be, size_t n, const void *x, double s, void *y,
+               aal_error *err);
+  int (*avgpool_forward)(const aal_backend *be, int rows, int hw, const void *x, void *y,
+                         aal_error *err);
+  int (*avgpool_backward)(const aal_backend *be, int rows, int hw, const void *dy, void *dx,
+                          aal_error *err);
+
+  /* ---- linear: x [n, in], w [out, in], b [out], y [n, out]; dx may be NULL */
+  int (*linear_forward)(const aal_backend *be, int n, int in, int out, const void *x,
+                        const void *w, const void *b, void *y, aal_error *err);
+  int (*linear_backward)(const aal_backend *be, int n, int in, int out, const void *dy,
+                         const void *x, const void *w, void *dx, void *dw, void *db,
+                         aal_error *err);
+
+  /* ---- softmax cross-entropy: logits, prob, dlogits [n, classes]; labels on the host;
+   * the mean loss is returned on the host in double */
+  int (*xent_forward)(const aal_backend *be, int n, int classes, const void *logits,
+                      const int *labels, double *loss, void *prob, aal_error *err);
+  int (*xent_backward)(const aal_backend *be, int n, int classes, const void *prob,
+                       const int *labels, void *dlogits, aal_error *err);
+
+  /* ---- ASA: bits = (x > 0); out = eps * bit (inputs that follow a ReLU, SPEC 4) */
+  int (*sign_pack)(const aal_backend *be, size_t n, const void *x, void *bits,
+                   aal_error *err);
+  int (*sign_unpack)(const aal_backend *be, size_t n, const void *bits, double eps, void *out,
+                     aal_error *err);
+
+  /* ---- ASA conv input, fused (SPEC 4; x follows a ReLU): bits = (x > 0) and
+   * h = x + eps * bit, in one pass over x */
+  int (*asa_input)(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                   void *bits, aal_error *err);
+  /* ---- batch norm (training mode, as bn_forward) followed by ReLU, fused:
+   * z = bn(x); y = max(z, 0); mask bit = (z > 0).  mean/invstd as bn_forward.
+   * Must equal bn_forward then relu_forward on the same backend bit for bit. */
+  int (*bn_relu_forward)(const aal_backend *be, int n, int c, int hw, const void *x,
+                         const void *gamma, const void *beta, double eps, void *y,
+                         void *mask, void *mean, void *invstd, aal_error *err);
+  /* ---- the backward of bn_relu_forward: dz = dy * mask, then bn_backward(dz).
+   * Must equal relu_backward then bn_backward on the same backend bit for bit. */
+  int (*bn_relu_backward)(const aal_backend *be, int n, int c, int hw, const void *dy,
+                          const void *mask, const void *x, const void *gamma,
+                          const void *mean, const void *invstd, void *dx, void *dgamma,
+                          void *dbeta, aal_error *err);
+
+  /* ---- learning indicator per sample: h, r [n, per] -> li [n]; a sample with h = 0
+   * gets NaN in li (the caller counts it; never a made-up value) */
+  int (*li_reduce)(const aal_backend *be, int n, size_t per, const void *h, const void *r,
+                   void *li, aal_error *err);
+
+  /* ---- SGD with momentum and weight decay (PyTorch): d = g + wd w;
+   * buf = first ? d : momentum buf + d; w -= lr buf */
+  int (*sgd_update)(const aal_backend *be, size_t n, void *w, const void *g, void *buf,
+                    double lr, double momentum, double weight_decay, int first,
+                    aal_error *err);
+
+  void (*destroy)(aal_backend *be);
+};
+
+/* Backends: fill *be; destroy with be->destroy(be). */
+int aal_backend_ref(aal_backend *be, aal_error *err);
+int aal_backend_cpu32(aal_backend *be, aal_error *err);
+/* AAL_ENUMERIC-free "not available" is AAL_EINVAL with a message when built without
+ * CUDA or when no device is present. */
+int aal_backend_cuda(aal_backend *be, aal_error *err);
+/* By name: "ref", "cpu32", "cuda". */
+int aal_backend_open(const char *name, aal_backend *be, aal_error *err);
+
+#endif

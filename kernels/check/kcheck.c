@@ -1,0 +1,639 @@
+/* The cross-check harness: shapes, buffers on three runs (reference, reference on
+ * absolute values, tested backend), poisoning, comparisons and the report.  The cases
+ * (inputs and bounds of each op) are in kernels/check/cases.c. */
+#include "kernels/check/kcheck_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ================================================================ buffers */
+
+int kc_add(kc_case *k, const char *name, enum kc_role role, size_t n, int bits)
+{
+  if (k->nbuf >= KC_MAXBUF)
+    return -1;
+  kc_buf *b = &k->buf[k->nbuf];
+  memset(b, 0, sizeof *b);
+  b->name = name;
+  b->role = role;
+  b->bits = bits;
+  b->n = n;
+  return k->nbuf++;
+}
+
+kc_buf *kc_get(kc_case *k, const char *name)
+{
+  for (int i = 0; i < k->nbuf; i++)
+    if (strcmp(k->buf[i].name, name) == 0)
+      return &k->buf[i];
+  return NULL;
+}
+
+double kc_sym(kc_run *run, double scale)
+{
+  double v;
+  do
+    v = 2.0 * gsl_rng_uniform(run->rng) - 1.0;
+  while (fabs(v) < 1.0 / 1024);
+  return (double)(float)(scale * v);
+}
+
+static size_t nwords(size_t n) { return (n + 31) / 32; }
+
+int kc_alloc(kc_run *run, kc_case *k)
+{
+  for (int i = 0; i < k->nbuf; i++) {
+    kc_buf *b = &k->buf[i];
+    for (int v = 0; v < KC_RUNS; v++) {
+      const aal_backend *be = run->be[v];
+      int rc = b->bits ? be->alloc_bits(be, b->n, &b->dev[v], run->err)
+                       : be->alloc(be, b->n, &b->dev[v], run->err);
+      if (rc != AAL_OK)
+        return rc;
+      if (b->bits)
+        b->words[v] = calloc(nwords(b->n), sizeof(uint32_t));
+      else
+        b->val[v] = calloc(b->n, sizeof(double));
+      if (b->words[v] == NULL && b->val[v] == NULL)
+        return aal_fail(run->err, AAL_ENOMEM, "kcheck: host copy of %s (%zu elements)",
+                        b->name, b->n);
+    }
+  }
+  return AAL_OK;
+}
+
+void kc_free(kc_run *run, kc_case *k)
+{
+  for (int i = 0; i < k->nbuf; i++)
+    for (int v = 0; v < KC_RUNS; v++) {
+      kc_buf *b = &k->buf[i];
+      if (b->dev[v] != NULL)
+        run->be[v]->release(run->be[v], b->dev[v]);
+      free(b->val[v]);
+      free(b->words[v]);
+    }
+  free(k->labels);
+  memset(k, 0, sizeof *k);
+}
+
+/* Inputs travel: the values are rounded to float32 (the caller drew them so), the
+ * absolute-value run gets |x|, bits go to every run unchanged. */
+static int upload_inputs(kc_run *run, kc_case *k)
+{
+  for (int i = 0; i < k->nbuf; i++) {
+    kc_buf *b = &k->buf[i];
+    if (b->role == KC_OUT)
+      continue;
+    for (int v = 0; v < KC_RUNS; v++) {
+      const aal_backend *be = run->be[v];
+      int rc;
+      if (b->bits) {
+        memcpy(b->words[v], b->words[KC_REF], nwords(b->n) * sizeof(uint32_t));
+        rc = be->upload_bits(be, b->dev[v], b->words[v], b->n, run->err);
+      } else {
+        for (size_t j = 0; j < b->n; j++) {
+          const double x = (double)(float)b->val[KC_REF][j];
+          b->val[KC_REF][j] = x;
+          b->val[v][j] = v == KC_ABS ? fabs(x) : x;
+        }
+        rc = be->upload(be, b->dev[v], b->val[v], b->n, run->err);
+      }
+      if (rc != AAL_OK)
+        return rc;
+    }
+  }
+  return AAL_OK;
+}
+
+/* Poison the tested run's outputs: NaN values; for bits the complement of what the
+ * reference wrote, so that every unwritten bit is wrong. */
+static int poison_outputs(kc_run *run, kc_case *k)
+{
+  const aal_backend *be = run->be[KC_GOT];
+  for (int i = 0; i < k->nbuf; i++) {
+    kc_buf *b = &k->buf[i];
+    if (b->role != KC_OUT)
+      continue;
+    int rc;
+    if (b->bits) {
+      for (size_t j = 0; j < nwords(b->n); j++)
+        b->words[KC_GOT][j] = ~b->words[KC_REF][j];
+      rc = be->upload_bits(be, b->dev[KC_GOT], b->words[KC_GOT], b->n, run->err);
+    } else {
+      for (size_t j = 0; j < b->n; j++)
+        b->val[KC_GOT][j] = b->poison_inf ? INFINITY : NAN;
+      rc = be->upload(be, b->dev[KC_GOT], b->val[KC_GOT], b->n, run->err);
+    }
+    if (rc != AAL_OK)
+      return rc;
+  }
+  return AAL_OK;
+}
+
+static int download_outputs(kc_run *run, kc_case *k, int v)
+{
+  const aal_backend *be = run->be[v];
+  for (int i = 0; i < k->nbuf; i++) {
+    kc_buf *b = &k->buf[i];
+    if (b->role == KC_IN)
+      continue;
+    int rc = b->bits ? be->download_bits(be, b->words[v], b->dev[v], b->n, run->err)
+                     : be->download(be, b->val[v], b->dev[v], b->n, run->err);
+    if (rc != AAL_OK)
+      return rc;
+  }
+  return AAL_OK;
+}
+
+static void row_fail(kc_row *row, const char *fmt, const char *a, const char *b)
+{
+  row->failed = 1;
+  row->ratio = INFINITY;
+  snprintf(row->note, sizeof row->note, fmt, a, b);
+}
+
+int kc_execute(kc_run *run, kc_case *k, kc_call call, int need_abs, kc_row *row, int *ran)
+{
+  *ran = 0;
+  int rc = upload_inputs(run, k);
+  for (int v = KC_REF; v <= KC_ABS && rc == AAL_OK; v++) {
+    if (v == KC_ABS && !need_abs)
+      break;
+    rc = call(run->be[v], v, k, run->err);
+    if (rc == AAL_OK)
+      rc = download_outputs(run, k, v);
+  }
+  if (rc == AAL_OK)
+    rc = poison_outputs(run, k);
+  if (rc != AAL_OK)
+    return rc;
+  aal_error e;
+  aal_error_clear(&e);
+  rc = call(run->be[KC_GOT], KC_GOT, k, &e);
+  if (rc != AAL_OK) {
+    row_fail(row, "the op returned %s: %s", aal_status_name(rc), e.msg);
+    return AAL_OK;
+  }
+  rc = download_outputs(run, k, KC_GOT);
+  if (rc != AAL_OK) {
+    row_fail(row, "%s: %s", "download failed", run->err->msg);
+    return AAL_OK;
+  }
+  *ran = 1;
+  return AAL_OK;
+}
+
+/* ================================================================ comparisons */
+
+/* Records element i of output name if it is the row's worst so far. */
+static void note_elem(kc_row *row, double ratio, int fail, const char *name, size_t i,
+                      double ref, double got, double err, double bound)
+{
+  if (fail)
+    row->failed = 1;
+  if (ratio > row->ratio || (isnan(ratio) && !isinf(row->ratio)) || row->worst[0] == '\0') {
+    row->ratio = isnan(ratio) ? INFINITY : ratio;
+    snprintf(row->worst, sizeof row->worst, "%s[%zu] ref=%.9g got=%.9g err=%.3g bound=%.3g",
+             name, i, ref, got, err, bound);
+  }
+}
+
+/* pass iff err <= bound (NaN never passes); both NaN passes only where nan_ok and the
+ * reference is NaN. */
+static void check_elem(kc_row *row, const char *name, size_t i, double ref, double got,
+                       double bound, int nan_ok)
+{
+  if (nan_ok && isnan(ref)) {
+    const int ok = isnan(got);
+    note_elem(row, ok ? 0.0 : INFINITY, !ok, name, i, ref, got, ok ? 0.0 : INFINITY, 0.0);
+    return;
+  }
+  const double err = fabs(got - ref);
+  const int ok = isfinite(ref) && isfinite(got) && err <= bound;
+  double ratio = err == 0.0 ? 0.0 : err / bound; /* err/0 is Inf: fails */
+  if (!ok)
+    ratio = isfinite(ratio) && ratio > 1.0 ? ratio : INFINITY;
+  note_elem(row, ratio, !ok, name, i, ref, got, err, bound);
+}
+
+void kc_check_bound(kc_row *row, const kc_buf *b, const double *bound, int nan_ok)
+{
+  for (size_t i = 0; i < b->n; i++)
+    check_elem(row, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i], bound[i], nan_ok);
+}
+
+void kc_check_scaled(kc_run *run, kc_row *row, const kc_buf *b, double c, double kterms)
+{
+  const double f = c * kterms * run->u;
+  for (size_t i = 0; i < b->n; i++)
+    check_elem(row, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i],
+               f * fabs(b->val[KC_ABS][i]), 0);
+}
+
+void kc_check_exact(kc_row *row, const kc_buf *b)
+{
+  for (size_t i = 0; i < b->n; i++)
+    check_elem(row, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i], 0.0, 0);
+}
+
+void kc_check_bits(kc_row *row, const kc_buf *b)
+{
+  size_t wrong = 0, first = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    const unsigned r = (b->words[KC_REF][i / 32] >> (i % 32)) & 1u;
+    const unsigned g = (b->words[KC_GOT][i / 32] >> (i % 32)) & 1u;
+    if (r != g && wrong++ == 0)
+      first = i;
+  }
+  if (wrong == 0) {
+    if (row->worst[0] == '\0')
+      note_elem(row, 0.0, 0, b->name, 0, 0, 0, 0, 0);
+    return;
+  }
+  const unsigned r = (b->words[KC_REF][first / 32] >> (first % 32)) & 1u;
+  row->failed = 1;
+  row->ratio = INFINITY;
+  snprintf(row->worst, sizeof row->worst, "%s[%zu] ref=%u got=%u (%zu wrong bits)", b->name,
+           first, r, !r, wrong);
+}
+
+void kc_check_scalar(kc_row *row, const char *name, double ref, double got, double bound)
+{
+  check_elem(row, name, 0, ref, got, bound, 0);
+}
+
+size_t kc_check_bits_ties(kc_row *row, const kc_buf *b, const double *zref,
+                          const double *bound)
+{
+  size_t wrong = 0, first = 0, ties = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    const unsigned r = (b->words[KC_REF][i / 32] >> (i % 32)) & 1u;
+    const unsigned g = (b->words[KC_GOT][i / 32] >> (i % 32)) & 1u;
+    if (r == g)
+      continue;
+    if (fabs(zref[i]) <= bound[i]) /* NaN is never a tie */
+      ties++;
+    else if (wrong++ == 0)
+      first = i;
+  }
+  if (wrong == 0) {
+    if (row->worst[0] == '\0')
+      note_elem(row, 0.0, 0, b->name, 0, 0, 0, 0, 0);
+    return ties;
+  }
+  const unsigned r = (b->words[KC_REF][first / 32] >> (first % 32)) & 1u;
+  row->failed = 1;
+  row->ratio = INFINITY;
+  snprintf(row->worst, sizeof row->worst,
+           "%s[%zu] ref=%u got=%u z_ref=%.9g bound=%.3g (%zu wrong bits, %zu ties)", b->name,
+           first, r, !r, zref[first], bound[first], wrong, ties);
+  return ties;
+}
+
+/* Bitwise equality of two doubles (which hold floats or doubles): -0 differs from +0, a
+ * NaN equals only the same NaN. */
+static int same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+void kc_check_same(kc_row *row, const char *name, const double *fused, const double *unfused,
+                   size_t n)
+{
+  if (row->note[0] != '\0' && row->failed)
+    return; /* the first difference is reported */
+  for (size_t i = 0; i < n; i++)
+    if (!same_bits(fused[i], unfused[i])) {
+      row->failed = 1;
+      row->ratio = INFINITY;
+      snprintf(row->note, sizeof row->note,
+               "not the unfused composition bit for bit: %s[%zu] fused=%.9g unfused=%.9g",
+               name, i, fused[i], unfused[i]);
+      return;
+    }
+}
+
+void kc_check_same_bits(kc_row *row, const char *name, const uint32_t *fused,
+                        const uint32_t *unfused, size_t n)
+{
+  if (row->note[0] != '\0' && row->failed)
+    return; /* the first difference is reported */
+  for (size_t i = 0; i < n; i++) {
+    const unsigned f = (fused[i / 32] >> (i % 32)) & 1u, u = (unfused[i / 32] >> (i % 32)) & 1u;
+    if (f != u) {
+      row->failed = 1;
+      row->ratio = INFINITY;
+      snprintf(row->note, sizeof row->note,
+               "not the unfused composition bit for bit: %s[%zu] fused=%u unfused=%u", name, i,
+               f, u);
+      return;
+    }
+  }
+}
+
+/* ================================================================ shapes */
+
+static void conv_desc(kc_shape *s)
+{
+  const aal_conv_shape *c = &s->cs;
+  snprintf(s->desc, sizeof s->desc, "%dx%dx%dx%d k%d %dx%d s%d p%d", c->n, c->c, c->h, c->w,
+           c->k, c->r, c->s, c->stride, c->pad);
+}
+
+static int conv_shape(kc_shape *s, int n, int c, int h, int w, int k, int r, int st, int pad)
+{
+  memset(s, 0, sizeof *s);
+  s->cs = (aal_conv_shape){.n = n, .c = c, .h = h, .w = w, .k = k, .r = r, .s = r,
+                           .stride = st, .pad = pad};
+  conv_desc(s);
+  return aal_conv_shape_init(&s->cs, NULL) == AAL_OK;
+}
+
+static void abc_shape(kc_shape *s, int a, int b, int c, size_t len, const char *fmt)
+{
+  memset(s, 0, sizeof *s);
+  s->a = a;
+  s->b = b;
+  s->c = c;
+  s->len = len;
+  if (strcmp(fmt, "len") == 0)
+    snprintf(s->desc, sizeof s->desc, "%zu", len);
+  else if (strcmp(fmt, "n,per") == 0)
+    snprintf(s->desc, sizeof s->desc, "%dx%zu", a, len);
+  else if (c > 0)
+    snprintf(s->desc, sizeof s->desc, "%dx%dx%d", a, b, c);
+  else
+    snprintf(s->desc, sizeof s->desc, "%dx%d", a, b);
+}
+
+#define KC_MAXSHAPES 64
+
+/* ResNet-18 on Tiny ImageNet (SPEC section 6) at batch B: the distinct layer shapes. */
+static int resnet18_shapes(enum kc_family f, int B, kc_shape *s)
+{
+  static const int conv[][6] = {/* c, h, k, r, stride, pad */
+                                {3, 64, 64, 3, 2, 1},     {64, 32, 64, 3, 1, 1},
+                                {64, 32, 128, 3, 2, 1},   {64, 32, 128, 1, 2, 0},
+                                {128, 16, 128, 3, 1, 1},  {128, 16, 256, 3, 2, 1},
+                                {128, 16, 256, 1, 2, 0},  {256, 8, 256, 3, 1, 1},
+                                {256, 8, 512, 3, 2, 1},   {256, 8, 512, 1, 2, 0},
+                                {512, 4, 512, 3, 1, 1}};
+  static const int act[][2] = {{64, 32}, {128, 16}, {256, 8}, {512, 4}}; /* channels, size */
+  static const size_t params[] = {1728, 36864, 2359296, 102400, 200};
+  int m = 0;
+  switch (f) {
+  case KC_CONV:
+    for (size_t i = 0; i < sizeof conv / sizeof conv[0]; i++)
+      m += conv_shape(&s[m], B, conv[i][0], conv[i][1], conv[i][1], conv[i][2], conv[i][3],
+                      conv[i][4], conv[i][5]);
+    break;
+  case KC_BN:
+    for (int i = 0; i < 4; i++, m++)
+      abc_shape(&s[m], B, act[i][0], act[i][1] * act[i][1], 0, "abc");
+    break;
+  case KC_ELEM:
+    for (int i = 0; i < 4; i++, m++)
+      abc_shape(&s[m], 0, 0, 0, (size_t)B * act[i][0] * act[i][1] * act[i][1], "len");
+    break;
+  case KC_LI:
+    for (int i = 0; i < 4; i++, m++)
+      abc_shape(&s[m], B, 0, 0, (size_t)act[i][0] * act[i][1] * act[i][1], "n,per");
+    break;
+  case KC_POOL:
+    abc_shape(&s[m++], B * 512, 16, 0, 0, "ab");
+    break;
+  case KC_LINEAR:
+    abc_shape(&s[m++], B, 512, 200, 0, "abc");
+    break;
+  case KC_XENT:
+    abc_shape(&s[m++], B, 200, 0, 0, "ab");
+    break;
+  case KC_SGD:
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++, m++)
+      abc_shape(&s[m], 0, 0, 0, params[i], "len");
+    break;
+  }
+  return m;
+}
+
+static int uni(gsl_rng *r, int lo, int hi) /* uniform integer in [lo, hi] */
+{
+  return lo + (int)gsl_rng_uniform_int(r, (unsigned long)(hi - lo + 1));
+}
+
+/* Random conv shape i: stride, pad and batch 1 cycle with i so that any 4 shapes cover
+ * stride 1 and 2, pad 0 and 1; sizes are small and mostly odd-friendly; kernels square
+ * but for every fourth shape. */
+static void random_conv(gsl_rng *r, int i, kc_shape *s)
+{
+  do {
+    const int st = 1 + i % 2, pad = (i / 2) % 2, n = i % 3 == 0 ? 1 : uni(r, 2, 3);
+    const int k = uni(r, 1, 3), h = uni(r, 1, 11), w = uni(r, 1, 11);
+    conv_shape(s, n, uni(r, 1, 7), h, w, uni(r, 1, 9), k, st, pad);
+    if (i % 4 == 3) {
+      s->cs.s = uni(r, 1, 3);
+      conv_desc(s);
+    }
+  } while (aal_conv_shape_init(&s->cs, NULL) != AAL_OK);
+  conv_desc(s);
+}
+
+static void random_shape(enum kc_family f, gsl_rng *r, int i, kc_shape *s)
+{
+  switch (f) {
+  case KC_CONV:
+    random_conv(r, i, s);
+    break;
+  case KC_BN: {
+    int n = i % 3 == 0 ? 1 : uni(r, 2, 4), hw = uni(r, 1, 40);
+    if (n * hw < 2) /* training needs two values per channel */
+      hw = 2;
+    abc_shape(s, n, uni(r, 1, 6), hw, 0, "abc");
+    break;
+  }
+  case KC_ELEM:
+    abc_shape(s, 0, 0, 0, (size_t)uni(r, 1, 3000), "len");
+    break;
+  case KC_LI:
+    abc_shape(s, uni(r, 1, 5), 0, 0, (size_t)uni(r, 1, 300), "n,per");
+    break;
+  case KC_POOL:
+    abc_shape(s, uni(r, 1, 20), uni(r, 1, 50), 0, 0, "ab");
+    break;
+  case KC_LINEAR:
+    abc_shape(s, i % 3 == 0 ? 1 : uni(r, 2, 5), uni(r, 1, 40), uni(r, 1, 30), 0, "abc");
+    break;
+  case KC_XENT:
+    abc_shape(s, i % 3 == 0 ? 1 : uni(r, 2, 5), uni(r, 1, 30), 0, 0, "ab");
+    break;
+  case KC_SGD:
+    abc_shape(s, 0, 0, 0, (size_t)uni(r, 1, 3000), "len");
+    break;
+  }
+}
+
+/* Mixes (seed, a, b) into a generator seed (splitmix64 finaliser). */
+static unsigned long mix(unsigned long seed, unsigned long a, unsigned long b)
+{
+  uint64_t z = (uint64_t)seed * 0x9E3779B97F4A7C15u + a * 0xBF58476D1CE4E5B9u + b + 1;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return (unsigned long)(z ^ (z >> 31));
+}
+
+/* "resnet18" -> 0, "random:N" -> N (1..KC_MAXSHAPES); -1 if malformed. */
+static int parse_shapes(const char *spec)
+{
+  if (spec == NULL || strcmp(spec, "resnet18") == 0)
+    return 0;
+  if (strncmp(spec, "random:", 7) != 0)
+    return -1;
+  char *end;
+  const long n = strtol(spec + 7, &end, 10);
+  if (end == spec + 7 || *end != '\0' || n < 1 || n > KC_MAXSHAPES)
+    return -1;
+  return (int)n;
+}
+
+static int shapes_for(enum kc_family f, const aal_kcheck_opts *o, int nrand, kc_shape *s)
+{
+  if (nrand == 0)
+    return resnet18_shapes(f, o->batch > 0 ? o->batch : 8, s);
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  if (r == NULL)
+    return -1;
+  gsl_rng_set(r, mix(o->seed, 1000 + (unsigned long)f, 0));
+  for (int i = 0; i < nrand; i++)
+    random_shape(f, r, i, &s[i]);
+  gsl_rng_free(r);
+  return nrand;
+}
+
+/* ================================================================ driver */
+
+int aal_kcheck_op_count(void) { return kc_nops; }
+
+const char *aal_kcheck_op_name(int i) { return i >= 0 && i < kc_nops ? kc_ops[i].name : NULL; }
+
+void aal_kcheck_opts_init(aal_kcheck_opts *o)
+{
+  memset(o, 0, sizeof *o);
+  o->seed = 1;
+  o->shapes = "resnet18";
+  o->batch = 8;
+}
+
+/* filter "conv" selects conv_*; "add" selects add; NULL or "all" selects everything. */
+static int selected(const char *filter, const char *name)
+{
+  if (filter == NULL || strcmp(filter, "all") == 0 || strcmp(filter, name) == 0)
+    return 1;
+  const size_t n = strlen(filter);
+  return strncmp(filter, name, n) == 0 && name[n] == '_';
+}
+
+static void print_row(FILE *out, const char *op, const char *shape, const kc_row *row)
+{
+  if (out == NULL)
+    return;
+  char ratio[32];
+  snprintf(ratio, sizeof ratio, isinf(row->ratio) ? "inf" : "%.3g", row->ratio);
+  fprintf(out, "%-21s %-28s %9s  %-4s  %s%s%s\n", op, shape, ratio,
+          row->failed ? "FAIL" : "PASS", row->worst, row->note[0] ? "  " : "", row->note);
+}
+
+static void tally(aal_kcheck_summary *sum, const char *op, const char *shape,
+                  const kc_row *row)
+{
+  sum->checks++;
+  sum->failed += row->failed != 0;
+  if (row->ratio > sum->worst_ratio || sum->checks == 1) {
+    sum->worst_ratio = row->ratio;
+    snprintf(sum->worst, sizeof sum->worst, "%s %s", op, shape);
+  }
+}
+
+static int run_op(kc_run *run, const kc_op *op, const kc_shape *s, int ns,
+                  const aal_kcheck_opts *o, int op_index, FILE *out, aal_kcheck_summary *sum)
+{
+  for (int i = 0; i < ns; i++) {
+    gsl_rng_set(run->rng, mix(o->seed, (unsigned long)op_index + 1, (unsigned long)i));
+    kc_row row;
+    memset(&row, 0, sizeof row);
+    int rc = op->run(run, &s[i], &row);
+    if (rc != AAL_OK) {
+      char msg[AAL_ERRMSG_LEN];
+      snprintf(msg, sizeof msg, "%s", run->err->msg); /* aal_fail must not read what it writes */
+      return aal_fail(run->err, rc, "kcheck %s %s: %s", op->name, s[i].desc, msg);
+    }
+    print_row(out, op->name, s[i].desc, &row);
+    tally(sum, op->name, s[i].desc, &row);
+  }
+  return AAL_OK;
+}
+
+static int check_opts(const aal_kcheck_opts *o, int *nrand, aal_error *err)
+{
+  *nrand = parse_shapes(o->shapes);
+  if (*nrand < 0)
+    return aal_fail(err, AAL_EINVAL, "kcheck: shapes '%s': expected resnet18 or random:N "
+                    "with 1 <= N <= %d", o->shapes, KC_MAXSHAPES);
+  int any = 0;
+  for (int i = 0; i < kc_nops; i++)
+    any |= selected(o->op, kc_ops[i].name);
+  if (!any) {
+    char names[512] = "";
+    for (int i = 0; i < kc_nops; i++)
+      snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+               kc_ops[i].name);
+    return aal_fail(err, AAL_EINVAL, "kcheck: unknown op '%s' (ops: %s; or a family prefix "
+                    "such as conv, bn, relu, linear, xent, sign)", o->op, names);
+  }
+  return AAL_OK;
+}
+
+int aal_kcheck_run(const aal_backend *be, const aal_kcheck_opts *o, FILE *out,
+                   aal_kcheck_summary *sum, aal_error *err)
+{
+  if (be == NULL || o == NULL || sum == NULL)
+    return aal_fail(err, AAL_EINVAL, "kcheck: NULL backend, options or summary");
+  memset(sum, 0, sizeof *sum);
+  int nrand, rc = check_opts(o, &nrand, err);
+  if (rc != AAL_OK)
+    return rc;
+  aal_backend ref;
+  if ((rc = aal_backend_ref(&ref, err)) != AAL_OK)
+    return rc;
+  aal_error local;
+  kc_run run = {.be = {&ref, &ref, be}, .u = ldexp(1.0, -be->precision_bits),
+                .rng = gsl_rng_alloc(gsl_rng_mt19937), .err = err ? err : &local};
+  kc_shape *shapes = malloc(KC_MAXSHAPES * sizeof *shapes);
+  if (run.rng == NULL || shapes == NULL) {
+    rc = aal_fail(err, AAL_ENOMEM, "kcheck: generator or shape table");
+    goto done;
+  }
+  if (out != NULL) {
+    fprintf(out, "kcheck: backend %s (u = 2^-%d), seed %lu, shapes %s", be->name,
+            be->precision_bits, o->seed, o->shapes ? o->shapes : "resnet18");
+    if (nrand == 0)
+      fprintf(out, ", batch %d", o->batch > 0 ? o->batch : 8);
+    fprintf(out, "\n");
+    fprintf(out, "%-21s %-28s %9s  %-4s  %s\n", "op", "shape", "err/bound", "", "worst element");
+  }
+  for (int i = 0; i < kc_nops && rc == AAL_OK; i++) {
+    if (!selected(o->op, kc_ops[i].name))
+      continue;
+    const int ns = shapes_for(kc_ops[i].family, o, nrand, shapes);
+    if (ns < 0) {
+      rc = aal_fail(err, AAL_ENOMEM, "kcheck: shape generator");
+      break;
+    }
+    rc = run_op(&run, &kc_ops[i], shapes, ns, o, i, out, sum);
+  }
+  if (rc == AAL_OK && out != NULL)
+    fprintf(out, "kcheck: %d checks, %d failed, worst err/bound %.3g (%s)\n", sum->checks,
+            sum->failed, sum->worst_ratio, sum->worst);
+done:
+  free(shapes);
+  gsl_rng_free(run.rng);
+  ref.destroy(&ref);
+  return rc;
+}

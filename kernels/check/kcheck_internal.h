@@ -1,0 +1,116 @@
+/* Pieces of the harness shared by kernels/check/kcheck.c (driver, buffers, comparisons) and
+ * kernels/check/cases.c (one case per op: inputs, call, bounds). */
+#ifndef AAL_KCHECK_INTERNAL_H
+#define AAL_KCHECK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "kernels/check/kcheck.h"
+
+/* Which of the three runs: the reference on the inputs, the reference on |inputs|
+ * (the (|A||B|)_ref of the bounds), the tested backend on the inputs. */
+enum { KC_REF = 0, KC_ABS = 1, KC_GOT = 2, KC_RUNS = 3 };
+
+enum kc_family { KC_CONV, KC_BN, KC_ELEM, KC_POOL, KC_LINEAR, KC_XENT, KC_LI, KC_SGD };
+
+/* One shape; the fields a family uses:
+ *   conv: cs;  bn: a = n, b = c, c = hw;  elem: len;  pool: a = rows, b = hw;
+ *   linear: a = n, b = in, c = out;  xent: a = n, b = classes;  li: a = n, len = per;
+ *   sgd: len. */
+typedef struct {
+  aal_conv_shape cs;
+  int a, b, c;
+  size_t len;
+  char desc[64];
+} kc_shape;
+
+enum kc_role { KC_IN, KC_OUT, KC_INOUT };
+
+typedef struct {
+  const char *name;
+  enum kc_role role;
+  int bits;               /* packed bits instead of values */
+  int poison_inf;         /* poison with +Inf rather than NaN (an output that may be NaN) */
+  size_t n;
+  void *dev[KC_RUNS];     /* the buffer on each backend */
+  double *val[KC_RUNS];   /* values: inputs as uploaded, outputs as downloaded */
+  uint32_t *words[KC_RUNS];
+} kc_buf;
+
+#define KC_MAXBUF 10
+
+typedef struct {
+  const kc_shape *sh;
+  int nbuf;
+  kc_buf buf[KC_MAXBUF];
+  int *labels;            /* xent: host labels, shared by all runs */
+  double loss[KC_RUNS];   /* xent: the host loss of each run */
+  double eps, lr, momentum, wd;
+  int first;
+} kc_case;
+
+/* A row of the report: the worst element over all outputs of one op and shape. */
+typedef struct {
+  int failed;
+  double ratio;           /* worst error/bound (Inf: NaN, a wrong bit, an op error) */
+  char worst[160];
+  char note[AAL_ERRMSG_LEN + 64];
+} kc_row;
+
+typedef struct {
+  const aal_backend *be[KC_RUNS];
+  double u;               /* unit roundoff of the tested backend: 2^-precision_bits */
+  gsl_rng *rng;
+  aal_error *err;
+} kc_run;
+
+/* The call of one op on backend be (run v) with the case's buffers. */
+typedef int (*kc_call)(const aal_backend *be, int v, kc_case *k, aal_error *err);
+
+/* ---- kcheck.c */
+int kc_add(kc_case *k, const char *name, enum kc_role role, size_t n, int bits);
+/* Uniform on +-[scale/1024, scale), rounded to float32: never zero, never tiny. */
+double kc_sym(kc_run *run, double scale);
+/* Allocates the case's buffers on all backends, lets the case's inputs (val[KC_REF] or
+ * words[KC_REF], filled by the caller after kc_alloc) travel, runs the reference (and
+ * its absolute-value twin when need_abs), poisons and runs the tested backend, and
+ * downloads everything.  Returns a harness status; an error of the tested op is
+ * recorded in row (and *ran is 0). */
+int kc_alloc(kc_run *run, kc_case *k);
+int kc_execute(kc_run *run, kc_case *k, kc_call call, int need_abs, kc_row *row, int *ran);
+void kc_free(kc_run *run, kc_case *k);
+kc_buf *kc_get(kc_case *k, const char *name);
+
+/* Comparisons (pass iff err <= bound, so NaN fails). */
+void kc_check_bound(kc_row *row, const kc_buf *b, const double *bound, int nan_ok);
+/* bound_i = c * K * u * |abs-run output_i| */
+void kc_check_scaled(kc_run *run, kc_row *row, const kc_buf *b, double c, double kterms);
+void kc_check_exact(kc_row *row, const kc_buf *b);
+void kc_check_bits(kc_row *row, const kc_buf *b);
+void kc_check_scalar(kc_row *row, const char *name, double ref, double got, double bound);
+/* Bits that must match the reference except where the reference's pre-image is a tie:
+ * bit i may differ only where |zref_i| <= bound_i (zref: the value the reference compared
+ * with 0, e.g. z = bn(x) before a ReLU).  Returns the number of tolerated ties. */
+size_t kc_check_bits_ties(kc_row *row, const kc_buf *b, const double *zref,
+                          const double *bound);
+/* A fused op against the unfused composition on the same backend: every element (or
+ * bit) must be identical (bitwise, so -0 differs from +0). */
+void kc_check_same(kc_row *row, const char *name, const double *fused, const double *unfused,
+                   size_t n);
+void kc_check_same_bits(kc_row *row, const char *name, const uint32_t *fused,
+                        const uint32_t *unfused, size_t n);
+
+/* ---- kernels/check/cases.c */
+typedef struct {
+  const char *name;
+  enum kc_family family;
+  int (*run)(kc_run *run, const kc_shape *sh, kc_row *row);
+} kc_op;
+
+extern const kc_op kc_ops[];
+extern const int kc_nops;
+
+#endif

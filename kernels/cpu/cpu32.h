@@ -1,0 +1,119 @@
+/* The float32 CPU backend (aal_backend_cpu32): its ops, one file per op family.
+ * Buffers are plain host arrays: float[n] for values, uint32_t[ceil(n/32)] for bits
+ * (the layout of kernels/backend.h), so tests may build variants of these kernels
+ * on the same buffers. */
+#ifndef AAL_CPU32_INTERNAL_H
+#define AAL_CPU32_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "kernels/backend.h"
+#include "sim/core/team.h"
+
+/* kernels/cpu/conv.c: im2col + cblas_sgemm over chunks of images (one GEMM per chunk) */
+int aal_cpu32_conv_forward(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                           const void *w, void *y, aal_error *err);
+int aal_cpu32_conv_backward_data(const aal_backend *be, const aal_conv_shape *cs,
+                                 const void *dy, const void *w, void *dx, aal_error *err);
+int aal_cpu32_conv_backward_filter(const aal_backend *be, const aal_conv_shape *cs,
+                                   const void *x, const void *dy, void *dw, aal_error *err);
+/* The same with an explicit cap on the im2col workspace in bytes (0: the default,
+ * AAL_CPU32_CONV_WORKSPACE_BYTES), for tests that need several chunks on small shapes.
+ * Results depend on the chunking only through the order of backward-filter's sum. */
+#define AAL_CPU32_CONV_WORKSPACE_BYTES ((size_t)64 << 20)
+int aal_cpu32_conv_forward_ws(const aal_conv_shape *cs, const void *x, const void *w, void *y,
+                              size_t workspace_bytes, aal_error *err);
+int aal_cpu32_conv_backward_data_ws(const aal_conv_shape *cs, const void *dy, const void *w,
+                                    void *dx, size_t workspace_bytes, aal_error *err);
+int aal_cpu32_conv_backward_filter_ws(const aal_conv_shape *cs, const void *x, const void *dy,
+                                      void *dw, size_t workspace_bytes, aal_error *err);
+
+/* kernels/cpu/backend.c: the backend's state (be->ctx, heap-allocated so that its address, which the
+ * helpers hold, survives copies of the table: a copy shares it, only destroy frees it). */
+typedef struct {
+  aal_team team;
+} aal_cpu32_state;
+
+/* The team of a cpu32 backend; NULL (single-threaded) when be or its ctx is NULL. */
+aal_team *aal_cpu32_be_team(const aal_backend *be);
+/* Restarts be's team with nthreads threads (1: every op single-threaded), for tests
+ * that compare thread counts; fewer if helpers cannot be created.  No op of be may run
+ * meanwhile.  Fails for a table that is not cpu32's or nthreads outside
+ * [1, AAL_TEAM_MAX_THREADS]. */
+int aal_backend_cpu32_threads(aal_backend *be, size_t nthreads, aal_error *err);
+/* Threads of be's team, the calling thread included. */
+size_t aal_backend_cpu32_thread_count(const aal_backend *be);
+
+/* kernels/cpu/batchnorm.c */
+/* n, c, hw >= 1 and N*HW >= 2 (training-mode statistics), or an error naming op. */
+int aal_cpu32_bn_check_sizes(const char *op, int n, int c, int hw, aal_error *err);
+int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
+                         const void *gamma, const void *beta, double eps, void *y, void *mean,
+                         void *invstd, aal_error *err);
+int aal_cpu32_bn_forward_eval(const aal_backend *be, int n, int c, int hw, const void *x,
+                              const void *gamma, const void *beta, const void *running_mean,
+                              const void *running_var, double eps, void *y, aal_error *err);
+int aal_cpu32_bn_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                          const void *x, const void *gamma, const void *mean,
+                          const void *invstd, void *dx, void *dgamma, void *dbeta,
+                          aal_error *err);
+/* The statistics bn_forward uses for channel ch of x [n, c, hw]: the mean and the biased
+ * variance (two-pass, in double), shared with kernels/cpu/bn_relu.c so that the fused op gets
+ * the same numbers. */
+void aal_cpu32_bn_channel_stats(const float *x, int n, int c, int hw, int ch, double *mean,
+                                double *var);
+
+/* kernels/cpu/bn_relu.c: batch norm + ReLU, fused (bit-identical to bn_forward + relu_forward,
+ * relu_backward + bn_backward) */
+int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
+                              const void *gamma, const void *beta, double eps, void *y,
+                              void *mask, void *mean, void *invstd, aal_error *err);
+int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                               const void *mask, const void *x, const void *gamma,
+                               const void *mean, const void *invstd, void *dx, void *dgamma,
+                               void *dbeta, aal_error *err);
+
+/* kernels/cpu/relu_asa.c: ReLU with its mask, ASA sign packing */
+int aal_cpu32_relu_forward(const aal_backend *be, size_t n, const void *x, void *y, void *mask,
+                           aal_error *err);
+int aal_cpu32_relu_backward(const aal_backend *be, size_t n, const void *dy, const void *mask,
+                            void *dx, aal_error *err);
+int aal_cpu32_sign_pack(const aal_backend *be, size_t n, const void *x, void *bits,
+                        aal_error *err);
+int aal_cpu32_sign_unpack(const aal_backend *be, size_t n, const void *bits, double eps,
+                          void *out, aal_error *err);
+/* fused: bits = (x > 0), h = x + (bit ? (float)eps : 0) */
+int aal_cpu32_asa_input(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                        void *bits, aal_error *err);
+
+/* kernels/cpu/pool_add.c: add, global average pooling */
+int aal_cpu32_scale(const aal_backend *be, size_t n, const void *x, double s, void *y,
+                    aal_error *err);
+int aal_cpu32_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
+                  aal_error *err);
+int aal_cpu32_avgpool_forward(const aal_backend *be, int rows, int hw, const void *x, void *y,
+                              aal_error *err);
+int aal_cpu32_avgpool_backward(const aal_backend *be, int rows, int hw, const void *dy,
+                               void *dx, aal_error *err);
+
+/* kernels/cpu/linear_xent.c: linear layer and softmax cross-entropy */
+int aal_cpu32_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
+                             const void *w, const void *b, void *y, aal_error *err);
+int aal_cpu32_linear_backward(const aal_backend *be, int n, int in, int out, const void *dy,
+                              const void *x, const void *w, void *dx, void *dw, void *db,
+                              aal_error *err);
+int aal_cpu32_xent_forward(const aal_backend *be, int n, int classes, const void *logits,
+                           const int *labels, double *loss, void *prob, aal_error *err);
+int aal_cpu32_xent_backward(const aal_backend *be, int n, int classes, const void *prob,
+                            const int *labels, void *dlogits, aal_error *err);
+
+/* kernels/cpu/li_sgd.c: LI reduction, SGD */
+int aal_cpu32_li_reduce(const aal_backend *be, int n, size_t per, const void *h, const void *r,
+                        void *li, aal_error *err);
+int aal_cpu32_sgd_update(const aal_backend *be, size_t n, void *w, const void *g, void *buf,
+                         double lr, double momentum, double weight_decay, int first,
+                         aal_error *err);
+
+#endif

@@ -1,0 +1,624 @@
+/* The reference backend: buffers of doubles, every op delegating to the double reference
+ * of sim/ and theory/ (the oracle the harness holds other backends against).  Raw
+ * buffers are wrapped in aal_tensor views (no copy); packed bits are converted between
+ * the table's uint32 words and the reference's uint64 words. */
+#include "kernels/backend.h"
+#include "kernels/backend_check.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim/layers/conv.h"
+#include "sim/layers/layers.h"
+#include "sim/layers/li.h"
+#include "sim/core/tensor.h"
+
+/* A view of n doubles as a tensor of the given shape (not reference-counted: never
+ * retained or released). */
+static aal_tensor view(const void *p, int ndim, size_t d0, size_t d1, size_t d2, size_t d3)
+{
+  aal_tensor t;
+  memset(&t, 0, sizeof t);
+  const size_t d[4] = {d0, d1, d2, d3};
+  t.ndim = ndim;
+  t.size = 1;
+  for (int i = 0; i < ndim; i++) {
+    t.shape[i] = d[i];
+    t.size *= d[i];
+  }
+  t.dtype = AAL_F64;
+  t.data = (double *)p;
+  t.refcount = 1;
+  return t;
+}
+
+static size_t words32(size_t n) { return (n + 31) / 32; }
+
+/* ---------------------------------------------------------------- memory */
+
+static int ref_alloc(const aal_backend *be, size_t n, void **buf, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref alloc", n, sizeof(double), err);
+  if (rc != AAL_OK)
+    return rc;
+  *buf = calloc(n, sizeof(double));
+  return *buf ? AAL_OK : aal_fail(err, AAL_ENOMEM, "ref alloc: %zu doubles", n);
+}
+
+static int ref_alloc_bits(const aal_backend *be, size_t n, void **buf, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref alloc_bits", n, 1, err);
+  if (rc != AAL_OK)
+    return rc;
+  *buf = calloc(words32(n), sizeof(uint32_t));
+  return *buf ? AAL_OK : aal_fail(err, AAL_ENOMEM, "ref alloc_bits: %zu bits", n);
+}
+
+static void ref_release(const aal_backend *be, void *buf)
+{
+  (void)be;
+  free(buf);
+}
+
+static int ref_upload(const aal_backend *be, void *buf, const double *host, size_t n,
+                      aal_error *err)
+{
+  (void)be;
+  if (buf == NULL || host == NULL)
+    return aal_fail(err, AAL_EINVAL, "ref upload: NULL buffer");
+  memcpy(buf, host, n * sizeof(double));
+  return AAL_OK;
+}
+
+static int ref_download(const aal_backend *be, double *host, const void *buf, size_t n,
+                        aal_error *err)
+{
+  (void)be;
+  if (buf == NULL || host == NULL)
+    return aal_fail(err, AAL_EINVAL, "ref download: NULL buffer");
+  memcpy(host, buf, n * sizeof(double));
+  return AAL_OK;
+}
+
+static int ref_upload_bits(const aal_backend *be, void *buf, const uint32_t *words, size_t n,
+                           aal_error *err)
+{
+  (void)be;
+  if (buf == NULL || words == NULL)
+    return aal_fail(err, AAL_EINVAL, "ref upload_bits: NULL buffer");
+  memcpy(buf, words, words32(n) * sizeof(uint32_t));
+  return AAL_OK;
+}
+
+static int ref_download_bits(const aal_backend *be, uint32_t *words, const void *buf,
+                             size_t n, aal_error *err)
+{
+  (void)be;
+  if (buf == NULL || words == NULL)
+    return aal_fail(err, AAL_EINVAL, "ref download_bits: NULL buffer");
+  memcpy(words, buf, words32(n) * sizeof(uint32_t));
+  return AAL_OK;
+}
+
+/* ---------------------------------------------------------------- bits <-> tensors */
+
+static aal_tensor *bits_tensor(size_t n, aal_error *err)
+{
+  const long shape[1] = {(long)n};
+  return aal_tensor_new_bits(1, shape, err);
+}
+
+static void bits_to32(const aal_tensor *t, uint32_t *words, size_t n)
+{
+  memset(words, 0, words32(n) * sizeof(uint32_t));
+  for (size_t i = 0; i < n; i++)
+    if (aal_bit_get(t->bits, i))
+      words[i / 32] |= (uint32_t)1 << (i % 32);
+}
+
+static void bits_from32(aal_tensor *t, const uint32_t *words, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    aal_bit_set(t->bits, i, (int)((words[i / 32] >> (i % 32)) & 1u));
+}
+
+/* ---------------------------------------------------------------- conv */
+
+static int ref_conv_forward(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                            const void *w, void *y, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_conv(cs, "ref conv_forward", err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref conv_forward", "x, w, y", err, 3, x, w, y);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 4, cs->n, cs->c, cs->h, cs->w);
+  aal_tensor tw = view(w, 4, cs->k, cs->c, cs->r, cs->s);
+  aal_tensor ty = view(y, 4, cs->n, cs->k, cs->p, cs->q);
+  return aal_conv2d_forward(&tx, &tw, cs->stride, cs->pad, &ty, err);
+}
+
+static int ref_conv_backward_data(const aal_backend *be, const aal_conv_shape *cs,
+                                  const void *dy, const void *w, void *dx, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_conv(cs, "ref conv_backward_data", err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref conv_backward_data", "dy, w, dx", err, 3, dy, w, dx);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 4, cs->n, cs->k, cs->p, cs->q);
+  aal_tensor tw = view(w, 4, cs->k, cs->c, cs->r, cs->s);
+  aal_tensor tdx = view(dx, 4, cs->n, cs->c, cs->h, cs->w);
+  return aal_conv2d_backward_data(&tdy, &tw, cs->stride, cs->pad, &tdx, err);
+}
+
+static int ref_conv_backward_filter(const aal_backend *be, const aal_conv_shape *cs,
+                                    const void *x, const void *dy, void *dw, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_conv(cs, "ref conv_backward_filter", err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref conv_backward_filter", "x, dy, dw", err, 3, x, dy, dw);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 4, cs->n, cs->c, cs->h, cs->w);
+  aal_tensor tdy = view(dy, 4, cs->n, cs->k, cs->p, cs->q);
+  aal_tensor tdw = view(dw, 4, cs->k, cs->c, cs->r, cs->s);
+  return aal_conv2d_backward_filter(&tx, &tdy, cs->stride, cs->pad, &tdw, err);
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+static int ref_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
+                          const void *gamma, const void *beta, double eps, void *y,
+                          void *mean, void *invstd, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref bn_forward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mean, invstd", err, 6, x, gamma, beta,
+                              y, mean, invstd)) != AAL_OK)
+    return rc;
+  /* the op table leaves the running statistics to the caller: scratch ones here */
+  aal_tensor *rm = aal_tensor_new1(c, err), *rv = aal_tensor_new1(c, err);
+  if (rm == NULL || rv == NULL) {
+    aal_tensor_release(rm);
+    aal_tensor_release(rv);
+    return AAL_ENOMEM;
+  }
+  aal_tensor tx = view(x, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor ty = view(y, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor tg = view(gamma, 1, (size_t)c, 0, 0, 0), tb = view(beta, 1, (size_t)c, 0, 0, 0);
+  aal_tensor tm = view(mean, 1, (size_t)c, 0, 0, 0), ti = view(invstd, 1, (size_t)c, 0, 0, 0);
+  rc = aal_bn2d_forward_train(&tx, &tg, &tb, rm, rv, AAL_BN_MOMENTUM, eps, &ty, &tm, &ti, err);
+  aal_tensor_release(rm);
+  aal_tensor_release(rv);
+  return rc;
+}
+
+static int ref_bn_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                           const void *x, const void *gamma, const void *mean,
+                           const void *invstd, void *dx, void *dgamma, void *dbeta,
+                           aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref bn_backward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, x, gamma, mean, invstd, dx, dgamma, dbeta", err, 8, dy,
+                              x, gamma, mean, invstd, dx, dgamma, dbeta)) != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor tx = view(x, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor tdx = view(dx, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor tg = view(gamma, 1, (size_t)c, 0, 0, 0), tm = view(mean, 1, (size_t)c, 0, 0, 0);
+  aal_tensor ti = view(invstd, 1, (size_t)c, 0, 0, 0);
+  aal_tensor tdg = view(dgamma, 1, (size_t)c, 0, 0, 0), tdb = view(dbeta, 1, (size_t)c, 0, 0, 0);
+  return aal_bn2d_backward(&tdy, &tx, &tg, &tm, &ti, &tdx, &tdg, &tdb, err);
+}
+
+/* ---------------------------------------------------------------- relu */
+
+static int ref_relu_forward(const aal_backend *be, size_t n, const void *x, void *y,
+                            void *mask, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref relu_forward", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref relu_forward", "x, y, mask", err, 3, x, y, mask);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor *m = bits_tensor(n, err);
+  if (m == NULL)
+    return AAL_ENOMEM;
+  aal_tensor tx = view(x, 1, n, 0, 0, 0), ty = view(y, 1, n, 0, 0, 0);
+  rc = aal_relu_forward(&tx, &ty, m, err);
+  if (rc == AAL_OK)
+    bits_to32(m, mask, n);
+  aal_tensor_release(m);
+  return rc;
+}
+
+static int ref_relu_backward(const aal_backend *be, size_t n, const void *dy,
+                             const void *mask, void *dx, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref relu_backward", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref relu_backward", "dy, mask, dx", err, 3, dy, mask, dx);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor *m = bits_tensor(n, err);
+  if (m == NULL)
+    return AAL_ENOMEM;
+  bits_from32(m, mask, n);
+  aal_tensor tdy = view(dy, 1, n, 0, 0, 0), tdx = view(dx, 1, n, 0, 0, 0);
+  rc = aal_relu_backward(&tdy, m, &tdx, err);
+  aal_tensor_release(m);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- add, pooling */
+
+static int ref_bn_forward_eval(const aal_backend *be, int n, int c, int hw, const void *x,
+                               const void *gamma, const void *beta, const void *running_mean,
+                               const void *running_var, double eps, void *y, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref bn_forward_eval";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, running_mean, running_var, y", err, 6, x,
+                              gamma, beta, running_mean, running_var, y)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor ty = view(y, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
+  aal_tensor tg = view(gamma, 1, (size_t)c, 0, 0, 0), tb = view(beta, 1, (size_t)c, 0, 0, 0);
+  aal_tensor tm = view(running_mean, 1, (size_t)c, 0, 0, 0);
+  aal_tensor tv = view(running_var, 1, (size_t)c, 0, 0, 0);
+  return aal_bn2d_forward_eval(&tx, &tg, &tb, &tm, &tv, eps, &ty, err);
+}
+
+static int ref_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
+                   aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref add", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref add", "a, b, y", err, 3, a, b, y);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor ta = view(a, 1, n, 0, 0, 0), tb = view(b, 1, n, 0, 0, 0);
+  aal_tensor ty = view(y, 1, n, 0, 0, 0);
+  return aal_add_forward(&ta, &tb, &ty, err);
+}
+
+static int ref_scale(const aal_backend *be, size_t n, const void *xv, double s, void *yv,
+                     aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref scale", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref scale", "x, y", err, 2, xv, yv);
+  if (rc != AAL_OK)
+    return rc;
+  const double *x = xv;
+  double *y = yv;
+  for (size_t i = 0; i < n; i++)
+    y[i] = x[i] * s;
+  return AAL_OK;
+}
+
+static int ref_avgpool_forward(const aal_backend *be, int rows, int hw, const void *x,
+                               void *y, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref avgpool_forward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "rows", rows, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, y", err, 2, x, y)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 4, (size_t)rows, 1, 1, (size_t)hw);
+  aal_tensor ty = view(y, 2, (size_t)rows, 1, 0, 0);
+  return aal_avgpool_forward(&tx, &ty, err);
+}
+
+static int ref_avgpool_backward(const aal_backend *be, int rows, int hw, const void *dy,
+                                void *dx, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref avgpool_backward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "rows", rows, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, dx", err, 2, dy, dx)) != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 2, (size_t)rows, 1, 0, 0);
+  aal_tensor tdx = view(dx, 4, (size_t)rows, 1, 1, (size_t)hw);
+  return aal_avgpool_backward(&tdy, &tdx, err);
+}
+
+/* ---------------------------------------------------------------- linear */
+
+static int ref_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
+                              const void *w, const void *b, void *y, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref linear_forward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "in", in, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "out", out, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, w, b, y", err, 4, x, w, b, y)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 2, (size_t)n, (size_t)in, 0, 0);
+  aal_tensor tw = view(w, 2, (size_t)out, (size_t)in, 0, 0);
+  aal_tensor tb = view(b, 1, (size_t)out, 0, 0, 0);
+  aal_tensor ty = view(y, 2, (size_t)n, (size_t)out, 0, 0);
+  return aal_linear_forward(&tx, &tw, &tb, &ty, err);
+}
+
+static int ref_linear_backward(const aal_backend *be, int n, int in, int out, const void *dy,
+                               const void *x, const void *w, void *dx, void *dw, void *db,
+                               aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref linear_backward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "in", in, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "out", out, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, x, w, dw, db", err, 5, dy, x, w, dw, db)) != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 2, (size_t)n, (size_t)out, 0, 0);
+  aal_tensor tx = view(x, 2, (size_t)n, (size_t)in, 0, 0);
+  aal_tensor tw = view(w, 2, (size_t)out, (size_t)in, 0, 0);
+  aal_tensor tdx = view(dx, 2, (size_t)n, (size_t)in, 0, 0);
+  aal_tensor tdw = view(dw, 2, (size_t)out, (size_t)in, 0, 0);
+  aal_tensor tdb = view(db, 1, (size_t)out, 0, 0, 0);
+  return aal_linear_backward(&tdy, &tx, &tw, dx ? &tdx : NULL, &tdw, &tdb, err);
+}
+
+/* ---------------------------------------------------------------- softmax cross-entropy */
+
+static int ref_xent_forward(const aal_backend *be, int n, int classes, const void *logits,
+                            const int *labels, double *loss, void *prob, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref xent_forward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "classes", classes, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "logits, labels, loss, prob", err, 4, logits, labels, loss,
+                              prob)) != AAL_OK)
+    return rc;
+  aal_tensor tz = view(logits, 2, (size_t)n, (size_t)classes, 0, 0);
+  aal_tensor tp = view(prob, 2, (size_t)n, (size_t)classes, 0, 0);
+  return aal_xent_forward(&tz, labels, loss, &tp, err);
+}
+
+static int ref_xent_backward(const aal_backend *be, int n, int classes, const void *prob,
+                             const int *labels, void *dlogits, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref xent_backward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "classes", classes, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "prob, labels, dlogits", err, 3, prob, labels, dlogits)) !=
+          AAL_OK)
+    return rc;
+  aal_tensor tp = view(prob, 2, (size_t)n, (size_t)classes, 0, 0);
+  aal_tensor td = view(dlogits, 2, (size_t)n, (size_t)classes, 0, 0);
+  return aal_xent_backward(&tp, labels, &td, err);
+}
+
+/* ---------------------------------------------------------------- ASA signs */
+
+static int ref_sign_pack(const aal_backend *be, size_t n, const void *x, void *bits,
+                         aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref sign_pack", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref sign_pack", "x, bits", err, 2, x, bits);
+  if (rc != AAL_OK)
+    return rc;
+  const double *px = x;
+  uint32_t *words = bits;
+  memset(words, 0, words32(n) * sizeof(uint32_t));
+  for (size_t i = 0; i < n; i++)
+    if (px[i] > 0)
+      words[i / 32] |= (uint32_t)1 << (i % 32);
+  return AAL_OK;
+}
+
+static int ref_sign_unpack(const aal_backend *be, size_t n, const void *bits, double eps,
+                           void *out, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref sign_unpack", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref sign_unpack", "bits, out", err, 2, bits, out);
+  if (rc != AAL_OK)
+    return rc;
+  const uint32_t *words = bits;
+  double *po = out;
+  for (size_t i = 0; i < n; i++)
+    po[i] = ((words[i / 32] >> (i % 32)) & 1u) ? eps : 0.0;
+  return AAL_OK;
+}
+
+/* ---------------------------------------------------------------- fused ops
+ * The reference's fused ops are its unfused compositions: the oracle for a fused kernel
+ * is the op sequence it replaces. */
+
+/* h = x + (bit ? eps : 0), bits = (x > 0): add(x, sign_unpack(sign_pack(x))) in double
+ * (eps is not rounded: the reference's precision is double). */
+static int ref_asa_input(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                         void *bits, aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref asa_input", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref asa_input", "x, h, bits", err, 3, x, h, bits);
+  if (rc != AAL_OK)
+    return rc;
+  const double *px = x;
+  double *ph = h;
+  uint32_t *words = bits;
+  memset(words, 0, words32(n) * sizeof(uint32_t));
+  for (size_t i = 0; i < n; i++) {
+    const int bit = px[i] > 0;
+    if (bit)
+      words[i / 32] |= (uint32_t)1 << (i % 32);
+    ph[i] = px[i] + (bit ? eps : 0.0);
+  }
+  return AAL_OK;
+}
+
+/* bn_forward into y, then relu_forward in place (the mask is taken before y is
+ * overwritten; aal_relu_forward allows y to alias x). */
+static int ref_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
+                               const void *gamma, const void *beta, double eps, void *y,
+                               void *mask, void *mean, void *invstd, aal_error *err)
+{
+  static const char op[] = "ref bn_relu_forward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mask, mean, invstd", err, 7, x, gamma,
+                              beta, y, mask, mean, invstd)) != AAL_OK)
+    return rc;
+  rc = ref_bn_forward(be, n, c, hw, x, gamma, beta, eps, y, mean, invstd, err);
+  if (rc == AAL_OK)
+    rc = ref_relu_forward(be, (size_t)n * c * hw, y, y, mask, err);
+  return rc;
+}
+
+/* relu_backward into a scratch dz, then bn_backward(dz). */
+static int ref_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
+                                const void *mask, const void *x, const void *gamma,
+                                const void *mean, const void *invstd, void *dx, void *dgamma,
+                                void *dbeta, aal_error *err)
+{
+  static const char op[] = "ref bn_relu_backward";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta", err,
+                              9, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta)) !=
+          AAL_OK)
+    return rc;
+  const size_t total = (size_t)n * c * hw;
+  double *dz = malloc(total * sizeof *dz);
+  if (dz == NULL)
+    return aal_fail(err, AAL_ENOMEM, "%s: dz (%zu doubles)", op, total);
+  rc = ref_relu_backward(be, total, dy, mask, dz, err);
+  if (rc == AAL_OK)
+    rc = ref_bn_backward(be, n, c, hw, dz, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+  free(dz);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- LI, SGD */
+
+static int ref_li_reduce(const aal_backend *be, int n, size_t per, const void *h,
+                         const void *r, void *li, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref li_reduce";
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_count(op, per, sizeof(double), err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "h, r, li", err, 3, h, r, li)) != AAL_OK)
+    return rc;
+  unsigned char *valid = malloc((size_t)n);
+  if (valid == NULL)
+    return aal_fail(err, AAL_ENOMEM, "%s: %d flags", op, n);
+  size_t zero = 0;
+  double *pl = li;
+  rc = aal_li_batch(h, r, (size_t)n, per, pl, valid, &zero, err);
+  if (rc == AAL_OK)
+    for (int s = 0; s < n; s++)
+      if (!valid[s])
+        pl[s] = NAN; /* no LI for h = 0: the caller counts it */
+  free(valid);
+  return rc;
+}
+
+static int ref_sgd_update(const aal_backend *be, size_t n, void *w, const void *g, void *buf,
+                          double lr, double momentum, double weight_decay, int first,
+                          aal_error *err)
+{
+  (void)be;
+  int rc = aal_be_check_count("ref sgd_update", n, sizeof(double), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs("ref sgd_update", "w, g, buf", err, 3, w, g, buf);
+  if (rc != AAL_OK)
+    return rc;
+  aal_sgd_update_array(n, w, g, buf, lr, momentum, weight_decay, first);
+  return AAL_OK;
+}
+
+static void ref_destroy(aal_backend *be)
+{
+  if (be != NULL)
+    memset(be, 0, sizeof *be);
+}
+
+int aal_backend_ref(aal_backend *be, aal_error *err)
+{
+  if (be == NULL)
+    return aal_fail(err, AAL_EINVAL, "backend ref: NULL table");
+  memset(be, 0, sizeof *be);
+  be->name = "ref";
+  be->precision_bits = 53;
+  be->alloc = ref_alloc;
+  be->alloc_bits = ref_alloc_bits;
+  be->release = ref_release;
+  be->upload = ref_upload;
+  be->download = ref_download;
+  be->upload_bits = ref_upload_bits;
+  be->download_bits = ref_download_bits;
+  be->conv_forward = ref_conv_forward;
+  be->conv_backward_data = ref_conv_backward_data;
+  be->conv_backward_filter = ref_conv_backward_filter;
+  be->bn_forward = ref_bn_forward;
+  be->bn_backward = ref_bn_backward;
+  be->bn_forward_eval = ref_bn_forward_eval;
+  be->relu_forward = ref_relu_forward;
+  be->relu_backward = ref_relu_backward;
+  be->add = ref_add;
+  be->scale = ref_scale;
+  be->avgpool_forward = ref_avgpool_forward;
+  be->avgpool_backward = ref_avgpool_backward;
+  be->linear_forward = ref_linear_forward;
+  be->linear_backward = ref_linear_backward;
+  be->xent_forward = ref_xent_forward;
+  be->xent_backward = ref_xent_backward;
+  be->sign_pack = ref_sign_pack;
+  be->sign_unpack = ref_sign_unpack;
+  be->li_reduce = ref_li_reduce;
+  be->sgd_update = ref_sgd_update;
+  be->asa_input = ref_asa_input;
+  be->bn_relu_forward = ref_bn_relu_forward;
+  be->bn_relu_backward = ref_bn_relu_backward;
+  be->destroy = ref_destroy;
+  return AAL_OK;
+}

@@ -1,0 +1,136 @@
+/* `aal kcheck --backend NAME [--op OP] [--seed S] [--shapes resnet18|random:N]
+ * [--batch B]`: one row per op and shape (error/bound, worst element, PASS/FAIL).
+ * `aal kcheck --step --backend NAME [--rule R] [--seed S] [--width W] [--batch B]`: one
+ * training step on the backend against the reference (kernels/check/step_check.h). */
+#include "sim/cli/kcheck.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/check/kcheck.h"
+#include "kernels/check/step_check.h"
+#include "sim/cli/cli.h"
+
+static const char usage[] =
+    "--backend NAME [options]\n\n"
+    "Runs every op of backend NAME (ref, cpu32, cuda) on float32-rounded random inputs\n"
+    "and compares each output element with the double reference against its derived\n"
+    "error bound (docs/KERNELS.md); bit outputs must match exactly, NaN or Inf fails.\n"
+    "Prints one row per op and shape; exits 1 if any check fails.\n"
+    "Shapes: resnet18 (the ResNet-18 Tiny ImageNet layers at --batch) or random:N\n"
+    "(N random shapes per op family: odd sizes, stride 1 and 2, pad 0 and 1, batch 1).\n\n"
+    "With --step: one training step (forward, backward, SGD) of a small ResNet from the\n"
+    "same state and batch on the reference and on NAME, for bp, ara:2,2,2,2 and\n"
+    "asa:2,2,2,2 (or --rule R); compares the loss, every gradient, the LI of every rule\n"
+    "conv and every parameter after the step against tol = c sqrt(2D) sqrt(K) 2^-p\n"
+    "(relative, max norm per tensor; docs/KERNELS.md).  Exits 1 if any tensor fails.";
+
+static void list_ops(FILE *f)
+{
+  fprintf(f, "ops:");
+  for (int i = 0; i < aal_kcheck_op_count(); i++)
+    fprintf(f, " %s", aal_kcheck_op_name(i));
+  fprintf(f, "\n");
+}
+
+static int step_check(const char *backend, const aal_kcheck_opts *ko, const char *rule,
+                      double width, int batch, int in_size, double c, int verbose)
+{
+  aal_step_check_opts o;
+  aal_step_check_opts_init(&o);
+  if (rule != NULL)
+    o.rules = rule;
+  o.seed = ko->seed;
+  o.width = width;
+  o.batch = batch;
+  if (in_size > 0)
+    o.in_size = in_size;
+  o.c = c;
+  o.verbose = verbose;
+  aal_error err;
+  aal_error_clear(&err);
+  aal_ops_handle h;
+  int rc = aal_ops_open(backend, &h, &err);
+  if (rc != AAL_OK) {
+    fprintf(stderr, "aal kcheck --step: %s (%s)\n", err.msg, aal_status_name(rc));
+    return EXIT_FAILURE;
+  }
+  aal_step_check_summary sum;
+  rc = aal_step_check(h.table, &o, stdout, &sum, &err);
+  aal_ops_close(&h);
+  if (rc == AAL_EINVAL) {
+    fprintf(stderr, "aal kcheck --step: %s\n", err.msg);
+    return 2;
+  }
+  if (rc != AAL_OK) {
+    fprintf(stderr, "aal kcheck --step: %s (%s)\n", err.msg, aal_status_name(rc));
+    return EXIT_FAILURE;
+  }
+  return sum.failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+int aal_cmd_kcheck(int argc, char **argv)
+{
+  const char *backend = NULL;
+  aal_kcheck_opts o;
+  aal_kcheck_opts_init(&o);
+  int batch = o.batch, step = 0, verbose = 0, in_size = 0;
+  const char *rule = NULL;
+  double width = 0.125, c = 0;
+  const cli_option opts[] = {
+      {"backend", CLI_STRING, &backend, "backend to check: ref, cpu32, cuda (required)"},
+      {"op", CLI_STRING, &o.op, "one op or family (conv, bn, relu, ...); default all"},
+      {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
+      {"shapes", CLI_STRING, &o.shapes, "resnet18 (default) or random:N"},
+      {"batch", CLI_INT, &batch, "batch of the resnet18 shapes / of the step (default 8)"},
+      {"step", CLI_FLAG, &step, "compare one training step instead of single ops"},
+      {"rule", CLI_STRING, &rule, "--step: one rule (default: bp, ara:2,2,2,2, asa:2,2,2,2)"},
+      {"width", CLI_DOUBLE, &width, "--step: width multiplier (default 0.125)"},
+      {"size", CLI_INT, &in_size, "--step: input size (default 64)"},
+      {"tol-c", CLI_DOUBLE, &c, "--step: the tolerance constant c (default 4)"},
+      {"verbose", CLI_FLAG, &verbose, "--step: a row per tensor (default: failures only)"},
+      {0}};
+  int rc = cli_parse("kcheck", usage, opts, argc, argv, 2);
+  if (rc == 1)
+    list_ops(stdout);
+  if (rc != 0)
+    return rc == 1 ? EXIT_SUCCESS : 2;
+  if (backend == NULL) {
+    fprintf(stderr, "aal kcheck: --backend NAME is required (see aal kcheck --help)\n");
+    return 2;
+  }
+  if (strcmp(backend, "ref") != 0 && strcmp(backend, "cpu32") != 0 &&
+      strcmp(backend, "cuda") != 0) {
+    fprintf(stderr, "aal kcheck: --backend: unknown backend '%s' (ref, cpu32, cuda)\n",
+            backend);
+    return 2;
+  }
+  if (batch < 1) {
+    fprintf(stderr, "aal kcheck: --batch: %d (must be >= 1)\n", batch);
+    return 2;
+  }
+  o.batch = batch;
+  aal_error err;
+  aal_error_clear(&err);
+  if (step)
+    return step_check(backend, &o, rule, width, batch, in_size, c, verbose);
+  aal_backend be;
+  rc = aal_backend_open(backend, &be, &err);
+  if (rc != AAL_OK) {
+    fprintf(stderr, "aal kcheck: %s (%s)\n", err.msg, aal_status_name(rc));
+    return EXIT_FAILURE;
+  }
+  aal_kcheck_summary sum;
+  rc = aal_kcheck_run(&be, &o, stdout, &sum, &err);
+  be.destroy(&be);
+  if (rc == AAL_EINVAL) { /* a bad --op or --shapes */
+    fprintf(stderr, "aal kcheck: %s\n", err.msg);
+    return 2;
+  }
+  if (rc != AAL_OK) {
+    fprintf(stderr, "aal kcheck: %s (%s)\n", err.msg, aal_status_name(rc));
+    return EXIT_FAILURE;
+  }
+  return sum.failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

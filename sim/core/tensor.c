@@ -1,0 +1,257 @@
+#include "sim/core/tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int element_count(int ndim, const long *shape, size_t *count, aal_error *err)
+{
+  if (ndim < 1 || ndim > AAL_MAX_NDIM)
+    return aal_fail(err, AAL_EINVAL, "tensor rank %d is outside 1..%d", ndim, AAL_MAX_NDIM);
+  if (shape == NULL)
+    return aal_fail(err, AAL_EINVAL, "tensor shape is NULL");
+  size_t total = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] < 1)
+      return aal_fail(err, AAL_EINVAL, "tensor dimension %d has size %ld; sizes must be >= 1",
+                      d, shape[d]);
+    if ((size_t)shape[d] > SIZE_MAX / sizeof(double) / total)
+      return aal_fail(err, AAL_ENOMEM, "tensor of rank %d overflows at dimension %d", ndim, d);
+    total *= (size_t)shape[d];
+  }
+  *count = total;
+  return AAL_OK;
+}
+
+static aal_tensor *tensor_alloc(int ndim, const long *shape, enum aal_dtype dtype,
+                                aal_error *err)
+{
+  aal_tensor *t = aal_tensor_new_deferred(ndim, shape, dtype, err);
+  if (t != NULL && aal_tensor_host_alloc(t, err) != AAL_OK) {
+    free(t);
+    return NULL;
+  }
+  return t;
+}
+
+aal_tensor *aal_tensor_new(int ndim, const long *shape, aal_error *err)
+{
+  return tensor_alloc(ndim, shape, AAL_F64, err);
+}
+
+aal_tensor *aal_tensor_new_bits(int ndim, const long *shape, aal_error *err)
+{
+  return tensor_alloc(ndim, shape, AAL_BITS, err);
+}
+
+aal_tensor *aal_tensor_new4(long n, long c, long h, long w, aal_error *err)
+{
+  const long shape[4] = {n, c, h, w};
+  return aal_tensor_new(4, shape, err);
+}
+
+aal_tensor *aal_tensor_new2(long rows, long cols, aal_error *err)
+{
+  const long shape[2] = {rows, cols};
+  return aal_tensor_new(2, shape, err);
+}
+
+aal_tensor *aal_tensor_new1(long n, aal_error *err)
+{
+  return aal_tensor_new(1, &n, err);
+}
+
+static void shape_as_long(const aal_tensor *t, long *shape)
+{
+  for (int d = 0; d < t->ndim; d++)
+    shape[d] = (long)t->shape[d];
+}
+
+aal_tensor *aal_tensor_new_like(const aal_tensor *t, aal_error *err)
+{
+  if (t == NULL) {
+    aal_fail(err, AAL_EINVAL, "aal_tensor_new_like: tensor is NULL");
+    return NULL;
+  }
+  long shape[AAL_MAX_NDIM];
+  shape_as_long(t, shape);
+  return aal_tensor_new(t->ndim, shape, err);
+}
+
+aal_tensor *aal_tensor_copy(const aal_tensor *t, aal_error *err)
+{
+  if (t == NULL) {
+    aal_fail(err, AAL_EINVAL, "aal_tensor_copy: tensor is NULL");
+    return NULL;
+  }
+  if (aal_tensor_sync_host(t, err) != AAL_OK)
+    return NULL;
+  long shape[AAL_MAX_NDIM];
+  shape_as_long(t, shape);
+  aal_tensor *c = tensor_alloc(t->ndim, shape, t->dtype, err);
+  if (c == NULL)
+    return NULL;
+  if (t->dtype == AAL_F64)
+    memcpy(c->data, t->data, t->size * sizeof(double));
+  else
+    memcpy(c->bits, t->bits, (t->size + 63) / 64 * sizeof(uint64_t));
+  return c;
+}
+
+aal_tensor *aal_tensor_retain(aal_tensor *t)
+{
+  if (t != NULL)
+    t->refcount++;
+  return t;
+}
+
+void aal_tensor_release(aal_tensor *t)
+{
+  if (t == NULL)
+    return;
+  if (--t->refcount > 0)
+    return;
+  if (t->mirror != NULL)
+    t->mirror->drop(t);
+  free(t->data);
+  free(t->bits);
+  free(t);
+}
+
+size_t aal_tensor_bytes(const aal_tensor *t)
+{
+  if (t == NULL)
+    return 0;
+  return t->dtype == AAL_F64 ? t->size * sizeof(double) : (t->size + 7) / 8;
+}
+
+size_t aal_tensor_bytes_f32(const aal_tensor *t)
+{
+  if (t == NULL)
+    return 0;
+  return t->dtype == AAL_F64 ? t->size * sizeof(float) : (t->size + 7) / 8;
+}
+
+int aal_tensor_same_shape(const aal_tensor *a, const aal_tensor *b)
+{
+  if (a == NULL || b == NULL || a->ndim != b->ndim)
+    return 0;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->shape[d] != b->shape[d])
+      return 0;
+  return 1;
+}
+
+void aal_tensor_shape_str(const aal_tensor *t, char *buf, size_t len)
+{
+  if (len == 0)
+    return;
+  buf[0] = '\0';
+  if (t == NULL) {
+    snprintf(buf, len, "(null)");
+    return;
+  }
+  size_t used = 0;
+  for (int d = 0; d < t->ndim && used < len; d++) {
+    int n = snprintf(buf + used, len - used, d ? "x%zu" : "%zu", t->shape[d]);
+    if (n < 0)
+      return;
+    used += (size_t)n;
+  }
+}
+
+int aal_tensor_require(const aal_tensor *t, int ndim, enum aal_dtype dtype,
+                       const char *what, aal_error *err)
+{
+  if (t == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s is NULL", what);
+  if (t->dtype != dtype)
+    return aal_fail(err, AAL_EINVAL, "%s has the wrong element type", what);
+  if (t->ndim != ndim) {
+    char s[64];
+    aal_tensor_shape_str(t, s, sizeof s);
+    return aal_fail(err, AAL_ESHAPE, "%s must have rank %d, has shape %s", what, ndim, s);
+  }
+  return AAL_OK;
+}
+
+int aal_tensor_require_same(const aal_tensor *a, const aal_tensor *b,
+                            const char *what_a, const char *what_b, aal_error *err)
+{
+  if (a == NULL || b == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s is NULL", a == NULL ? what_a : what_b);
+  if (!aal_tensor_same_shape(a, b)) {
+    char sa[64], sb[64];
+    aal_tensor_shape_str(a, sa, sizeof sa);
+    aal_tensor_shape_str(b, sb, sizeof sb);
+    return aal_fail(err, AAL_ESHAPE, "%s has shape %s but %s has shape %s", what_a, sa,
+                    what_b, sb);
+  }
+  return AAL_OK;
+}
+
+void aal_tensor_fill(aal_tensor *t, double value)
+{
+  if (t == NULL || t->dtype != AAL_F64)
+    return;
+  if (aal_tensor_forget_mirror(t, NULL) != AAL_OK)
+    return;
+  for (size_t i = 0; i < t->size; i++)
+    t->data[i] = value;
+}
+
+int aal_tensor_host_alloc(aal_tensor *t, aal_error *err)
+{
+  if (t == NULL || t->data != NULL || t->bits != NULL)
+    return AAL_OK;
+  if (t->dtype == AAL_F64)
+    t->data = calloc(t->size, sizeof(double));
+  else
+    t->bits = calloc((t->size + 63) / 64, sizeof(uint64_t));
+  if (t->data == NULL && t->bits == NULL)
+    return aal_fail(err, AAL_ENOMEM, "cannot allocate the host storage of a tensor of %zu "
+                    "elements", t->size);
+  return AAL_OK;
+}
+
+aal_tensor *aal_tensor_new_deferred(int ndim, const long *shape, enum aal_dtype dtype,
+                                    aal_error *err)
+{
+  size_t count = 0;
+  if (element_count(ndim, shape, &count, err) != AAL_OK)
+    return NULL;
+  aal_tensor *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    aal_fail(err, AAL_ENOMEM, "cannot allocate a tensor header");
+    return NULL;
+  }
+  t->ndim = ndim;
+  for (int d = 0; d < ndim; d++)
+    t->shape[d] = (size_t)shape[d];
+  t->size = count;
+  t->dtype = dtype;
+  t->refcount = 1;
+  return t;
+}
+
+int aal_tensor_sync_host(const aal_tensor *t, aal_error *err)
+{
+  if (t == NULL || t->mirror == NULL || !t->mirror->host_stale)
+    return AAL_OK;
+  int rc = aal_tensor_host_alloc((aal_tensor *)t, err);
+  return rc == AAL_OK ? t->mirror->pull((aal_tensor *)t, err) : rc;
+}
+
+int aal_tensor_detach(aal_tensor *t, aal_error *err)
+{
+  int rc = aal_tensor_sync_host(t, err);
+  return rc == AAL_OK ? aal_tensor_forget_mirror(t, err) : rc;
+}
+
+int aal_tensor_forget_mirror(aal_tensor *t, aal_error *err)
+{
+  int rc = aal_tensor_host_alloc(t, err);
+  if (rc == AAL_OK && t != NULL && t->mirror != NULL)
+    t->mirror->drop(t);
+  return rc;
+}

@@ -1,0 +1,221 @@
+/* Tiny ImageNet data: the loader (JPEG tree -> memory, with a binary cache), a generator
+ * of miniature datasets in the same layout, and batch assembly with the training
+ * augmentation of SPEC section 6.
+ *
+ * The on-disk layout (that of the real Tiny ImageNet, tiny-imagenet-200/):
+ *   DIR/wnids.txt                 one wnid per line; class index = line order
+ *   DIR/words.txt                 optional: wnid<TAB>words
+ *   DIR/train/<wnid>/images/NAME.JPEG
+ *   DIR/val/images/NAME.JPEG
+ *   DIR/val/val_annotations.txt   filename<TAB>wnid<TAB>x0<TAB>y0<TAB>x1<TAB>y1
+ *
+ * In memory an image is uint8 [3][64][64] (CHW, RGB); a split holds n of them back to
+ * back, [n][3][64][64], with an int label per image.  Within a split the order is
+ * deterministic: train by class index, then file name (strcmp order); val by file
+ * name. */
+#ifndef AAL_DATA_H
+#define AAL_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "sim/core/error.h"
+#include "sim/core/tensor.h"
+
+#define AAL_DATA_SIZE 64                                   /* height = width */
+#define AAL_DATA_CHANNELS 3
+#define AAL_DATA_IMAGE_BYTES (AAL_DATA_CHANNELS * AAL_DATA_SIZE * AAL_DATA_SIZE)
+#define AAL_DATA_WNID_MAX 32                               /* including the NUL */
+
+/* ------------------------------------------------------------------ the dataset */
+
+typedef struct {
+  size_t n;
+  uint8_t *pixels; /* [n][3][64][64] */
+  int *labels;     /* [n], each in 0..classes-1 */
+} aal_data_split;
+
+/* How aal_data_load obtained the pixels. */
+enum aal_data_cache_status {
+  AAL_DATA_CACHE_NONE = 0,  /* decoded without a cache (aal_data_read_tree) */
+  AAL_DATA_CACHE_HIT = 1,   /* read from a cache whose fingerprint and checksum matched */
+  AAL_DATA_CACHE_NEW = 2,   /* no cache file: decoded, cache written */
+  AAL_DATA_CACHE_STALE = 3, /* the tree changed (fingerprint or format version differs):
+                               decoded again, cache rewritten */
+  AAL_DATA_CACHE_CORRUPT = 4 /* the cache failed its checksum or was malformed or
+                               truncated: never trusted, decoded again, rewritten */
+};
+
+typedef struct {
+  int classes;
+  char (*wnids)[AAL_DATA_WNID_MAX]; /* [classes] */
+  char **words;                     /* [classes]; "" where words.txt has no entry */
+  aal_data_split train, val;
+  uint64_t fingerprint;             /* of the source tree, see aal_data_fingerprint */
+  enum aal_data_cache_status cache_status;
+  int cache_rebuilt; /* 1 when the JPEGs were decoded (status NONE, NEW, STALE,
+                        CORRUPT), 0 when the pixels came from the cache */
+  int cache_written; /* 1 when this call wrote the cache file; 0 on a hit or when
+                        writing failed (the load still succeeds; the log says why) */
+} aal_data_set;
+
+/* Zeroes ds (call before a load, or rely on the loads doing it). */
+void aal_data_init(aal_data_set *ds);
+/* Frees everything ds owns and zeroes it; safe on a zeroed or half-filled set. */
+void aal_data_free(aal_data_set *ds);
+
+/* Reads DIR by decoding every JPEG (no cache).  Errors: AAL_EIO (a file or directory is
+ * missing or unreadable), AAL_EFORMAT (bad text file line, unknown wnid, a val image
+ * without annotation, a corrupt JPEG, an image not 64x64, an empty class directory),
+ * AAL_ENOMEM.  Messages name the file (and line).  Progress goes to log (may be NULL)
+ * every few seconds. */
+int aal_data_read_tree(const char *dir, aal_data_set *ds, FILE *log, aal_error *err);
+
+/* Like aal_data_read_tree but through a cache file: cache_path NULL means
+ * DIR/.aal-cache.bin.  A cache is used only when its format version, its fingerprint
+ * (equal to the tree's current one) and its checksums all verify; otherwise the tree is
+ * decoded and the cache rewritten atomically (temp file in the same directory, fsync,
+ * rename).  The reason for a rebuild is written to log.  Failing to write the cache is
+ * not an error (ds->cache_written says so). */
+int aal_data_load(const char *dir, const char *cache_path, aal_data_set *ds, FILE *log,
+                  aal_error *err);
+
+/* "hit", "new", ... for messages. */
+const char *aal_data_cache_status_name(enum aal_data_cache_status s);
+
+/* Decodes one JPEG into out [3][64][64] (RGB; a grayscale JPEG is expanded to R=G=B by
+ * libjpeg).  Any libjpeg error, and any libjpeg warning about corrupt data (a truncated
+ * file is only a warning to libjpeg), is AAL_EFORMAT naming path; a size other than
+ * 64x64 is AAL_EFORMAT naming the size. */
+int aal_data_decode_jpeg(const char *path, uint8_t *out, aal_error *err);
+
+/* Fingerprint of the tree: FNV-1a 64 over, in a fixed order, the content of wnids.txt,
+ * words.txt (or a marker that it is absent) and val/val_annotations.txt, then for every
+ * image (train by class and name, then val by name) its path relative to DIR, its size
+ * and its modification time in nanoseconds.  Validates the text files like the loader. */
+int aal_data_fingerprint(const char *dir, uint64_t *fingerprint, aal_error *err);
+
+/* FNV-1a 64 (offset basis 14695981039346656037, prime 1099511628211), continuing from h;
+ * start with AAL_FNV1A64_INIT. */
+#define AAL_FNV1A64_INIT UINT64_C(14695981039346656037)
+uint64_t aal_data_fnv1a64(uint64_t h, const void *data, size_t len);
+
+/* CRC-32 as in zlib/PNG/Ethernet (reflected polynomial 0xEDB88320, initial value and
+ * final xor 0xFFFFFFFF; check value of "123456789" is 0xCBF43926), computed with
+ * slicing-by-8 tables that live in the caller's aal_data_crc32 (no global state).
+ * Usage: aal_data_crc32_init(&c); aal_data_crc32_update(&c, p, n) ...; c.crc is the
+ * CRC of everything so far. */
+typedef struct {
+  uint32_t table[8][256];
+  uint32_t crc;
+} aal_data_crc32;
+void aal_data_crc32_init(aal_data_crc32 *c);
+void aal_data_crc32_update(aal_data_crc32 *c, const void *data, size_t len);
+
+/* --------------------------------------------------------------- the generator */
+
+enum aal_gen_split { AAL_GEN_TRAIN = 0, AAL_GEN_VAL = 1 };
+
+/* Writes a miniature dataset in the Tiny ImageNet layout into out_dir (created when
+ * missing; it must be empty otherwise): classes wnids n90000000, n90000001, ...,
+ * per_class_train train images per class (train/<wnid>/images/<wnid>_<i>.JPEG, and
+ * train/<wnid>/<wnid>_boxes.txt as in the real tree), classes*per_class_val val images
+ * val/images/val_<j>.JPEG in shuffled class order with val/val_annotations.txt (the box
+ * is the shape's bounding box), words.txt.  JPEG quality 90, 4:4:4 (no chroma
+ * subsampling).  Image (class c, index i) is grayscale, encoded with one component,
+ * when (c + i) % 17 == 5 (train) or j % 17 == 5 (val).  Deterministic: the same arguments give byte-identical files.
+ * Limits: classes 1..10000, per_class_train 1..100000, per_class_val 1..100000.
+ * Progress to log (may be NULL). */
+int aal_gen_data(const char *out_dir, int classes, int per_class_train, int per_class_val,
+                 unsigned long seed, FILE *log, aal_error *err);
+
+/* The exact pixels [3][64][64] the generator encoded for one image (before JPEG), so
+ * that tests can compare decoded pixels.  Train: cls in 0..classes-1, index i in the
+ * class.  Val: index j is the file number of val_<j>.JPEG, and cls must be its class
+ * (aal_gen_val_class).  *grayscale (may be NULL) is set to 1 when the image was
+ * written as a one-component JPEG (then R=G=B here). */
+int aal_gen_image(unsigned long seed, int classes, enum aal_gen_split split, int cls,
+                  int index, uint8_t *out, int *grayscale, aal_error *err);
+
+/* Class of val_<j>.JPEG: a Fisher-Yates shuffle (mt19937 seeded from seed) of
+ * per_class_val copies of each class. */
+int aal_gen_val_class(unsigned long seed, int classes, int per_class_val, int j, int *cls,
+                      aal_error *err);
+
+/* ------------------------------------------------------------- augmentation */
+
+/* SPEC section 6 normalisation: x = (v/255 - mean[c]) / std[c]. */
+#define AAL_AUGMENT_MEAN_R 0.4802
+#define AAL_AUGMENT_MEAN_G 0.4481
+#define AAL_AUGMENT_MEAN_B 0.3975
+#define AAL_AUGMENT_STD_R 0.2770
+#define AAL_AUGMENT_STD_G 0.2691
+#define AAL_AUGMENT_STD_B 0.2821
+#define AAL_AUGMENT_PAD 4 /* zero padding of the random crop */
+
+/* The normalised value (v/255 - mean[c]) / std[c] of uint8 v in channel c, correctly
+ * rounded (within 0.5 ulp of the exact value with the decimal constants above). */
+double aal_augment_normalise(int c, uint8_t v);
+
+/* One image: crop 64x64 at (oy, ox) in 0..8 from the image padded by 4 pixels of
+ * value 0 on every side (the pad is uint8 0, i.e. black before normalisation, which
+ * normalises to -mean/std, not to 0), then mirror left-right when flip, then normalise:
+ *   crop(c, y, x) = src(c, y + oy - 4, x + ox - 4), or 0 outside the image
+ *   dst(c, y, x)  = normalise(c, crop(c, y, flip ? 63 - x : x))
+ * src [3][64][64], dst [3][64][64] doubles.  oy = ox = 4, flip = 0 is the identity
+ * crop (evaluation). */
+void aal_augment_image(const uint8_t *src, int oy, int ox, int flip, double *dst);
+
+/* Training batch: out is F64 [batch, 3, 64, 64]; image b is images[idx[b]] (images
+ * [n_images][3][64][64]) augmented with, drawn from rng in this order per image:
+ * oy = uniform_int(9), ox = uniform_int(9), flip = uniform_int(2).  labels_out (may be
+ * NULL) [batch] receives labels[idx[b]] (labels may be NULL when labels_out is). */
+int aal_augment_train_batch(const uint8_t *images, const int *labels, size_t n_images,
+                            const size_t *idx, size_t batch, gsl_rng *rng,
+                            aal_tensor *out, int *labels_out, aal_error *err);
+
+/* Evaluation batch: normalisation only (no crop, no flip). */
+int aal_augment_eval_batch(const uint8_t *images, const int *labels, size_t n_images,
+                           const size_t *idx, size_t batch, aal_tensor *out,
+                           int *labels_out, aal_error *err);
+
+/* order[0..n) = a permutation of 0..n-1: identity, then Fisher-Yates from the top
+ * (for i = n-1 .. 1: swap order[i], order[uniform_int(i + 1)]).  n must be < 2^32. */
+int aal_augment_epoch_order(size_t n, gsl_rng *rng, size_t *order, aal_error *err);
+
+/* ------------------------------------------- internal: the loader and the cache */
+
+/* The tree as listed by the loader: classes, relative paths and labels in load order,
+ * and the fingerprint.  Shared by sim/data/tinyimagenet.c and sim/data/cache.c. */
+typedef struct {
+  char *dir;
+  int classes;
+  char (*wnids)[AAL_DATA_WNID_MAX]; /* [classes] */
+  char **words;                     /* [classes], "" when unknown */
+  int *sorted;                      /* [classes] class indices in strcmp order of wnid */
+  size_t n_train, n_val;
+  char **train_paths, **val_paths;  /* relative to dir */
+  int *train_labels, *val_labels;
+  uint64_t fingerprint;
+} aal_data_scan;
+
+/* Reads and validates the text files, lists and stats the images. */
+int aal_data_scan_tree(const char *dir, aal_data_scan **scan, aal_error *err);
+void aal_data_scan_free(aal_data_scan *scan);
+/* Class index of wnid, or -1. */
+int aal_data_scan_find(const aal_data_scan *scan, const char *wnid);
+/* Allocates ds for the scan's counts and fills classes, wnids, words, labels,
+ * fingerprint (pixels uninitialised). */
+int aal_data_set_from_scan(const aal_data_scan *scan, aal_data_set *ds, aal_error *err);
+/* Decodes every image of the scan into ds (allocated by aal_data_set_from_scan). */
+int aal_data_decode_scan(const aal_data_scan *scan, aal_data_set *ds, FILE *log,
+                         aal_error *err);
+/* a + "/" + b, malloc'd; NULL when out of memory. */
+char *aal_data_join(const char *a, const char *b);
+/* Monotonic seconds, for progress messages. */
+double aal_data_now(void);
+
+#endif

@@ -1,0 +1,59 @@
+/* ASA's stored activation (SPEC section 4) for a conv input x that follows a ReLU
+ * (x >= 0): one sign bit per element, s = (x > 0), decoded as eps * s in both passes.
+ * Forward uses h = x + eps*s; the weight gradient uses r = eps*s. */
+#include <stdint.h>
+
+#include "sim/layers/layers.h"
+
+int aal_asa_args(const char *op, const aal_tensor *a, const aal_tensor *bits,
+                    const aal_tensor *b, aal_error *err)
+{
+  if (a == NULL || bits == NULL || b == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: NULL tensor", op);
+  if (a->dtype != AAL_F64 || b->dtype != AAL_F64 || bits->dtype != AAL_BITS)
+    return aal_fail(err, AAL_EINVAL, "%s: wrong element types (values, bits, values)", op);
+  if (!aal_tensor_same_shape(a, bits) || !aal_tensor_same_shape(a, b))
+    return aal_fail(err, AAL_ESHAPE, "%s: the three tensors differ in shape", op);
+  return AAL_OK;
+}
+
+int aal_asa_input(const aal_tensor *x, double eps, aal_tensor *h, aal_tensor *bits,
+                  aal_error *err)
+{
+  int rc = aal_asa_args("asa input", x, bits, h, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t n = x->size;
+  for (size_t w = 0; w * 64 < n; w++) {
+    const size_t end = (w + 1) * 64 < n ? (w + 1) * 64 : n;
+    uint64_t word = 0;
+    for (size_t i = w * 64; i < end; i++) {
+      const double v = x->data[i];
+      if (!(v >= 0))
+        return aal_fail(err, AAL_EINVAL, "ASA input element %zu is %g; ASA convs must follow "
+                        "a ReLU", i, v);
+      const int bit = v > 0;
+      word |= (uint64_t)bit << (i & 63);
+      /* the same decoding as aal_asa_decode */
+      h->data[i] = v + (bit ? eps : 0.0);
+    }
+    bits->bits[w] = word;
+  }
+  return AAL_OK;
+}
+
+int aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out, aal_error *err)
+{
+  int rc = aal_asa_args("asa decode", out, bits, out, err);
+  if (rc != AAL_OK)
+    return rc;
+  /* a word at a time: this runs on every ASA conv in both passes */
+  const size_t n = bits->size;
+  for (size_t w = 0; w * 64 < n; w++) {
+    const uint64_t word = bits->bits[w];
+    const size_t end = (w + 1) * 64 < n ? (w + 1) * 64 : n;
+    for (size_t i = w * 64; i < end; i++)
+      out->data[i] = ((word >> (i & 63)) & 1u) ? eps : 0.0;
+  }
+  return AAL_OK;
+}

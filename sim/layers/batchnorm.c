@@ -1,0 +1,304 @@
+/* BatchNorm2d, double precision: training forward (batch statistics), evaluation
+ * forward (running statistics) and the backward of the training forward.
+ *
+ *   x, y, dy, dx [N, C, H, W];  per-channel vectors [C].
+ *   Per channel c the statistics run over the M = N*H*W elements x[:, c, :, :]. */
+#include "sim/layers/layers.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Requires t to be an F64 vector of exactly c elements ("channels of x"), naming it
+ * in the message: "bn2d forward: gamma has shape 5, expected 3 (channels of x)". */
+static int require_channels(const aal_tensor *t, size_t c, const char *op,
+                            const char *name, aal_error *err)
+{
+  if (t == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
+  if (t->dtype != AAL_F64)
+    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
+                    name);
+  if (t->ndim != 1 || t->shape[0] != c) {
+    char s[64];
+    aal_tensor_shape_str(t, s, sizeof s);
+    return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s, expected %zu (channels of x)", op,
+                    name, s, c);
+  }
+  return AAL_OK;
+}
+
+/* Requires t to be F64 with exactly x's shape (x itself already validated). */
+static int require_like_x(const aal_tensor *t, const aal_tensor *x, const char *op,
+                          const char *name, aal_error *err)
+{
+  if (t == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
+  if (t->dtype != AAL_F64)
+    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
+                    name);
+  if (!aal_tensor_same_shape(t, x)) {
+    char st[64], sx[64];
+    aal_tensor_shape_str(t, st, sizeof st);
+    aal_tensor_shape_str(x, sx, sizeof sx);
+    return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s but x has shape %s", op, name, st,
+                    sx);
+  }
+  return AAL_OK;
+}
+
+static int require_x(const aal_tensor *x, const char *op, const char *name, aal_error *err)
+{
+  if (x == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
+  if (x->dtype != AAL_F64)
+    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
+                    name);
+  if (x->ndim != 4) {
+    char s[64];
+    aal_tensor_shape_str(x, s, sizeof s);
+    return aal_fail(err, AAL_ESHAPE, "%s: %s must have rank 4 (NCHW), has shape %s", op, name,
+                    s);
+  }
+  return AAL_OK;
+}
+
+static int require_eps(double eps, const char *op, aal_error *err)
+{
+  /* Written so that NaN fails too. */
+  if (!(eps > 0.0 && isfinite(eps)))
+    return aal_fail(err, AAL_EINVAL, "%s: eps is %g; it must be finite and > 0", op, eps);
+  return AAL_OK;
+}
+
+/* Corrected two-pass mean and biased variance of channel c (Chan, Golub & LeVeque):
+ * with m1 the first-pass mean and d = x - m1, var = (sum d^2 - (sum d)^2 / M) / M and
+ * mean = m1 + (sum d) / M.  sum d is the rounding error of the first pass (tiny), so
+ * the correction refines the mean and removes its error from the variance; var can
+ * only be negative by rounding and is clamped at 0.  Never E[x^2] - E[x]^2. */
+static void channel_stats(const aal_tensor *x, size_t c, double *mean, double *var)
+{
+  const size_t n_img = x->shape[0], hw = x->shape[2] * x->shape[3];
+  const double m_count = (double)(n_img * hw);
+  double sum = 0.0;
+  for (size_t n = 0; n < n_img; n++) {
+    const double *p = x->data + aal_idx4(x, n, c, 0, 0);
+    for (size_t k = 0; k < hw; k++)
+      sum += p[k];
+  }
+  const double m = sum / m_count;
+  double sd = 0.0, sd2 = 0.0;
+  for (size_t n = 0; n < n_img; n++) {
+    const double *p = x->data + aal_idx4(x, n, c, 0, 0);
+    for (size_t k = 0; k < hw; k++) {
+      const double d = p[k] - m;
+      sd += d;
+      sd2 += d * d;
+    }
+  }
+  const double v = (sd2 - sd * sd / m_count) / m_count;
+  *mean = m + sd / m_count;
+  *var = v < 0.0 ? 0.0 : v; /* NaN stays NaN and is reported */
+}
+
+/* y[:, c] = (x[:, c] - m) * scale + shift, with scale = gamma*invstd, shift = beta. */
+static void channel_affine(const aal_tensor *x, size_t c, double m, double scale,
+                           double shift, aal_tensor *y)
+{
+  const size_t hw = x->shape[2] * x->shape[3];
+  for (size_t n = 0; n < x->shape[0]; n++) {
+    const size_t base = aal_idx4(x, n, c, 0, 0);
+    const double *px = x->data + base;
+    double *py = y->data + base;
+    for (size_t k = 0; k < hw; k++)
+      py[k] = (px[k] - m) * scale + shift;
+  }
+}
+
+static int check_train_args(const aal_tensor *x, const aal_tensor *gamma,
+                            const aal_tensor *beta, const aal_tensor *running_mean,
+                            const aal_tensor *running_var, double momentum, double eps,
+                            const aal_tensor *y, const aal_tensor *mean,
+                            const aal_tensor *invstd, aal_error *err)
+{
+  static const char op[] = "bn2d forward";
+  int rc;
+  if ((rc = require_x(x, op, "x", err)) != AAL_OK)
+    return rc;
+  const size_t c = x->shape[1];
+  if ((rc = require_channels(gamma, c, op, "gamma", err)) != AAL_OK ||
+      (rc = require_channels(beta, c, op, "beta", err)) != AAL_OK ||
+      (rc = require_channels(running_mean, c, op, "running_mean", err)) != AAL_OK ||
+      (rc = require_channels(running_var, c, op, "running_var", err)) != AAL_OK ||
+      (rc = require_channels(mean, c, op, "mean", err)) != AAL_OK ||
+      (rc = require_channels(invstd, c, op, "invstd", err)) != AAL_OK ||
+      (rc = require_like_x(y, x, op, "y", err)) != AAL_OK ||
+      (rc = require_eps(eps, op, err)) != AAL_OK)
+    return rc;
+  if (!(momentum >= 0.0 && momentum <= 1.0))
+    return aal_fail(err, AAL_EINVAL, "%s: momentum is %g; it must lie in [0, 1]", op,
+                    momentum);
+  const size_t m_count = x->shape[0] * x->shape[2] * x->shape[3];
+  if (m_count < 2) {
+    char s[64];
+    aal_tensor_shape_str(x, s, sizeof s);
+    return aal_fail(err, AAL_EINVAL,
+                    "%s: x has shape %s, so each channel has N*H*W = 1 value; training "
+                    "needs more than 1 value per channel",
+                    op, s);
+  }
+  return AAL_OK;
+}
+
+/* Batch mean (into mean [C]) and biased variance (into var [C]) of every channel;
+ * AAL_ENUMERIC, before anything else is written, if any is not finite. */
+static int batch_stats(const aal_tensor *x, aal_tensor *mean, double *var, aal_error *err)
+{
+  for (size_t c = 0; c < x->shape[1]; c++) {
+    channel_stats(x, c, &mean->data[c], &var[c]);
+    if (!isfinite(mean->data[c]) || !isfinite(var[c]))
+      return aal_fail(err, AAL_ENUMERIC,
+                      "bn2d forward: channel %zu of x has non-finite mean %g or variance %g",
+                      c, mean->data[c], var[c]);
+  }
+  return AAL_OK;
+}
+
+int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
+                           const aal_tensor *beta, aal_tensor *running_mean,
+                           aal_tensor *running_var, double momentum, double eps,
+                           aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
+                           aal_error *err)
+{
+  int rc = check_train_args(x, gamma, beta, running_mean, running_var, momentum, eps, y,
+                            mean, invstd, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t nch = x->shape[1];
+  const double m_count = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
+  /* Biased batch variances [C]: all channels are checked before the running statistics
+   * change, so a failed forward leaves them as they were. */
+  double *var = malloc(nch * sizeof *var);
+  if (var == NULL)
+    return aal_fail(err, AAL_ENOMEM, "bn2d forward: cannot allocate %zu variances", nch);
+  if ((rc = batch_stats(x, mean, var, err)) != AAL_OK) {
+    free(var);
+    return rc;
+  }
+  for (size_t c = 0; c < nch; c++) {
+    invstd->data[c] = 1.0 / sqrt(var[c] + eps);
+    channel_affine(x, c, mean->data[c], gamma->data[c] * invstd->data[c], beta->data[c], y);
+    /* Unbiased variance for the running estimate, as PyTorch does. */
+    const double unbiased = var[c] * (m_count / (m_count - 1.0));
+    double *rm = &running_mean->data[c], *rv = &running_var->data[c];
+    *rm = (1.0 - momentum) * *rm + momentum * mean->data[c];
+    *rv = (1.0 - momentum) * *rv + momentum * unbiased;
+  }
+  free(var);
+  return AAL_OK;
+}
+
+int aal_bn2d_forward_eval(const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *beta,
+                          const aal_tensor *running_mean, const aal_tensor *running_var,
+                          double eps, aal_tensor *y, aal_error *err)
+{
+  static const char op[] = "bn2d eval forward";
+  int rc;
+  if ((rc = require_x(x, op, "x", err)) != AAL_OK)
+    return rc;
+  const size_t nch = x->shape[1];
+  if ((rc = require_channels(gamma, nch, op, "gamma", err)) != AAL_OK ||
+      (rc = require_channels(beta, nch, op, "beta", err)) != AAL_OK ||
+      (rc = require_channels(running_mean, nch, op, "running_mean", err)) != AAL_OK ||
+      (rc = require_channels(running_var, nch, op, "running_var", err)) != AAL_OK ||
+      (rc = require_like_x(y, x, op, "y", err)) != AAL_OK ||
+      (rc = require_eps(eps, op, err)) != AAL_OK)
+    return rc;
+  for (size_t c = 0; c < nch; c++) {
+    const double rm = running_mean->data[c], rv = running_var->data[c];
+    if (!isfinite(rm) || !isfinite(rv))
+      return aal_fail(err, AAL_ENUMERIC,
+                      "%s: channel %zu has non-finite running_mean %g or running_var %g", op,
+                      c, rm, rv);
+    if (rv < 0.0)
+      return aal_fail(err, AAL_EINVAL, "%s: channel %zu has negative running_var %g", op, c,
+                      rv);
+  }
+  for (size_t c = 0; c < nch; c++) {
+    const double inv = 1.0 / sqrt(running_var->data[c] + eps);
+    channel_affine(x, c, running_mean->data[c], gamma->data[c] * inv, beta->data[c], y);
+  }
+  return AAL_OK;
+}
+
+/* Per channel: sum dy and sum dy*xhat, xhat = (x - mean)*invstd. */
+static void channel_grad_sums(const aal_tensor *dy, const aal_tensor *x, size_t c, double m,
+                              double inv, double *sum_dy, double *sum_dy_xhat)
+{
+  const size_t hw = x->shape[2] * x->shape[3];
+  double s = 0.0, sx = 0.0;
+  for (size_t n = 0; n < x->shape[0]; n++) {
+    const size_t base = aal_idx4(x, n, c, 0, 0);
+    const double *px = x->data + base, *pdy = dy->data + base;
+    for (size_t k = 0; k < hw; k++) {
+      s += pdy[k];
+      sx += pdy[k] * ((px[k] - m) * inv);
+    }
+  }
+  *sum_dy = s;
+  *sum_dy_xhat = sx;
+}
+
+/* dx = gamma*invstd/M * (M*dy - sum dy - xhat * sum(dy*xhat)), written as
+ * gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)) so nothing is scaled by M. */
+static void channel_dx(const aal_tensor *dy, const aal_tensor *x, size_t c, double m,
+                       double inv, double g, double mean_dy, double mean_dy_xhat,
+                       aal_tensor *dx)
+{
+  const size_t hw = x->shape[2] * x->shape[3];
+  const double k_scale = g * inv;
+  for (size_t n = 0; n < x->shape[0]; n++) {
+    const size_t base = aal_idx4(x, n, c, 0, 0);
+    const double *px = x->data + base, *pdy = dy->data + base;
+    double *pdx = dx->data + base;
+    for (size_t k = 0; k < hw; k++) {
+      const double xhat = (px[k] - m) * inv;
+      pdx[k] = k_scale * ((pdy[k] - mean_dy) - xhat * mean_dy_xhat);
+    }
+  }
+}
+
+int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *gamma,
+                      const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,
+                      aal_tensor *dgamma, aal_tensor *dbeta, aal_error *err)
+{
+  static const char op[] = "bn2d backward";
+  int rc;
+  if ((rc = require_x(x, op, "x", err)) != AAL_OK)
+    return rc;
+  const size_t nch = x->shape[1];
+  if ((rc = require_like_x(dy, x, op, "dy", err)) != AAL_OK ||
+      (rc = require_like_x(dx, x, op, "dx", err)) != AAL_OK ||
+      (rc = require_channels(gamma, nch, op, "gamma", err)) != AAL_OK ||
+      (rc = require_channels(mean, nch, op, "mean", err)) != AAL_OK ||
+      (rc = require_channels(invstd, nch, op, "invstd", err)) != AAL_OK ||
+      (rc = require_channels(dgamma, nch, op, "dgamma", err)) != AAL_OK ||
+      (rc = require_channels(dbeta, nch, op, "dbeta", err)) != AAL_OK)
+    return rc;
+  for (size_t c = 0; c < nch; c++)
+    if (!isfinite(mean->data[c]) || !(invstd->data[c] > 0.0 && isfinite(invstd->data[c])))
+      return aal_fail(err, AAL_ENUMERIC,
+                      "%s: channel %zu has saved mean %g and invstd %g; need finite mean and "
+                      "finite invstd > 0",
+                      op, c, mean->data[c], invstd->data[c]);
+  const double m_count = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
+  for (size_t c = 0; c < nch; c++) {
+    const double m = mean->data[c], inv = invstd->data[c];
+    double sum_dy, sum_dy_xhat;
+    /* Sums first: dx may alias dy. */
+    channel_grad_sums(dy, x, c, m, inv, &sum_dy, &sum_dy_xhat);
+    channel_dx(dy, x, c, m, inv, gamma->data[c], sum_dy / m_count, sum_dy_xhat / m_count, dx);
+    dgamma->data[c] = sum_dy_xhat;
+    dbeta->data[c] = sum_dy;
+  }
+  return AAL_OK;
+}

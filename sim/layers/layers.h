@@ -1,0 +1,97 @@
+/* The non-conv reference layers, double precision.  Each layer's forward and backward
+ * live side by side in one file (batchnorm.c, relu.c, add.c, pool.c, linear.c, xent.c,
+ * asa.c, sgd.c).  Outputs are allocated by the caller with the exact shape and overwritten.
+ * All functions validate their arguments and return an aal_status (message in err). */
+#ifndef AAL_LAYERS_H
+#define AAL_LAYERS_H
+
+#include "sim/core/tensor.h"
+
+/* ---- batchnorm2d --------------------------------------------------------------
+ *   x, y, dx [N, C, H, W];  gamma, beta, running_mean, running_var, mean, invstd,
+ *   dgamma, dbeta [C].
+ * Training: per channel mean m and biased variance v over N*H*W elements,
+ *   invstd = 1/sqrt(v + eps), y = gamma * (x - m) * invstd + beta,
+ *   running_mean = (1-momentum)*running_mean + momentum*m,
+ *   running_var  = (1-momentum)*running_var + momentum*v*M/(M-1) (unbiased, M=N*H*W;
+ *   M == 1 is an error in training mode, as in PyTorch).
+ * mean and invstd are outputs that backward needs (with x). */
+#define AAL_BN_MOMENTUM 0.1
+#define AAL_BN_EPS 1e-5
+int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
+                           const aal_tensor *beta, aal_tensor *running_mean,
+                           aal_tensor *running_var, double momentum, double eps,
+                           aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
+                           aal_error *err);
+int aal_bn2d_forward_eval(const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *beta,
+                          const aal_tensor *running_mean, const aal_tensor *running_var,
+                          double eps, aal_tensor *y, aal_error *err);
+/* Backward of the training-mode forward. */
+int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *gamma,
+                      const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,
+                      aal_tensor *dgamma, aal_tensor *dbeta, aal_error *err);
+
+/* ---- relu ---------------------------------------------------------------------
+ * y = max(x, 0); mask (BITS, x's shape) gets bit 1 where x > 0.  mask may be NULL.
+ * Backward: dx = dy where the mask bit is 1, else 0. */
+int aal_relu_forward(const aal_tensor *x, aal_tensor *y, aal_tensor *mask, aal_error *err);
+int aal_relu_backward(const aal_tensor *dy, const aal_tensor *mask, aal_tensor *dx,
+                      aal_error *err);
+
+/* ---- add ----------------------------------------------------------------------
+ * y = a + b (same shapes).  Backward: da = db = dy (either may be NULL). */
+int aal_add_forward(const aal_tensor *a, const aal_tensor *b, aal_tensor *y, aal_error *err);
+int aal_add_backward(const aal_tensor *dy, aal_tensor *da, aal_tensor *db, aal_error *err);
+
+/* ---- global average pool ------------------------------------------------------
+ *   x, dx [N, C, H, W];  y, dy [N, C];  y[n,c] = mean over H*W of x[n,c,:,:]. */
+int aal_avgpool_forward(const aal_tensor *x, aal_tensor *y, aal_error *err);
+int aal_avgpool_backward(const aal_tensor *dy, aal_tensor *dx, aal_error *err);
+
+/* ---- linear -------------------------------------------------------------------
+ *   x, dx [N, I];  w, dw [O, I] (PyTorch layout);  b, db [O];  y, dy [N, O].
+ *   y = x w^T + b.  Backward: dx = dy w, dw = dy^T x, db = sum_n dy.  dx may be NULL
+ *   (the first layer needs no input gradient). */
+int aal_linear_forward(const aal_tensor *x, const aal_tensor *w, const aal_tensor *b,
+                       aal_tensor *y, aal_error *err);
+int aal_linear_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *w,
+                        aal_tensor *dx, aal_tensor *dw, aal_tensor *db, aal_error *err);
+
+/* ---- softmax cross-entropy ----------------------------------------------------
+ *   logits, prob, dlogits [N, C];  labels[N] in 0..C-1.
+ *   loss = (1/N) sum_n ( logsumexp(logits[n,:]) - logits[n, labels[n]] ), computed with
+ *   the max subtracted so that large logits do not overflow; prob = softmax(logits)
+ *   (what backward needs).  Backward: dlogits = (prob - onehot(labels)) / N.
+ *   A label outside 0..C-1 or a non-finite logit is an error. */
+int aal_xent_forward(const aal_tensor *logits, const int *labels, double *loss,
+                     aal_tensor *prob, aal_error *err);
+int aal_xent_backward(const aal_tensor *prob, const int *labels, aal_tensor *dlogits,
+                      aal_error *err);
+
+/* ---- ASA (SPEC section 4) -------------------------------------------------------
+ *   x, h, out [any shape, F64]; bits [x's shape, BITS].
+ * Input: bits = (x > 0), h = x + eps * bit (what forward convolves); x follows a ReLU,
+ *   so a negative or NaN element is an error.  Decode: out = eps * bit (the r of the
+ *   weight gradient). */
+int aal_asa_input(const aal_tensor *x, double eps, aal_tensor *h, aal_tensor *bits,
+                  aal_error *err);
+int aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out, aal_error *err);
+/* Their argument contract, for every implementation of the op (op names the caller):
+ * a and b F64, bits BITS, all of one shape. */
+int aal_asa_args(const char *op, const aal_tensor *a, const aal_tensor *bits,
+                 const aal_tensor *b, aal_error *err);
+
+/* ---- SGD (sim/layers/sgd.c): d = g + weight_decay w; buf = first ? d : momentum buf + d;
+ *   w -= lr buf; buf may be NULL (no momentum: w -= lr d).  w, g, buf of one size. */
+int aal_sgd_update(aal_tensor *w, const aal_tensor *g, aal_tensor *buf, double lr,
+                   double momentum, double weight_decay, int first, aal_error *err);
+/* Its argument contract (op names the caller): sizes and types agree, lr >= 0,
+ * 0 <= momentum < 1, weight_decay >= 0. */
+int aal_sgd_args(const char *op, const aal_tensor *w, const aal_tensor *g,
+                 const aal_tensor *buf, double lr, double momentum, double weight_decay,
+                 aal_error *err);
+/* The same loop on arrays of n doubles (the ref backend's buffers). */
+void aal_sgd_update_array(size_t n, double *w, const double *g, double *buf, double lr,
+                          double momentum, double weight_decay, int first);
+
+#endif

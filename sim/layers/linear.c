@@ -1,0 +1,127 @@
+/* Fully connected layer, double precision, products by cblas_dgemm (row-major).
+ *   x, dx [N, I];  w, dw [O, I] (PyTorch layout);  b, db [O];  y, dy [N, O].
+ *   y = x w^T + b;  dx = dy w;  dw = dy^T x;  db = sum_n dy[n, :]. */
+#include "sim/layers/layers.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+static int require_f64(const aal_tensor *t, int ndim, const char *op, const char *name,
+                       aal_error *err)
+{
+  if (t == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
+  if (t->dtype != AAL_F64)
+    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
+                    name);
+  if (t->ndim != ndim) {
+    char s[64];
+    aal_tensor_shape_str(t, s, sizeof s);
+    return aal_fail(err, AAL_ESHAPE, "%s: %s must have rank %d, has shape %s", op, name, ndim,
+                    s);
+  }
+  return AAL_OK;
+}
+
+/* Requires t (already of the right rank) to have sizes {d0[, d1]}; `why` explains the
+ * expectation in the message, e.g. "N x O from x and w". */
+static int require_sizes(const aal_tensor *t, size_t d0, size_t d1, const char *op,
+                         const char *name, const char *why, aal_error *err)
+{
+  const int ok = t->ndim == 1 ? t->shape[0] == d0 : t->shape[0] == d0 && t->shape[1] == d1;
+  if (ok)
+    return AAL_OK;
+  char s[64];
+  aal_tensor_shape_str(t, s, sizeof s);
+  if (t->ndim == 1)
+    return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s, expected %zu (%s)", op, name, s, d0,
+                    why);
+  return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s, expected %zux%zu (%s)", op, name, s,
+                  d0, d1, why);
+}
+
+/* x and w agree on I, and every size fits the int that CBLAS takes. */
+static int check_x_w(const aal_tensor *x, const aal_tensor *w, const char *op, aal_error *err)
+{
+  if (x->shape[1] != w->shape[1]) {
+    char sx[64], sw[64];
+    aal_tensor_shape_str(x, sx, sizeof sx);
+    aal_tensor_shape_str(w, sw, sizeof sw);
+    return aal_fail(err, AAL_ESHAPE,
+                    "%s: x has shape %s but w has shape %s (w must be [O, I], I = %zu)", op,
+                    sx, sw, x->shape[1]);
+  }
+  if (x->shape[0] > INT_MAX || x->shape[1] > INT_MAX || w->shape[0] > INT_MAX)
+    return aal_fail(err, AAL_EINVAL, "%s: sizes %zu, %zu, %zu exceed the CBLAS int range", op,
+                    x->shape[0], x->shape[1], w->shape[0]);
+  return AAL_OK;
+}
+
+int aal_linear_forward(const aal_tensor *x, const aal_tensor *w, const aal_tensor *b,
+                       aal_tensor *y, aal_error *err)
+{
+  static const char op[] = "linear forward";
+  int rc;
+  if ((rc = require_f64(x, 2, op, "x", err)) != AAL_OK ||
+      (rc = require_f64(w, 2, op, "w", err)) != AAL_OK ||
+      (rc = require_f64(b, 1, op, "b", err)) != AAL_OK ||
+      (rc = require_f64(y, 2, op, "y", err)) != AAL_OK ||
+      (rc = check_x_w(x, w, op, err)) != AAL_OK)
+    return rc;
+  const size_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
+  if ((rc = require_sizes(b, out, 0, op, "b", "O from w", err)) != AAL_OK ||
+      (rc = require_sizes(y, n, out, op, "y", "N x O from x and w", err)) != AAL_OK)
+    return rc;
+  /* y = b broadcast, then y += x w^T (beta = 1, so y's old content is never read as is). */
+  for (size_t r = 0; r < n; r++)
+    memcpy(y->data + r * out, b->data, out * sizeof(double));
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)out, (int)in, 1.0, x->data,
+              (int)in, w->data, (int)in, 1.0, y->data, (int)out);
+  return AAL_OK;
+}
+
+/* db[o] = sum_n dy[n, o]  (dy [N, O]). */
+static void sum_rows(const aal_tensor *dy, aal_tensor *db)
+{
+  const size_t n = dy->shape[0], out = dy->shape[1];
+  for (size_t o = 0; o < out; o++)
+    db->data[o] = 0.0;
+  for (size_t r = 0; r < n; r++)
+    for (size_t o = 0; o < out; o++)
+      db->data[o] += dy->data[r * out + o];
+}
+
+int aal_linear_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *w,
+                        aal_tensor *dx, aal_tensor *dw, aal_tensor *db, aal_error *err)
+{
+  static const char op[] = "linear backward";
+  int rc;
+  if ((rc = require_f64(dy, 2, op, "dy", err)) != AAL_OK ||
+      (rc = require_f64(x, 2, op, "x", err)) != AAL_OK ||
+      (rc = require_f64(w, 2, op, "w", err)) != AAL_OK ||
+      (rc = require_f64(dw, 2, op, "dw", err)) != AAL_OK ||
+      (rc = require_f64(db, 1, op, "db", err)) != AAL_OK ||
+      (dx != NULL && (rc = require_f64(dx, 2, op, "dx", err)) != AAL_OK) ||
+      (rc = check_x_w(x, w, op, err)) != AAL_OK)
+    return rc;
+  const size_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
+  if ((rc = require_sizes(dy, n, out, op, "dy", "N x O from x and w", err)) != AAL_OK ||
+      (rc = require_sizes(dw, out, in, op, "dw", "the shape of w", err)) != AAL_OK ||
+      (rc = require_sizes(db, out, 0, op, "db", "O from w", err)) != AAL_OK ||
+      (dx != NULL &&
+       (rc = require_sizes(dx, n, in, op, "dx", "the shape of x", err)) != AAL_OK))
+    return rc;
+  /* Outputs are zeroed before beta = 0 products so that a poisoned (NaN) buffer can never
+   * leak through a BLAS that scales C by beta instead of overwriting it. */
+  if (dx != NULL) {
+    memset(dx->data, 0, dx->size * sizeof(double));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)in, (int)out, 1.0,
+                dy->data, (int)out, w->data, (int)in, 0.0, dx->data, (int)in);
+  }
+  memset(dw->data, 0, dw->size * sizeof(double));
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0,
+              dy->data, (int)out, x->data, (int)in, 0.0, dw->data, (int)in);
+  sum_rows(dy, db);
+  return AAL_OK;
+}

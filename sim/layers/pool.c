@@ -1,0 +1,73 @@
+/* Global average pool, double precision.
+ *   x, dx [N, C, H, W];  y, dy [N, C];  y[n,c] = (1/(H*W)) sum_{h,w} x[n,c,h,w].
+ * Backward spreads dy[n,c] / (H*W) over the H*W positions; nothing is saved but the
+ * shape of x, which dx carries. */
+#include "sim/layers/layers.h"
+
+static int require_f64_rank(const aal_tensor *t, int ndim, const char *op, const char *name,
+                            aal_error *err)
+{
+  if (t == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
+  if (t->dtype != AAL_F64)
+    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
+                    name);
+  if (t->ndim != ndim) {
+    char s[64];
+    aal_tensor_shape_str(t, s, sizeof s);
+    return aal_fail(err, AAL_ESHAPE, "%s: %s must have rank %d, has shape %s", op, name, ndim,
+                    s);
+  }
+  return AAL_OK;
+}
+
+/* The pooled tensor p [N, C] must match the first two sizes of the map m [N, C, H, W]. */
+static int require_pooled(const aal_tensor *p, const aal_tensor *m, const char *op,
+                          const char *p_name, const char *m_name, aal_error *err)
+{
+  if (p->shape[0] != m->shape[0] || p->shape[1] != m->shape[1]) {
+    char sp[64], sm[64];
+    aal_tensor_shape_str(p, sp, sizeof sp);
+    aal_tensor_shape_str(m, sm, sizeof sm);
+    return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s, expected %zux%zu (N x C of %s %s)",
+                    op, p_name, sp, m->shape[0], m->shape[1], m_name, sm);
+  }
+  return AAL_OK;
+}
+
+int aal_avgpool_forward(const aal_tensor *x, aal_tensor *y, aal_error *err)
+{
+  static const char op[] = "avgpool forward";
+  int rc;
+  if ((rc = require_f64_rank(x, 4, op, "x", err)) != AAL_OK ||
+      (rc = require_f64_rank(y, 2, op, "y", err)) != AAL_OK ||
+      (rc = require_pooled(y, x, op, "y", "x", err)) != AAL_OK)
+    return rc;
+  const size_t planes = x->shape[0] * x->shape[1], hw = x->shape[2] * x->shape[3];
+  for (size_t p = 0; p < planes; p++) {
+    const double *px = x->data + p * hw;
+    double s = 0.0;
+    for (size_t k = 0; k < hw; k++)
+      s += px[k];
+    y->data[p] = s / (double)hw;
+  }
+  return AAL_OK;
+}
+
+int aal_avgpool_backward(const aal_tensor *dy, aal_tensor *dx, aal_error *err)
+{
+  static const char op[] = "avgpool backward";
+  int rc;
+  if ((rc = require_f64_rank(dy, 2, op, "dy", err)) != AAL_OK ||
+      (rc = require_f64_rank(dx, 4, op, "dx", err)) != AAL_OK ||
+      (rc = require_pooled(dy, dx, op, "dy", "dx", err)) != AAL_OK)
+    return rc;
+  const size_t planes = dx->shape[0] * dx->shape[1], hw = dx->shape[2] * dx->shape[3];
+  for (size_t p = 0; p < planes; p++) {
+    const double g = dy->data[p] / (double)hw;
+    double *pdx = dx->data + p * hw;
+    for (size_t k = 0; k < hw; k++)
+      pdx[k] = g;
+  }
+  return AAL_OK;
+}

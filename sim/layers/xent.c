@@ -1,0 +1,113 @@
+/* Softmax cross-entropy, double precision.
+ *   logits, prob, dlogits [N, C];  labels [N] in 0..C-1;  loss scalar (mean over N).
+ * Per sample, with mx = max_c logits[n, c] and s = sum_c exp(logits[n, c] - mx) (>= 1):
+ *   loss_n = (mx - logits[n, label]) + log(s),   prob[n, c] = exp(logits[n, c] - mx) / s.
+ * Writing loss_n this way (rather than logsumexp - logit) keeps it exact when the
+ * logits are huge: for equal logits it is log(C) whatever their value. */
+#include "sim/layers/layers.h"
+
+#include <math.h>
+
+static int require_nc(const aal_tensor *t, const aal_tensor *ref, const char *op,
+                      const char *name, const char *ref_name, aal_error *err)
+{
+  if (t == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
+  if (t->dtype != AAL_F64)
+    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
+                    name);
+  if (t->ndim != 2) {
+    char s[64];
+    aal_tensor_shape_str(t, s, sizeof s);
+    return aal_fail(err, AAL_ESHAPE, "%s: %s must have rank 2 (N x C), has shape %s", op, name,
+                    s);
+  }
+  if (ref != NULL && !aal_tensor_same_shape(t, ref)) {
+    char st[64], sr[64];
+    aal_tensor_shape_str(t, st, sizeof st);
+    aal_tensor_shape_str(ref, sr, sizeof sr);
+    return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s but %s has shape %s", op, name, st,
+                    ref_name, sr);
+  }
+  return AAL_OK;
+}
+
+static int check_labels(const int *labels, size_t n, size_t c, const char *op, aal_error *err)
+{
+  if (labels == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: labels is NULL", op);
+  for (size_t i = 0; i < n; i++)
+    if (labels[i] < 0 || (size_t)labels[i] >= c)
+      return aal_fail(err, AAL_EINVAL, "%s: sample %zu has label %d, outside 0..%zu", op, i,
+                      labels[i], c - 1);
+  return AAL_OK;
+}
+
+/* Validates row n (finite logits) and returns its loss term; prob row written. */
+static int sample_forward(const double *z, size_t c, int label, size_t n, double *prob,
+                          double *loss_n, aal_error *err)
+{
+  double mx = -INFINITY;
+  for (size_t k = 0; k < c; k++) {
+    if (!isfinite(z[k]))
+      return aal_fail(err, AAL_ENUMERIC, "xent forward: sample %zu has non-finite logit %g "
+                      "at class %zu", n, z[k], k);
+    if (z[k] > mx)
+      mx = z[k];
+  }
+  const double z_label = z[label]; /* read before prob is written: prob may alias z */
+  double s = 0.0;
+  for (size_t k = 0; k < c; k++) {
+    prob[k] = exp(z[k] - mx);
+    s += prob[k];
+  }
+  for (size_t k = 0; k < c; k++)
+    prob[k] /= s;
+  *loss_n = (mx - z_label) + log(s);
+  return AAL_OK;
+}
+
+int aal_xent_forward(const aal_tensor *logits, const int *labels, double *loss,
+                     aal_tensor *prob, aal_error *err)
+{
+  static const char op[] = "xent forward";
+  int rc;
+  if ((rc = require_nc(logits, NULL, op, "logits", NULL, err)) != AAL_OK ||
+      (rc = require_nc(prob, logits, op, "prob", "logits", err)) != AAL_OK)
+    return rc;
+  if (loss == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: loss is NULL", op);
+  const size_t n = logits->shape[0], c = logits->shape[1];
+  if ((rc = check_labels(labels, n, c, op, err)) != AAL_OK)
+    return rc;
+  double total = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double li = 0.0;
+    rc = sample_forward(logits->data + i * c, c, labels[i], i, prob->data + i * c, &li, err);
+    if (rc != AAL_OK)
+      return rc;
+    total += li;
+  }
+  *loss = total / (double)n;
+  return AAL_OK;
+}
+
+int aal_xent_backward(const aal_tensor *prob, const int *labels, aal_tensor *dlogits,
+                      aal_error *err)
+{
+  static const char op[] = "xent backward";
+  int rc;
+  if ((rc = require_nc(prob, NULL, op, "prob", NULL, err)) != AAL_OK ||
+      (rc = require_nc(dlogits, prob, op, "dlogits", "prob", err)) != AAL_OK)
+    return rc;
+  const size_t n = prob->shape[0], c = prob->shape[1];
+  if ((rc = check_labels(labels, n, c, op, err)) != AAL_OK)
+    return rc;
+  const double dn = (double)n; /* divide, not multiply by a rounded 1/N */
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < c; k++) {
+      const double onehot = (size_t)labels[i] == k ? 1.0 : 0.0;
+      dlogits->data[i * c + k] = (prob->data[i * c + k] - onehot) / dn;
+    }
+  return AAL_OK;
+}

@@ -1,0 +1,285 @@
+/* The whole ResNet: stem, blocks (with the ARA register), head; training forward and
+ * backward on the tape, and the evaluation forward. */
+#include <math.h>
+#include <string.h>
+
+#include "sim/layers/conv.h"
+#include "sim/layers/layers.h"
+#include "sim/model/resnet_internal.h"
+
+static int check_input(const aal_resnet *net, const aal_tensor *x, const int *labels,
+                       aal_error *err)
+{
+  if (net == NULL || x == NULL)
+    return aal_fail(err, AAL_EINVAL, "resnet forward: NULL argument");
+  int rc = aal_tensor_require(x, 4, AAL_F64, "resnet input", err);
+  if (rc != AAL_OK)
+    return rc;
+  const aal_resnet_config *c = &net->cfg;
+  if (x->shape[1] != (size_t)c->in_channels || x->shape[2] != (size_t)c->in_size ||
+      x->shape[3] != (size_t)c->in_size) {
+    char s[64];
+    aal_tensor_shape_str(x, s, sizeof s);
+    return aal_fail(err, AAL_ESHAPE, "resnet input has shape %s, expected Nx%dx%dx%d", s,
+                    c->in_channels, c->in_size, c->in_size);
+  }
+  for (size_t n = 0; labels != NULL && n < x->shape[0]; n++)
+    if (labels[n] < 0 || labels[n] >= c->classes)
+      return aal_fail(err, AAL_EINVAL, "label %d of sample %zu is outside 0..%d", labels[n], n,
+                      c->classes - 1);
+  return AAL_OK;
+}
+
+static int count_correct(const aal_tensor *prob, const int *labels)
+{
+  int right = 0;
+  const size_t classes = prob->shape[1];
+  for (size_t n = 0; n < prob->shape[0]; n++) {
+    const double *row = prob->data + n * classes;
+    size_t best = 0;
+    for (size_t k = 1; k < classes; k++)
+      if (row[k] > row[best])
+        best = k;
+    right += (int)best == labels[n];
+  }
+  return right;
+}
+
+/* pool -> fc -> softmax cross-entropy; saves the pooled features and probabilities. */
+static int head_forward(aal_resnet *net, const aal_ops *ops, aal_tape *tape,
+                        const aal_tensor *feat, const int *labels, double *loss, int *correct,
+                        aal_error *err)
+{
+  const long n = (long)feat->shape[0], c = (long)feat->shape[1];
+  const long pool_shape[2] = {n, c}, logit_shape[2] = {n, net->cfg.classes};
+  aal_tensor *pool = aal_ops_tensor_new(ops, 2, pool_shape, AAL_F64, err);
+  aal_tensor *logits = aal_ops_tensor_new(ops, 2, logit_shape, AAL_F64, err);
+  aal_tensor *prob = aal_ops_tensor_new(ops, 2, logit_shape, AAL_F64, err);
+  int rc = (pool && logits && prob) ? ops->avgpool_forward(ops, feat, pool, err) : AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = ops->linear_forward(ops, pool, net->params[net->fc_weight].value,
+                             net->params[net->fc_bias].value, logits, err);
+  if (rc == AAL_OK)
+    rc = aal_tape_save(tape, "fc", "x", pool, err);
+  if (rc == AAL_OK)
+    rc = ops->xent_forward(ops, logits, labels, loss, prob, err);
+  if (rc == AAL_OK)
+    rc = aal_tape_save(tape, "loss", "prob", prob, err);
+  if (rc == AAL_OK && correct != NULL && (rc = aal_tensor_sync_host(prob, err)) == AAL_OK)
+    *correct = count_correct(prob, labels);
+  aal_tensor_release(pool);
+  aal_tensor_release(logits);
+  aal_tensor_release(prob);
+  return rc;
+}
+
+static int stem_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape,
+                        const aal_tensor *x, aal_tensor **x0, aal_error *err)
+{
+  aal_conv_input in;
+  /* the stem always learns by BP; the tape retains the image rather than copying it */
+  int rc = aal_conv_input_make(pass, AAL_R_INPUT, (aal_tensor *)x, NULL, &in, err);
+  if (rc == AAL_OK)
+    rc = aal_conv_bn_forward(net, pass, tape, &net->stem, x, &in, "relu", x0, err);
+  aal_conv_input_release(&in);
+  return rc;
+}
+
+int aal_resnet_forward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tensor *x,
+                       const int *labels, aal_tape *tape, double *loss, int *correct,
+                       aal_error *err)
+{
+  if (pass == NULL || labels == NULL || tape == NULL || loss == NULL)
+    return aal_fail(err, AAL_EINVAL, "resnet forward: NULL argument");
+  int rc = check_input(net, x, labels, err);
+  if (rc != AAL_OK)
+    return rc;
+  if (pass->plan.nblocks != net->nblocks)
+    return aal_fail(err, AAL_EINVAL, "resnet forward: the rule plan is for %d blocks, the "
+                    "network has %d", pass->plan.nblocks, net->nblocks);
+  aal_tensor *cur = NULL, *reg = NULL;
+  rc = stem_forward(net, pass, tape, x, &cur, err);
+  reg = aal_tensor_retain(cur);  /* A := x_0 */
+  for (int b = 0; b < net->nblocks && rc == AAL_OK; b++) {
+    aal_tensor *next = NULL;
+    rc = aal_block_forward(net, pass, tape, b, cur, reg, &next, err);
+    aal_tensor_release(cur);
+    cur = next;
+    if (rc == AAL_OK && pass->plan.reset_after[b]) {
+      aal_tensor_release(reg);
+      reg = aal_tensor_retain(cur);  /* A := x_{b+1} */
+    }
+  }
+  if (rc == AAL_OK)
+    rc = head_forward(net, aal_pass_ops(pass), tape, cur, labels, loss, correct, err);
+  aal_tensor_release(cur);
+  aal_tensor_release(reg);
+  /* the caller's batch may be refilled on the host: keep no backend copy of it */
+  if (rc == AAL_OK)
+    rc = aal_tensor_detach((aal_tensor *)x, err);
+  return rc;
+}
+
+/* Shape of the input of block b, read from the tape: the mask of the ReLU before it. */
+static aal_tensor *block_input_like(const aal_resnet *net, const aal_ops *ops,
+                                    const aal_tape *tape, int b, aal_error *err)
+{
+  char name[AAL_PARAM_NAME_LEN];
+  if (b == 0)
+    snprintf(name, sizeof name, "relu");
+  else
+    snprintf(name, sizeof name, "%s.relu2", net->blocks[b - 1].name);
+  const aal_tensor *mask = aal_tape_load(tape, name, "mask", err);
+  if (mask == NULL)
+    return NULL;
+  return aal_ops_tensor_like(ops, mask, AAL_F64, err);
+}
+
+static int head_backward(aal_resnet *net, const aal_ops *ops, const aal_tape *tape,
+                         const int *labels, aal_tensor *dfeat, aal_error *err)
+{
+  const aal_tensor *prob = aal_tape_load(tape, "loss", "prob", err);
+  const aal_tensor *pool = prob ? aal_tape_load(tape, "fc", "x", err) : NULL;
+  if (pool == NULL)
+    return AAL_ETAPE;
+  aal_tensor *dlogits = aal_ops_tensor_like(ops, prob, AAL_F64, err);
+  aal_tensor *dpool = aal_ops_tensor_like(ops, pool, AAL_F64, err);
+  int rc = (dlogits && dpool) ? ops->xent_backward(ops, prob, labels, dlogits, err)
+                               : AAL_ENOMEM;
+  aal_param *w = &net->params[net->fc_weight], *bias = &net->params[net->fc_bias];
+  if (rc == AAL_OK)
+    rc = ops->linear_backward(ops, dlogits, pool, w->value, dpool, w->grad, bias->grad, err);
+  if (rc == AAL_OK)
+    rc = ops->avgpool_backward(ops, dpool, dfeat, err);
+  aal_tensor_release(dlogits);
+  aal_tensor_release(dpool);
+  return rc;
+}
+
+static int stem_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
+                         const aal_tensor *dx0, aal_error *err)
+{
+  /* the image needs no gradient */
+  int rc = aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, "relu", dx0, NULL,
+                                err);
+  /* the image (the caller's batch, retained by the tape) leaves no backend copy behind */
+  const aal_tensor *image = rc == AAL_OK ? aal_tape_load(tape, net->stem.conv_name, "x", err)
+                                         : NULL;
+  if (rc == AAL_OK)
+    rc = image ? aal_tensor_detach((aal_tensor *)image, err) : AAL_ETAPE;
+  return rc;
+}
+
+int aal_resnet_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
+                        const int *labels, aal_error *err)
+{
+  if (net == NULL || pass == NULL || tape == NULL || labels == NULL)
+    return aal_fail(err, AAL_EINVAL, "resnet backward: NULL argument");
+  const aal_ops *ops = aal_pass_ops(pass);
+  aal_tensor *dcur = block_input_like(net, ops, tape, net->nblocks, err);
+  int rc = dcur ? head_backward(net, ops, tape, labels, dcur, err) : AAL_ETAPE;
+  for (int b = net->nblocks - 1; b >= 0 && rc == AAL_OK; b--) {
+    aal_tensor *dx = block_input_like(net, ops, tape, b, err);
+    rc = dx ? aal_block_backward(net, pass, tape, b, dcur, dx, err) : AAL_ETAPE;
+    aal_tensor_release(dcur);
+    dcur = dx;
+  }
+  if (rc == AAL_OK)
+    rc = stem_backward(net, pass, tape, dcur, err);
+  aal_tensor_release(dcur);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+static int conv_bn_eval(const aal_resnet *net, const aal_ops *ops, const aal_conv_bn *u,
+                        const aal_tensor *x, aal_tensor **out, aal_error *err)
+{
+  const aal_tensor *w = net->params[u->weight].value;
+  long shape[4];
+  *out = NULL;
+  int rc = aal_conv2d_output_shape(x, w, u->stride, u->pad, shape, err);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor *y = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err);
+  *out = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err);
+  rc = (y && *out) ? ops->conv_forward(ops, x, w, u->stride, u->pad, y, err) : AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = ops->bn_forward_eval(ops, y, net->params[u->bn[0]].value,
+                              net->params[u->bn[1]].value, net->params[u->bn[2]].value,
+                              net->params[u->bn[3]].value, AAL_BN_EPS, *out, err);
+  aal_tensor_release(y);
+  return rc;
+}
+
+static int relu_inplace(const aal_ops *ops, aal_tensor *x, aal_error *err)
+{
+  return ops->relu_forward(ops, x, x, NULL, err);
+}
+
+static int block_eval(const aal_resnet *net, const aal_ops *ops, const aal_block *blk,
+                      const aal_tensor *x, aal_tensor **out, aal_error *err)
+{
+  aal_tensor *z1 = NULL, *z2 = NULL, *sc = NULL;
+  int rc = conv_bn_eval(net, ops, &blk->conv1, x, &z1, err);
+  if (rc == AAL_OK)
+    rc = relu_inplace(ops, z1, err);
+  if (rc == AAL_OK)
+    rc = conv_bn_eval(net, ops, &blk->conv2, z1, &z2, err);
+  if (rc == AAL_OK && blk->has_downsample)
+    rc = conv_bn_eval(net, ops, &blk->downsample, x, &sc, err);
+  if (rc == AAL_OK)
+    rc = ops->add_forward(ops, z2, blk->has_downsample ? sc : x, z2, err);
+  if (rc == AAL_OK)
+    rc = relu_inplace(ops, z2, err);
+  aal_tensor_release(z1);
+  aal_tensor_release(sc);
+  if (rc != AAL_OK) {
+    aal_tensor_release(z2);
+    z2 = NULL;
+  }
+  *out = z2;
+  return rc;
+}
+
+int aal_resnet_forward_eval(const aal_resnet *net, const aal_tensor *x, aal_tensor *logits,
+                            aal_error *err)
+{
+  return aal_resnet_forward_eval_ops(net, NULL, x, logits, err);
+}
+
+int aal_resnet_forward_eval_ops(const aal_resnet *net, const aal_ops *table, const aal_tensor *x,
+                                aal_tensor *logits, aal_error *err)
+{
+  const aal_ops *ops = aal_ops_or_ref(table);
+  int rc = check_input(net, x, NULL, err);
+  if (rc != AAL_OK)
+    return rc;
+  aal_tensor *cur = NULL;
+  rc = conv_bn_eval(net, ops, &net->stem, x, &cur, err);
+  if (rc == AAL_OK)
+    rc = relu_inplace(ops, cur, err);
+  for (int b = 0; b < net->nblocks && rc == AAL_OK; b++) {
+    aal_tensor *next = NULL;
+    rc = block_eval(net, ops, &net->blocks[b], cur, &next, err);
+    aal_tensor_release(cur);
+    cur = next;
+  }
+  aal_tensor *pool = NULL;
+  const long pool_shape[2] = {rc == AAL_OK ? (long)cur->shape[0] : 1,
+                              rc == AAL_OK ? (long)cur->shape[1] : 1};
+  if (rc == AAL_OK && (pool = aal_ops_tensor_new(ops, 2, pool_shape, AAL_F64, err)) == NULL)
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = ops->avgpool_forward(ops, cur, pool, err);
+  if (rc == AAL_OK)
+    rc = ops->linear_forward(ops, pool, net->params[net->fc_weight].value,
+                             net->params[net->fc_bias].value, logits, err);
+  aal_tensor_release(cur);
+  aal_tensor_release(pool);
+  if (rc == AAL_OK)
+    rc = aal_tensor_detach((aal_tensor *)x, err);
+  if (rc == AAL_OK)
+    rc = aal_tensor_sync_host(logits, err);
+  return rc;
+}

@@ -1,0 +1,221 @@
+#include "sim/model/rules.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_EPS 0.01
+#define DEFAULT_LR_EXPANSION 100.0
+#define DEFAULT_CONTROL_K 2
+
+static int parse_k_list(const char *text, aal_rule *rule, const char *whole, aal_error *err)
+{
+  const char *p = text;
+  rule->ngroups_given = 0;
+  while (*p != '\0' && *p != ';') {
+    if (rule->ngroups_given == AAL_MAX_GROUPS)
+      return aal_fail(err, AAL_EINVAL, "rule '%s': more than %d group values", whole,
+                      AAL_MAX_GROUPS);
+    char *end;
+    errno = 0;
+    long k = strtol(p, &end, 10);
+    if (end == p || errno != 0 || k < 1 || k > 1000 || (*end != ',' && *end != ';' && *end))
+      return aal_fail(err, AAL_EINVAL, "rule '%s': '%.*s' is not a group value k >= 1", whole,
+                      (int)strcspn(p, ",;"), p);
+    rule->k[rule->ngroups_given++] = (int)k;
+    p = *end == ',' ? end + 1 : end;
+    if (*end == ',' && (*p == '\0' || *p == ';'))
+      return aal_fail(err, AAL_EINVAL, "rule '%s': trailing comma", whole);
+  }
+  if (rule->ngroups_given == 0)
+    return aal_fail(err, AAL_EINVAL, "rule '%s': expected k values, e.g. 2,2,2,2", whole);
+  return AAL_OK;
+}
+
+static int parse_option(const char *opt, size_t len, aal_rule *rule, const char *whole,
+                        aal_error *err)
+{
+  const char *eq = memchr(opt, '=', len);
+  if (eq == NULL)
+    return aal_fail(err, AAL_EINVAL, "rule '%s': option '%.*s' needs NAME=VALUE", whole,
+                    (int)len, opt);
+  const size_t nlen = (size_t)(eq - opt);
+  char value[64];
+  const size_t vlen = len - nlen - 1;
+  if (vlen == 0 || vlen >= sizeof value)
+    return aal_fail(err, AAL_EINVAL, "rule '%s': bad value in '%.*s'", whole, (int)len, opt);
+  memcpy(value, eq + 1, vlen);
+  value[vlen] = '\0';
+  char *end;
+  errno = 0;
+  const double v = strtod(value, &end);
+  if (*end != '\0' || errno != 0 || !isfinite(v) || !(v > 0))
+    return aal_fail(err, AAL_EINVAL, "rule '%s': '%s' is not a positive number", whole, value);
+  if (rule->kind != AAL_RULE_ASA)
+    return aal_fail(err, AAL_EINVAL, "rule '%s': options apply to asa only", whole);
+  if (nlen == 3 && strncmp(opt, "eps", 3) == 0)
+    rule->eps = v;
+  else if (nlen == 12 && strncmp(opt, "lr_expansion", 12) == 0)
+    rule->lr_expansion = v;
+  else
+    return aal_fail(err, AAL_EINVAL, "rule '%s': unknown option '%.*s' (eps, lr_expansion)",
+                    whole, (int)nlen, opt);
+  return AAL_OK;
+}
+
+static int parse_options(const char *p, aal_rule *rule, const char *whole, aal_error *err)
+{
+  while (*p == ';') {
+    p++;
+    const size_t len = strcspn(p, ";");
+    int rc = parse_option(p, len, rule, whole, err);
+    if (rc != AAL_OK)
+      return rc;
+    p += len;
+  }
+  if (*p != '\0')
+    return aal_fail(err, AAL_EINVAL, "rule '%s': unexpected '%s'", whole, p);
+  return AAL_OK;
+}
+
+int aal_rule_parse(const char *text, aal_rule *rule, aal_error *err)
+{
+  if (text == NULL || rule == NULL)
+    return aal_fail(err, AAL_EINVAL, "rule: NULL argument");
+  memset(rule, 0, sizeof *rule);
+  rule->eps = DEFAULT_EPS;
+  rule->lr_expansion = DEFAULT_LR_EXPANSION;
+  static const struct { const char *name; aal_rule_kind kind; } names[] = {
+      {"bp", AAL_RULE_BP}, {"ara", AAL_RULE_ARA}, {"asa", AAL_RULE_ASA},
+      {"noise", AAL_RULE_NOISE}, {"flip", AAL_RULE_FLIP}};
+  const size_t nlen = strcspn(text, ":;");
+  size_t i = 0;
+  while (i < sizeof names / sizeof names[0] &&
+         !(strlen(names[i].name) == nlen && strncmp(text, names[i].name, nlen) == 0))
+    i++;
+  if (i == sizeof names / sizeof names[0])
+    return aal_fail(err, AAL_EINVAL,
+                    "unknown rule '%s' (bp, ara:K1,K2,K3,K4, asa:K1,K2,K3,K4, asa:all, "
+                    "noise, flip)", text);
+  rule->kind = names[i].kind;
+  const char *p = text + nlen;
+  if (*p == ':') {
+    p++;
+    if (rule->kind == AAL_RULE_BP)
+      return aal_fail(err, AAL_EINVAL, "rule '%s': bp takes no values", text);
+    if (strncmp(p, "all", 3) == 0 && (p[3] == '\0' || p[3] == ';')) {
+      if (rule->kind == AAL_RULE_ARA)
+        return aal_fail(err, AAL_EINVAL, "rule '%s': ara needs k values", text);
+      rule->all = 1;
+      p += 3;
+    } else {
+      int rc = parse_k_list(p, rule, text, err);
+      if (rc != AAL_OK)
+        return rc;
+      p += strcspn(p, ";");
+    }
+  } else if (rule->kind == AAL_RULE_ARA || rule->kind == AAL_RULE_ASA) {
+    return aal_fail(err, AAL_EINVAL, "rule '%s' needs k values, e.g. %s:2,2,2,2", text,
+                    names[i].name);
+  }
+  return parse_options(p, rule, text, err);
+}
+
+void aal_rule_format(const aal_rule *rule, char *buf, size_t len)
+{
+  static const char *const names[] = {"bp", "ara", "asa", "noise", "flip"};
+  size_t used = 0;
+  int n = snprintf(buf, len, "%s", names[rule->kind]);
+  used = n > 0 ? (size_t)n : 0;
+  if (rule->all && used < len)
+    used += (size_t)snprintf(buf + used, len - used, ":all");
+  for (int g = 0; g < rule->ngroups_given && used < len; g++)
+    used += (size_t)snprintf(buf + used, len - used, "%c%d", g ? ',' : ':', rule->k[g]);
+  if (rule->kind == AAL_RULE_ASA && used < len)
+    snprintf(buf + used, len - used, ";eps=%g;lr_expansion=%g", rule->eps,
+             rule->lr_expansion);
+}
+
+/* Groups end after every stride-2 block and after the last block. */
+static int make_groups(int nblocks, const int *stride2, aal_rule_plan *plan, aal_error *err)
+{
+  int g = 0, i = 0;
+  for (int b = 0; b < nblocks; b++) {
+    if (g == AAL_MAX_GROUPS)
+      return aal_fail(err, AAL_EINVAL, "network has more than %d block groups",
+                      AAL_MAX_GROUPS);
+    plan->group_of[b] = g;
+    plan->index_in_group[b] = i++;
+    plan->group_size[g] = i;
+    if (stride2[b] || b == nblocks - 1) {
+      g++;
+      i = 0;
+    }
+  }
+  plan->ngroups = g;
+  return AAL_OK;
+}
+
+static int group_k(const aal_rule *rule, int g)
+{
+  if (rule->ngroups_given == 0)
+    return DEFAULT_CONTROL_K;
+  return rule->k[g];
+}
+
+static void plan_ara(const aal_rule *rule, aal_rule_plan *plan)
+{
+  int source = 0;  /* A := x_0 after the stem */
+  for (int b = 0; b < plan->nblocks; b++) {
+    const int g = plan->group_of[b], i = plan->index_in_group[b], k = group_k(rule, g);
+    plan->register_source[b] = source;
+    plan->first_conv[b] = source == b ? AAL_R_INPUT : AAL_R_ARA;
+    plan->second_conv[b] = AAL_R_INPUT;
+    plan->reset_after[b] = (i % k == k - 1) || (i == plan->group_size[g] - 1);
+    if (plan->reset_after[b])
+      source = b + 1;
+  }
+}
+
+static void plan_selected(const aal_rule *rule, aal_r_source r, aal_rule_plan *plan)
+{
+  for (int b = 0; b < plan->nblocks; b++) {
+    const int g = plan->group_of[b], i = plan->index_in_group[b];
+    const int selected = rule->all || i % group_k(rule, g) != 0;
+    plan->first_conv[b] = selected ? r : AAL_R_INPUT;
+    plan->second_conv[b] = rule->all ? r : AAL_R_INPUT;
+  }
+}
+
+int aal_rule_plan_make(const aal_rule *rule, int nblocks, const int *stride2, aal_rule_plan *plan,
+                       aal_error *err)
+{
+  if (rule == NULL || stride2 == NULL || plan == NULL)
+    return aal_fail(err, AAL_EINVAL, "rule plan: NULL argument");
+  if (nblocks < 1 || nblocks > AAL_MAX_BLOCKS)
+    return aal_fail(err, AAL_EINVAL, "rule plan: %d blocks is outside 1..%d", nblocks,
+                    AAL_MAX_BLOCKS);
+  memset(plan, 0, sizeof *plan);
+  plan->nblocks = nblocks;
+  int rc = make_groups(nblocks, stride2, plan, err);
+  if (rc != AAL_OK)
+    return rc;
+  if (rule->ngroups_given != 0 && rule->ngroups_given != plan->ngroups)
+    return aal_fail(err, AAL_EINVAL,
+                    "rule gives %d group values but this network has %d block groups",
+                    rule->ngroups_given, plan->ngroups);
+  for (int b = 0; b < nblocks; b++) {
+    plan->register_source[b] = b;
+    plan->reset_after[b] = 1;
+  }
+  switch (rule->kind) {
+  case AAL_RULE_BP: break;
+  case AAL_RULE_ARA: plan_ara(rule, plan); break;
+  case AAL_RULE_ASA: plan_selected(rule, AAL_R_ASA, plan); break;
+  case AAL_RULE_NOISE: plan_selected(rule, AAL_R_NOISE, plan); break;
+  case AAL_RULE_FLIP: plan_selected(rule, AAL_R_FLIP, plan); break;
+  }
+  return AAL_OK;
+}

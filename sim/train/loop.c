@@ -1,0 +1,371 @@
+/* The training loop: one step after another, evaluation, metrics.csv, checkpoints,
+ * progress, and the resume that continues a run bit-identically. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sim/core/clock.h"
+#include "sim/train/checkpoint.h"
+#include "sim/layers/layers.h"
+#include "sim/model/li_record.h"
+#include "sim/train/train_internal.h"
+
+#define METRICS_HEADER \
+  "step,epoch,lr,loss,train_acc,val_loss,val_acc,tape_bytes,tape_bytes_f32,seconds\n"
+
+typedef struct {
+  double t0, seconds_before;  /* wall clock at (re)start; seconds of earlier sessions */
+  double last_print;
+  long first_step;
+  double data_seconds, step_seconds;  /* batch assembly, and whole training steps */
+  long steps_timed;
+} clock_state;
+
+static int evaluate(aal_train_run *r, double *loss, double *acc, aal_error *err)
+{
+  const size_t n = r->ds.val.n, b = (size_t)r->o.batch;
+  size_t *idx = malloc(b * sizeof *idx);
+  int *labels = malloc(b * sizeof *labels);
+  aal_tensor *x = NULL, *logits = NULL, *prob = NULL;
+  double total = 0;
+  long right = 0;
+  int rc = (idx && labels) ? AAL_OK : aal_fail(err, AAL_ENOMEM, "evaluation buffers");
+  for (size_t start = 0; start < n && rc == AAL_OK; start += b) {
+    const size_t m = n - start < b ? n - start : b;
+    for (size_t i = 0; i < m; i++)
+      idx[i] = start + i;
+    aal_tensor_release(x);
+    aal_tensor_release(logits);
+    aal_tensor_release(prob);
+    x = aal_tensor_new4((long)m, 3, AAL_DATA_SIZE, AAL_DATA_SIZE, err);
+    logits = aal_tensor_new2((long)m, r->ds.classes, err);
+    prob = aal_tensor_new2((long)m, r->ds.classes, err);
+    if (x == NULL || logits == NULL || prob == NULL) {
+      rc = AAL_ENOMEM;
+      break;
+    }
+    rc = aal_augment_eval_batch(r->ds.val.pixels, r->ds.val.labels, n, idx, m, x, labels, err);
+    double mean = 0;
+    if (rc == AAL_OK)
+      rc = aal_resnet_forward_eval_ops(&r->net, r->ops.table, x, logits, err);
+    if (rc == AAL_OK)
+      rc = aal_xent_forward(logits, labels, &mean, prob, err);
+    total += mean * (double)m;
+    for (size_t i = 0; rc == AAL_OK && i < m; i++) {
+      const double *row = prob->data + i * (size_t)r->ds.classes;
+      int best = 0;
+      for (int k = 1; k < r->ds.classes; k++)
+        if (row[k] > row[best])
+          best = k;
+      right += best == labels[i];
+    }
+  }
+  *loss = n ? total / (double)n : NAN;
+  *acc = n ? (double)right / (double)n : NAN;
+  aal_tensor_release(x);
+  aal_tensor_release(logits);
+  aal_tensor_release(prob);
+  free(idx);
+  free(labels);
+  return rc;
+}
+
+static void format_eta(char *buf, size_t len, double seconds)
+{
+  if (!(seconds >= 0) || seconds > 1e7)
+    snprintf(buf, len, "?");
+  else if (seconds >= 3600)
+    snprintf(buf, len, "%dh%02dm", (int)(seconds / 3600), (int)fmod(seconds / 60, 60));
+  else
+    snprintf(buf, len, "%dm%02ds", (int)(seconds / 60), (int)fmod(seconds, 60));
+}
+
+static void progress(const aal_train_run *r, clock_state *c, long done, double loss, double acc,
+                     int final)
+{
+  if (r->log == NULL)
+    return;
+  const double now = aal_clock_now(), elapsed = now - c->t0;
+  const long in_session = done - c->first_step;
+  const double rate = elapsed > 0 ? (double)in_session * r->o.batch / elapsed : 0;
+  char eta[32];
+  format_eta(eta, sizeof eta,
+             in_session > 0 ? elapsed / (double)in_session * (double)(r->total_steps - done) : -1);
+  if (r->o.progress == 1) {
+    const int width = 30, filled = (int)(width * done / (r->total_steps ? r->total_steps : 1));
+    fprintf(r->log, "\r[%.*s%*s] %ld/%ld loss %.4f acc %.3f %.1f img/s ETA %s ", filled,
+            "==============================", width - filled, "", done, r->total_steps, loss,
+            acc, rate, eta);
+    if (final)
+      fputc('\n', r->log);
+    fflush(r->log);
+    return;
+  }
+  if (!final && now - c->last_print < 10.0 && done != 1 + c->first_step)
+    return;
+  c->last_print = now;
+  fprintf(r->log, "step %ld/%ld  loss %.4f  acc %.3f  %.1f img/s  ETA %s\n", done,
+          r->total_steps, loss, acc, rate, eta);
+  fflush(r->log);
+}
+
+static int checkpoint(aal_train_run *r, long done, aal_error *err)
+{
+  char path[PATH_MAX];
+  int rc = aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", err);
+  FILE *files[] = {r->metrics, r->li, r->li_summary};
+  for (int i = 0; i < 3 && rc == AAL_OK; i++)
+    if (files[i] != NULL && (fflush(files[i]) != 0 || fsync(fileno(files[i])) != 0))
+      rc = aal_fail(err, AAL_EIO, "%s: cannot flush a CSV file: %s", r->out_dir,
+                    strerror(errno));
+  if (rc == AAL_OK)
+    rc = aal_checkpoint_save(&r->net, (uint64_t)done, path, err);
+  return rc;
+}
+
+static int diverged(const aal_train_run *r, long step, double loss, aal_error *err)
+{
+  char path[PATH_MAX];
+  aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", NULL);
+  const int have = access(path, R_OK) == 0;
+  return aal_fail(err, AAL_ENUMERIC,
+                  "the loss is %g at step %ld: the run diverged and stops here; %s%s "
+                  "(try a lower --lr)", loss, step + 1,
+                  have ? "its last good checkpoint is kept in " : "no checkpoint was written yet",
+                  have ? path : "");
+}
+
+/* One training step s; fills loss, accuracy and tape bytes. */
+static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, double *loss,
+                      double *acc, size_t *bytes, size_t *bytes_f32, aal_error *err)
+{
+  aal_resnet_pass pass;
+  int correct = 0;
+  const double t0 = aal_clock_now();
+  int rc = aal_train_batch(r, s, err);
+  c->data_seconds += aal_clock_now() - t0;
+  if (rc == AAL_OK)
+    rc = aal_train_pass(r, s, &pass, err);
+  aal_li_recorder li;
+  const int measure = r->o.li_every > 0 && s % r->o.li_every == 0;
+  if (rc == AAL_OK && measure)
+    rc = aal_li_recorder_attach(&li, &pass, r->li, r->li_summary, s, r->rule.kind == AAL_RULE_BP,
+                                err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_forward(&r->net, &pass, r->x, r->labels, tape, loss, &correct, err);
+  if (measure)
+    rc = aal_li_recorder_finish(&li, rc, err);
+  if (rc == AAL_ENUMERIC) { /* non-finite logits: the same divergence, caught earlier */
+    aal_tape_clear(tape);
+    return diverged(r, s, NAN, err);
+  }
+  if (rc != AAL_OK)
+    return rc;
+  if (!isfinite(*loss))
+    return diverged(r, s, *loss, err);
+  *acc = (double)correct / r->o.batch;
+  *bytes = aal_tape_bytes(tape);
+  *bytes_f32 = aal_tape_bytes_f32(tape);
+  rc = aal_resnet_backward(&r->net, &pass, tape, r->labels, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_sgd_step_ops(&r->net, r->ops.table, aal_train_lr(r, s), r->o.momentum,
+                                 r->o.weight_decay, err);
+  aal_tape_clear(tape);
+  c->step_seconds += aal_clock_now() - t0;
+  c->steps_timed++;
+  return rc;
+}
+
+static int run_steps(aal_train_run *r, long start, double seconds_before, aal_error *err)
+{
+  aal_tape *tape = aal_tape_new(err);
+  if (tape == NULL)
+    return AAL_ENOMEM;
+  clock_state c = {aal_clock_now(), seconds_before, 0, start, 0, 0, 0};
+  int rc = AAL_OK;
+  for (long s = start; s < r->total_steps && rc == AAL_OK; s++) {
+    double loss = NAN, acc = NAN, vloss = NAN, vacc = NAN;
+    size_t bytes = 0, bytes_f32 = 0;
+    rc = train_step(r, s, tape, &c, &loss, &acc, &bytes, &bytes_f32, err);
+    if (rc != AAL_OK)
+      break;
+    const long done = s + 1;
+    const int stop = r->o.stop_after > 0 && done == r->o.stop_after;
+    const int last = done == r->total_steps;
+    const int eval = last || (r->o.eval_every > 0 && done % r->o.eval_every == 0);
+    if (eval && r->ds.val.n > 0)
+      rc = evaluate(r, &vloss, &vacc, err);
+    fprintf(r->metrics, "%ld,%.6f,%.9g,%.9g,%.6f,", done,
+            (double)done / (double)r->steps_per_epoch, aal_train_lr(r, s), loss, acc);
+    if (eval && r->ds.val.n > 0)
+      fprintf(r->metrics, "%.9g,%.6f,", vloss, vacc);
+    else
+      fprintf(r->metrics, ",,");
+    fprintf(r->metrics, "%zu,%zu,%.3f\n", bytes, bytes_f32,
+            c.seconds_before + aal_clock_now() - c.t0);
+    if (rc == AAL_OK &&
+        (last || stop || (r->o.checkpoint_every > 0 && done % r->o.checkpoint_every == 0)))
+      rc = checkpoint(r, done, err);
+    progress(r, &c, done, loss, acc, last || stop);
+    if (eval && r->log != NULL && r->ds.val.n > 0 && rc == AAL_OK)
+      fprintf(r->log, "%sstep %ld: val loss %.4f, val acc %.3f\n", r->o.progress == 1 ? "\n" : "",
+              done, vloss, vacc);
+    if (stop && rc == AAL_OK) {
+      if (r->log != NULL)
+        fprintf(r->log, "stopped after step %ld as asked; continue with --resume %s\n", done,
+                r->out_dir);
+      break;
+    }
+  }
+  if (rc == AAL_OK && r->log != NULL && c.step_seconds > 0)
+    fprintf(r->log, "time per training step %.3f s, of which batch assembly (augmentation, "
+            "normalisation) %.2f%%\n", c.step_seconds / (double)c.steps_timed,
+            100.0 * c.data_seconds / c.step_seconds);
+  aal_tape_free(tape);
+  return rc;
+}
+
+static int open_outputs(aal_train_run *r, const char *mode, aal_error *err)
+{
+  char path[PATH_MAX];
+  int rc = aal_train_path(path, sizeof path, r->out_dir, "metrics.csv", err);
+  if (rc == AAL_OK && (r->metrics = fopen(path, mode)) == NULL)
+    rc = aal_fail(err, AAL_EIO, "%s: cannot open: %s", path, strerror(errno));
+  if (rc == AAL_OK && mode[0] == 'w')
+    fputs(METRICS_HEADER, r->metrics);
+  if (rc == AAL_OK && r->o.li_every > 0)
+    rc = aal_li_files_open(r->out_dir, mode, &r->li, &r->li_summary, err);
+  return rc;
+}
+
+static int resolve_progress(int progress, FILE *log)
+{
+  if (progress >= 0)
+    return progress;
+  return log != NULL && isatty(fileno(log));
+}
+
+int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
+{
+  aal_train_run r;
+  char config[PATH_MAX];
+  if (opts->out_dir == NULL)
+    return aal_fail(err, AAL_EINVAL, "--out is required");
+  snprintf(config, sizeof config, "%s/config", opts->out_dir);
+  if (access(config, F_OK) == 0)
+    return aal_fail(err, AAL_EINVAL, "%s already holds a run (%s exists); use --resume %s "
+                    "or another --out", opts->out_dir, config, opts->out_dir);
+  int rc = aal_train_run_open(&r, opts, log, err);
+  r.o.progress = resolve_progress(opts->progress, log);
+  if (rc == AAL_OK && snprintf(r.out_dir, sizeof r.out_dir, "%s", opts->out_dir) >=
+                          (int)sizeof r.out_dir)
+    rc = aal_fail(err, AAL_EINVAL, "--out path too long");
+  if (rc == AAL_OK)
+    rc = aal_mkdir_p(r.out_dir, err);
+  if (rc == AAL_OK)
+    rc = aal_train_config_write(&r, err);
+  if (rc == AAL_OK)
+    rc = open_outputs(&r, "w", err);
+  if (rc == AAL_OK && log != NULL)
+    fprintf(log, "training %s on %s (backend %s): %zu train / %zu val images, %d classes; %ld "
+            "steps of %d (%ld per epoch), lr %g, warm-up %ld; run in %s\n", r.rule_text,
+            r.data_dir, r.backend,
+            r.ds.train.n, r.ds.val.n, r.ds.classes, r.total_steps, r.o.batch,
+            r.steps_per_epoch, r.lr, r.warmup, r.out_dir);
+  if (rc == AAL_OK)
+    rc = run_steps(&r, 0, 0.0, err);
+  aal_train_run_close(&r);
+  return rc;
+}
+
+/* Drops the rows of a CSV whose first column (the step) is after `keep` (written after
+ * the checkpoint the run resumes from) and returns the last column of the last kept row
+ * (for metrics.csv: the seconds). */
+static int truncate_csv(const char *run_dir, const char *name, long keep, double *seconds,
+                        aal_error *err)
+{
+  char path[PATH_MAX];
+  int rc = aal_train_path(path, sizeof path, run_dir, name, err);
+  FILE *f = rc == AAL_OK ? fopen(path, "r") : NULL;
+  if (rc == AAL_OK && f == NULL)
+    return aal_fail(err, AAL_EIO, "%s: cannot open: %s", path, strerror(errno));
+  if (rc != AAL_OK)
+    return rc;
+  size_t cap = 1 << 16, len = 0;
+  char *out = malloc(cap), line[1024];
+  *seconds = 0;
+  while (out != NULL && fgets(line, sizeof line, f) != NULL) {
+    char *end;
+    const long step = strtol(line, &end, 10);
+    if (end != line && step > keep)
+      break;
+    if (end != line) {
+      const char *last = strrchr(line, ',');
+      *seconds = last ? atof(last + 1) : 0;
+    }
+    const size_t n = strlen(line);
+    if (len + n + 1 > cap) {
+      char *grown = realloc(out, cap *= 2);
+      if (grown == NULL) {
+        free(out);
+        out = NULL;
+        break;
+      }
+      out = grown;
+    }
+    memcpy(out + len, line, n);
+    len += n;
+  }
+  fclose(f);
+  if (out == NULL)
+    return aal_fail(err, AAL_ENOMEM, "%s: cannot hold it in memory", path);
+  rc = aal_write_atomic(path, out, len, err);
+  free(out);
+  return rc;
+}
+
+int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int progress,
+                     FILE *log, aal_error *err)
+{
+  aal_train_opts o;
+  char strings[3 * PATH_MAX], path[PATH_MAX];
+  int rc = aal_train_config_read(run_dir, &o, strings, sizeof strings, err);
+  if (rc != AAL_OK)
+    return rc;
+  if (total_steps > 0)
+    o.steps = total_steps;
+  aal_train_run r;
+  o.stop_after = stop_after;
+  rc = aal_train_run_open(&r, &o, log, err);
+  r.o.progress = resolve_progress(progress, log);
+  snprintf(r.out_dir, sizeof r.out_dir, "%s", run_dir);
+  uint64_t step = 0;
+  if (rc == AAL_OK)
+    rc = aal_train_path(path, sizeof path, run_dir, "checkpoint.bin", err);
+  if (rc == AAL_OK)
+    rc = aal_checkpoint_load(&r.net, &step, path, err);
+  if (rc == AAL_OK && (long)step > r.total_steps)
+    rc = aal_fail(err, AAL_EINVAL, "%s is at step %llu, past the requested total %ld", path,
+                  (unsigned long long)step, r.total_steps);
+  double seconds = 0, unused;
+  if (rc == AAL_OK)
+    rc = truncate_csv(run_dir, "metrics.csv", (long)step, &seconds, err);
+  if (rc == AAL_OK && r.o.li_every > 0)
+    rc = truncate_csv(run_dir, "li.csv", (long)step, &unused, err);
+  if (rc == AAL_OK && r.o.li_every > 0)
+    rc = truncate_csv(run_dir, "li_summary.csv", (long)step, &unused, err);
+  if (rc == AAL_OK && total_steps > 0)
+    rc = aal_train_config_write(&r, err);
+  if (rc == AAL_OK)
+    rc = open_outputs(&r, "a", err);
+  if (rc == AAL_OK && log != NULL)
+    fprintf(log, "resuming %s at step %llu of %ld\n", run_dir, (unsigned long long)step,
+            r.total_steps);
+  if (rc == AAL_OK)
+    rc = run_steps(&r, (long)step, seconds, err);
+  aal_train_run_close(&r);
+  return rc;
+}

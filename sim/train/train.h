@@ -1,0 +1,72 @@
+/* The training loop of `aal train` and the one-step dump of `aal dump`.
+ *
+ * Everything random is a function of (seed, what, index) so that a run is reproducible
+ * and a resumed run is bit-identical to an uninterrupted one: the network's
+ * initialisation uses seed; epoch e's order a generator seeded from (seed, e); step s's
+ * augmentation one seeded from (seed, s); the noise rule's stream (seed, s, conv). */
+#ifndef AAL_TRAIN_H
+#define AAL_TRAIN_H
+
+#include <stdio.h>
+
+#include "sim/core/error.h"
+
+typedef struct {
+  const char *rule;        /* default "bp" */
+  const char *data_dir;    /* NULL: the built-in generated set (aal_default_data) */
+  const char *out_dir;     /* run directory (created) */
+  long steps;              /* total steps; 0: use epochs */
+  double epochs;           /* total epochs when steps == 0 (default 1) */
+  int batch;               /* default 32 */
+  double lr;               /* peak learning rate; <= 0: 0.05 * batch / 512 (SPEC 6) */
+  long warmup;             /* warm-up steps (linear from lr/warmup); < 0: 5% of steps */
+  double momentum;         /* 0.9 */
+  double weight_decay;     /* 1e-4 */
+  long eval_every;         /* steps between evaluations; 0: only at the end */
+  long checkpoint_every;   /* steps between checkpoints; 0: only at the end */
+  long li_every;           /* steps between learning-indicator measurements; 0: never */
+  double width;            /* width multiplier (1: ResNet-18) */
+  const char *blocks;      /* "2,2,2,2" */
+  unsigned long seed;      /* 1 */
+  int progress;            /* -1 auto (bar on a terminal), 0 plain lines, 1 bar */
+  const char *cache_dir;   /* where the built-in data set lives; NULL: the default */
+  long stop_after;         /* stop (after a checkpoint) once this many steps are done,
+                              as an interruption would; 0: run to the end */
+  const char *backend;     /* ops of every step: "ref" (default), "cpu32", "cuda"
+                              (sim/ops/ops.h); recorded in the config */
+} aal_train_opts;
+
+void aal_train_opts_default(aal_train_opts *opts);
+
+/* Trains from scratch into opts->out_dir (which must not hold a run already). */
+int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err);
+
+/* Continues the run in run_dir from its checkpoint up to total_steps (0: the run's own
+ * total), reading every other option from run_dir/config. */
+int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int progress,
+                     FILE *log, aal_error *err);
+
+/* The built-in data set: generated once (atomically) into cache_dir (NULL: $AAL_CACHE,
+ * else $XDG_CACHE_HOME/aal, else $HOME/.cache/aal) and reused; its path into buf. */
+int aal_default_data(const char *cache_dir, char *buf, size_t len, FILE *log, aal_error *err);
+
+typedef struct {
+  const char *rule;
+  const char *data_dir;     /* NULL: built-in */
+  const char *cache_dir;
+  const char *checkpoint;   /* NULL: a fresh network from seed */
+  const char *out_dir;
+  int batch;
+  long step;                /* which step's batch (and noise stream) to use */
+  double width;
+  const char *blocks;
+  unsigned long seed;
+  const char *backend;      /* as aal_train_opts.backend (default "ref") */
+} aal_dump_opts;
+
+void aal_dump_opts_default(aal_dump_opts *opts);
+/* Writes input.npy, labels.npy, params/<name>.npy (before the step) and
+ * grads/<name>.npy for one training step. */
+int aal_dump(const aal_dump_opts *opts, FILE *log, aal_error *err);
+
+#endif

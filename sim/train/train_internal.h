@@ -1,0 +1,53 @@
+/* Shared by the files of the trainer; not installed. */
+#ifndef AAL_TRAIN_INTERNAL_H
+#define AAL_TRAIN_INTERNAL_H
+
+#include <limits.h>
+#include <stdio.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "sim/data/data.h"
+#include "sim/ops/ops.h"
+#include "sim/model/resnet.h"
+#include "sim/train/train.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+typedef struct {
+  aal_train_opts o;           /* string members point into the buffers below */
+  char rule_text[160], data_dir[PATH_MAX], out_dir[PATH_MAX], blocks[64], backend[16];
+  aal_ops_handle ops;         /* the backend's op table (ops.table; never moved) */
+  int ops_ready;
+  aal_rule rule;
+  aal_data_set ds;
+  aal_resnet net;
+  int net_ready;
+  long steps_per_epoch, total_steps, warmup;
+  double lr;
+  size_t *order;              /* the current epoch's order of training images */
+  long order_epoch;
+  gsl_rng *rng;
+  aal_tensor *x;              /* [batch, 3, 64, 64] */
+  int *labels;                /* [batch] */
+  FILE *metrics, *log;
+  FILE *li, *li_summary;
+} aal_train_run;
+
+unsigned long aal_mix_seed(unsigned long seed, unsigned long what, unsigned long index);
+int aal_mkdir_p(const char *path, aal_error *err);
+int aal_train_path(char *buf, size_t len, const char *dir, const char *name, aal_error *err);
+double aal_train_lr(const aal_train_run *r, long step);
+int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal_error *err);
+void aal_train_run_close(aal_train_run *r);
+int aal_train_batch(aal_train_run *r, long step, aal_error *err);
+int aal_train_pass(aal_train_run *r, long step, aal_resnet_pass *pass, aal_error *err);
+
+/* run_dir/config: "key = value" lines; read back names the file and line of an error. */
+int aal_train_config_write(const aal_train_run *r, aal_error *err);
+int aal_train_config_read(const char *run_dir, aal_train_opts *o, char *strings,
+                          size_t strings_len, aal_error *err);
+
+#endif

@@ -1,0 +1,621 @@
+/* The kernel cross-check harness (kernels/check/kcheck.h) and the float32 CPU backend:
+ *
+ *  a. cpu32 passes on the ResNet-18 shapes (small batch) and on random shapes; the
+ *     reference backend passes against itself;
+ *  b. the harness can fail: copies of the cpu32 table with one deliberately wrong op
+ *     each (an off-by-one conv index, a dropped channel or input term, a transposed
+ *     filter, a dropped image, a flipped sign bit, an unwritten last element, a wrong
+ *     eps, a made-up LI for h = 0, a missing weight decay; fused: ASA input without eps
+ *     or with eps one ulp low, a ReLU mask of x instead of bn(x), the mask left out of
+ *     the bn reductions) must each fail a check;
+ *  c. bad options and shapes are reported with a message;
+ *  d. cpu32's fused ops (asa_input, bn_relu_forward, bn_relu_backward) equal the unfused
+ *     compositions on cpu32 bit for bit (poisoned outputs, random inputs and shapes from
+ *     the printed seed).
+ *
+ * The seed is $AAL_TEST_SEED (default 20261128), printed. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/aal_check.h"
+#include "kernels/check/kcheck.h"
+#include "kernels/cpu/cpu32.h"
+
+static unsigned long g_seed;
+
+static aal_backend cpu32(void)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_msg(aal_backend_cpu32(&be, &err) == AAL_OK, "%s", err.msg);
+  return be;
+}
+
+/* Runs kcheck (output to stderr when AAL_TEST_VERBOSE is set) and returns the summary. */
+static aal_kcheck_summary run(const aal_backend *be, const char *op, const char *shapes,
+                              int batch)
+{
+  aal_kcheck_opts o;
+  aal_kcheck_opts_init(&o);
+  o.op = op;
+  o.seed = g_seed;
+  o.shapes = shapes;
+  o.batch = batch;
+  aal_kcheck_summary sum;
+  aal_error err;
+  FILE *out = getenv("AAL_TEST_VERBOSE") ? stderr : NULL;
+  const int rc = aal_kcheck_run(be, &o, out, &sum, &err);
+  ck_assert_msg(rc == AAL_OK, "kcheck %s %s: %s", op ? op : "all", shapes, err.msg);
+  fprintf(stderr, "kcheck %-5s %-20s %-9s: %3d checks, %2d failed, worst %.3g (%s)\n",
+          be->name, op ? op : "all", shapes, sum.checks, sum.failed, sum.worst_ratio,
+          sum.worst);
+  return sum;
+}
+
+/* ------------------------------------------------------------------ a. correct kernels */
+
+START_TEST(test_cpu32_resnet18)
+{
+  aal_backend be = cpu32();
+  aal_kcheck_summary s = run(&be, NULL, "resnet18", 2);
+  ck_assert_int_eq(s.checks, 96);
+  ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
+  ck_assert(s.worst_ratio <= 1.0);
+  be.destroy(&be);
+}
+END_TEST
+
+START_TEST(test_cpu32_random)
+{
+  aal_backend be = cpu32();
+  aal_kcheck_summary s = run(&be, NULL, "random:12", 0);
+  ck_assert_int_eq(s.checks, 23 * 12);
+  ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
+  be.destroy(&be);
+}
+END_TEST
+
+START_TEST(test_ref_against_itself)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert(aal_backend_open("ref", &be, &err) == AAL_OK);
+  aal_kcheck_summary s = run(&be, NULL, "random:4", 0);
+  ck_assert_int_eq(s.failed, 0);
+  ck_assert(s.worst_ratio <= 1.0);
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ b. wrong kernels
+ * cpu32 buffers are host float arrays (kernels/cpu/cpu32.h), so a wrong kernel
+ * can be a small variation of the right one on the same buffers. */
+
+/* Direct float conv forward with two possible bugs: the input column read one to the
+ * right (off by one), or the last input channel left out of the sum. */
+static int naive_conv(const aal_conv_shape *cs, const float *x, const float *w, float *y,
+                      int shift, int skip_last_channel)
+{
+  const int cmax = skip_last_channel ? cs->c - 1 : cs->c;
+  for (int n = 0; n < cs->n; n++)
+    for (int k = 0; k < cs->k; k++)
+      for (int p = 0; p < cs->p; p++)
+        for (int q = 0; q < cs->q; q++) {
+          float acc = 0.0f;
+          for (int c = 0; c < cmax; c++)
+            for (int r = 0; r < cs->r; r++)
+              for (int s = 0; s < cs->s; s++) {
+                const int ih = p * cs->stride - cs->pad + r;
+                const int iw = q * cs->stride - cs->pad + s + shift;
+                if (ih < 0 || ih >= cs->h || iw < 0 || iw >= cs->w)
+                  continue;
+                acc += w[((k * cs->c + c) * cs->r + r) * cs->s + s] *
+                       x[((n * cs->c + c) * cs->h + ih) * cs->w + iw];
+              }
+          y[((n * cs->k + k) * cs->p + p) * cs->q + q] = acc;
+        }
+  return AAL_OK;
+}
+
+static int conv_off_by_one(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                           const void *w, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return naive_conv(cs, x, w, y, 1, 0);
+}
+
+static int conv_skip_channel(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                             const void *w, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return naive_conv(cs, x, w, y, 0, 1);
+}
+
+/* backward-data with each R x S kernel transposed (w[k, c, s, r] for w[k, c, r, s]). */
+static int conv_bwd_transposed(const aal_backend *be, const aal_conv_shape *cs,
+                               const void *dy, const void *w, void *dx, aal_error *err)
+{
+  if (cs->r != cs->s) /* the layout does not allow it: stay right */
+    return aal_cpu32_conv_backward_data(be, cs, dy, w, dx, err);
+  const size_t nw = (size_t)cs->k * cs->c * cs->r * cs->s;
+  float *t = malloc(nw * sizeof *t);
+  if (t == NULL)
+    return AAL_ENOMEM;
+  const float *pw = w;
+  for (size_t kc = 0; kc < (size_t)cs->k * cs->c; kc++)
+    for (int r = 0; r < cs->r; r++)
+      for (int s = 0; s < cs->s; s++)
+        t[(kc * cs->r + s) * cs->s + r] = pw[(kc * cs->r + r) * cs->s + s];
+  const int rc = aal_cpu32_conv_backward_data(be, cs, dy, t, dx, err);
+  free(t);
+  return rc;
+}
+
+/* backward-filter summed over all images but the last. */
+static int conv_filter_drop_image(const aal_backend *be, const aal_conv_shape *cs,
+                                  const void *x, const void *dy, void *dw, aal_error *err)
+{
+  aal_conv_shape c = *cs;
+  if (c.n > 1)
+    c.n--;
+  else
+    memset(dw, 0, (size_t)c.k * c.c * c.r * c.s * sizeof(float));
+  return c.n == cs->n ? AAL_OK : aal_cpu32_conv_backward_filter(be, &c, x, dy, dw, err);
+}
+
+/* y = x w^T + b without the last input feature. */
+static int linear_drop_term(const aal_backend *be, int n, int in, int out, const void *x,
+                            const void *w, const void *b, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *px = x, *pw = w, *pb = b;
+  float *py = y;
+  for (int i = 0; i < n; i++)
+    for (int o = 0; o < out; o++) {
+      float acc = pb[o];
+      for (int j = 0; j < in - 1; j++)
+        acc += px[i * in + j] * pw[o * in + j];
+      py[i * out + o] = acc;
+    }
+  return AAL_OK;
+}
+
+static int sign_pack_flip(const aal_backend *be, size_t n, const void *x, void *bits,
+                          aal_error *err)
+{
+  const int rc = aal_cpu32_sign_pack(be, n, x, bits, err);
+  ((uint32_t *)bits)[(n / 2) / 32] ^= (uint32_t)1 << ((n / 2) % 32);
+  return rc;
+}
+
+static int relu_skip_last(const aal_backend *be, size_t n, const void *x, void *y, void *mask,
+                          aal_error *err)
+{
+  return n > 1 ? aal_cpu32_relu_forward(be, n - 1, x, y, mask, err) : AAL_OK;
+}
+
+static int add_skip_last(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
+                         aal_error *err)
+{
+  return n > 1 ? aal_cpu32_add(be, n - 1, a, b, y, err) : AAL_OK;
+}
+
+/* scale with s's sign dropped (a kernel that takes |s|, or an unsigned scale) */
+static int scale_abs(const aal_backend *be, size_t n, const void *x, double s, void *y,
+                     aal_error *err)
+{
+  return aal_cpu32_scale(be, n, x, fabs(s), y, err);
+}
+
+/* evaluation-mode batch norm without eps (matters where running_var is near or below it) */
+static int bn_eval_no_eps(const aal_backend *be, int n, int c, int hw, const void *x,
+                          const void *gamma, const void *beta, const void *rm, const void *rv,
+                          double eps, void *y, aal_error *err)
+{
+  (void)eps;
+  return aal_cpu32_bn_forward_eval(be, n, c, hw, x, gamma, beta, rm, rv, 1e-30, y, err);
+}
+
+static int bn_wrong_eps(const aal_backend *be, int n, int c, int hw, const void *x,
+                        const void *gamma, const void *beta, double eps, void *y, void *mean,
+                        void *invstd, aal_error *err)
+{
+  return aal_cpu32_bn_forward(be, n, c, hw, x, gamma, beta, 10 * eps, y, mean, invstd, err);
+}
+
+/* A made-up LI (0) for a sample with h = 0 instead of NaN. */
+static int li_made_up(const aal_backend *be, int n, size_t per, const void *h, const void *r,
+                      void *li, aal_error *err)
+{
+  const int rc = aal_cpu32_li_reduce(be, n, per, h, r, li, err);
+  for (int s = 0; s < n; s++)
+    if (isnan(((float *)li)[s]))
+      ((float *)li)[s] = 0.0f;
+  return rc;
+}
+
+static int sgd_no_decay(const aal_backend *be, size_t n, void *w, const void *g, void *buf,
+                        double lr, double momentum, double weight_decay, int first,
+                        aal_error *err)
+{
+  (void)weight_decay;
+  return aal_cpu32_sgd_update(be, n, w, g, buf, lr, momentum, 0.0, first, err);
+}
+
+/* Fused ops, wrong: */
+
+/* ASA input without eps (h = x). */
+static int asa_no_eps(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                      void *bits, aal_error *err)
+{
+  (void)eps;
+  return aal_cpu32_asa_input(be, n, x, 0.0, h, bits, err);
+}
+
+/* ASA input with eps one float ulp low: within the bound of the reference, but not what
+ * sign_unpack + add give (caught only by the bit-for-bit comparison with them). */
+static int asa_eps_ulp_low(const aal_backend *be, size_t n, const void *x, double eps, void *h,
+                           void *bits, aal_error *err)
+{
+  return aal_cpu32_asa_input(be, n, x, nextafterf((float)eps, 0.0f), h, bits, err);
+}
+
+/* bn + ReLU with the mask taken from x instead of z = bn(x). */
+static int bn_relu_mask_of_x(const aal_backend *be, int n, int c, int hw, const void *x,
+                             const void *gamma, const void *beta, double eps, void *y,
+                             void *mask, void *mean, void *invstd, aal_error *err)
+{
+  int rc = aal_cpu32_bn_relu_forward(be, n, c, hw, x, gamma, beta, eps, y, mask, mean, invstd,
+                                     err);
+  const size_t total = (size_t)n * c * hw;
+  if (rc == AAL_OK)
+    rc = aal_cpu32_sign_pack(be, total, x, mask, err);
+  return rc;
+}
+
+/* The backward with the mask applied to dx only, not to the two reductions. */
+static int bn_relu_bwd_unmasked_sums(const aal_backend *be, int n, int c, int hw,
+                                     const void *dy, const void *mask, const void *x,
+                                     const void *gamma, const void *mean, const void *invstd,
+                                     void *dx, void *dgamma, void *dbeta, aal_error *err)
+{
+  const int rc = aal_cpu32_bn_backward(be, n, c, hw, dy, x, gamma, mean, invstd, dx, dgamma,
+                                       dbeta, err);
+  const size_t total = (size_t)n * c * hw;
+  const uint32_t *w = mask;
+  for (size_t i = 0; rc == AAL_OK && i < total; i++)
+    if (!((w[i / 32] >> (i % 32)) & 1u))
+      ((float *)dx)[i] = 0.0f;
+  return rc;
+}
+
+/* Each wrong backend must fail at least one check of its op on random shapes. */
+static void expect_caught(const aal_backend *be, const char *op, const char *what)
+{
+  aal_kcheck_summary s = run(be, op, "random:8", 0);
+  ck_assert_msg(s.failed > 0, "%s (%s) was not caught", what, op);
+  ck_assert(!(s.worst_ratio <= 1.0));
+}
+
+/* The cpu32 table, renamed: a wrong kernel goes into one slot. */
+static aal_backend wrong(void)
+{
+  aal_backend be = cpu32();
+  be.name = "wrong";
+  return be;
+}
+
+START_TEST(test_wrong_kernels_caught)
+{
+  aal_backend be = wrong();
+  be.conv_forward = conv_off_by_one;
+  expect_caught(&be, "conv_forward", "off-by-one conv index");
+  be.destroy(&be); /* each table owns a team (kernels/cpu/backend.c) */
+  be = wrong();
+  be.conv_forward = conv_skip_channel;
+  expect_caught(&be, "conv_forward", "last channel dropped from the conv sum");
+  be.destroy(&be);
+  be = wrong();
+  be.conv_backward_data = conv_bwd_transposed;
+  expect_caught(&be, "conv_backward_data", "transposed filter in backward-data");
+  be.destroy(&be);
+  be = wrong();
+  be.conv_backward_filter = conv_filter_drop_image;
+  expect_caught(&be, "conv_backward_filter", "last image dropped from backward-filter");
+  be.destroy(&be);
+  be = wrong();
+  be.linear_forward = linear_drop_term;
+  expect_caught(&be, "linear_forward", "last input dropped from linear");
+  be.destroy(&be);
+  be = wrong();
+  be.sign_pack = sign_pack_flip;
+  expect_caught(&be, "sign_pack", "one sign bit flipped");
+  be.destroy(&be);
+  be = wrong();
+  be.relu_forward = relu_skip_last;
+  expect_caught(&be, "relu_forward", "last relu element unwritten");
+  be.destroy(&be);
+  be = wrong();
+  be.add = add_skip_last;
+  expect_caught(&be, "add", "last add element unwritten");
+  be.destroy(&be);
+  be = wrong();
+  be.scale = scale_abs;
+  expect_caught(&be, "scale", "scale's sign dropped");
+  be.destroy(&be);
+  be = wrong();
+  be.bn_forward_eval = bn_eval_no_eps;
+  expect_caught(&be, "bn_forward_eval", "eval batch norm without eps");
+  be.destroy(&be);
+  be = wrong();
+  be.bn_forward = bn_wrong_eps;
+  expect_caught(&be, "bn_forward", "eps 10x too large in batch norm");
+  be.destroy(&be);
+  be = wrong();
+  be.li_reduce = li_made_up;
+  expect_caught(&be, "li_reduce", "LI 0 instead of NaN for h = 0");
+  be.destroy(&be);
+  be = wrong();
+  be.sgd_update = sgd_no_decay;
+  expect_caught(&be, "sgd_update", "weight decay ignored");
+  be.destroy(&be);
+  be = wrong();
+  be.asa_input = asa_no_eps;
+  expect_caught(&be, "asa_input", "ASA input without eps");
+  be.destroy(&be);
+  be = wrong();
+  be.asa_input = asa_eps_ulp_low;
+  expect_caught(&be, "asa_input", "ASA eps one ulp low (not the unfused composition)");
+  be.destroy(&be);
+  be = wrong();
+  be.bn_relu_forward = bn_relu_mask_of_x;
+  expect_caught(&be, "bn_relu_forward", "ReLU mask from x instead of z");
+  be.destroy(&be);
+  be = wrong();
+  be.bn_relu_backward = bn_relu_bwd_unmasked_sums;
+  expect_caught(&be, "bn_relu_backward", "mask left out of the bn reductions");
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ c. bad input */
+
+START_TEST(test_bad_options)
+{
+  aal_backend be = cpu32();
+  aal_kcheck_opts o;
+  aal_kcheck_opts_init(&o);
+  aal_kcheck_summary s;
+  aal_error err;
+  o.op = "conv_sideways";
+  ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "conv_sideways"));
+  o.op = NULL;
+  const char *bad[] = {"resnet34", "random:", "random:0", "random:x", "random:1000"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    o.shapes = bad[i];
+    ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "shapes"));
+  }
+  ck_assert_int_eq(aal_kcheck_run(NULL, &o, NULL, &s, &err), AAL_EINVAL);
+  /* a family prefix selects its ops only */
+  o.shapes = "random:2";
+  o.op = "conv";
+  ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
+  ck_assert_int_eq(s.checks, 6);
+  ck_assert_int_eq(aal_kcheck_op_count(), 23);
+  ck_assert_str_eq(aal_kcheck_op_name(0), "conv_forward");
+  ck_assert_str_eq(aal_kcheck_op_name(20), "bn_relu_backward");
+  ck_assert_ptr_null(aal_kcheck_op_name(23));
+  o.op = "bn_relu"; /* the fused family: forward and backward */
+  ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
+  ck_assert_int_eq(s.checks, 4);
+  be.destroy(&be);
+}
+END_TEST
+
+START_TEST(test_backend_open_and_shapes)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_open("tpu", &be, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "tpu"));
+  ck_assert_int_eq(aal_backend_open("cpu32", &be, &err), AAL_OK);
+  ck_assert_str_eq(be.name, "cpu32");
+  ck_assert_int_eq(be.precision_bits, 24);
+  void *buf;
+  ck_assert_int_eq(be.alloc(&be, 0, &buf, &err), AAL_EINVAL);
+  aal_conv_shape bad = {.n = 1, .c = 1, .h = 4, .w = 4, .k = 1, .r = 3, .s = 3,
+                        .stride = 1, .pad = 0};
+  bad.p = 3; /* not what aal_conv_shape_init says */
+  ck_assert_int_eq(be.conv_forward(&be, &bad, &err, &err, &err, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "conv_forward"));
+  be.destroy(&be);
+
+  aal_conv_shape cs = {.n = 2, .c = 3, .h = 7, .w = 5, .k = 4, .r = 3, .s = 3,
+                       .stride = 2, .pad = 1};
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_OK);
+  ck_assert_int_eq(cs.p, 4);
+  ck_assert_int_eq(cs.q, 3);
+  cs.stride = 0;
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_EINVAL);
+  cs.stride = 1;
+  cs.h = 1;
+  cs.pad = 0;
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "empty output"));
+  cs.h = 0;
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_EINVAL);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ d. fused = unfused */
+
+/* splitmix64: the test's own generator (independent of the harness's mt19937). */
+static uint64_t next64(uint64_t *st)
+{
+  uint64_t z = (*st += 0x9E3779B97F4A7C15u);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+  return z ^ (z >> 31);
+}
+
+/* Uniform on +-[scale/1024, scale) as a float: never zero. */
+static float sym(uint64_t *st, double scale)
+{
+  double v;
+  do
+    v = 2.0 * ((double)(next64(st) >> 11) / 9007199254740992.0) - 1.0;
+  while (fabs(v) < 1.0 / 1024);
+  return (float)(scale * v);
+}
+
+static int irange(uint64_t *st, int lo, int hi)
+{
+  return lo + (int)(next64(st) % (uint64_t)(hi - lo + 1));
+}
+
+static float *floats(size_t n, float fill)
+{
+  float *p = malloc(n * sizeof *p);
+  ck_assert_ptr_nonnull(p);
+  for (size_t i = 0; i < n; i++)
+    p[i] = fill;
+  return p;
+}
+
+static uint32_t *words(size_t n, uint32_t fill)
+{
+  const size_t nw = (n + 31) / 32;
+  uint32_t *p = malloc(nw * sizeof *p);
+  ck_assert_ptr_nonnull(p);
+  for (size_t i = 0; i < nw; i++)
+    p[i] = fill;
+  return p;
+}
+
+/* Bitwise (NaN-safe: a poisoned NaN left in either fails, -0 differs from +0). */
+static void same_floats(const char *what, const float *a, const float *b, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    ck_assert_msg(memcmp(&a[i], &b[i], sizeof(float)) == 0,
+                  "%s[%zu]: fused %.9g, unfused %.9g (seed %lu)", what, i, (double)a[i],
+                  (double)b[i], g_seed);
+}
+
+/* Whole words, so the unused high bits of the last word must agree (zero) too. */
+static void same_words(const char *what, const uint32_t *a, const uint32_t *b, size_t n)
+{
+  for (size_t i = 0; i < (n + 31) / 32; i++)
+    ck_assert_msg(a[i] == b[i], "%s word %zu: fused %08x, unfused %08x (seed %lu)", what, i,
+                  a[i], b[i], g_seed);
+}
+
+static void check_asa_input(const aal_backend *be, uint64_t *st, size_t n)
+{
+  aal_error err;
+  float *x = floats(n, 0.0f), *h = floats(n, NAN), *unp = floats(n, NAN), *h2 = floats(n, NAN);
+  uint32_t *bits = words(n, 0xAAAAAAAAu), *bits2 = words(n, 0x55555555u);
+  for (size_t i = 0; i < n; i++)
+    x[i] = sym(st, 1.0);
+  const double eps = 0.1;
+  ck_assert_int_eq(be->asa_input(be, n, x, eps, h, bits, &err), AAL_OK);
+  ck_assert_int_eq(be->sign_pack(be, n, x, bits2, &err), AAL_OK);
+  ck_assert_int_eq(be->sign_unpack(be, n, bits2, eps, unp, &err), AAL_OK);
+  ck_assert_int_eq(be->add(be, n, x, unp, h2, &err), AAL_OK);
+  same_floats("asa h", h, h2, n);
+  same_words("asa bits", bits, bits2, n);
+  free(x), free(h), free(unp), free(h2), free(bits), free(bits2);
+}
+
+static void check_bn_relu(const aal_backend *be, uint64_t *st, int n, int c, int hw)
+{
+  aal_error err;
+  const size_t nx = (size_t)n * c * hw;
+  float *x = floats(nx, 0.0f), *g = floats((size_t)c, 0.0f), *b = floats((size_t)c, 0.0f);
+  for (int ch = 0; ch < c; ch++) { /* per-channel scale and offset, as the harness */
+    const double scale = pow(10.0, -3.0 * (double)(next64(st) >> 11) / 9007199254740992.0);
+    const double off = 0.5 * sym(st, scale);
+    for (int i = 0; i < n; i++)
+      for (int k = 0; k < hw; k++)
+        x[((size_t)i * c + ch) * hw + k] = (float)(off + sym(st, scale));
+    g[ch] = sym(st, 1.0);
+    b[ch] = sym(st, 1.0);
+  }
+  /* forward: fused vs bn_forward -> z, relu_forward(z) */
+  float *y = floats(nx, NAN), *m = floats((size_t)c, NAN), *is = floats((size_t)c, NAN);
+  float *z = floats(nx, NAN), *y2 = floats(nx, NAN), *m2 = floats((size_t)c, NAN);
+  float *is2 = floats((size_t)c, NAN);
+  uint32_t *mask = words(nx, 0xAAAAAAAAu), *mask2 = words(nx, 0x55555555u);
+  ck_assert_int_eq(be->bn_relu_forward(be, n, c, hw, x, g, b, 1e-5, y, mask, m, is, &err),
+                   AAL_OK);
+  ck_assert_int_eq(be->bn_forward(be, n, c, hw, x, g, b, 1e-5, z, m2, is2, &err), AAL_OK);
+  ck_assert_int_eq(be->relu_forward(be, nx, z, y2, mask2, &err), AAL_OK);
+  same_floats("bn_relu y", y, y2, nx);
+  same_words("bn_relu mask", mask, mask2, nx);
+  same_floats("bn_relu mean", m, m2, (size_t)c);
+  same_floats("bn_relu invstd", is, is2, (size_t)c);
+  /* backward with the forward's statistics and an independent random mask */
+  float *dy = floats(nx, 0.0f), *dx = floats(nx, NAN), *dg = floats((size_t)c, NAN);
+  float *db = floats((size_t)c, NAN), *dz = floats(nx, NAN), *dx2 = floats(nx, NAN);
+  float *dg2 = floats((size_t)c, NAN), *db2 = floats((size_t)c, NAN);
+  uint32_t *bm = words(nx, 0);
+  for (size_t i = 0; i < nx; i++)
+    dy[i] = sym(st, 1.0);
+  for (size_t i = 0; i < (nx + 31) / 32; i++)
+    bm[i] = (uint32_t)next64(st);
+  if (nx % 32)
+    bm[nx / 32] &= ((uint32_t)1 << (nx % 32)) - 1;
+  ck_assert_int_eq(be->bn_relu_backward(be, n, c, hw, dy, bm, x, g, m, is, dx, dg, db, &err),
+                   AAL_OK);
+  ck_assert_int_eq(be->relu_backward(be, nx, dy, bm, dz, &err), AAL_OK);
+  ck_assert_int_eq(be->bn_backward(be, n, c, hw, dz, x, g, m, is, dx2, dg2, db2, &err), AAL_OK);
+  same_floats("bn_relu dx", dx, dx2, nx);
+  same_floats("bn_relu dgamma", dg, dg2, (size_t)c);
+  same_floats("bn_relu dbeta", db, db2, (size_t)c);
+  free(x), free(g), free(b), free(y), free(m), free(is), free(z), free(y2), free(m2);
+  free(is2), free(mask), free(mask2), free(dy), free(dx), free(dg), free(db), free(dz);
+  free(dx2), free(dg2), free(db2), free(bm);
+}
+
+START_TEST(test_cpu32_fused_equals_unfused)
+{
+  aal_backend be = cpu32();
+  uint64_t st = g_seed ^ 0x46555345u; /* "FUSE" */
+  fprintf(stderr, "fused = unfused on cpu32: seed %lu\n", g_seed);
+  for (int t = 0; t < 40; t++) {
+    check_asa_input(&be, &st, (size_t)irange(&st, 1, 3000));
+    int n = irange(&st, 1, 4), c = irange(&st, 1, 6), hw = irange(&st, 1, 40);
+    if (n * hw < 2)
+      hw = 2;
+    check_bn_relu(&be, &st, n, c, hw);
+  }
+  check_asa_input(&be, &st, 64 * 32 * 32 + 17);
+  check_bn_relu(&be, &st, 4, 16, 64);
+  check_bn_relu(&be, &st, 2, 3, 7 * 7); /* channel rows not aligned to mask words */
+  be.destroy(&be);
+}
+END_TEST
+
+int main(void)
+{
+  g_seed = aal_test_seed();
+  Suite *s = suite_create("kcheck");
+  TCase *tc = tcase_create("kcheck");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_backend_open_and_shapes);
+  tcase_add_test(tc, test_bad_options);
+  tcase_add_test(tc, test_cpu32_resnet18);
+  tcase_add_test(tc, test_cpu32_random);
+  tcase_add_test(tc, test_ref_against_itself);
+  tcase_add_test(tc, test_wrong_kernels_caught);
+  tcase_add_test(tc, test_cpu32_fused_equals_unfused);
+  suite_add_tcase(s, tc);
+  return aal_check_run(s);
+}

@@ -1,0 +1,235 @@
+/* The learning indicator recorded during ResNet training (SPEC sections 2 and 4):
+ * ASA's LI equals its closed form (2 eps ||x||_1 + eps^2 nnz(s)) / ||x + eps s||^2 for
+ * every sample and conv; ARA with k = 1 (= BP) and BP give exactly 1; flip exactly -3;
+ * the CSV rows are complete and the summary agrees with them. */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "tests/aal_check.h"
+#include "sim/aal.h"
+#include "tests/fdcheck.h"
+
+static unsigned long seed;
+
+enum { NB = 4, SIZE = 16, CLASSES = 5, MAXROWS = 4096 };
+
+typedef struct {
+  char layer[AAL_PARAM_NAME_LEN];
+  size_t sample;
+  double li;
+  int valid;
+} li_row;
+
+typedef struct {
+  aal_resnet net;
+  aal_resnet_pass pass;
+  aal_tensor *x;
+  int labels[NB];
+} setup;
+
+static void setup_init(setup *s, const char *rule_text)
+{
+  aal_error err;
+  aal_resnet_config cfg;
+  aal_resnet_config_default(&cfg);
+  ck_assert_int_eq(aal_resnet_config_set_width(&cfg, 0.125, &err), AAL_OK);
+  cfg.classes = CLASSES;
+  cfg.in_size = SIZE;
+  ck_assert_int_eq(aal_resnet_init(&s->net, &cfg, seed, &err), AAL_OK);
+  aal_rule rule;
+  ck_assert_int_eq(aal_rule_parse(rule_text, &rule, &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_pass_init(&s->pass, &s->net, &rule, seed, 0, &err), AAL_OK);
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, seed);
+  s->x = aal_tensor_new4(NB, 3, SIZE, SIZE, &err);
+  fd_fill_uniform(rng, s->x->data, s->x->size, -2, 2);
+  for (int n = 0; n < NB; n++)
+    s->labels[n] = (int)gsl_rng_uniform_int(rng, CLASSES);
+  gsl_rng_free(rng);
+}
+
+static void setup_free(setup *s)
+{
+  aal_resnet_free(&s->net);
+  aal_tensor_release(s->x);
+}
+
+/* One forward pass with the recorder; returns the parsed li.csv rows. */
+static size_t record(setup *s, int include_bp, li_row *rows, FILE **summary_out)
+{
+  aal_error err;
+  aal_error_clear(&err);
+  FILE *li = tmpfile(), *summary = tmpfile();
+  ck_assert(li != NULL && summary != NULL);
+  aal_li_recorder rec;
+  ck_assert_int_eq(aal_li_recorder_attach(&rec, &s->pass, li, summary, 6, include_bp, &err),
+                   AAL_OK);
+  aal_tape *tape = aal_tape_new(&err);
+  double loss;
+  int rc = aal_resnet_forward(&s->net, &s->pass, s->x, s->labels, tape, &loss, NULL, &err);
+  rc = aal_li_recorder_finish(&rec, rc, &err);
+  ck_assert_msg(rc == AAL_OK, "%s", err.msg);
+  aal_tape_free(tape);
+  s->pass.observer = (aal_resnet_observer){0};
+  rewind(li);
+  char line[256];
+  size_t n = 0;
+  while (fgets(line, sizeof line, li) != NULL && n < MAXROWS) {
+    unsigned long step;
+    char *p = line;
+    step = strtoul(p, &p, 10);
+    ck_assert_uint_eq(step, 7);  /* the recorder writes the 1-based step */
+    ck_assert(*p == ',');
+    char *comma = strchr(++p, ',');
+    ck_assert_ptr_nonnull(comma);
+    snprintf(rows[n].layer, sizeof rows[n].layer, "%.*s", (int)(comma - p), p);
+    rows[n].sample = strtoul(comma + 1, &p, 10);
+    rows[n].valid = p[1] != '\n';
+    rows[n].li = rows[n].valid ? strtod(p + 1, NULL) : NAN;
+    n++;
+  }
+  fclose(li);
+  if (summary_out != NULL) {
+    rewind(summary);
+    *summary_out = summary;
+  } else {
+    fclose(summary);
+  }
+  return n;
+}
+
+/* x of every conv, captured by an observer in a second, identical forward pass */
+typedef struct {
+  aal_tensor *x[256];
+  aal_r_source source[256];
+  char name[256][AAL_PARAM_NAME_LEN];
+  int n;
+} inputs;
+
+static void on_forward(void *ctx, const aal_conv_bn *u, aal_r_source source, const aal_tensor *x,
+                       const aal_tensor *h, const aal_tensor *r)
+{
+  inputs *in = ctx;
+  (void)h;
+  (void)r;
+  if (in->n < 256) {
+    in->x[in->n] = aal_tensor_copy(x, NULL);
+    in->source[in->n] = source;
+    snprintf(in->name[in->n], AAL_PARAM_NAME_LEN, "%s", u->conv_name);
+    in->n++;
+  }
+}
+
+START_TEST(test_asa_closed_form)
+{
+  setup s;
+  setup_init(&s, "asa:all;eps=0.03");
+  li_row *rows = malloc(MAXROWS * sizeof *rows);
+  const size_t n = record(&s, 0, rows, NULL);
+  inputs in = {.n = 0};
+  s.pass.observer.conv_forward = on_forward;
+  s.pass.observer.ctx = &in;
+  aal_error err;
+  aal_tape *tape = aal_tape_new(&err);
+  double loss;
+  ck_assert_int_eq(aal_resnet_forward(&s.net, &s.pass, s.x, s.labels, tape, &loss, NULL, &err),
+                   AAL_OK);
+  aal_tape_free(tape);
+  int asa_convs = 0;
+  double worst = 0;
+  size_t checked = 0;
+  for (int c = 0; c < in.n; c++) {
+    if (in.source[c] != AAL_R_ASA)
+      continue;
+    asa_convs++;
+    const aal_tensor *x = in.x[c];
+    const size_t per = x->size / NB;
+    for (size_t smp = 0; smp < NB; smp++) {
+      /* closed form, SPEC section 4: s in {0,1} (x >= 0) */
+      double l1 = 0, nnz = 0, hh = 0;
+      for (size_t k = 0; k < per; k++) {
+        const double v = x->data[smp * per + k], sgn = v > 0;
+        l1 += fabs(v);
+        nnz += sgn;
+        hh += (v + 0.03 * sgn) * (v + 0.03 * sgn);
+      }
+      const double want = (2 * 0.03 * l1 + 0.03 * 0.03 * nnz) / hh;
+      const li_row *row = NULL;
+      for (size_t i = 0; i < n && row == NULL; i++)
+        if (strcmp(rows[i].layer, in.name[c]) == 0 && rows[i].sample == smp)
+          row = &rows[i];
+      ck_assert_msg(row != NULL, "no LI row for %s sample %zu", in.name[c], smp);
+      ck_assert(row->valid);
+      ck_assert_msg(want > 0, "ASA LI must be positive");
+      /* both sides are sums of `per` rounded terms: relative error <= 4 per eps each,
+       * plus the %.17g round trip */
+      const double err_rel = fabs(row->li - want) / want, bound = 8.0 * per * DBL_EPSILON;
+      ck_assert_msg(err_rel <= bound, "%s sample %zu: LI %.17g, closed form %.17g (rel %.3g > %.3g)",
+                    in.name[c], smp, row->li, want, err_rel, bound);
+      worst = fmax(worst, err_rel / bound);
+      checked++;
+    }
+  }
+  fprintf(stderr, "ASA LI vs closed form: %zu values, worst error/bound %.3g\n", checked, worst);
+  ck_assert_int_eq(asa_convs, 2 * s.net.nblocks + 3);  /* every conv but the stem */
+  ck_assert_uint_eq(n, (size_t)asa_convs * NB);
+  for (int c = 0; c < in.n; c++)
+    aal_tensor_release(in.x[c]);
+  free(rows);
+  setup_free(&s);
+}
+END_TEST
+
+START_TEST(test_exact_values)
+{
+  struct { const char *rule; int include_bp; double want; size_t convs; } cases[] = {
+      {"ara:1,1,1,1", 1, 1.0, 0}, {"bp", 1, 1.0, 0}, {"flip", 0, -3.0, 5}};
+  for (int t = 0; t < 3; t++) {
+    setup s;
+    setup_init(&s, cases[t].rule);
+    li_row *rows = malloc(MAXROWS * sizeof *rows);
+    FILE *summary;
+    const size_t n = record(&s, cases[t].include_bp, rows, &summary);
+    const size_t convs = cases[t].convs ? cases[t].convs : (size_t)(1 + 2 * s.net.nblocks + 3);
+    ck_assert_uint_eq(n, convs * NB);
+    for (size_t i = 0; i < n; i++)
+      ck_assert_msg(rows[i].valid && rows[i].li == cases[t].want, "%s: %s sample %zu: LI %.17g",
+                    cases[t].rule, rows[i].layer, rows[i].sample, rows[i].li);
+    char line[512];
+    size_t lines = 0;
+    while (fgets(line, sizeof line, summary) != NULL) {
+      double mn, p05, med, mean, mx;
+      size_t count, zero;
+      char *p = strchr(strchr(line, ',') + 1, ',');
+      ck_assert_int_eq(sscanf(p + 1, "%lf,%lf,%lf,%lf,%lf,%zu,%zu", &mn, &p05, &med, &mean, &mx,
+                              &count, &zero), 7);
+      ck_assert(mn == cases[t].want && mx == cases[t].want && med == cases[t].want);
+      ck_assert_uint_eq(count, NB);
+      ck_assert_uint_eq(zero, 0);
+      lines++;
+    }
+    ck_assert_uint_eq(lines, convs);
+    fclose(summary);
+    free(rows);
+    setup_free(&s);
+  }
+}
+END_TEST
+
+int main(void)
+{
+  seed = fd_test_seed();
+  Suite *s = suite_create("li_resnet");
+  TCase *tc = tcase_create("li");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_asa_closed_form);
+  tcase_add_test(tc, test_exact_values);
+  suite_add_tcase(s, tc);
+  return aal_check_run(s);
+}

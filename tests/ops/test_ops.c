@@ -1,0 +1,531 @@
+/* The model's op table (sim/ops/ops.h) and the step check (kernels/check/step_check.h):
+ *
+ *  a. the reference table is the reference: a pass with pass->ops = aal_ops_ref() gives
+ *     bit-identical loss, gradients, SGD update and eval logits to a pass without a
+ *     table, for bp, ara:2,2,2,2, asa:2,2,2,2 and noise;
+ *  b. a small ResNet step on cpu32 agrees with the reference within the documented
+ *     tolerance (docs/KERNELS.md) for bp, ara:2,2,2,2 and asa:2,2,2,2; the adapter over
+ *     the double ref backend agrees at 2^-53;
+ *  c. the step check fails with a deliberately wrong backend op (the cpu32 table with a
+ *     conv_backward_filter that leaves the last image out);
+ *  d. residency: outputs stay in the backend's buffers (host poisoned), come home on
+ *     aal_tensor_sync_host or when the table is freed, and a host write behind the
+ *     adapter's back is refused;
+ *  e. a steady-state step on cpu32 allocates no backend buffer and moves no activation
+ *     between host and backend (counted on the table's memory functions);
+ *  f. the adapter reports bad shapes naming the op.
+ *
+ * The seed is $AAL_TEST_SEED (default 20261128), printed. */
+#include <check.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/aal_check.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu32.h"
+#include "sim/model/memory.h"
+#include "sim/ops/ops.h"
+#include "sim/model/resnet.h"
+#include "kernels/check/step_check.h"
+
+static unsigned long g_seed;
+
+static void small_config(aal_resnet_config *cfg)
+{
+  aal_error err;
+  aal_resnet_config_default(cfg);
+  cfg->in_size = 32;
+  cfg->classes = 10;
+  ck_assert_int_eq(aal_resnet_config_set_width(cfg, 0.125, &err), AAL_OK);
+}
+
+/* One forward + backward + SGD step; the loss into *loss. */
+static void step(aal_resnet *net, const aal_ops *ops, const char *rule_text,
+                 const aal_tensor *x, const int *labels, double *loss)
+{
+  aal_error err;
+  aal_rule rule;
+  aal_resnet_pass pass;
+  ck_assert_int_eq(aal_rule_parse(rule_text, &rule, &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_pass_init(&pass, net, &rule, 3, 1, &err), AAL_OK);
+  ck_assert_ptr_null(pass.ops);  /* pass_init leaves the reference */
+  pass.ops = ops;
+  aal_tape *tape = aal_tape_new(&err);
+  ck_assert_ptr_nonnull(tape);
+  ck_assert_msg(aal_resnet_forward(net, &pass, x, labels, tape, loss, NULL, &err) == AAL_OK,
+                "%s", err.msg);
+  ck_assert_msg(aal_resnet_backward(net, &pass, tape, labels, &err) == AAL_OK, "%s", err.msg);
+  aal_tape_free(tape);
+}
+
+static int same_bits(const aal_tensor *a, const aal_tensor *b)
+{
+  return a->size == b->size && memcmp(a->data, b->data, a->size * sizeof(double)) == 0;
+}
+
+/* ------------------------------------------------------------------ a. ref table */
+
+START_TEST(test_ref_table_bit_identical)
+{
+  const char *rules[] = {"bp", "ara:2,2,2,2", "asa:2,2,2,2", "noise"};
+  aal_resnet_config cfg;
+  small_config(&cfg);
+  aal_error err;
+  aal_tensor *x;
+  int *labels;
+  ck_assert_int_eq(aal_random_batch(&cfg, 4, g_seed, &x, &labels, &err), AAL_OK);
+  for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
+    aal_resnet a, b;
+    ck_assert_int_eq(aal_resnet_init(&a, &cfg, g_seed, &err), AAL_OK);
+    ck_assert_int_eq(aal_resnet_init(&b, &cfg, g_seed, &err), AAL_OK);
+    double la, lb;
+    step(&a, NULL, rules[r], x, labels, &la);
+    step(&b, aal_ops_ref(), rules[r], x, labels, &lb);
+    ck_assert_msg(memcmp(&la, &lb, sizeof la) == 0, "%s: loss differs", rules[r]);
+    for (int i = 0; i < a.nparams; i++) {
+      if (a.params[i].grad != NULL)
+        ck_assert_msg(same_bits(a.params[i].grad, b.params[i].grad), "%s: grad of %s differs",
+                      rules[r], a.params[i].name);
+      /* the forward moved the running statistics identically */
+      ck_assert_msg(same_bits(a.params[i].value, b.params[i].value), "%s: %s differs",
+                    rules[r], a.params[i].name);
+    }
+    /* two SGD steps (the first creates the momentum buffers) */
+    for (int k = 0; k < 2; k++) {
+      ck_assert_int_eq(aal_resnet_sgd_step(&a, 0.05, 0.9, 1e-4, &err), AAL_OK);
+      ck_assert_int_eq(aal_resnet_sgd_step_ops(&b, aal_ops_ref(), 0.05, 0.9, 1e-4, &err),
+                       AAL_OK);
+    }
+    for (int i = 0; i < a.nparams; i++)
+      ck_assert_msg(same_bits(a.params[i].value, b.params[i].value), "%s: %s after SGD",
+                    rules[r], a.params[i].name);
+    aal_tensor *ya = aal_tensor_new2(4, cfg.classes, &err);
+    aal_tensor *yb = aal_tensor_new2(4, cfg.classes, &err);
+    ck_assert_int_eq(aal_resnet_forward_eval(&a, x, ya, &err), AAL_OK);
+    ck_assert_int_eq(aal_resnet_forward_eval_ops(&b, aal_ops_ref(), x, yb, &err), AAL_OK);
+    ck_assert(same_bits(ya, yb));
+    aal_tensor_release(ya);
+    aal_tensor_release(yb);
+    aal_resnet_free(&a);
+    aal_resnet_free(&b);
+  }
+  aal_tensor_release(x);
+  free(labels);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ b. cpu32 step */
+
+static void small_opts(aal_step_check_opts *o)
+{
+  aal_step_check_opts_init(o);
+  o->seed = g_seed;
+  o->batch = 4;
+  o->in_size = 32;
+  o->classes = 10;
+}
+
+static aal_step_check_summary check_backend(const aal_backend *be, const char *rules)
+{
+  aal_ops ops;
+  aal_error err;
+  aal_step_check_opts o;
+  aal_step_check_summary s;
+  small_opts(&o);
+  o.rules = rules;
+  ck_assert_int_eq(aal_ops_from_backend(be, &ops, &err), AAL_OK);
+  ck_assert_msg(aal_step_check(&ops, &o, stdout, &s, &err) == AAL_OK, "%s", err.msg);
+  aal_ops_free(&ops);
+  return s;
+}
+
+START_TEST(test_cpu32_step_within_tolerance)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  aal_step_check_summary s = check_backend(&be, NULL);
+  ck_assert_int_eq(s.failed, 0);
+  ck_assert(s.worst_ratio <= 1.0);
+  ck_assert_int_ge(s.checks, 3 * 60);
+  be.destroy(&be);
+}
+END_TEST
+
+START_TEST(test_ref_backend_adapter)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_ref(&be, &err), AAL_OK);
+  aal_step_check_summary s = check_backend(&be, "bp asa:2,2,2,2");
+  ck_assert_int_eq(s.failed, 0);
+  ck_assert(s.tol < 1e-12);  /* the tolerance is at 2^-53 */
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ c. wrong op */
+
+/* backward-filter that leaves the last image out of the batch sum (the first n-1 images
+ * of NCHW x and dy are a prefix of the buffers). */
+static int filter_drop_image(const aal_backend *be, const aal_conv_shape *cs, const void *x,
+                             const void *dy, void *dw, aal_error *err)
+{
+  aal_conv_shape t = *cs;
+  if (t.n > 1)
+    t.n--;
+  return aal_cpu32_conv_backward_filter(be, &t, x, dy, dw, err);
+}
+
+START_TEST(test_wrong_backend_caught)
+{
+  aal_backend be;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  aal_backend wrong = be;
+  wrong.name = "wrong";
+  wrong.conv_backward_filter = filter_drop_image;
+  aal_step_check_summary s = check_backend(&wrong, "bp");
+  ck_assert_int_gt(s.failed, 0);
+  ck_assert(!(s.worst_ratio <= 1.0));
+  ck_assert_ptr_nonnull(strstr(s.worst, "grad"));
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ d. residency */
+
+/* Uniform in [-1, 1) from g_seed (never all zeros). */
+static void fill_uniform(aal_tensor *t, gsl_rng *rng)
+{
+  for (size_t i = 0; i < t->size; i++)
+    t->data[i] = 2.0 * gsl_rng_uniform(rng) - 1.0;
+}
+
+/* Outputs stay in the backend's buffer (host poisoned, then brought home on request),
+ * a host write behind the adapter's back is refused, and closing the table brings every
+ * value home. */
+START_TEST(test_mirror_protocol)
+{
+  aal_backend be;
+  aal_ops ops;
+  aal_error err;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, g_seed);
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+  aal_ops_poison_stale_host(&ops, 1);
+  aal_tensor *x = aal_tensor_new4(2, 3, 6, 6, &err), *w = aal_tensor_new4(4, 3, 3, 3, &err);
+  aal_tensor *y = aal_tensor_new4(2, 4, 6, 6, &err), *z = aal_tensor_new_like(y, &err);
+  aal_tensor *y_ref = aal_tensor_new_like(y, &err);
+  fill_uniform(x, rng);
+  fill_uniform(w, rng);
+  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y, &err), AAL_OK);
+  ck_assert_ptr_nonnull(y->mirror);
+  ck_assert(isnan(y->data[0]) && isnan(y->data[y->size - 1]));  /* poisoned, not stale */
+  /* y feeds the next op from the backend's buffer; z is poisoned likewise */
+  ck_assert_int_eq(ops.relu_forward(&ops, y, z, NULL, &err), AAL_OK);
+  ck_assert(isnan(z->data[0]));
+  ck_assert_int_eq(aal_tensor_sync_host(y, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_ref()->conv_forward(aal_ops_ref(), x, w, 1, 1, y_ref, &err), AAL_OK);
+  /* 27 products per output: float rounding stays far below 1e-5 for |x|, |w| < 1 */
+  for (size_t i = 0; i < y->size; i++)
+    ck_assert_msg(fabs(y->data[i] - y_ref->data[i]) <= 1e-5, "y[%zu] = %g, ref %g", i,
+                  y->data[i], y_ref->data[i]);
+  /* z is rewritten on the host while only the backend holds its values: refused (the
+   * check samples 17 elements, so it catches rewrites, not every single-element poke) */
+  for (size_t i = 0; i < z->size; i++)
+    z->data[i] = 7.0;
+  ck_assert_int_eq(aal_tensor_sync_host(z, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "aal_tensor_detach"));
+  ck_assert_int_eq(aal_tensor_forget_mirror(z, &err), AAL_OK);
+  /* closing the table: y (synced) and a fresh stale output come home with their values */
+  ck_assert_int_eq(ops.relu_forward(&ops, y, z, NULL, &err), AAL_OK);
+  aal_ops_free(&ops);
+  ck_assert_ptr_null(y->mirror);
+  ck_assert_ptr_null(z->mirror);
+  for (size_t i = 0; i < z->size; i++)
+    ck_assert(z->data[i] == (y->data[i] > 0 ? y->data[i] : 0.0));
+  aal_tensor *all[] = {x, w, y, z, y_ref};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    aal_tensor_release(all[i]);
+  gsl_rng_free(rng);
+  be.destroy(&be);
+}
+END_TEST
+
+/* The cpu32 table with counters on its memory functions: what crosses between the host
+ * and the backend.  The ops receive &counting.be, so each function finds its counters. */
+typedef struct {
+  aal_backend be; /* first member */
+  aal_backend inner;
+  long allocs;
+  size_t up, down; /* elements (values and bits) */
+} counting_backend;
+
+static counting_backend *counting_of(const aal_backend *be)
+{
+  return (counting_backend *)(void *)be; /* the object itself is not const */
+}
+
+static int count_alloc(const aal_backend *be, size_t n, void **buf, aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->allocs++;
+  return c->inner.alloc(&c->inner, n, buf, err);
+}
+
+static int count_alloc_bits(const aal_backend *be, size_t n, void **buf, aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->allocs++;
+  return c->inner.alloc_bits(&c->inner, n, buf, err);
+}
+
+static int count_upload(const aal_backend *be, void *buf, const double *host, size_t n,
+                        aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->up += n;
+  return c->inner.upload(&c->inner, buf, host, n, err);
+}
+
+static int count_download(const aal_backend *be, double *host, const void *buf, size_t n,
+                          aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->down += n;
+  return c->inner.download(&c->inner, host, buf, n, err);
+}
+
+static int count_upload_bits(const aal_backend *be, void *buf, const uint32_t *w, size_t n,
+                             aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->up += n;
+  return c->inner.upload_bits(&c->inner, buf, w, n, err);
+}
+
+static int count_download_bits(const aal_backend *be, uint32_t *w, const void *buf, size_t n,
+                               aal_error *err)
+{
+  counting_backend *c = counting_of(be);
+  c->down += n;
+  return c->inner.download_bits(&c->inner, w, buf, n, err);
+}
+
+/* A steady-state training step (the third) on cpu32 with ASA (the bit packing, decoding
+ * and lr_expansion scale) moves no activation, gradient or parameter between host and
+ * backend and allocates no buffer.  Exactly: up, the batch twice (at forward, and
+ * again for the stem's weight gradient: the caller's batch keeps no mirror between the
+ * passes); down, each batch norm's mean and invstd (for the running statistics, on the
+ * host) and the logits (checked for finiteness). */
+START_TEST(test_resident_step_traffic)
+{
+  counting_backend cb;
+  aal_ops ops;
+  aal_error err;
+  aal_resnet_config cfg;
+  aal_resnet net;
+  aal_tensor *x = NULL;
+  int *labels = NULL;
+  ck_assert_int_eq(aal_backend_cpu32(&cb.inner, &err), AAL_OK);
+  cb.be = cb.inner;
+  cb.be.alloc = count_alloc;
+  cb.be.alloc_bits = count_alloc_bits;
+  cb.be.upload = count_upload;
+  cb.be.download = count_download;
+  cb.be.upload_bits = count_upload_bits;
+  cb.be.download_bits = count_download_bits;
+  cb.allocs = 0;
+  cb.up = cb.down = 0;
+  ck_assert_int_eq(aal_ops_from_backend(&cb.be, &ops, &err), AAL_OK);
+  small_config(&cfg);
+  ck_assert_int_eq(aal_resnet_init(&net, &cfg, g_seed, &err), AAL_OK);
+  ck_assert_int_eq(aal_random_batch(&cfg, 4, g_seed, &x, &labels, &err), AAL_OK);
+  size_t bn_channels = 0, params = 0;
+  for (int i = 0; i < net.nparams; i++) {
+    const char *name = net.params[i].name, *tail = strrchr(name, '.');
+    bn_channels += tail != NULL && strcmp(tail, ".running_mean") == 0 ? net.params[i].value->size
+                                                                       : 0;
+    params += net.params[i].value->size;
+  }
+  ck_assert_uint_gt(bn_channels, 0);
+  aal_rule rule;
+  /* the default lr_expansion (100): the weight gradients' scale runs on the backend */
+  ck_assert_int_eq(aal_rule_parse("asa:2,2,2,2", &rule, &err), AAL_OK);
+  size_t tape_elements = 0;
+  for (unsigned long s = 0; s < 3; s++) {
+    const long allocs0 = cb.allocs;
+    const size_t up0 = cb.up, down0 = cb.down;
+    aal_resnet_pass pass;
+    double loss;
+    ck_assert_int_eq(aal_resnet_pass_init(&pass, &net, &rule, 3, s, &err), AAL_OK);
+    pass.ops = &ops;
+    aal_tape *tape = aal_tape_new(&err);
+    ck_assert_msg(aal_resnet_forward(&net, &pass, x, labels, tape, &loss, NULL, &err) == AAL_OK,
+                  "%s", err.msg);
+    tape_elements = aal_tape_bytes_f32(tape) / sizeof(float);
+    ck_assert_msg(aal_resnet_backward(&net, &pass, tape, labels, &err) == AAL_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(aal_resnet_sgd_step_ops(&net, &ops, 0.01, 0.9, 1e-4, &err), AAL_OK);
+    aal_tape_free(tape);
+    printf("residency: step %lu: %ld allocations, %zu elements up, %zu down (tape ~%zu, "
+           "parameters %zu)\n", s, cb.allocs - allocs0, cb.up - up0, cb.down - down0,
+           tape_elements, params);
+    if (s < 2)
+      continue;
+    ck_assert_int_eq(cb.allocs - allocs0, 0);
+    ck_assert_uint_eq(cb.up - up0, 2 * x->size);
+    ck_assert_uint_eq(cb.down - down0, 2 * bn_channels + 4 * (size_t)cfg.classes);
+  }
+  aal_ops_free(&ops);
+  aal_resnet_free(&net);
+  aal_tensor_release(x);
+  free(labels);
+  cb.inner.destroy(&cb.inner);
+}
+END_TEST
+
+/* The LI reduced on cpu32 (li_reduce of the adapter) against the reference table's
+ * (aal_li_batch in double): the same valid flags and zero-norm count, values within
+ * the harness's li_reduce bound (docs/KERNELS.md, "Learning indicator":
+ * 2 (2 per + 4) u (2A + rr)/hh with A = sum |r h|), and a non-finite h is an error on
+ * both, not a zero-norm sample. */
+START_TEST(test_li_reduce_on_backend)
+{
+  aal_backend be;
+  aal_ops ops;
+  aal_error err;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, g_seed);
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+  aal_tensor *h = aal_tensor_new4(5, 3, 4, 4, &err), *r = aal_tensor_new_like(h, &err);
+  fill_uniform(h, rng);
+  fill_uniform(r, rng);
+  const size_t per = h->size / 5;
+  for (size_t i = 0; i < per; i++)
+    h->data[2 * per + i] = 0.0; /* sample 2: h = 0, no LI */
+  /* float values on both sides, so that only the reduction differs */
+  for (size_t i = 0; i < h->size; i++) {
+    h->data[i] = (double)(float)h->data[i];
+    r->data[i] = (double)(float)r->data[i];
+  }
+  double li_ref[5], li_be[5];
+  unsigned char v_ref[5], v_be[5];
+  size_t z_ref = 9, z_be = 9;
+  ck_assert_int_eq(aal_ops_ref()->li_reduce(aal_ops_ref(), h, r, li_ref, v_ref, &z_ref, &err),
+                   AAL_OK);
+  ck_assert_int_eq(ops.li_reduce(&ops, h, r, li_be, v_be, &z_be, &err), AAL_OK);
+  ck_assert_uint_eq(z_ref, 1);
+  ck_assert_uint_eq(z_be, 1);
+  for (int s = 0; s < 5; s++) {
+    ck_assert_int_eq(v_be[s], v_ref[s]);
+    ck_assert_int_eq(v_ref[s], s != 2);
+    if (!v_ref[s])
+      continue;
+    double hh = 0, a = 0, rr = 0;
+    for (size_t i = 0; i < per; i++) {
+      const double hv = h->data[s * per + i], rv = r->data[s * per + i];
+      hh += hv * hv;
+      a += fabs(rv * hv);
+      rr += rv * rv;
+    }
+    const double bound = 2.0 * (2.0 * (double)per + 4.0) * ldexp(1.0, -24) * (2 * a + rr) / hh;
+    ck_assert_msg(fabs(li_be[s] - li_ref[s]) <= bound, /* NaN fails */
+                  "sample %d: LI %.9g on cpu32, %.9g on the reference (bound %.3g)", s,
+                  li_be[s], li_ref[s], bound);
+  }
+  /* a NaN in h: an error naming the op on both tables */
+  ck_assert_int_eq(aal_tensor_detach(h, &err), AAL_OK);
+  h->data[per + 3] = NAN;
+  ck_assert_int_eq(aal_ops_ref()->li_reduce(aal_ops_ref(), h, r, li_ref, v_ref, &z_ref, &err),
+                   AAL_ENUMERIC);
+  ck_assert_int_eq(ops.li_reduce(&ops, h, r, li_be, v_be, &z_be, &err), AAL_ENUMERIC);
+  ck_assert_ptr_nonnull(strstr(err.msg, "li_reduce"));
+  aal_ops_free(&ops);
+  aal_tensor_release(h);
+  aal_tensor_release(r);
+  gsl_rng_free(rng);
+  be.destroy(&be);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ f. errors */
+
+START_TEST(test_adapter_errors)
+{
+  aal_backend be;
+  aal_ops ops;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+  aal_tensor *x = aal_tensor_new4(2, 3, 5, 5, &err), *w = aal_tensor_new4(4, 3, 3, 3, &err);
+  aal_tensor *y = aal_tensor_new4(2, 4, 4, 4, &err), *y_ok = aal_tensor_new4(2, 4, 5, 5, &err);
+  for (size_t i = 0; i < x->size; i++)
+    x->data[i] = 0.1 * (double)(i % 7) - 0.3;
+  for (size_t i = 0; i < w->size; i++)
+    w->data[i] = 0.05 * (double)(i % 5) - 0.1;
+  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y, &err), AAL_ESHAPE);
+  ck_assert_ptr_nonnull(strstr(err.msg, "conv_forward"));
+  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y_ok, &err), AAL_OK);
+  /* the output holds float values: the reference on the same inputs agrees to ~1e-7 */
+  aal_tensor *y_ref = aal_tensor_new_like(y_ok, &err);
+  ck_assert_int_eq(aal_ops_ref()->conv_forward(aal_ops_ref(), x, w, 1, 1, y_ref, &err), AAL_OK);
+  /* the result lives in the backend's buffer until brought home */
+  ck_assert_ptr_nonnull(y_ok->mirror);
+  ck_assert_int_eq(aal_tensor_sync_host(y_ok, &err), AAL_OK);
+  for (size_t i = 0; i < y_ok->size; i++) {
+    ck_assert(y_ok->data[i] == (double)(float)y_ok->data[i]);
+    ck_assert(fabs(y_ok->data[i] - y_ref->data[i]) < 1e-5);
+  }
+  int labels[2] = {0, 7};
+  aal_tensor *logits = aal_tensor_new2(2, 4, &err), *prob = aal_tensor_new2(2, 4, &err);
+  double loss;
+  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "xent_forward"));
+  labels[1] = 1;
+  /* a host write behind the adapter's back is refused, not computed on */
+  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_OK);
+  logits->data[3] = 5.0;
+  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "aal_tensor_detach"));
+  /* host current (the mirror is only a copy): detaching keeps the host's new value */
+  ck_assert_int_eq(aal_tensor_detach(logits, &err), AAL_OK);
+  ck_assert_ptr_null(logits->mirror);
+  logits->data[3] = NAN;
+  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_ENUMERIC);
+  aal_ops_handle h;
+  ck_assert_int_ne(aal_ops_open("nope", &h, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_open("ref", &h, &err), AAL_OK);
+  ck_assert_ptr_eq(h.table, aal_ops_ref());
+  aal_ops_close(&h);
+  aal_tensor *all[] = {x, w, y, y_ok, y_ref, logits, prob};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    aal_tensor_release(all[i]);
+  aal_ops_free(&ops);
+  be.destroy(&be);
+}
+END_TEST
+
+int main(void)
+{
+  g_seed = aal_test_seed();
+  Suite *s = suite_create("ops");
+  TCase *tc = tcase_create("ops");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_ref_table_bit_identical);
+  tcase_add_test(tc, test_cpu32_step_within_tolerance);
+  tcase_add_test(tc, test_ref_backend_adapter);
+  tcase_add_test(tc, test_wrong_backend_caught);
+  tcase_add_test(tc, test_adapter_errors);
+  tcase_add_test(tc, test_mirror_protocol);
+  tcase_add_test(tc, test_resident_step_traffic);
+  tcase_add_test(tc, test_li_reduce_on_backend);
+  suite_add_tcase(s, tc);
+  return aal_check_run(s);
+}

@@ -1,0 +1,383 @@
+/* The trainer on a generated data set: it learns, a resumed run is bit-identical to an
+ * uninterrupted one, a divergent run stops with its last good checkpoint, checkpoints
+ * reject corruption, and `aal dump`'s .npy files read back through an independent
+ * reader. */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sim/aal.h"
+#include "tests/aal_check.h"
+
+static char root[256];     /* a fresh temporary directory for the whole suite */
+static char data_dir[300];
+
+static int remove_tree(const char *dir)
+{
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0;
+}
+
+static void setup_data(void)
+{
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(root, sizeof root, "%s/aal-test-train-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (mkdtemp(root) == NULL) {
+    perror("mkdtemp");
+    exit(EXIT_FAILURE);
+  }
+  snprintf(data_dir, sizeof data_dir, "%s/data", root);
+  if (aal_gen_data(data_dir, 4, 16, 4, 11, NULL, &err) != AAL_OK) {
+    fprintf(stderr, "gen-data: %s\n", err.msg);
+    exit(EXIT_FAILURE);
+  }
+}
+
+static void small_opts(aal_train_opts *o, const char *out)
+{
+  aal_train_opts_default(o);
+  o->data_dir = data_dir;
+  o->out_dir = out;
+  o->width = 0.125;
+  o->batch = 8;
+  o->lr = 0.2;
+  o->warmup = 2;
+  o->progress = 0;
+  o->seed = 5;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+  FILE *f = fopen(path, "rb");
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
+  buf[n] = '\0';
+  fclose(f);
+  *len = (size_t)n;
+  return buf;
+}
+
+/* metrics.csv rows as (step, loss, train_acc) */
+static int read_losses(const char *run, double *loss, double *acc, int max)
+{
+  char path[512], line[512];
+  snprintf(path, sizeof path, "%s/metrics.csv", run);
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+  ck_assert_str_eq(line, "step,epoch,lr,loss,train_acc,val_loss,val_acc,tape_bytes,"
+                         "tape_bytes_f32,seconds\n");
+  int n = 0;
+  while (n < max && fgets(line, sizeof line, f) != NULL) {
+    long step;
+    double epoch, lr;
+    ck_assert_int_eq(sscanf(line, "%ld,%lf,%lf,%lf,%lf", &step, &epoch, &lr, &loss[n], &acc[n]), 5);
+    ck_assert_int_eq(step, n + 1);
+    n++;
+  }
+  fclose(f);
+  return n;
+}
+
+START_TEST(test_learns)
+{
+  aal_train_opts o;
+  char out[512];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(out, sizeof out, "%s/learn", root);
+  small_opts(&o, out);
+  o.steps = 48;
+  o.eval_every = 24;
+  int rc = aal_train(&o, NULL, &err);
+  ck_assert_msg(rc == AAL_OK, "%s", err.msg);
+  double loss[64], acc[64];
+  const int n = read_losses(out, loss, acc, 64);
+  ck_assert_int_eq(n, 48);
+  double first = 0, last = 0, last_acc = 0;
+  for (int i = 0; i < 8; i++) {
+    first += loss[i] / 8;
+    last += loss[n - 8 + i] / 8;
+    last_acc += acc[n - 8 + i] / 8;
+  }
+  fprintf(stderr, "learns: mean loss of the first 8 steps %.4f, of the last 8 %.4f; "
+          "train accuracy of the last 8 %.3f (chance 0.25)\n", first, last, last_acc);
+  ck_assert_msg(last < 0.8 * first, "loss did not fall: %g -> %g", first, last);
+  ck_assert_msg(last_acc > 0.4, "train accuracy %g is not above chance", last_acc);
+  /* a second run into the same directory is refused */
+  ck_assert_int_eq(aal_train(&o, NULL, &err), AAL_EINVAL);
+  ck_assert(strstr(err.msg, "already holds a run") != NULL);
+}
+END_TEST
+
+START_TEST(test_resume_bit_identical)
+{
+  aal_train_opts o;
+  char a[512], b[512], pa[600], pb[600];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(a, sizeof a, "%s/straight", root);
+  snprintf(b, sizeof b, "%s/interrupted", root);
+  small_opts(&o, a);
+  o.rule = "noise";  /* the rule with its own random stream */
+  o.steps = 14;
+  o.checkpoint_every = 4;
+  o.li_every = 3;
+  ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  small_opts(&o, b);
+  o.rule = "noise";
+  o.steps = 14;
+  o.checkpoint_every = 4;
+  o.li_every = 3;
+  o.stop_after = 6;  /* stops at 6 with a checkpoint; rows 7.. never existed */
+  ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  /* a crash between checkpoints leaves rows past the checkpoint: resume drops them */
+  const char *files[] = {"metrics.csv", "li_summary.csv", "li.csv"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
+    FILE *f = fopen(pb, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("7,garbage from a step that was lost\n", f);
+    fclose(f);
+  }
+  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  size_t la, lb;
+  snprintf(pa, sizeof pa, "%s/checkpoint.bin", a);
+  snprintf(pb, sizeof pb, "%s/checkpoint.bin", b);
+  char *ca = slurp(pa, &la), *cb = slurp(pb, &lb);
+  ck_assert_uint_eq(la, lb);
+  ck_assert_msg(memcmp(ca, cb, la) == 0, "resumed checkpoint differs from the straight run's");
+  free(ca);
+  free(cb);
+  /* metrics identical but for the seconds column */
+  double l1[32], a1[32], l2[32], a2[32];
+  ck_assert_int_eq(read_losses(a, l1, a1, 32), 14);
+  ck_assert_int_eq(read_losses(b, l2, a2, 32), 14);
+  ck_assert(memcmp(l1, l2, 14 * sizeof *l1) == 0 && memcmp(a1, a2, 14 * sizeof *a1) == 0);
+  snprintf(pa, sizeof pa, "%s/li_summary.csv", a);
+  snprintf(pb, sizeof pb, "%s/li_summary.csv", b);
+  ca = slurp(pa, &la);
+  cb = slurp(pb, &lb);
+  ck_assert_msg(la == lb && memcmp(ca, cb, la) == 0, "li_summary.csv differs after resume");
+  free(ca);
+  free(cb);
+  /* resume of something that is not a run names the file */
+  ck_assert_int_eq(aal_train_resume(root, 0, 0, 0, NULL, &err), AAL_EIO);
+  ck_assert(strstr(err.msg, "config") != NULL);
+}
+END_TEST
+
+START_TEST(test_divergence_keeps_checkpoint)
+{
+  aal_train_opts o;
+  char out[512], path[600];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(out, sizeof out, "%s/diverge", root);
+  small_opts(&o, out);
+  o.steps = 200;       /* at this rate the weights overflow after ~40 steps */
+  o.checkpoint_every = 1;
+  o.lr = 900;
+  o.warmup = 0;
+  o.weight_decay = 0;
+  ck_assert_int_eq(aal_train(&o, NULL, &err), AAL_ENUMERIC);
+  fprintf(stderr, "divergence: %s\n", err.msg);
+  ck_assert(strstr(err.msg, "diverged") != NULL);
+  snprintf(path, sizeof path, "%s/checkpoint.bin", out);
+  aal_resnet net;
+  aal_resnet_config cfg;
+  aal_resnet_config_default(&cfg);
+  aal_resnet_config_set_width(&cfg, 0.125, &err);
+  cfg.classes = 4;
+  ck_assert_int_eq(aal_resnet_init(&net, &cfg, 1, &err), AAL_OK);
+  uint64_t step;
+  ck_assert_msg(aal_checkpoint_load(&net, &step, path, &err) == AAL_OK, "%s", err.msg);
+  for (int i = 0; i < net.nparams; i++)
+    for (size_t k = 0; k < net.params[i].value->size; k++)
+      ck_assert_msg(isfinite(net.params[i].value->data[k]), "checkpoint holds a non-finite %s",
+                    net.params[i].name);
+  aal_resnet_free(&net);
+}
+END_TEST
+
+START_TEST(test_checkpoint_corruption)
+{
+  aal_resnet net;
+  aal_resnet_config cfg;
+  aal_error err;
+  char path[512];
+  aal_resnet_config_default(&cfg);
+  aal_resnet_config_set_width(&cfg, 0.125, &err);
+  cfg.classes = 4;
+  ck_assert_int_eq(aal_resnet_init(&net, &cfg, 3, &err), AAL_OK);
+  snprintf(path, sizeof path, "%s/ckpt.bin", root);
+  ck_assert_int_eq(aal_checkpoint_save(&net, 17, path, &err), AAL_OK);
+  uint64_t step = 0;
+  ck_assert_int_eq(aal_checkpoint_load(&net, &step, path, &err), AAL_OK);
+  ck_assert_uint_eq(step, 17);
+  size_t len;
+  char *buf = slurp(path, &len);
+  buf[len / 2] ^= 0x10;
+  FILE *f = fopen(path, "wb");
+  fwrite(buf, 1, len, f);
+  fclose(f);
+  ck_assert_int_eq(aal_checkpoint_load(&net, &step, path, &err), AAL_EFORMAT);
+  ck_assert(strstr(err.msg, "checksum") != NULL);
+  f = fopen(path, "wb");
+  fwrite(buf, 1, 20, f);
+  fclose(f);
+  ck_assert_int_eq(aal_checkpoint_load(&net, &step, path, &err), AAL_EFORMAT);
+  free(buf);
+  /* a checkpoint of another configuration names the mismatch */
+  aal_resnet other;
+  cfg.classes = 5;
+  ck_assert_int_eq(aal_resnet_init(&other, &cfg, 3, &err), AAL_OK);
+  ck_assert_int_eq(aal_checkpoint_save(&other, 1, path, &err), AAL_OK);
+  ck_assert_int_eq(aal_checkpoint_load(&net, &step, path, &err), AAL_EFORMAT);
+  ck_assert(strstr(err.msg, "fc.weight") != NULL);
+  aal_resnet_free(&other);
+  aal_resnet_free(&net);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- an independent .npy reader */
+
+typedef struct {
+  char descr[8];
+  int ndim;
+  size_t shape[8];
+  const unsigned char *data;
+  size_t data_len;
+} npy;
+
+static int npy_parse(const char *buf, size_t len, npy *out)
+{
+  if (len < 10 || memcmp(buf, "\x93NUMPY\x01\x00", 8) != 0)
+    return 0;
+  const size_t hlen = (unsigned char)buf[8] | ((size_t)(unsigned char)buf[9] << 8);
+  if ((10 + hlen) % 64 != 0 || 10 + hlen > len || buf[10 + hlen - 1] != '\n')
+    return 0;
+  char header[1024];
+  memcpy(header, buf + 10, hlen);
+  header[hlen] = '\0';
+  const char *d = strstr(header, "'descr': '");
+  const char *fo = strstr(header, "'fortran_order': False");
+  const char *sh = strstr(header, "'shape': (");
+  if (!d || !fo || !sh)
+    return 0;
+  memcpy(out->descr, d + 10, 3);
+  out->descr[3] = '\0';
+  out->ndim = 0;
+  const char *p = sh + 10;
+  while (*p != ')') {
+    char *end;
+    out->shape[out->ndim++] = strtoul(p, &end, 10);
+    p = end;
+    while (*p == ',' || *p == ' ')
+      p++;
+  }
+  out->data = (const unsigned char *)buf + 10 + hlen;
+  out->data_len = len - 10 - hlen;
+  return 1;
+}
+
+START_TEST(test_dump_npy)
+{
+  aal_dump_opts o;
+  aal_error err;
+  char out[512], path[700];
+  aal_error_clear(&err);
+  aal_dump_opts_default(&o);
+  snprintf(out, sizeof out, "%s/dump", root);
+  o.out_dir = out;
+  o.data_dir = data_dir;
+  o.width = 0.125;
+  o.batch = 4;
+  o.rule = "asa:2,2,2,2";
+  ck_assert_msg(aal_dump(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  size_t len;
+  npy a;
+  snprintf(path, sizeof path, "%s/input.npy", out);
+  char *buf = slurp(path, &len);
+  ck_assert(npy_parse(buf, len, &a));
+  ck_assert_str_eq(a.descr, "<f8");
+  ck_assert_int_eq(a.ndim, 4);
+  ck_assert(a.shape[0] == 4 && a.shape[1] == 3 && a.shape[2] == 64 && a.shape[3] == 64);
+  ck_assert_uint_eq(a.data_len, 4 * 3 * 64 * 64 * 8);
+  free(buf);
+  snprintf(path, sizeof path, "%s/labels.npy", out);
+  buf = slurp(path, &len);
+  ck_assert(npy_parse(buf, len, &a));
+  ck_assert_str_eq(a.descr, "<i8");
+  ck_assert(a.ndim == 1 && a.shape[0] == 4);
+  for (int i = 0; i < 4; i++) {
+    int64_t v;
+    memcpy(&v, a.data + 8 * i, 8);
+    ck_assert(v >= 0 && v < 4);
+  }
+  free(buf);
+  /* a parameter before the step equals a fresh network's, bit for bit */
+  aal_resnet net;
+  aal_resnet_config cfg;
+  aal_resnet_config_default(&cfg);
+  aal_resnet_config_set_width(&cfg, 0.125, &err);
+  cfg.classes = 4;
+  ck_assert_int_eq(aal_resnet_init(&net, &cfg, o.seed, &err), AAL_OK);
+  const char *names[] = {"layer2.0.downsample.0.weight", "bn1.running_var", "fc.bias"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/params/%s.npy", out, names[i]);
+    buf = slurp(path, &len);
+    ck_assert(npy_parse(buf, len, &a));
+    const aal_param *p = aal_resnet_find(&net, names[i]);
+    ck_assert_int_eq(a.ndim, p->value->ndim);
+    for (int d = 0; d < a.ndim; d++)
+      ck_assert_uint_eq(a.shape[d], p->value->shape[d]);
+    ck_assert_uint_eq(a.data_len, p->value->size * 8);
+    ck_assert(memcmp(a.data, p->value->data, a.data_len) == 0);
+    free(buf);
+  }
+  /* gradients exist for parameters, not for buffers, and are finite */
+  snprintf(path, sizeof path, "%s/grads/layer4.1.conv2.weight.npy", out);
+  buf = slurp(path, &len);
+  ck_assert(npy_parse(buf, len, &a));
+  for (size_t k = 0; k < a.data_len / 8; k++) {
+    double v;
+    memcpy(&v, a.data + 8 * k, 8);
+    ck_assert(isfinite(v));
+  }
+  free(buf);
+  snprintf(path, sizeof path, "%s/grads/bn1.running_mean.npy", out);
+  ck_assert_int_ne(access(path, F_OK), 0);
+  aal_resnet_free(&net);
+}
+END_TEST
+
+int main(void)
+{
+  setup_data();
+  Suite *s = suite_create("train");
+  TCase *tc = tcase_create("train");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_learns);
+  tcase_add_test(tc, test_resume_bit_identical);
+  tcase_add_test(tc, test_divergence_keeps_checkpoint);
+  tcase_add_test(tc, test_checkpoint_corruption);
+  tcase_add_test(tc, test_dump_npy);
+  suite_add_tcase(s, tc);
+  const int status = aal_check_run(s);
+  if (!remove_tree(root))
+    fprintf(stderr, "could not remove %s\n", root);
+  return status;
+}
