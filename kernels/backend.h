@@ -155,8 +155,8 @@ struct aal_backend {
 /* Backends: fill *be; destroy with be->destroy(be). */
 int aal_backend_ref(aal_backend *be, aal_error *err);
 int aal_backend_cpu32(aal_backend *be, aal_error *err);
-/* AAL_ENUMERIC-free "not available" is AAL_EINVAL with a message when built without
- * CUDA or when no device is present. */
+/* Fails with AAL_EINVAL and a message saying why when built without CUDA or when no
+ * device is present. */
 int aal_backend_cuda(aal_backend *be, aal_error *err);
 /* By name: "ref", "cpu32", "cuda". */
 int aal_backend_open(const char *name, aal_backend *be, aal_error *err);
