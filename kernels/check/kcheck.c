@@ -1,6 +1,7 @@
 /* The cross-check harness: shapes, buffers on three runs (reference, reference on
  * absolute values, tested backend), poisoning, comparisons and the report.  The cases
- * (inputs and bounds of each op) are in kernels/check/cases.c. */
+ * (inputs and bounds of each op) are in kernels/check/<op>.c, one file per op as in
+ * sim/layers, and listed in the table of cases (above the driver). */
 #include "kernels/check/kcheck_internal.h"
 
 #include <math.h>
@@ -506,6 +507,37 @@ static int shapes_for(enum kc_family f, const aal_kcheck_opts *o, int nrand, kc_
   gsl_rng_free(r);
   return nrand;
 }
+
+/* ================================================================ the table of cases
+ * One row per op, in the order of the report (and of the random numbers each draws). */
+
+const kc_op kc_ops[] = {
+    {"conv_forward", KC_CONV, kc_conv_forward_case},
+    {"conv_backward_data", KC_CONV, kc_conv_backward_data_case},
+    {"conv_backward_filter", KC_CONV, kc_conv_backward_filter_case},
+    {"bn_forward", KC_BN, kc_bn_forward_case},
+    {"bn_backward", KC_BN, kc_bn_backward_case},
+    {"relu_forward", KC_ELEM, kc_relu_forward_case},
+    {"relu_backward", KC_ELEM, kc_relu_backward_case},
+    {"add", KC_ELEM, kc_add_case},
+    {"avgpool_forward", KC_POOL, kc_avgpool_forward_case},
+    {"avgpool_backward", KC_POOL, kc_avgpool_backward_case},
+    {"linear_forward", KC_LINEAR, kc_linear_forward_case},
+    {"linear_backward", KC_LINEAR, kc_linear_backward_case},
+    {"xent_forward", KC_XENT, kc_xent_forward_case},
+    {"xent_backward", KC_XENT, kc_xent_backward_case},
+    {"sign_pack", KC_ELEM, kc_sign_pack_case},
+    {"sign_unpack", KC_ELEM, kc_sign_unpack_case},
+    {"li_reduce", KC_LI, kc_li_reduce_case},
+    {"sgd_update", KC_SGD, kc_sgd_update_case},
+    {"asa_input", KC_ELEM, kc_asa_input_case},
+    {"bn_relu_forward", KC_BN, kc_bn_relu_forward_case},
+    {"bn_relu_backward", KC_BN, kc_bn_relu_backward_case},
+    {"scale", KC_ELEM, kc_scale_case},
+    {"bn_forward_eval", KC_BN, kc_bn_forward_eval_case},
+};
+
+const int kc_nops = (int)(sizeof kc_ops / sizeof kc_ops[0]);
 
 /* ================================================================ driver */
 

@@ -1,5 +1,7 @@
-/* Pieces of the harness shared by kernels/check/kcheck.c (driver, buffers, comparisons) and
- * kernels/check/cases.c (one case per op: inputs, call, bounds). */
+/* Pieces of the harness shared by kernels/check/kcheck.c (driver, buffers, comparisons, the
+ * table of cases), kernels/check/common.c (what the cases share) and the cases, one file
+ * per op as in sim/layers (kernels/check/conv.c, batchnorm.c, relu.c, add.c, pool.c,
+ * linear.c, xent.c, asa.c, li.c, sgd.c: inputs, call, bounds). */
 #ifndef AAL_KCHECK_INTERNAL_H
 #define AAL_KCHECK_INTERNAL_H
 
@@ -103,7 +105,75 @@ void kc_check_same(kc_row *row, const char *name, const double *fused, const dou
 void kc_check_same_bits(kc_row *row, const char *name, const uint32_t *fused,
                         const uint32_t *unfused, size_t n);
 
-/* ---- kernels/check/cases.c */
+/* ---- kernels/check/common.c */
+/* Buffer i of case k on run v, as a call passes it to the backend. */
+#define KC_DEV(k, i, v) ((k)->buf[i].dev[v])
+/* Inputs of a case (into val[KC_REF] / words[KC_REF]): kc_sym values in +-scale; random
+ * bits, the unused high bits of the last word zero. */
+void kc_fill_sym(kc_run *run, kc_buf *b, double scale);
+void kc_fill_bits(kc_run *run, kc_buf *b);
+/* n zeroed bounds (free()d by the caller); NULL with run->err set. */
+double *kc_bounds(kc_run *run, size_t n);
+
+/* Fused ops.  Each fused op is checked twice: against the reference within the bound of
+ * the unfused ops it replaces, and against the unfused composition on the tested backend
+ * itself, bit for bit (scratch buffers on that backend, poisoned first: NaN, or the
+ * complement of the fused op's bits). */
+#define KC_MAXTMP 6
+
+typedef struct {
+  kc_run *run;
+  int n;
+  void *dev[KC_MAXTMP];
+  size_t len[KC_MAXTMP];
+  int bits[KC_MAXTMP];
+  double *val[KC_MAXTMP];
+  uint32_t *words[KC_MAXTMP];
+} kc_tmp;
+
+/* A poisoned buffer of len values (bits: len bits, poisoned with ~fused) on the tested
+ * backend; its index, or -1 with run->err set. */
+int kc_tmp_add(kc_tmp *t, size_t len, int bits, const uint32_t *fused);
+/* Downloads every scratch buffer into val or words. */
+int kc_tmp_download(kc_tmp *t);
+void kc_tmp_free(kc_tmp *t);
+/* An unfused op of the composition returned an error: the row fails (it is the tested
+ * backend's op, not the harness). */
+void kc_unfused_failed(kc_row *row, const char *op, int rc, const aal_error *e);
+
+/* ---- the cases, kernels/check/<op>.c: one row of the report each */
+/* conv.c */
+int kc_conv_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_conv_backward_data_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_conv_backward_filter_case(kc_run *run, const kc_shape *sh, kc_row *row);
+/* batchnorm.c */
+int kc_bn_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_bn_forward_eval_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_bn_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_bn_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_bn_relu_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+/* relu.c */
+int kc_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_relu_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+/* add.c, pool.c */
+int kc_add_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_avgpool_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_avgpool_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+/* linear.c, xent.c */
+int kc_linear_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_linear_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_xent_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_xent_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+/* asa.c */
+int kc_sign_pack_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_sign_unpack_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_asa_input_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_scale_case(kc_run *run, const kc_shape *sh, kc_row *row);
+/* li.c, sgd.c */
+int kc_li_reduce_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_sgd_update_case(kc_run *run, const kc_shape *sh, kc_row *row);
+
+/* ---- kernels/check/kcheck.c: the table of cases, in the order of the report */
 typedef struct {
   const char *name;
   enum kc_family family;

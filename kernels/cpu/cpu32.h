@@ -1,4 +1,5 @@
-/* The float32 CPU backend (aal_backend_cpu32): its ops, one file per op family.
+/* The float32 CPU backend (aal_backend_cpu32): its ops, one file per op (named as in
+ * sim/layers).
  * Buffers are plain host arrays: float[n] for values, uint32_t[ceil(n/32)] for bits
  * (the layout of kernels/backend.h), so tests may build variants of these kernels
  * on the same buffers. */
@@ -8,8 +9,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels/backend.h"
+#include "kernels/backend_check.h"
 #include "sim/core/team.h"
 
 /* kernels/cpu/conv.c: im2col + cblas_sgemm over chunks of images (one GEMM per chunk) */
@@ -75,11 +78,13 @@ int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, cons
                                const void *mean, const void *invstd, void *dx, void *dgamma,
                                void *dbeta, aal_error *err);
 
-/* kernels/cpu/relu_asa.c: ReLU with its mask, ASA sign packing */
+/* kernels/cpu/relu.c: ReLU with its mask */
 int aal_cpu32_relu_forward(const aal_backend *be, size_t n, const void *x, void *y, void *mask,
                            aal_error *err);
 int aal_cpu32_relu_backward(const aal_backend *be, size_t n, const void *dy, const void *mask,
                             void *dx, aal_error *err);
+
+/* kernels/cpu/asa.c: ASA sign packing, the fused ASA input, the lr_expansion scale */
 int aal_cpu32_sign_pack(const aal_backend *be, size_t n, const void *x, void *bits,
                         aal_error *err);
 int aal_cpu32_sign_unpack(const aal_backend *be, size_t n, const void *bits, double eps,
@@ -87,31 +92,82 @@ int aal_cpu32_sign_unpack(const aal_backend *be, size_t n, const void *bits, dou
 /* fused: bits = (x > 0), h = x + (bit ? (float)eps : 0) */
 int aal_cpu32_asa_input(const aal_backend *be, size_t n, const void *x, double eps, void *h,
                         void *bits, aal_error *err);
-
-/* kernels/cpu/pool_add.c: add, global average pooling */
 int aal_cpu32_scale(const aal_backend *be, size_t n, const void *x, double s, void *y,
                     aal_error *err);
+
+/* Word-split loops over packed bits, shared by kernels/cpu/relu.c and kernels/cpu/asa.c.
+ * Bits: uint32 words, element i in bit i%32 of word i/32; a word is assembled in a
+ * register and stored once, so the unused high bits of the last word are zero.
+ * Threads (the backend's team, aal_team_par_for): every op is split over whole mask
+ * words (word j and its elements 32j .. 32j+31), so no two threads write one word;
+ * each element's arithmetic is the single-threaded one, whatever the thread count.
+ * Inline: they sit in the inner loops of both files. */
+
+/* Word j of the mask of x > 0 (elements 32j .. min(32j + 32, n) - 1). */
+static inline uint32_t aal_cpu32_positive_word(const float *x, size_t n, size_t j)
+{
+  const size_t lo = 32 * j, hi = lo + 32 < n ? lo + 32 : n;
+  uint32_t word = 0;
+  for (size_t i = lo; i < hi; i++)
+    word |= (uint32_t)(x[i] > 0.0f) << (i - lo);
+  return word;
+}
+
+/* Elements [*lo, *hi) of mask words [wlo, whi) over n elements. */
+static inline void aal_cpu32_word_elements(size_t n, size_t wlo, size_t whi, size_t *lo,
+                                           size_t *hi)
+{
+  *lo = 32 * wlo < n ? 32 * wlo : n;
+  *hi = 32 * whi < n ? 32 * whi : n;
+}
+
+/* The arguments of a word-split loop: n elements, x/dy/bits in, y/h/dx/bits/out out. */
+typedef struct {
+  size_t n;
+  const float *x;
+  const uint32_t *in_words;
+  float e;
+  float *y;
+  uint32_t *out_words;
+} aal_cpu32_bits_ctx;
+
+static inline int aal_cpu32_bits_args(const char *op, size_t n, const void *a, const void *b,
+                                      aal_error *err)
+{
+  int rc = aal_be_check_count(op, n, sizeof(float), err);
+  if (rc == AAL_OK)
+    rc = aal_be_check_ptrs(op, "input, output", err, 2, a, b);
+  return rc;
+}
+
+/* kernels/cpu/add.c */
 int aal_cpu32_add(const aal_backend *be, size_t n, const void *a, const void *b, void *y,
                   aal_error *err);
+
+/* kernels/cpu/pool.c: global average pooling */
 int aal_cpu32_avgpool_forward(const aal_backend *be, int rows, int hw, const void *x, void *y,
                               aal_error *err);
 int aal_cpu32_avgpool_backward(const aal_backend *be, int rows, int hw, const void *dy,
                                void *dx, aal_error *err);
 
-/* kernels/cpu/linear_xent.c: linear layer and softmax cross-entropy */
+/* kernels/cpu/linear.c: linear layer */
 int aal_cpu32_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
                              const void *w, const void *b, void *y, aal_error *err);
 int aal_cpu32_linear_backward(const aal_backend *be, int n, int in, int out, const void *dy,
                               const void *x, const void *w, void *dx, void *dw, void *db,
                               aal_error *err);
+
+/* kernels/cpu/xent.c: softmax cross-entropy */
 int aal_cpu32_xent_forward(const aal_backend *be, int n, int classes, const void *logits,
                            const int *labels, double *loss, void *prob, aal_error *err);
 int aal_cpu32_xent_backward(const aal_backend *be, int n, int classes, const void *prob,
                             const int *labels, void *dlogits, aal_error *err);
 
-/* kernels/cpu/li_sgd.c: LI reduction, SGD */
+/* kernels/cpu/li.c: LI reduction */
 int aal_cpu32_li_reduce(const aal_backend *be, int n, size_t per, const void *h, const void *r,
                         void *li, aal_error *err);
+
+/* kernels/cpu/sgd.c: SGD */
 int aal_cpu32_sgd_update(const aal_backend *be, size_t n, void *w, const void *g, void *buf,
                          double lr, double momentum, double weight_decay, int first,
                          aal_error *err);

@@ -1,0 +1,27 @@
+/* kcheck's add case. */
+#include "kernels/check/kcheck_internal.h"
+
+static int add_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  return be->add(be, k->sh->len, KC_DEV(k, 0, v), KC_DEV(k, 1, v), KC_DEV(k, 2, v), err);
+}
+
+/* y = a + b, correctly rounded: |y - y_ref| <= u |a + b| <= u (|a| + |b|); the bound is
+ * 2u (|a| + |b|) (c = 2, K = 1: a factor 2 of slack, as elsewhere). */
+int kc_add_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  kc_case k = {.sh = sh};
+  kc_add(&k, "a", KC_IN, sh->len, 0);
+  kc_add(&k, "b", KC_IN, sh->len, 0);
+  kc_add(&k, "y", KC_OUT, sh->len, 0);
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK) {
+    kc_fill_sym(run, &k.buf[0], 1.0);
+    kc_fill_sym(run, &k.buf[1], 1.0);
+    rc = kc_execute(run, &k, add_call, 1, row, &ran);
+  }
+  if (rc == AAL_OK && ran)
+    kc_check_scaled(run, row, &k.buf[2], 2.0, 1.0);
+  kc_free(run, &k);
+  return rc;
+}

@@ -1,0 +1,147 @@
+/* kcheck's ASA cases: sign_pack (exact), sign_unpack, asa_input (fused: also checked bit
+ * for bit against sign_pack, sign_unpack and add on the tested backend), and scale (the
+ * lr_expansion). */
+#include "kernels/check/kcheck_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static int sign_pack_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  return be->sign_pack(be, k->sh->len, KC_DEV(k, 0, v), KC_DEV(k, 1, v), err);
+}
+
+int kc_sign_pack_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  kc_case k = {.sh = sh};
+  kc_add(&k, "x", KC_IN, sh->len, 0);
+  kc_add(&k, "bits", KC_OUT, sh->len, 1);
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK) {
+    kc_fill_sym(run, &k.buf[0], 1.0);
+    rc = kc_execute(run, &k, sign_pack_call, 0, row, &ran);
+  }
+  if (rc == AAL_OK && ran)
+    kc_check_bits(row, &k.buf[1]);
+  kc_free(run, &k);
+  return rc;
+}
+
+static int sign_unpack_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  return be->sign_unpack(be, k->sh->len, KC_DEV(k, 0, v), k->eps, KC_DEV(k, 1, v), err);
+}
+
+/* out = eps * bit: one rounding of eps, |out - ref| <= u eps bit; bound 2u eps bit. */
+int kc_sign_unpack_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  kc_case k = {.sh = sh, .eps = 0.1}; /* not a float: the rounding of eps is checked */
+  kc_add(&k, "bits", KC_IN, sh->len, 1);
+  kc_add(&k, "out", KC_OUT, sh->len, 0);
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK) {
+    kc_fill_bits(run, &k.buf[0]);
+    rc = kc_execute(run, &k, sign_unpack_call, 1, row, &ran);
+  }
+  if (rc == AAL_OK && ran)
+    kc_check_scaled(run, row, &k.buf[1], 2.0, 1.0);
+  kc_free(run, &k);
+  return rc;
+}
+
+/* ---- asa_input */
+
+static int asa_input_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  return be->asa_input(be, k->sh->len, KC_DEV(k, 0, v), k->eps, KC_DEV(k, 1, v),
+                       KC_DEV(k, 2, v), err);
+}
+
+/* sign_pack, sign_unpack, add on the tested backend: h and bits must be identical. */
+static int asa_input_unfused(kc_run *run, kc_case *k, kc_row *row)
+{
+  const aal_backend *be = run->be[KC_GOT];
+  const size_t n = k->sh->len;
+  kc_tmp t = {.run = run};
+  int rc = AAL_OK, ib, io, ih;
+  if ((ib = kc_tmp_add(&t, n, 1, k->buf[2].words[KC_GOT])) < 0 ||
+      (io = kc_tmp_add(&t, n, 0, NULL)) < 0 || (ih = kc_tmp_add(&t, n, 0, NULL)) < 0)
+    rc = run->err->code != AAL_OK ? run->err->code : AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    aal_error e;
+    aal_error_clear(&e);
+    const void *x = KC_DEV(k, 0, KC_GOT);
+    int orc;
+    if ((orc = be->sign_pack(be, n, x, t.dev[ib], &e)) != AAL_OK)
+      kc_unfused_failed(row, "sign_pack", orc, &e);
+    else if ((orc = be->sign_unpack(be, n, t.dev[ib], k->eps, t.dev[io], &e)) != AAL_OK)
+      kc_unfused_failed(row, "sign_unpack", orc, &e);
+    else if ((orc = be->add(be, n, x, t.dev[io], t.dev[ih], &e)) != AAL_OK)
+      kc_unfused_failed(row, "add", orc, &e);
+    else if ((rc = kc_tmp_download(&t)) == AAL_OK) {
+      kc_check_same(row, "h", k->buf[1].val[KC_GOT], t.val[ih], n);
+      kc_check_same_bits(row, "bits", k->buf[2].words[KC_GOT], t.words[ib], n);
+    }
+  }
+  kc_tmp_free(&t);
+  return rc;
+}
+
+/* h = x + eps bit with eps rounded once to the backend (|e - eps| <= u eps) and one
+ * rounded addition: |h - h_ref| <= u eps bit + u |x + e bit| <= u (|x| + 2 eps bit)
+ * (to first order); the bound is 2u (|x| + 2 eps bit).  bits = (x > 0) of an exact input:
+ * exact. */
+int kc_asa_input_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  const size_t n = sh->len;
+  kc_case k = {.sh = sh, .eps = 0.1}; /* not a float: the rounding of eps is checked */
+  kc_add(&k, "x", KC_IN, n, 0);
+  kc_add(&k, "h", KC_OUT, n, 0);
+  kc_add(&k, "bits", KC_OUT, n, 1);
+  double *bh = NULL;
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK && (bh = kc_bounds(run, n)) == NULL)
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK) {
+    kc_fill_sym(run, &k.buf[0], 1.0);
+    rc = kc_execute(run, &k, asa_input_call, 0, row, &ran);
+  }
+  if (rc == AAL_OK && ran) {
+    const double *x = k.buf[0].val[KC_REF];
+    for (size_t i = 0; i < n; i++)
+      bh[i] = 2 * run->u * (fabs(x[i]) + 2 * k.eps * (x[i] > 0));
+    kc_check_bound(row, &k.buf[1], bh, 0);
+    kc_check_bits(row, &k.buf[2]);
+    rc = asa_input_unfused(run, &k, row);
+  }
+  free(bh);
+  kc_free(run, &k);
+  return rc;
+}
+
+static int scale_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
+{
+  /* the absolute-value run scales by |s| */
+  const double s = v == KC_ABS ? fabs(k->lr) : k->lr;
+  return be->scale(be, k->sh->len, KC_DEV(k, 0, v), s, KC_DEV(k, 1, v), err);
+}
+
+/* y = s x, one rounding of the product (s stays in double): |y - y_ref| <= u |s x|;
+ * the bound is 2u |s| |x| (c = 2, K = 1: a factor 2 of slack).  s = -100.3: ASA's
+ * lr_expansion is 100; not a float, and negative, so that a kernel that rounds s to
+ * float or drops its sign shows. */
+int kc_scale_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  kc_case k = {.sh = sh, .lr = -100.3};
+  kc_add(&k, "x", KC_IN, sh->len, 0);
+  kc_add(&k, "y", KC_OUT, sh->len, 0);
+  int ran = 0, rc = kc_alloc(run, &k);
+  if (rc == AAL_OK) {
+    kc_fill_sym(run, &k.buf[0], 1.0);
+    rc = kc_execute(run, &k, scale_call, 1, row, &ran);
+  }
+  if (rc == AAL_OK && ran)
+    kc_check_scaled(run, row, &k.buf[1], 2.0, 1.0);
+  kc_free(run, &k);
+  return rc;
+}

@@ -1,0 +1,97 @@
+/* Pieces shared by kcheck's cases (kernels/check/<op>.c): inputs, bound arrays, and the
+ * scratch buffers with which a fused op is checked against its unfused composition
+ * (declared, with what they do, in kernels/check/kcheck_internal.h). */
+#include "kernels/check/kcheck_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void kc_fill_sym(kc_run *run, kc_buf *b, double scale)
+{
+  for (size_t i = 0; i < b->n; i++)
+    b->val[KC_REF][i] = kc_sym(run, scale);
+}
+
+void kc_fill_bits(kc_run *run, kc_buf *b)
+{
+  for (size_t i = 0; i < (b->n + 31) / 32; i++)
+    b->words[KC_REF][i] = (uint32_t)gsl_rng_get(run->rng); /* mt19937: 32 random bits */
+  if (b->n % 32) /* the unused high bits of the last word stay zero */
+    b->words[KC_REF][b->n / 32] &= ((uint32_t)1 << (b->n % 32)) - 1;
+}
+
+double *kc_bounds(kc_run *run, size_t n)
+{
+  double *b = calloc(n, sizeof *b);
+  if (b == NULL)
+    aal_fail(run->err, AAL_ENOMEM, "kcheck: %zu bounds", n);
+  return b;
+}
+
+int kc_tmp_add(kc_tmp *t, size_t len, int bits, const uint32_t *fused)
+{
+  const aal_backend *be = t->run->be[KC_GOT];
+  aal_error *err = t->run->err;
+  if (t->n >= KC_MAXTMP) {
+    aal_fail(err, AAL_EINVAL, "kcheck: more than %d scratch buffers", KC_MAXTMP);
+    return -1;
+  }
+  const int i = t->n++;
+  const size_t nw = (len + 31) / 32;
+  t->len[i] = len;
+  t->bits[i] = bits;
+  int rc = bits ? be->alloc_bits(be, len, &t->dev[i], err)
+                : be->alloc(be, len, &t->dev[i], err);
+  if (rc != AAL_OK)
+    return -1;
+  if (bits) {
+    if ((t->words[i] = malloc(nw * sizeof(uint32_t))) == NULL) {
+      aal_fail(err, AAL_ENOMEM, "kcheck: scratch of %zu bits", len);
+      return -1;
+    }
+    for (size_t j = 0; j < nw; j++)
+      t->words[i][j] = ~fused[j];
+    rc = be->upload_bits(be, t->dev[i], t->words[i], len, err);
+  } else {
+    if ((t->val[i] = malloc(len * sizeof(double))) == NULL) {
+      aal_fail(err, AAL_ENOMEM, "kcheck: scratch of %zu values", len);
+      return -1;
+    }
+    for (size_t j = 0; j < len; j++)
+      t->val[i][j] = NAN;
+    rc = be->upload(be, t->dev[i], t->val[i], len, err);
+  }
+  return rc == AAL_OK ? i : -1;
+}
+
+int kc_tmp_download(kc_tmp *t)
+{
+  const aal_backend *be = t->run->be[KC_GOT];
+  for (int i = 0; i < t->n; i++) {
+    const int rc = t->bits[i]
+                       ? be->download_bits(be, t->words[i], t->dev[i], t->len[i], t->run->err)
+                       : be->download(be, t->val[i], t->dev[i], t->len[i], t->run->err);
+    if (rc != AAL_OK)
+      return rc;
+  }
+  return AAL_OK;
+}
+
+void kc_tmp_free(kc_tmp *t)
+{
+  for (int i = 0; i < t->n; i++) {
+    if (t->dev[i] != NULL)
+      t->run->be[KC_GOT]->release(t->run->be[KC_GOT], t->dev[i]);
+    free(t->val[i]);
+    free(t->words[i]);
+  }
+  t->n = 0;
+}
+
+void kc_unfused_failed(kc_row *row, const char *op, int rc, const aal_error *e)
+{
+  row->failed = 1;
+  row->ratio = INFINITY;
+  snprintf(row->note, sizeof row->note, "the unfused %s returned %s: %s", op,
+           aal_status_name(rc), e->msg);
+}
