@@ -7,11 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 void cli_usage(const char *cmd, const char *usage, const cli_option *opts)
 {
   printf("usage: aal %s %s\n\n", cmd, usage);
   printf("options:\n");
   for (const cli_option *o = opts; o->name != NULL; o++) {
+    if (o->kind == CLI_OPERAND)
+      continue;
     const char *arg = o->kind == CLI_FLAG     ? ""
                       : o->kind == CLI_STRING ? " TEXT"
                       : o->kind == CLI_DOUBLE ? " X"
@@ -62,6 +66,7 @@ static int parse_value(const char *cmd, const cli_option *o, const char *text)
     *(const char **)o->target = text;
     return 0;
   case CLI_FLAG:
+  case CLI_OPERAND:
     break;
   }
   const char *want = o->kind == CLI_DOUBLE ? "a finite number"
@@ -74,21 +79,66 @@ static int parse_value(const char *cmd, const cli_option *o, const char *text)
 static const cli_option *find_option(const cli_option *opts, const char *name, size_t len)
 {
   for (const cli_option *o = opts; o->name != NULL; o++)
-    if (strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+    if (o->kind != CLI_OPERAND && strlen(o->name) == len && strncmp(o->name, name, len) == 0)
       return o;
   return NULL;
+}
+
+static const cli_option *find_operand(const cli_option *opts)
+{
+  for (const cli_option *o = opts; o->name != NULL; o++)
+    if (o->kind == CLI_OPERAND)
+      return o;
+  return NULL;
+}
+
+static int is_help(const char *arg)
+{
+  return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* Takes the operand before the options are parsed: the one word that is neither an
+ * option nor the value of one (every option but --help, a flag or --name=value takes the
+ * next word).  A second such word is an error, whatever else the line holds. */
+static int take_operand(const char *cmd, const cli_option *opts, const cli_option *operand,
+                        int argc, char **argv, int first)
+{
+  int seen = 0;
+  for (int i = first; i < argc; i++) {
+    const char *arg = argv[i];
+    if (strncmp(arg, "--", 2) == 0) {
+      const cli_option *o = find_option(opts, arg + 2, strlen(arg + 2));
+      if (!is_help(arg) && strchr(arg, '=') == NULL && !(o != NULL && o->kind == CLI_FLAG))
+        i++;
+    } else if (is_help(arg)) {
+      continue;
+    } else if (!seen) {
+      *(const char **)operand->target = arg;
+      seen = 1;
+    } else {
+      fprintf(stderr, "aal %s: unexpected argument '%s': one %s only (see aal %s --help)\n",
+              cmd, arg, operand->name, cmd);
+      return 2;
+    }
+  }
+  return 0;
 }
 
 int cli_parse(const char *cmd, const char *usage, const cli_option *opts, int argc,
               char **argv, int first)
 {
+  const cli_option *operand = find_operand(opts);
+  if (operand != NULL && take_operand(cmd, opts, operand, argc, argv, first) != 0)
+    return 2;
   for (int i = first; i < argc; i++) {
     const char *arg = argv[i];
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+    if (is_help(arg)) {
       cli_usage(cmd, usage, opts);
-      return 1;
+      return 0;
     }
     if (strncmp(arg, "--", 2) != 0) {
+      if (operand != NULL) /* taken above */
+        continue;
       fprintf(stderr, "aal %s: unexpected argument '%s' (see aal %s --help)\n", cmd, arg, cmd);
       return 2;
     }
@@ -118,5 +168,59 @@ int cli_parse(const char *cmd, const char *usage, const cli_option *opts, int ar
     if (rc != 0)
       return rc;
   }
+  return CLI_RUN;
+}
+
+int cli_require(const char *cmd, const void *value, const char *what)
+{
+  if (value != NULL)
+    return 0;
+  fprintf(stderr, "aal %s: %s is required (see aal %s --help)\n", cmd, what, cmd);
+  return 2;
+}
+
+int cli_report(const char *cmd, int rc, const aal_error *err)
+{
+  if (rc == AAL_OK)
+    return EXIT_SUCCESS;
+  fprintf(stderr, "aal %s: %s (%s)\n", cmd, err->msg[0] ? err->msg : "failed",
+          aal_status_name(rc));
+  return EXIT_FAILURE;
+}
+
+int cli_set_threads(const char *cmd, int threads)
+{
+  if (threads < 0 || threads > 256) {
+    fprintf(stderr, "aal %s: --threads %d must be in 0..256 (0: OpenBLAS's default)\n", cmd,
+            threads);
+    return 2;
+  }
+  if (threads > 0)
+    openblas_set_num_threads(threads);
   return 0;
+}
+
+void cli_list(FILE *out, const cli_command *table, size_t n, int width)
+{
+  for (size_t i = 0; i < n; i++)
+    fprintf(out, "  %-*s %s\n", width, table[i].name, table[i].help);
+}
+
+int cli_dispatch(const char *prog, const char *noun, const cli_command *table, size_t n,
+                 void (*usage)(FILE *out), FILE *missing_out, int argc, char **argv,
+                 int first)
+{
+  if (argc <= first) {
+    usage(missing_out);
+    return 2;
+  }
+  if (is_help(argv[first])) {
+    usage(stdout);
+    return EXIT_SUCCESS;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(argv[first], table[i].name) == 0)
+      return table[i].run(argc, argv);
+  fprintf(stderr, "%s: unknown %s '%s' (see %s --help)\n", prog, noun, argv[first], prog);
+  return 2;
 }

@@ -1,5 +1,5 @@
 /* `aal gen-data` and `aal data-info`. */
-#include "sim/cli/data.h"
+#include "sim/cli/commands.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -7,15 +7,6 @@
 
 #include "sim/data/data.h"
 #include "sim/cli/cli.h"
-
-static int finish(const char *cmd, int rc, const aal_error *err)
-{
-  if (rc == AAL_OK)
-    return EXIT_SUCCESS;
-  fprintf(stderr, "aal %s: %s (%s)\n", cmd, err->msg[0] ? err->msg : "failed",
-          aal_status_name(rc));
-  return EXIT_FAILURE;
-}
 
 int aal_cmd_gen_data(int argc, char **argv)
 {
@@ -35,12 +26,10 @@ int aal_cmd_gen_data(int argc, char **argv)
                      "(class-specific grating, colour and shape, with noise).\nThe same "
                      "arguments give byte-identical files.",
                      opts, argc, argv, 2);
-  if (rc != 0)
-    return rc == 1 ? EXIT_SUCCESS : 2;
-  if (out == NULL) {
-    fprintf(stderr, "aal gen-data: --out DIR is required (see aal gen-data --help)\n");
+  if (rc != CLI_RUN)
+    return rc;
+  if (cli_require("gen-data", out, "--out DIR") != 0)
     return 2;
-  }
   aal_error err;
   aal_error_clear(&err);
   rc = aal_gen_data(out, classes, per_class, val_per_class, seed, stderr, &err);
@@ -51,7 +40,7 @@ int aal_cmd_gen_data(int argc, char **argv)
   if (rc == AAL_OK)
     printf("gen-data: %d classes, %d train + %d val images per class in %s (seed %lu)\n",
            classes, per_class, val_per_class, out, seed);
-  return finish("gen-data", rc, &err);
+  return cli_report("gen-data", rc, &err);
 }
 
 /* Per-channel mean and standard deviation of the pixels (in [0, 1]), over a split. */
@@ -88,18 +77,16 @@ int aal_cmd_data_info(int argc, char **argv)
                      "prints counts, classes, the cache status and the\nper-channel pixel "
                      "mean and standard deviation.",
                      opts, argc, argv, 2);
-  if (rc != 0)
-    return rc == 1 ? EXIT_SUCCESS : 2;
-  if (dir == NULL) {
-    fprintf(stderr, "aal data-info: --data DIR is required (see aal data-info --help)\n");
+  if (rc != CLI_RUN)
+    return rc;
+  if (cli_require("data-info", dir, "--data DIR") != 0)
     return 2;
-  }
   aal_error err;
   aal_error_clear(&err);
   aal_data_set ds;
   rc = aal_data_load(dir, cache, &ds, stderr, &err);
   if (rc != AAL_OK)
-    return finish("data-info", rc, &err);
+    return cli_report("data-info", rc, &err);
   printf("data: %s\n", dir);
   printf("classes: %d\n", ds.classes);
   printf("train images: %zu\n", ds.train.n);

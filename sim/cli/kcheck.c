@@ -2,7 +2,7 @@
  * [--batch B]`: one row per op and shape (error/bound, worst element, PASS/FAIL).
  * `aal kcheck --step --backend NAME [--rule R] [--seed S] [--width W] [--batch B]`: one
  * training step on the backend against the reference (kernels/check/step_check.h). */
-#include "sim/cli/kcheck.h"
+#include "sim/cli/commands.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +34,21 @@ static void list_ops(FILE *f)
   fprintf(f, "\n");
 }
 
+/* The exit status of a check that ran (rc AAL_OK) with failed failures, or of one that
+ * could not: 2 for bad input (AAL_EINVAL), else 1; the message goes to stderr. */
+static int check_status(const char *cmd, int rc, const aal_error *err, int failed)
+{
+  if (rc == AAL_EINVAL) {
+    fprintf(stderr, "aal %s: %s\n", cmd, err->msg);
+    return 2;
+  }
+  if (rc != AAL_OK) {
+    fprintf(stderr, "aal %s: %s (%s)\n", cmd, err->msg, aal_status_name(rc));
+    return EXIT_FAILURE;
+  }
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 static int step_check(const char *backend, const aal_kcheck_opts *ko, const char *rule,
                       double width, int batch, int in_size, double c, int verbose)
 {
@@ -56,18 +71,10 @@ static int step_check(const char *backend, const aal_kcheck_opts *ko, const char
     fprintf(stderr, "aal kcheck --step: %s (%s)\n", err.msg, aal_status_name(rc));
     return EXIT_FAILURE;
   }
-  aal_step_check_summary sum;
+  aal_step_check_summary sum = {0};
   rc = aal_step_check(h.table, &o, stdout, &sum, &err);
   aal_ops_close(&h);
-  if (rc == AAL_EINVAL) {
-    fprintf(stderr, "aal kcheck --step: %s\n", err.msg);
-    return 2;
-  }
-  if (rc != AAL_OK) {
-    fprintf(stderr, "aal kcheck --step: %s (%s)\n", err.msg, aal_status_name(rc));
-    return EXIT_FAILURE;
-  }
-  return sum.failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_status("kcheck --step", rc, &err, sum.failed);
 }
 
 int aal_cmd_kcheck(int argc, char **argv)
@@ -92,14 +99,12 @@ int aal_cmd_kcheck(int argc, char **argv)
       {"verbose", CLI_FLAG, &verbose, "--step: a row per tensor (default: failures only)"},
       {0}};
   int rc = cli_parse("kcheck", usage, opts, argc, argv, 2);
-  if (rc == 1)
+  if (rc == EXIT_SUCCESS) /* after --help */
     list_ops(stdout);
-  if (rc != 0)
-    return rc == 1 ? EXIT_SUCCESS : 2;
-  if (backend == NULL) {
-    fprintf(stderr, "aal kcheck: --backend NAME is required (see aal kcheck --help)\n");
+  if (rc != CLI_RUN)
+    return rc;
+  if (cli_require("kcheck", backend, "--backend NAME") != 0)
     return 2;
-  }
   if (strcmp(backend, "ref") != 0 && strcmp(backend, "cpu32") != 0 &&
       strcmp(backend, "cuda") != 0) {
     fprintf(stderr, "aal kcheck: --backend: unknown backend '%s' (ref, cpu32, cuda)\n",
@@ -121,16 +126,8 @@ int aal_cmd_kcheck(int argc, char **argv)
     fprintf(stderr, "aal kcheck: %s (%s)\n", err.msg, aal_status_name(rc));
     return EXIT_FAILURE;
   }
-  aal_kcheck_summary sum;
+  aal_kcheck_summary sum = {0};
   rc = aal_kcheck_run(&be, &o, stdout, &sum, &err);
   be.destroy(&be);
-  if (rc == AAL_EINVAL) { /* a bad --op or --shapes */
-    fprintf(stderr, "aal kcheck: %s\n", err.msg);
-    return 2;
-  }
-  if (rc != AAL_OK) {
-    fprintf(stderr, "aal kcheck: %s (%s)\n", err.msg, aal_status_name(rc));
-    return EXIT_FAILURE;
-  }
-  return sum.failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  return check_status("kcheck", rc, &err, sum.failed); /* EINVAL: a bad --op or --shapes */
 }

@@ -1,7 +1,7 @@
 /* `aal theorem`: runs the LI sweep of theory/sweep.c, writes the CSV atomically and
  * prints the summary table.  Exit 1 if the descent inequality or the one-sample closed
  * form failed anywhere: those are checks, not statistics. */
-#include "sim/cli/theorem.h"
+#include "sim/cli/commands.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +36,8 @@ int aal_cmd_theorem(int argc, char **argv)
                      "runs whose loss never rose, the median final/initial\nloss, the fraction "
                      "whose gradient-level LI stayed >= 0, and the violations\n(must be 0).",
                      opts, argc, argv, 2);
-  if (rc != 0)
-    return rc == 1 ? EXIT_SUCCESS : 2;
+  if (rc != CLI_RUN)
+    return rc;
   if (strcmp(problem, "all") == 0)
     o.problems = 7;
   else if (strcmp(problem, "lsq1") == 0)
@@ -81,11 +81,8 @@ int aal_cmd_theorem(int argc, char **argv)
   const clock_t t0 = clock();
   rc = out != NULL ? aal_theory_sweep_to_file(&o, out, stdout, &violations, &err)
                    : aal_theory_sweep(&o, NULL, stdout, &violations, &err);
-  if (rc != AAL_OK) {
-    fprintf(stderr, "aal theorem: %s (%s)\n", err.msg[0] ? err.msg : "failed",
-            aal_status_name(rc));
-    return EXIT_FAILURE;
-  }
+  if (rc != AAL_OK)
+    return cli_report("theorem", rc, &err);
   printf("theorem: %zu violations of the descent inequality / closed form (must be 0); "
          "%.1f s CPU%s%s\n",
          violations, (double)(clock() - t0) / CLOCKS_PER_SEC, out ? "; wrote " : "",

@@ -1,0 +1,55 @@
+/* `aal train`: trains the ResNet with a learning rule, or resumes a run
+ * (sim/train/train.h). */
+#include "sim/cli/commands.h"
+
+#include <stdio.h>
+
+#include "sim/train/train.h"
+#include "sim/cli/cli.h"
+
+int aal_cmd_train(int argc, char **argv)
+{
+  aal_train_opts o;
+  aal_train_opts_default(&o);
+  const char *resume = NULL;
+  int threads = 0, plain = 0, bar = 0;
+  const cli_option opts[] = {
+      {"rule", CLI_STRING, &o.rule, "learning rule (default bp; see aal memory --help)"},
+      {"data", CLI_STRING, &o.data_dir, "Tiny ImageNet directory (default: built-in generated set)"},
+      {"out", CLI_STRING, &o.out_dir, "run directory (default runs/train)"},
+      {"steps", CLI_LONG, &o.steps, "total steps (default: --epochs)"},
+      {"epochs", CLI_DOUBLE, &o.epochs, "total epochs when --steps is not given (default 1)"},
+      {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
+      {"lr", CLI_DOUBLE, &o.lr, "peak learning rate (default 0.05 * batch / 512)"},
+      {"warmup", CLI_LONG, &o.warmup, "linear warm-up steps before the cosine decay (default 5%)"},
+      {"momentum", CLI_DOUBLE, &o.momentum, "SGD momentum (default 0.9)"},
+      {"weight-decay", CLI_DOUBLE, &o.weight_decay, "weight decay (default 1e-4)"},
+      {"eval-every", CLI_LONG, &o.eval_every, "steps between evaluations (default: at the end)"},
+      {"checkpoint-every", CLI_LONG, &o.checkpoint_every, "steps between checkpoints (default: at the end)"},
+      {"li-every", CLI_LONG, &o.li_every, "steps between learning-indicator measurements (0: never)"},
+      {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1: ResNet-18)"},
+      {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default 2,2,2,2; ResNet-34: 3,4,6,3)"},
+      {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
+      {"resume", CLI_STRING, &resume, "continue the run in this directory from its checkpoint"},
+      {"cache", CLI_STRING, &o.cache_dir, "cache directory for the built-in data set"},
+      {"stop-after", CLI_LONG, &o.stop_after, "stop (checkpointed) after this many steps"},
+      {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
+      {"plain", CLI_FLAG, &plain, "progress as plain lines even on a terminal"},
+      {"bar", CLI_FLAG, &bar, "progress bar even when not on a terminal"},
+      {"backend", CLI_STRING, &o.backend, "ops of every step: ref (default), cpu32, cuda"},
+      {0}};
+  int rc = cli_parse("train", "[options]\n\nTrains the ResNet with a learning rule; writes "
+                     "RUN/config, RUN/metrics.csv,\nRUN/checkpoint.bin (atomically) and, with "
+                     "--li-every, RUN/li.csv and RUN/li_summary.csv.", opts, argc, argv, 2);
+  if (rc != CLI_RUN)
+    return rc;
+  if (cli_set_threads("train", threads) != 0)
+    return 2;
+  aal_error err;
+  aal_error_clear(&err);
+  o.progress = bar ? 1 : plain ? 0 : -1;
+  if (resume != NULL)
+    return cli_report("train", aal_train_resume(resume, o.steps, o.stop_after, o.progress,
+                                                stderr, &err), &err);
+  return cli_report("train", aal_train(&o, stderr, &err), &err);
+}
