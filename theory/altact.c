@@ -8,6 +8,13 @@
  *                       takes e _|_ h (then r^T h = ||h||^2, c = 1), STALE a random e.
  *   r = eps s, h = x + eps s (ASA, s = +-1): r^T(2h - r) = 2 eps s^T x + eps^2 n
  *                       = 2 eps ||x||_1 + eps^2 n  (s^T x = ||x||_1).
+ *   With lr_expansion k, r = k eps s (decoding d), h = x + eps b (b the forward bits):
+ *                       r^T h = k eps (||x||_1 + eps nnz(x)) for all three decodings
+ *                       (where x = 0 after a ReLU, h = 0), ||r||^2 = k^2 eps^2 times n
+ *                       (PM1, MIXED) or nnz(x) (01).  So the new loss of a one-sample
+ *                       step, which depends on r only through c = r^T h/||h||^2, is the
+ *                       same for 01 and MIXED, while MIXED's LI is lower by
+ *                       k^2 eps^2 (n - nnz)/||h||^2 (SPEC section 4).
  *   r Gaussian, ||r|| = ||h||:  LI = 2 r^T h/||h||^2 - 1, mean -1.
  *   r = -h:             LI = -3. */
 #include <math.h>
@@ -115,9 +122,13 @@ int aal_theory_make_r(const aal_theory_rspec *spec, const double *h, size_t n, g
         !isfinite(spec->expansion))
       return aal_fail(err, AAL_EINVAL, "make_r: sign needs eps > 0 and expansion > 0 (%g, %g)",
                       spec->eps, spec->expansion);
+    if ((unsigned)spec->decoding >= AAL_THEORY_NDECODINGS)
+      return aal_fail(err, AAL_EINVAL, "make_r: unknown decoding %d", (int)spec->decoding);
     const double a = spec->expansion * spec->eps;
+    /* the bit is (h_i > 0), see theory.h; what a 0 bit decodes to depends on the rule */
+    const double zero_bit = spec->decoding == AAL_THEORY_DECODE_01 ? 0.0 : -a;
     for (size_t i = 0; i < n; i++)
-      r[i] = h[i] > 0.0 ? a : -a;
+      r[i] = h[i] > 0.0 ? a : zero_bit;
     return AAL_OK;
   }
   case AAL_THEORY_NOISE:

@@ -7,6 +7,7 @@
  *   AAL_THEORY_LSQ1     one sample, f(W) = 1/2 ||W h - y||^2,        L = ||h||^2
  *   AAL_THEORY_LSQ      f(W) = 1/(2B) sum_b ||W h_b - y_b||^2,        L = lambda_max(H^T H)/B
  *   AAL_THEORY_SOFTMAX  f(W) = 1/B sum_b CE(softmax(W h_b), label_b),  L <= lambda_max(H^T H)/(2B)
+ *   AAL_THEORY_SOFTMAX1 the same with one sample,                      L <= ||h||^2/2
  *
  * The gradient is G = 1/B sum_b delta_b h_b^T with delta_b = dl_b/dz_b (W h_b - y_b,
  * resp. softmax(z_b) - onehot(label_b)).  Training replaces h_b by an alternative
@@ -21,8 +22,20 @@
  * which for one sample is SPEC's  f(W') <= f(W) - eta ||delta||^2 h^T r
  * + (L eta^2/2) ||delta||^2 ||r||^2  (<G,dW> = -eta ||delta||^2 h^T r and
  * ||dW||^2 = eta^2 ||delta||^2 ||r||^2 because dW is rank one).  (D) holds for every
- * step size and every r (it only needs grad f to be L-Lipschitz); Theorem 1's
- * condition LI >= 0 is what makes its right-hand side <= f(W) when eta = 1/L.
+ * step size and every r (it only needs grad f to be L-Lipschitz): checking it tests
+ * the implementation (L, the loss, the update), not the theorem.
+ *
+ * Theorem 1 itself is checked separately, on one-sample problems with eta <= 1/L only
+ * (its hypotheses): with L eta <= 1, (D) implies
+ *
+ *   f(W') <= f(W) - (eta/2) LI ||grad f||^2                                      (T)
+ *
+ * (||grad f||^2 = ||delta||^2 ||h||^2), so a step with LI >= 0 must not raise the loss
+ * and must lower it by at least the guaranteed amount (eta/2) LI ||grad f||^2.  A run
+ * with eta > 1/L is outside the theorem and flagged, not checked; mini-batch runs are
+ * outside the per-sample theorem (cross-sample terms, see descent.c).  On one sample the
+ * new loss depends on r only through c = r^T h/||h||^2 (W'h = W h - eta ||h||^2 c
+ * delta), and LI = 2c - ||r||^2/||h||^2 = (2c - c^2) - ||r_perp||^2/||h||^2.
  * Derivations: see the comments in lsq.c, softmax.c and descent.c. */
 #ifndef AAL_THEORY_H
 #define AAL_THEORY_H
@@ -34,7 +47,13 @@
 
 #include "sim/core/error.h"
 
-typedef enum { AAL_THEORY_LSQ1 = 0, AAL_THEORY_LSQ = 1, AAL_THEORY_SOFTMAX = 2 } aal_theory_kind;
+typedef enum {
+  AAL_THEORY_LSQ1 = 0,
+  AAL_THEORY_LSQ = 1,
+  AAL_THEORY_SOFTMAX = 2,
+  AAL_THEORY_SOFTMAX1 = 3
+} aal_theory_kind;
+#define AAL_THEORY_NKINDS 4
 
 typedef struct {
   aal_theory_kind kind;
@@ -48,15 +67,42 @@ typedef struct {
   double L;        /* Lipschitz constant (exact for LSQ, the 1/2 bound for softmax) */
 } aal_theory_problem;
 
-/* Size of each testbed used by the sweep; batch is ignored (forced to 1) for LSQ1. */
+/* Size of each testbed used by the sweep; batch is ignored (forced to 1) for LSQ1 and
+ * SOFTMAX1. */
 typedef struct {
   size_t m, n, batch;
 } aal_theory_dims;
 
-/* A random instance: H Gaussian N(0,1); for the sign family (asa_eps > 0) the forward
- * input is H + asa_eps * sign(H) (SPEC section 4: the layer computes on x + eps s), and
- * the teacher's targets are made from that input.  LSQ targets Y = H Wstar^T
- * (realisable); softmax labels = argmax of Wstar h_b.  Frees with aal_theory_problem_free. */
+/* How the inputs h_b are drawn.  x ~ N(0, sigma^2) per entry (PM1), or x = max(0, z) with
+ * z ~ N(0, sigma^2) (post-ReLU: DECODE_01 and DECODE_MIXED).  With asa_eps > 0 the forward
+ * input is ASA's h = x + asa_eps s (SPEC section 4) with s = +1 where x > 0 and -1
+ * otherwise (PM1), or s = 1 where x > 0 and 0 otherwise (01 and MIXED: the published
+ * code adds eps * {0,1} after a ReLU in the forward pass). */
+typedef enum {
+  AAL_THEORY_DECODE_PM1 = 0,  /* inputs of either sign, s and r in {-1, +1}             */
+  AAL_THEORY_DECODE_01 = 1,   /* post-ReLU inputs, s and r in {0, 1} (SPEC's decoding)   */
+  AAL_THEORY_DECODE_MIXED = 2 /* post-ReLU inputs, s in {0, 1} forward, r in {-1, +1}
+                                 backward (the authors' released code, SPEC section 4) */
+} aal_theory_decoding;
+#define AAL_THEORY_NDECODINGS 3
+
+typedef struct {
+  double sigma;                 /* > 0 */
+  double asa_eps;               /* >= 0 */
+  aal_theory_decoding decoding;
+} aal_theory_input;
+
+const char *aal_theory_decoding_name(aal_theory_decoding d);
+
+/* A random instance with inputs drawn as `in` says (a post-ReLU sample that came out
+ * all zero, probability 2^-n, is drawn again: it has no LI and no gradient).  The
+ * teacher Wstar ~ N(0, 1/n) makes the targets from the forward input H: LSQ targets
+ * Y = H Wstar^T (realisable: min f = 0); softmax labels = argmax of Wstar h_b.  Frees
+ * with aal_theory_problem_free. */
+int aal_theory_problem_make(aal_theory_kind kind, const aal_theory_dims *dims,
+                            const aal_theory_input *in, gsl_rng *rng, aal_theory_problem *p,
+                            aal_error *err);
+/* The sweep's instances: aal_theory_problem_make with sigma = 1, PM1 and asa_eps. */
 int aal_theory_problem_random(aal_theory_kind kind, const aal_theory_dims *dims, double asa_eps,
                               gsl_rng *rng, aal_theory_problem *p, aal_error *err);
 void aal_theory_problem_free(aal_theory_problem *p);
@@ -97,6 +143,7 @@ typedef struct {
   double eps;        /* SIGN: auxiliary amplitude (SPEC default 0.01) */
   double expansion;  /* SIGN: multiplier of eps*s in the update (1: the pure theorem
                         setting; 100 is ASA's lr_expansion) */
+  aal_theory_decoding decoding; /* SIGN: how r decodes the sign bit (default PM1) */
 } aal_theory_rspec;
 
 const char *aal_theory_family_name(aal_theory_family f);
@@ -106,9 +153,10 @@ const char *aal_theory_kind_name(aal_theory_kind k);
 int aal_theory_family_has_target(aal_theory_family f);
 
 /* r (n) for one sample h (n) that is not zero.  rng is used by ORTHO, STALE and NOISE
- * (fresh directions each call).  For SIGN, h is the ASA forward input x + eps s; s is
- * recovered from h exactly (with the SPEC's +-1 decoding, +1 where x > 0 and -1
- * otherwise, h_i = x_i + eps s_i has the sign s_i for every x_i when eps > 0). */
+ * (fresh directions each call).  For SIGN, h is the ASA forward input x + eps s; the bit
+ * (x > 0) is recovered from h exactly, because h_i > 0 exactly where x_i > 0 when eps > 0
+ * (PM1: x_i <= 0 gives h_i <= -eps; post-ReLU: x_i = 0 gives h_i = 0), and decoded to
+ * r_i = expansion * eps * (+1, or -1 / 0 / -1 where the bit is 0 for PM1 / 01 / MIXED). */
 int aal_theory_make_r(const aal_theory_rspec *spec, const double *h, size_t n, gsl_rng *rng,
                       double *r, aal_error *err);
 
@@ -119,12 +167,22 @@ typedef struct {
   double li_mean;     /* mean over samples of this step's LI */
   double li_min;
   double li_grad;     /* <R, 2G - R>/||G||^2, R = 1/B sum_b delta_b r_b^T: the batch form of
-                         LI that the descent lemma needs (= LI for B = 1); NaN if G = 0 */
+                         LI that the descent lemma needs at eta = 1/L (= LI for B = 1);
+                         NaN if G = 0 */
+  double li_eta;      /* <R, 2G - L eta R>/||G||^2: the step-size-aware form (= li_grad at
+                         eta = 1/L); (D) gives f(W') <= f(W) - (eta/2) li_eta ||G||^2 */
+  double c;           /* one sample: r^T h/||h||^2; NaN for B > 1 */
   double bound;       /* right-hand side of (D) */
   double allowance;   /* rounding allowance added to the bound, see descent.c */
-  int held;           /* loss_next <= bound + allowance (NaN fails) */
-  double exact;       /* LSQ1 with eta = 1/L: f(W) + ||delta||^2 (-c + c^2/2); else NaN */
+  int held;           /* (D): loss_next <= bound + allowance (NaN fails) */
+  double exact;       /* LSQ1: f(W) (1 - eta ||h||^2 c)^2, the exact new loss; else NaN */
   int exact_ok;       /* |loss_next - exact| <= allowance; 1 when exact is NaN */
+  int in_theorem;     /* one sample, eta <= 1/L and an LI: (T) is checked */
+  double guaranteed;  /* (eta/2) LI ||grad f||^2 when in_theorem; else NaN */
+  int theorem_ok;     /* in_theorem: (LI < 0 or loss_next <= loss + allowance) and
+                         loss - loss_next >= guaranteed - allowance; else 1 */
+  int at_floor;       /* loss <= allowance: the change cannot be resolved */
+  int rose, fell;     /* loss_next > loss + allowance; loss_next < loss - allowance */
 } aal_theory_step;
 
 typedef struct {
@@ -132,12 +190,32 @@ typedef struct {
   double initial_loss, final_loss;
   double li_mean, li_min; /* over all steps and samples */
   double li_grad_min;     /* min over steps of the gradient-level indicator */
-  int monotone;           /* f(W_{k+1}) <= f(W_k) + allowance_k at every step */
+  double li_eta_min;      /* min over steps of the step-size-aware indicator */
+  double c_min, c_max;    /* one sample: the range of c over the steps not at the rounding
+                             floor; NaN for B > 1 (or no such step) */
+  int monotone;           /* no step rose: f(W_{k+1}) <= f(W_k) + allowance_k throughout */
   int diverged;           /* stopped because f exceeded 1e100 f(W_0) or became non-finite */
-  size_t violations;      /* steps where (D) failed */
-  size_t exact_failures;  /* LSQ1, eta = 1/L: steps where the closed form disagreed */
+  size_t violations;      /* lemma violations: steps where (D) failed */
+  size_t exact_failures;  /* LSQ1: steps where the closed form disagreed */
   size_t zero_norm;       /* samples without an LI (never for Gaussian data) */
+  /* Theorem 1 (T).  A run is in the theorem when it has one sample and eta <= 1/L;
+   * outside_theorem marks a one-sample run with eta > 1/L (not checked). */
+  int in_theorem, outside_theorem;
+  size_t theorem_steps;      /* steps checked against (T) */
+  size_t theorem_violations; /* of those, steps that failed (T) */
+  size_t outside_rose;       /* outside_theorem: steps with LI >= 0 that raised the loss */
+  size_t floor_steps;        /* steps that started at the rounding floor (and did not rise) */
+  size_t rose_steps, fell_steps; /* resolved steps that rose / fell beyond the allowance */
+  double guarantee_ratio_min; /* in_theorem: min over steps with guaranteed > allowance of
+                                 (f - f')/guaranteed (>= 1 - allowance/guaranteed when (T)
+                                 holds; 1 where it is tight); NaN if no such step */
+  double guaranteed_ratio;   /* in_theorem: prod over steps of (f - guaranteed)/f, the
+                                theorem's bound on final/initial; NaN otherwise */
 } aal_theory_result;
+
+/* The run's outcome, from the step counts: "rose" if any step rose, else "descended" if a
+ * resolved step fell, else "flat" (no resolved change: r = 0, or the loss at the floor). */
+const char *aal_theory_outcome(const aal_theory_result *res);
 
 typedef struct {
   size_t steps;
@@ -157,25 +235,53 @@ typedef struct {
   unsigned long seed;       /* base seed; run k of a point uses seed + k */
   size_t seeds;             /* runs per (problem, family, point) */
   size_t steps;
-  size_t points;            /* LI targets over [-1, 1] for the targetable families */
+  size_t points;            /* LI targets over [li_lo, li_hi] for the targetable families */
+  double li_lo, li_hi;      /* default -1, 1; li_hi <= 1 */
   int problems;             /* bit mask of 1 << aal_theory_kind */
+  const char *family;       /* one sweep family by its label (e.g. "sign_x100"); NULL: all */
   double eta_fraction;
-  aal_theory_dims dims[3];  /* per kind */
+  aal_theory_dims dims[AAL_THEORY_NKINDS]; /* per kind */
 } aal_theory_sweep_opts;
 
 void aal_theory_sweep_opts_default(aal_theory_sweep_opts *o);
 
+/* The sweep's totals.  The three checks (must all be 0): lemma_violations ((D) on every
+ * step of every run), closed_form_failures (LSQ1) and theorem_violations ((T) on the
+ * steps of the runs inside the theorem). */
+typedef struct {
+  size_t runs, steps;
+  size_t lemma_violations, closed_form_failures;
+  size_t theorem_runs, theorem_steps, theorem_floor_steps, theorem_violations;
+  size_t outside_runs;        /* one-sample runs with eta > 1/L: not checked */
+  size_t outside_rose_runs, outside_rose_steps; /* of those: LI >= 0 and the loss rose */
+  size_t batch_runs;          /* mini-batch runs: the per-sample theorem does not apply */
+  size_t floor_steps;         /* steps, all runs, that started at the rounding floor */
+  double guarantee_ratio_min; /* min over the theorem's runs (NaN if none) */
+} aal_theory_sweep_summary;
+
 /* One CSV row per run (header first):
  *   problem,family,target_li,seed,measured_li_mean,measured_li_min,
- *   final_over_initial_loss,monotone,steps,inequality_violations,closed_form_failures
+ *   final_over_initial_loss,monotone,steps,lemma_violations,closed_form_failures,
+ *   grad_li_min,diverged,eta_fraction,in_theorem,outside_theorem,theorem_steps,
+ *   theorem_violations,outside_rose_steps,floor_steps,fell_steps,rose_steps,outcome,
+ *   c_min,c_max,guarantee_ratio_min,guaranteed_ratio,eta_li_min
  * target_li is nan for the natural families (sign, noise, flip).  The table (may be
- * NULL) gets a summary per problem, family and LI bin.  *violations receives the total
- * number of (D) failures and closed-form failures (must be 0). */
-int aal_theory_sweep(const aal_theory_sweep_opts *o, FILE *csv, FILE *table, size_t *violations,
-                     aal_error *err);
+ * NULL) gets a summary per problem, family and bin of the run's minimum LI, and the
+ * totals. */
+int aal_theory_sweep(const aal_theory_sweep_opts *o, FILE *csv, FILE *table,
+                     aal_theory_sweep_summary *sum, aal_error *err);
+
+/* The totals, one line per check, the runs outside the theorem and the floor. */
+void aal_theory_sweep_print_summary(FILE *out, const aal_theory_sweep_opts *o,
+                                    const aal_theory_sweep_summary *s);
 
 /* Writes the sweep's CSV to path atomically (path.tmp.PID, fsync, rename). */
 int aal_theory_sweep_to_file(const aal_theory_sweep_opts *o, const char *path, FILE *table,
-                             size_t *violations, aal_error *err);
+                             aal_theory_sweep_summary *sum, aal_error *err);
+
+/* Runs writer(ctx, csv_stream) into path.tmp.PID and renames it to path on success. */
+typedef int (*aal_theory_csv_writer)(void *ctx, FILE *csv, aal_error *err);
+int aal_theory_write_atomic(const char *path, aal_theory_csv_writer writer, void *ctx,
+                            aal_error *err);
 
 #endif
