@@ -279,6 +279,50 @@ void aal_theory_sweep_print_summary(FILE *out, const aal_theory_sweep_opts *o,
 int aal_theory_sweep_to_file(const aal_theory_sweep_opts *o, const char *path, FILE *table,
                              aal_theory_sweep_summary *sum, aal_error *err);
 
+/* ------------------------------------------------------------ ASA's scale */
+/* ASA's sign activation on the one-sample and mini-batch least-squares testbeds, over a
+ * grid of input scales sigma and lr_expansion k (eps fixed), for the three decodings
+ * (theory/asa.c).  Inputs x ~ N(0, sigma^2) (PM1) or relu(N(0, sigma^2)) (01, MIXED),
+ * h = x + eps b, r = k eps d, eta = 1/L.  In expectation over the inputs (per entry,
+ * a = sqrt(2/pi)), LI = 0 at k = 2 + 2 sigma a/eps (PM1 and 01) and k = 1 + sigma a/eps
+ * (MIXED), and c = 2 (beyond which the one-sample loss rises) at
+ * k = 2 (sigma^2 + 2 eps sigma a + eps^2)/(eps (sigma a + eps)) (all three). */
+#define AAL_THEORY_ASA_MAXGRID 64
+typedef struct {
+  unsigned long seed;       /* run j of a grid point uses seed + j */
+  size_t seeds, steps;
+  double eps;
+  double sigma[AAL_THEORY_ASA_MAXGRID];
+  size_t nsigma;
+  double k[AAL_THEORY_ASA_MAXGRID];
+  size_t nk;
+  int problems;             /* bit mask of 1 << kind: LSQ1, LSQ, SOFTMAX1, SOFTMAX */
+  aal_theory_dims dims[AAL_THEORY_NKINDS];
+} aal_theory_asa_opts;
+
+/* sigma: 16 points geometric over [0.1, 3]; k: 1 ... 1000 (14 values); eps 0.01;
+ * 20 seeds, 100 steps; lsq1 and lsq with the sweep's sizes. */
+void aal_theory_asa_opts_default(aal_theory_asa_opts *o);
+
+/* The predictions above, for one k: the sigma where LI = 0 and where c = 2 (both NaN
+ * when there is none, e.g. k <= 2). */
+double aal_theory_asa_sigma_li0(aal_theory_decoding d, double k, double eps);
+double aal_theory_asa_sigma_c2(double k, double eps);
+
+/* One CSV row per run:
+ *   problem,decoding,sigma,k,eps,seed,li_mean,li_min,c_min,c_max,final_over_initial_loss,
+ *   outcome,rose_steps,steps,diverged,theorem_violations,lemma_violations
+ * The table (may be NULL) gets, per problem and decoding, the fraction of runs that rose
+ * for each (sigma, k) and the boundaries found at each k (the largest grid sigma with
+ * mean LI < 0, and with at least half the runs rising) beside the predicted ones.
+ * sum receives the checks' totals as for the sweep (theorem and lemma violations must
+ * be 0). */
+int aal_theory_asa_sweep(const aal_theory_asa_opts *o, FILE *csv, FILE *table,
+                         aal_theory_sweep_summary *sum, aal_error *err);
+
+/* Parses a comma-separated list of positive numbers into out[max]; *n its length. */
+int aal_theory_parse_list(const char *text, double *out, size_t max, size_t *n, aal_error *err);
+
 /* Runs writer(ctx, csv_stream) into path.tmp.PID and renames it to path on success. */
 typedef int (*aal_theory_csv_writer)(void *ctx, FILE *csv, aal_error *err);
 int aal_theory_write_atomic(const char *path, aal_theory_csv_writer writer, void *ctx,
