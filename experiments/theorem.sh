@@ -6,8 +6,9 @@
 #   asa.csv              ASA over input scale sigma x lr_expansion k, three decodings
 #                        (aal theorem --asa), and asa-grid.csv, its per-point summary
 #   asa-probe.csv        ASA at k = 100, sigma in {1, 0.6, 0.4, 0.3}, 50 seeds
-# and the figures phase.png (plots/phase.gp), tightness.png (plots/tightness.gp) and
-# asa_phase.png (plots/asa_phase.gp) in OUT/figures.  --quick runs 4 seeds instead of
+#   ara.csv, ara-trace.csv  the ARA-like residual network (aal theorem --ara)
+# and the figures phase.png (plots/phase.gp), tightness.png (plots/tightness.gp),
+# asa_phase.png (plots/asa_phase.gp) and ara.png (plots/ara.gp) in OUT/figures.  --quick runs 4 seeds instead of
 # 20 (seconds).  Run with --help.
 set -eu
 
@@ -68,6 +69,7 @@ awk -F, 'NR > 1 { k = $1 "," $2 "," $3 "," $4; n[k]++; r[k] += ($13 > 0); li[k] 
   END { print "problem,decoding,sigma,k,runs,rose_fraction,li_mean"
         for (k in n) printf "%s,%d,%.6g,%.6g\n", k, n[k], r[k] / n[k], li[k] / n[k] }' \
   "$out/asa.csv" >"$out/asa-grid.csv"
+run ara --ara --seeds "$seeds" --out "$out/ara.csv" --trace "$out/ara-trace.csv"
 
 plot() {  # script, gnuplot -e assignments
   "$gnuplot" -e "$2" "$repo/plots/$1" >>"$out/logs/gnuplot.log" 2>&1 ||
@@ -76,4 +78,5 @@ plot() {  # script, gnuplot -e assignments
 plot phase.gp "csv='$out/theorem.csv'; out='$out/figures/phase'"
 plot tightness.gp "csv='$out/tight.csv'; steps=100; out='$out/figures/tightness'"
 plot asa_phase.gp "csv='$out/asa-grid.csv'; eps=0.01; out='$out/figures/asa_phase'"
-echo "theorem.sh: CSVs in $out, figures in $out/figures (phase, tightness, asa_phase)"
+plot ara.gp "csv='$out/ara-trace.csv'; beta=2; out='$out/figures/ara'"
+echo "theorem.sh: CSVs in $out, figures in $out/figures (phase, tightness, asa_phase, ara)"

@@ -17,6 +17,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "tests/aal_check.h"
+#include "tests/fdcheck.h"
 #include "sim/layers/li.h"
 #include "theory/theory.h"
 
@@ -1058,6 +1059,122 @@ END_TEST
 
 /* ------------------------------------------------------------------ the sweep */
 
+/* ------------------------------------------------------------------ the ARA-like network */
+
+static void ara_loss_fn(void *ctx, double *y)
+{
+  y[0] = aal_theory_ara_net_loss(ctx);
+}
+
+/* The exact-BP gradient of the residual network against 5-point central differences
+ * (tests/fdcheck.c: err <= 10 x GSL's estimate + 64 eps scale and 1e-6 relative), with
+ * a small step (1e-6) so that no ReLU input crosses 0 inside the difference stencil
+ * (the pre-activations are O(1); a crossing within 1e-6 has probability ~1e-4 per
+ * parameter). */
+START_TEST(test_ara_gradient)
+{
+  aal_theory_ara_opts o;
+  aal_theory_ara_opts_default(&o);
+  o.n0 = 5;
+  o.n1 = 6;
+  o.m = 3;
+  o.batch = 7;
+  aal_error err;
+  const double betas[3] = {0.0, 0.5, 2.0};
+  for (int k = 0; k < 6; k++) {
+    aal_theory_ara_net *net;
+    ck_assert_int_eq(aal_theory_ara_net_new(&o, betas[k % 3], g_seed + 60000 + k, &net, &err),
+                     AAL_OK);
+    size_t np;
+    double *P = aal_theory_ara_net_params(net, &np);
+    ck_assert_uint_eq(np, 5 * 6 + 6 * 6 + 3 * 6);
+    double *G = malloc(np * sizeof *G);
+    ck_assert_ptr_nonnull(G);
+    memcpy(G, aal_theory_ara_net_grad(net), np * sizeof *G);
+    const fd_problem fp = {P, np, 1, ara_loss_fn, net, 1e-6};
+    fd_report rep;
+    char what[64];
+    snprintf(what, sizeof what, "ara net beta %g seed %lu", betas[k % 3], g_seed + 60000 + k);
+    ck_assert_msg(fd_check_jacobian(&fp, G, what, &rep), "%s: %zu of %zu entries failed", what,
+                  rep.failed, rep.checked);
+    free(G);
+    aal_theory_ara_net_free(net);
+  }
+}
+END_TEST
+
+/* The rules' plumbing, by identities that hold exactly:
+ * bp: r = x_b, so W3's per-sample LI is 1 and the joint indicator is 1 (I_3 = ||G_3||^2
+ *     summed in the same order);
+ * ara at beta = 0: x_b = relu(x_a) = x_a, so ara IS bp (bit-identical losses), and at
+ *     beta = 2 it is not (LI < 1);
+ * flip on W3 alone: R3 = -G3 exactly, so J = -3 to rounding (2G + G rounded once per
+ *     entry: |J + 3| <= 3 (m n1 + 2) u), and every step is gradient ascent on a convex
+ *     quadratic in W3: the loss rises at every step. */
+START_TEST(test_ara_rules)
+{
+  aal_theory_ara_opts o;
+  aal_theory_ara_opts_default(&o);
+  o.seeds = 2;
+  o.steps = 15;
+  o.nbeta = 2;
+  o.beta[0] = 0.0;
+  o.beta[1] = 2.0;
+  o.seed = g_seed;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *csv = open_memstream(&buf, &len);
+  ck_assert_ptr_nonnull(csv);
+  aal_error err;
+  ck_assert_int_eq(aal_theory_ara_sweep(&o, csv, NULL, NULL, &err), AAL_OK);
+  fclose(csv);
+  char f_bp[2][64], f_ara[2][64];
+  size_t lines = 0, checked = 0;
+  for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"), lines++) {
+    ck_assert_uint_eq(count_char(line, ','), 18);
+    if (lines == 0)
+      continue;
+    char rule[16], upd[16], beta[32], seed[32], fin[64], steps[16], rose[16], li[32], joint[64];
+    csv_field(line, 0, rule, sizeof rule);
+    csv_field(line, 1, upd, sizeof upd);
+    csv_field(line, 2, beta, sizeof beta);
+    csv_field(line, 3, seed, sizeof seed);
+    csv_field(line, 4, steps, sizeof steps);
+    csv_field(line, 6, fin, sizeof fin);
+    csv_field(line, 8, rose, sizeof rose);
+    csv_field(line, 9, li, sizeof li);
+    csv_field(line, 13, joint, sizeof joint);
+    const int s = strtoul(seed, NULL, 10) != g_seed;
+    const int all = strcmp(upd, "all") == 0;
+    if (strcmp(rule, "bp") == 0) {
+      ck_assert(strtod(li, NULL) == 1.0 && strtod(joint, NULL) == 1.0);
+      if (all && strcmp(beta, "0") == 0)
+        snprintf(f_bp[s], sizeof f_bp[s], "%s", fin);
+    } else if (strcmp(rule, "ara") == 0) {
+      if (strcmp(beta, "0") == 0) {
+        ck_assert(strtod(li, NULL) == 1.0);
+        if (all)
+          snprintf(f_ara[s], sizeof f_ara[s], "%s", fin);
+      } else {
+        ck_assert(strtod(li, NULL) < 1.0);
+      }
+    } else if (strcmp(rule, "flip") == 0 && !all) {
+      const double J = strtod(joint, NULL), u = DBL_EPSILON / 2;
+      ck_assert_msg(fabs(J + 3.0) <= 3 * (o.m * o.n1 + 2) * u, "flip J = %.17g", J);
+      ck_assert_str_eq(rose, steps);
+      checked++;
+    }
+  }
+  free(buf);
+  ck_assert_uint_eq(lines, 1 + 4 * 2 * 2 * 2);
+  ck_assert_uint_eq(checked, 4);
+  for (int s = 0; s < 2; s++)
+    ck_assert_str_eq(f_bp[s], f_ara[s]);
+  o.eta = 0.0;
+  ck_assert_int_eq(aal_theory_ara_sweep(&o, NULL, NULL, NULL, &err), AAL_EINVAL);
+}
+END_TEST
+
 START_TEST(test_sweep_csv)
 {
   aal_theory_sweep_opts o;
@@ -1161,6 +1278,8 @@ int main(void)
   tcase_add_test(th, test_asa_decodings_one_sample);
   tcase_add_test(th, test_asa_boundaries);
   tcase_add_test(th, test_asa_sweep);
+  tcase_add_test(th, test_ara_gradient);
+  tcase_add_test(th, test_ara_rules);
   tcase_add_test(th, test_sweep_csv);
   suite_add_tcase(s, th);
   return aal_check_run(s);
