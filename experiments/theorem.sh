@@ -3,8 +3,13 @@
 #   theorem.csv          the default sweep (aal theorem), eta = 1/L
 #   theorem-eta2.5.csv   the same at eta = 2.5/L: outside the theorem
 #   tight.csv            parallel r at LI in [-0.1, 0.1], lsq1 and softmax1, 100 steps
-# and the figures phase.png (plots/phase.gp) and tightness.png (plots/tightness.gp) in
-# OUT/figures.  --quick runs 4 seeds instead of 20 (seconds).  Run with --help.
+#   asa.csv              ASA over input scale sigma x lr_expansion k, three decodings
+#                        (aal theorem --asa), and asa-grid.csv, its per-point summary
+#   asa-probe.csv        ASA at k = 100, sigma in {1, 0.6, 0.4, 0.3}, 50 seeds
+#   ara.csv, ara-trace.csv  the ARA-like residual network (aal theorem --ara)
+# and the figures phase.png (plots/phase.gp), tightness.png (plots/tightness.gp),
+# asa_phase.png (plots/asa_phase.gp) and ara.png (plots/ara.gp) in OUT/figures.  --quick runs 4 seeds instead of
+# 20 (seconds).  Run with --help.
 set -eu
 
 usage() {
@@ -13,7 +18,7 @@ usage: experiments/theorem.sh [--out DIR] [--quick] [--aal PATH]
 
   --out DIR    output directory (default runs/theorem); CSVs in DIR, figures in
                DIR/figures, logs in DIR/logs
-  --quick      4 seeds per point instead of 20 (the full run takes ~10 s on 2 cores)
+  --quick      4 seeds per point instead of 20 (the full run takes ~30 s on 2 cores)
   --aal PATH   the aal binary (default: \$AAL, ./aal, then the repository's aal or
                build/aal)
 USAGE
@@ -57,10 +62,21 @@ run theorem-eta2.5 --seeds "$seeds" --eta-fraction 2.5 --out "$out/theorem-eta2.
 run tight --seeds "$((seeds / 4 > 0 ? seeds / 4 : 1))" --family parallel --li-min -0.1 \
   --li-max 0.1 --points 21 --steps 100 --out "$out/tight.csv"
 
+run asa --asa --seeds "$seeds" --out "$out/asa.csv"
+run asa-probe --asa --seeds "$((seeds * 5 / 2))" --ks 100 --sigmas 1,0.6,0.4,0.3 --out "$out/asa-probe.csv"
+# per (problem, decoding, sigma, k): runs, fraction whose loss rose, mean LI
+awk -F, 'NR > 1 { k = $1 "," $2 "," $3 "," $4; n[k]++; r[k] += ($13 > 0); li[k] += $7 }
+  END { print "problem,decoding,sigma,k,runs,rose_fraction,li_mean"
+        for (k in n) printf "%s,%d,%.6g,%.6g\n", k, n[k], r[k] / n[k], li[k] / n[k] }' \
+  "$out/asa.csv" >"$out/asa-grid.csv"
+run ara --ara --seeds "$seeds" --out "$out/ara.csv" --trace "$out/ara-trace.csv"
+
 plot() {  # script, gnuplot -e assignments
   "$gnuplot" -e "$2" "$repo/plots/$1" >>"$out/logs/gnuplot.log" 2>&1 ||
     die "gnuplot $1 failed (log: $out/logs/gnuplot.log)"
 }
 plot phase.gp "csv='$out/theorem.csv'; out='$out/figures/phase'"
 plot tightness.gp "csv='$out/tight.csv'; steps=100; out='$out/figures/tightness'"
-echo "theorem.sh: CSVs in $out, figures in $out/figures (phase, tightness)"
+plot asa_phase.gp "csv='$out/asa-grid.csv'; eps=0.01; out='$out/figures/asa_phase'"
+plot ara.gp "csv='$out/ara-trace.csv'; beta=2; out='$out/figures/ara'"
+echo "theorem.sh: CSVs in $out, figures in $out/figures (phase, tightness, asa_phase, ara)"

@@ -34,6 +34,9 @@ mutants=(
   "M10|theory/descent.c|s|const double k = t->eta \* aal_theory_norm2(p->H, p->n) \* q->c;|const double k = q->c;|test_descent_inequality_always"
   "M11|theory/descent.c|s|#define ALLOW_C 2.0|#define ALLOW_C 2e10|test_descent_check_can_fail"
   "M12|theory/softmax.c|s|const double d = pc - ((int)c == y ? 1.0 : 0.0);|const double d = 1.1 * pc - ((int)c == y ? 1.0 : 0.0);|test_descent_inequality_always"
+  "M13|theory/asa.c|s|const double disc = b \* b + 8.0|const double disc = b * b + 4.0|test_asa_boundaries"
+  "M14|theory/ara.c|s|t->dU\[b \* n1 + j\] = t->U\[b \* n1 + j\] > 0.0|t->dU[b * n1 + j] = t->XA[b * n1 + j] > 0.0|test_ara_gradient"
+  "M15|theory/ara.c|s|case AAL_THEORY_ARA_ARA: memcpy(r, xa,|case AAL_THEORY_ARA_ARA: memcpy(r, xb,|test_ara_rules"
 )
 want_name=${1:-}
 bad=0

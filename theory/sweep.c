@@ -204,7 +204,13 @@ static int print_table(FILE *out, const sweep_row *rows, size_t nrows, aal_error
   return AAL_OK;
 }
 
-static void summary_add(aal_theory_sweep_summary *sum, const aal_theory_result *r)
+void aal_theory_summary_init(aal_theory_sweep_summary *sum)
+{
+  memset(sum, 0, sizeof *sum);
+  sum->guarantee_ratio_min = NAN;
+}
+
+void aal_theory_summary_add(aal_theory_sweep_summary *sum, const aal_theory_result *r)
 {
   sum->runs++;
   sum->steps += r->steps;
@@ -288,8 +294,7 @@ int aal_theory_sweep(const aal_theory_sweep_opts *o, FILE *csv, FILE *table,
 {
   if (o == NULL || sum == NULL)
     return aal_fail(err, AAL_EINVAL, "sweep: NULL argument");
-  memset(sum, 0, sizeof *sum);
-  sum->guarantee_ratio_min = NAN;
+  aal_theory_summary_init(sum);
   int only;
   int rc = check_sweep_opts(o, &only, err);
   if (rc != AAL_OK)
@@ -309,7 +314,7 @@ int aal_theory_sweep(const aal_theory_sweep_opts *o, FILE *csv, FILE *table,
     rc = run_one(o, &rows[k], rng, err);
     if (rc != AAL_OK)
       break;
-    summary_add(sum, &rows[k].res);
+    aal_theory_summary_add(sum, &rows[k].res);
     if (csv != NULL)
       write_row(csv, &rows[k], o->eta_fraction);
   }

@@ -279,6 +279,113 @@ void aal_theory_sweep_print_summary(FILE *out, const aal_theory_sweep_opts *o,
 int aal_theory_sweep_to_file(const aal_theory_sweep_opts *o, const char *path, FILE *table,
                              aal_theory_sweep_summary *sum, aal_error *err);
 
+/* ------------------------------------------------------------ ASA's scale */
+/* ASA's sign activation on the one-sample and mini-batch least-squares testbeds, over a
+ * grid of input scales sigma and lr_expansion k (eps fixed), for the three decodings
+ * (theory/asa.c).  Inputs x ~ N(0, sigma^2) (PM1) or relu(N(0, sigma^2)) (01, MIXED),
+ * h = x + eps b, r = k eps d, eta = 1/L.  In expectation over the inputs (per entry,
+ * a = sqrt(2/pi)), LI = 0 at k = 2 + 2 sigma a/eps (PM1 and 01) and k = 1 + sigma a/eps
+ * (MIXED), and c = 2 (beyond which the one-sample loss rises) at
+ * k = 2 (sigma^2 + 2 eps sigma a + eps^2)/(eps (sigma a + eps)) (all three). */
+#define AAL_THEORY_ASA_MAXGRID 64
+typedef struct {
+  unsigned long seed;       /* run j of a grid point uses seed + j */
+  size_t seeds, steps;
+  double eps;
+  double sigma[AAL_THEORY_ASA_MAXGRID];
+  size_t nsigma;
+  double k[AAL_THEORY_ASA_MAXGRID];
+  size_t nk;
+  int problems;             /* bit mask of 1 << kind: LSQ1, LSQ, SOFTMAX1, SOFTMAX */
+  aal_theory_dims dims[AAL_THEORY_NKINDS];
+} aal_theory_asa_opts;
+
+/* sigma: 16 points geometric over [0.1, 3]; k: 1 ... 1000 (14 values); eps 0.01;
+ * 20 seeds, 100 steps; lsq1 and lsq with the sweep's sizes. */
+void aal_theory_asa_opts_default(aal_theory_asa_opts *o);
+
+/* The predictions above, for one k: the sigma where LI = 0 and where c = 2 (both NaN
+ * when there is none, e.g. k <= 2). */
+double aal_theory_asa_sigma_li0(aal_theory_decoding d, double k, double eps);
+double aal_theory_asa_sigma_c2(double k, double eps);
+
+/* One CSV row per run:
+ *   problem,decoding,sigma,k,eps,seed,li_mean,li_min,c_min,c_max,final_over_initial_loss,
+ *   outcome,rose_steps,steps,diverged,theorem_violations,lemma_violations
+ * The table (may be NULL) gets, per problem and decoding, the fraction of runs that rose
+ * for each (sigma, k) and the boundaries found at each k (the largest grid sigma with
+ * mean LI < 0, and with at least half the runs rising) beside the predicted ones.
+ * sum receives the checks' totals as for the sweep (theorem and lemma violations must
+ * be 0). */
+int aal_theory_asa_sweep(const aal_theory_asa_opts *o, FILE *csv, FILE *table,
+                         aal_theory_sweep_summary *sum, aal_error *err);
+
+/* Parses a comma-separated list of positive numbers into out[max]; *n its length. */
+int aal_theory_parse_list(const char *text, double *out, size_t max, size_t *n, aal_error *err);
+
+/* ------------------------------------------------------------ an ARA-like network */
+/* A non-convex, non-realisable testbed for ARA (theory/ara.c): a residual network
+ *   x_a = relu(W1 x),  x_b = relu(x_a + beta W2 x_a),  y = W3 x_b,
+ *   f = 1/(2B) sum_b ||y_b - t_b||^2,  t = tanh(V x) + noise (V a fixed random teacher),
+ * trained by full-batch gradient steps of size eta on all three layers at once
+ * (update "all") or on W3 alone (update "rule": W1, W2 frozen, so f is convex in W3).
+ * W1 and W2 always get exact BP gradients; W3's update uses r in place of its input x_b:
+ *   bp: r = x_b;  ara: r = x_a (the earlier layer's activation, fixed by the forward
+ *   pass, correlated with x_b and biased: ARA's r);  noise: r Gaussian with ||r|| =
+ *   ||x_b||;  flip: r = -x_b.
+ * beta scales the residual branch: the larger it is, the further x_b is from x_a and the
+ * lower W3's LI under ara.  Per step: the per-sample LI of W3, the layer indicators
+ * I_l = <R_l, 2 G_l - R_l> (R_l = G_l for the BP layers, so I_l = ||G_l||^2 > 0), and the
+ * joint indicator J = sum_l I_l / sum_l ||G_l||^2 over the updated layers, whose sign
+ * decides descent to first order in eta (f' = f - eta sum_l <G_l, R_l> + O(eta^2)). */
+typedef enum {
+  AAL_THEORY_ARA_BP = 0,
+  AAL_THEORY_ARA_ARA = 1,
+  AAL_THEORY_ARA_NOISE = 2,
+  AAL_THEORY_ARA_FLIP = 3
+} aal_theory_ara_rule;
+#define AAL_THEORY_ARA_NRULES 4
+
+typedef struct {
+  unsigned long seed;  /* run j of a point uses seed + j (same data and init for every rule) */
+  size_t seeds, steps;
+  double eta;          /* step = eta / L3, L3 = lambda_max(X_b^T X_b)/B at the start: the
+                          Lipschitz constant of the loss in W3 there */
+  size_t n0, n1, m, batch;
+  double noise_sd;     /* label noise on the teacher's targets */
+  double beta[16];
+  size_t nbeta;
+} aal_theory_ara_opts;
+
+/* n0 = 16, n1 = 16, m = 4, batch 64, eta 0.5 (/L3), 100 steps, 20 seeds,
+ * beta {0.5, 1, 2, 4}, label noise 0.1. */
+void aal_theory_ara_opts_default(aal_theory_ara_opts *o);
+const char *aal_theory_ara_rule_name(aal_theory_ara_rule r);
+
+/* One CSV row per run (rule, update, beta, seed):
+ *   rule,update,beta,seed,steps,initial_loss,final_loss,final_over_initial_loss,
+ *   rose_steps,li_w3_mean,li_w3_min,li_w3_negative_fraction,i3_over_g3_mean,joint_mean,
+ *   joint_min,joint_negative_steps,rose_with_joint_positive,w3_gradient_share,eta
+ * (li_w3: per-sample LI of W3 over all steps and samples, and the fraction of those < 0;
+ * i3_over_g3: W3's layer indicator I_3/||G_3||^2, mean over steps; w3_gradient_share:
+ * mean over steps of ||G_3||^2 / sum_l ||G_l||^2 over the updated layers; eta the step).  trace (may be NULL) gets one row per step of the first
+ * seed: rule,update,beta,step,loss,li_w3_mean,i3_over_g3,joint.  table (may be NULL):
+ * the summary per rule, update and beta. */
+int aal_theory_ara_sweep(const aal_theory_ara_opts *o, FILE *csv, FILE *trace, FILE *table,
+                         aal_error *err);
+
+/* The network of one run, for tests: data, targets and start from `seed` as in the sweep.
+ * The parameters W1 | W2 | W3 are one vector (params, may be changed in place); loss
+ * evaluates f there; grad returns the exact-BP gradient G1 | G2 | G3 (owned by the net,
+ * valid until the next call). */
+typedef struct aal_theory_ara_net aal_theory_ara_net;
+int aal_theory_ara_net_new(const aal_theory_ara_opts *o, double beta, unsigned long seed,
+                           aal_theory_ara_net **out, aal_error *err);
+void aal_theory_ara_net_free(aal_theory_ara_net *t);
+double *aal_theory_ara_net_params(aal_theory_ara_net *t, size_t *n);
+double aal_theory_ara_net_loss(aal_theory_ara_net *t);
+const double *aal_theory_ara_net_grad(aal_theory_ara_net *t);
+
 /* Runs writer(ctx, csv_stream) into path.tmp.PID and renames it to path on success. */
 typedef int (*aal_theory_csv_writer)(void *ctx, FILE *csv, aal_error *err);
 int aal_theory_write_atomic(const char *path, aal_theory_csv_writer writer, void *ctx,

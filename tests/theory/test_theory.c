@@ -17,6 +17,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "tests/aal_check.h"
+#include "tests/fdcheck.h"
 #include "sim/layers/li.h"
 #include "theory/theory.h"
 
@@ -882,7 +883,7 @@ START_TEST(test_negative_li_both_ways)
 }
 END_TEST
 
-/* ------------------------------------------------------------------ the sweep */
+/* ------------------------------------------------------------------ CSV helpers */
 
 static size_t count_char(const char *s, char c)
 {
@@ -905,6 +906,274 @@ static void csv_field(const char *line, int col, char *out, size_t len)
   memcpy(out, line, k);
   out[k] = '\0';
 }
+
+/* ------------------------------------------------------------------ ASA's scale */
+
+/* One sample: the new loss depends on r only through c = r^T h/||h||^2, and the {0,1} and
+ * mixed decodings differ only where h = 0 (r_j = 0 vs -k eps), which changes columns of
+ * W that multiply h_j = 0 exactly.  So their loss trajectories are bit-identical, while
+ * the mixed LI is lower by exactly k^2 eps^2 (n - nnz)/||h||^2 (to rounding).  On a batch
+ * the zeros of one sample meet the non-zeros of another, and the trajectories differ. */
+START_TEST(test_asa_decodings_one_sample)
+{
+  enum { STEPS = 30 };
+  aal_theory_step t01[STEPS], tmx[STEPS];
+  aal_error err;
+  size_t differ = 0;
+  for (int k = 0; k < 40; k++) {
+    const double sigma = 0.2 + 0.1 * (k % 10), kx = k % 2 ? 100.0 : 20.0, eps = 0.01;
+    const int kind = k < 20 ? AAL_THEORY_LSQ1 : AAL_THEORY_LSQ;
+    aal_theory_result r01, rmx;
+    for (int d = 0; d < 2; d++) {
+      const aal_theory_decoding dec = d ? AAL_THEORY_DECODE_MIXED : AAL_THEORY_DECODE_01;
+      gsl_rng *rng = rng_new(50000 + (unsigned long)k);
+      const aal_theory_input in = {sigma, eps, dec};
+      instance inst;
+      ck_assert_int_eq(aal_theory_problem_make((aal_theory_kind)kind, &test_dims[kind], &in, rng,
+                                               &inst.p, &err), AAL_OK);
+      inst.W0 = malloc(inst.p.m * inst.p.n * sizeof *inst.W0);
+      ck_assert_ptr_nonnull(inst.W0);
+      fill_gauss(rng, inst.W0, inst.p.m * inst.p.n, 1.0 / sqrt((double)inst.p.n));
+      const aal_theory_rspec spec = {AAL_THEORY_SIGN, 0, eps, kx, dec};
+      train(&inst, &spec, STEPS, 1.0, 0.0, rng, d ? &rmx : &r01, d ? tmx : t01);
+      if (kind == AAL_THEORY_LSQ1 && d == 1) {
+        double hh = 0.0, zeros = 0.0;
+        for (size_t j = 0; j < inst.p.n; j++) {
+          hh += inst.p.H[j] * inst.p.H[j];
+          zeros += inst.p.H[j] == 0.0;
+        }
+        const double gap = kx * kx * eps * eps * zeros / hh;
+        for (int t = 0; t < STEPS; t++) {
+          ck_assert_msg(tmx[t].loss_next == t01[t].loss_next, "step %d: %.17g vs %.17g", t,
+                        tmx[t].loss_next, t01[t].loss_next);
+          /* LI: ratios of n-term sums of magnitude <= 2|c| + ||r||^2/||h||^2 */
+          const double mag = 2 * fabs(t01[t].c) + (t01[t].c * t01[t].c + gap) * 4;
+          ck_assert_msg(fabs((t01[t].li_mean - tmx[t].li_mean) - gap) <=
+                            4 * (inst.p.n + 4) * DBL_EPSILON * mag,
+                        "LI gap %.17g, want %.17g", t01[t].li_mean - tmx[t].li_mean, gap);
+        }
+      }
+      instance_free(&inst);
+      gsl_rng_free(rng);
+    }
+    if (kind == AAL_THEORY_LSQ)
+      differ += rmx.final_loss != r01.final_loss;
+  }
+  ck_assert_uint_eq(differ, 20);
+}
+END_TEST
+
+/* The predicted boundaries are roots of their equations, and the LI of a long input
+ * (n = 4000: relative spread of ||x||_1 about 1/sqrt(n) = 1.6%) has the predicted sign
+ * 15% on either side of sigma_LI0 for every decoding, at k = 100 and k = 30. */
+START_TEST(test_asa_boundaries)
+{
+  enum { N = 4000 };
+  const double eps = 0.01, a = sqrt(2.0 / 3.14159265358979323846);
+  gsl_rng *rng = rng_new(9);
+  static double x[N], h[N], r[N];
+  for (int q = 0; q < 2; q++) {
+    const double kx = q ? 100.0 : 30.0;
+    const double s2 = aal_theory_asa_sigma_c2(kx, eps);
+    const double lhs = kx * eps * (s2 * a + eps), rhs = 2 * (s2 * s2 + 2 * eps * s2 * a + eps * eps);
+    ck_assert_msg(fabs(lhs - rhs) <= 64 * DBL_EPSILON * rhs, "c = 2 root: %g vs %g", lhs, rhs);
+    for (int dec = 0; dec < AAL_THEORY_NDECODINGS; dec++) {
+      const double s0 = aal_theory_asa_sigma_li0((aal_theory_decoding)dec, kx, eps);
+      const double want = dec == AAL_THEORY_DECODE_MIXED ? 1 + s0 * a / eps : 2 + 2 * s0 * a / eps;
+      ck_assert(fabs(want - kx) <= 64 * DBL_EPSILON * kx);
+      for (int side = 0; side < 2; side++) {
+        const double sigma = s0 * (side ? 1.15 : 0.85);
+        const int relu = dec != AAL_THEORY_DECODE_PM1;
+        for (int i = 0; i < N; i++) {
+          x[i] = gsl_ran_gaussian(rng, sigma);
+          if (relu && x[i] < 0)
+            x[i] = 0;
+          h[i] = x[i] + eps * (x[i] > 0 ? 1.0 : relu ? 0.0 : -1.0);
+        }
+        const aal_theory_rspec spec = {AAL_THEORY_SIGN, 0, eps, kx, (aal_theory_decoding)dec};
+        double li[1];
+        unsigned char valid[1];
+        size_t zn;
+        aal_error err;
+        ck_assert_int_eq(aal_theory_make_r(&spec, h, N, NULL, r, &err), AAL_OK);
+        ck_assert_int_eq(aal_li_batch(h, r, 1, N, li, valid, &zn, &err), AAL_OK);
+        ck_assert_msg(side ? li[0] > 0 : li[0] < 0, "%s k %g sigma %g: LI %g",
+                      aal_theory_decoding_name((aal_theory_decoding)dec), kx, sigma, li[0]);
+      }
+    }
+  }
+  ck_assert(isnan(aal_theory_asa_sigma_li0(AAL_THEORY_DECODE_PM1, 1.0, eps)));
+  gsl_rng_free(rng);
+}
+END_TEST
+
+START_TEST(test_asa_sweep)
+{
+  aal_theory_asa_opts o;
+  aal_theory_asa_opts_default(&o);
+  ck_assert(o.nsigma == 16 && fabs(o.sigma[0] - 0.1) <= DBL_EPSILON &&
+            fabs(o.sigma[15] - 3.0) <= 8 * DBL_EPSILON);
+  aal_error err;
+  ck_assert_int_eq(aal_theory_parse_list("0.3,1", o.sigma, AAL_THEORY_ASA_MAXGRID, &o.nsigma, &err),
+                   AAL_OK);
+  ck_assert(o.nsigma == 2 && o.sigma[0] == 0.3 && o.sigma[1] == 1.0);
+  ck_assert_int_eq(aal_theory_parse_list("2,1000", o.k, AAL_THEORY_ASA_MAXGRID, &o.nk, &err),
+                   AAL_OK);
+  double tmp[2];
+  size_t nt;
+  ck_assert_int_eq(aal_theory_parse_list("1,-2", tmp, 2, &nt, &err), AAL_EINVAL);
+  ck_assert_int_eq(aal_theory_parse_list("1,2,3", tmp, 2, &nt, &err), AAL_EINVAL);
+  ck_assert_int_eq(aal_theory_parse_list("1,,2", tmp, 2, &nt, &err), AAL_EINVAL);
+  o.seeds = 3;
+  o.steps = 20;
+  o.seed = g_seed;
+  aal_theory_sweep_summary sum;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *csv = open_memstream(&buf, &len);
+  ck_assert_ptr_nonnull(csv);
+  ck_assert_int_eq(aal_theory_asa_sweep(&o, csv, NULL, &sum, &err), AAL_OK);
+  fclose(csv);
+  /* 2 problems x 3 decodings x 2 sigmas x 2 k x 3 seeds; the lsq1 half is in the theorem */
+  ck_assert_uint_eq(sum.runs, 72);
+  ck_assert_uint_eq(sum.theorem_runs, 36);
+  ck_assert(sum.theorem_violations == 0 && sum.lemma_violations == 0);
+  size_t lines = 0, rose_k1000 = 0;
+  for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"), lines++) {
+    ck_assert_uint_eq(count_char(line, ','), 16);
+    char k[32], outcome[32];
+    if (lines == 0)
+      continue;
+    csv_field(line, 3, k, sizeof k);
+    csv_field(line, 11, outcome, sizeof outcome);
+    /* k = 1000 with eps = 0.01 at sigma <= 1: c ~ 10 on one sample, the loss rises */
+    rose_k1000 += strcmp(k, "1000") == 0 && strcmp(outcome, "rose") == 0;
+  }
+  free(buf);
+  ck_assert_uint_eq(lines, 73);
+  ck_assert_uint_eq(rose_k1000, 36);
+  o.eps = 0.0;
+  ck_assert_int_eq(aal_theory_asa_sweep(&o, NULL, NULL, &sum, &err), AAL_EINVAL);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ the sweep */
+
+/* ------------------------------------------------------------------ the ARA-like network */
+
+static void ara_loss_fn(void *ctx, double *y)
+{
+  y[0] = aal_theory_ara_net_loss(ctx);
+}
+
+/* The exact-BP gradient of the residual network against 5-point central differences
+ * (tests/fdcheck.c: err <= 10 x GSL's estimate + 64 eps scale and 1e-6 relative), with
+ * a small step (1e-6) so that no ReLU input crosses 0 inside the difference stencil
+ * (the pre-activations are O(1); a crossing within 1e-6 has probability ~1e-4 per
+ * parameter). */
+START_TEST(test_ara_gradient)
+{
+  aal_theory_ara_opts o;
+  aal_theory_ara_opts_default(&o);
+  o.n0 = 5;
+  o.n1 = 6;
+  o.m = 3;
+  o.batch = 7;
+  aal_error err;
+  const double betas[3] = {0.0, 0.5, 2.0};
+  for (int k = 0; k < 6; k++) {
+    aal_theory_ara_net *net;
+    ck_assert_int_eq(aal_theory_ara_net_new(&o, betas[k % 3], g_seed + 60000 + k, &net, &err),
+                     AAL_OK);
+    size_t np;
+    double *P = aal_theory_ara_net_params(net, &np);
+    ck_assert_uint_eq(np, 5 * 6 + 6 * 6 + 3 * 6);
+    double *G = malloc(np * sizeof *G);
+    ck_assert_ptr_nonnull(G);
+    memcpy(G, aal_theory_ara_net_grad(net), np * sizeof *G);
+    const fd_problem fp = {P, np, 1, ara_loss_fn, net, 1e-6};
+    fd_report rep;
+    char what[64];
+    snprintf(what, sizeof what, "ara net beta %g seed %lu", betas[k % 3], g_seed + 60000 + k);
+    ck_assert_msg(fd_check_jacobian(&fp, G, what, &rep), "%s: %zu of %zu entries failed", what,
+                  rep.failed, rep.checked);
+    free(G);
+    aal_theory_ara_net_free(net);
+  }
+}
+END_TEST
+
+/* The rules' plumbing, by identities that hold exactly:
+ * bp: r = x_b, so W3's per-sample LI is 1 and the joint indicator is 1 (I_3 = ||G_3||^2
+ *     summed in the same order);
+ * ara at beta = 0: x_b = relu(x_a) = x_a, so ara IS bp (bit-identical losses), and at
+ *     beta = 2 it is not (LI < 1);
+ * flip on W3 alone: R3 = -G3 exactly, so J = -3 to rounding (2G + G rounded once per
+ *     entry: |J + 3| <= 3 (m n1 + 2) u), and every step is gradient ascent on a convex
+ *     quadratic in W3: the loss rises at every step. */
+START_TEST(test_ara_rules)
+{
+  aal_theory_ara_opts o;
+  aal_theory_ara_opts_default(&o);
+  o.seeds = 2;
+  o.steps = 15;
+  o.nbeta = 2;
+  o.beta[0] = 0.0;
+  o.beta[1] = 2.0;
+  o.seed = g_seed;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *csv = open_memstream(&buf, &len);
+  ck_assert_ptr_nonnull(csv);
+  aal_error err;
+  ck_assert_int_eq(aal_theory_ara_sweep(&o, csv, NULL, NULL, &err), AAL_OK);
+  fclose(csv);
+  char f_bp[2][64], f_ara[2][64];
+  size_t lines = 0, checked = 0;
+  for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n"), lines++) {
+    ck_assert_uint_eq(count_char(line, ','), 18);
+    if (lines == 0)
+      continue;
+    char rule[16], upd[16], beta[32], seed[32], fin[64], steps[16], rose[16], li[32], joint[64];
+    csv_field(line, 0, rule, sizeof rule);
+    csv_field(line, 1, upd, sizeof upd);
+    csv_field(line, 2, beta, sizeof beta);
+    csv_field(line, 3, seed, sizeof seed);
+    csv_field(line, 4, steps, sizeof steps);
+    csv_field(line, 6, fin, sizeof fin);
+    csv_field(line, 8, rose, sizeof rose);
+    csv_field(line, 9, li, sizeof li);
+    csv_field(line, 13, joint, sizeof joint);
+    const int s = strtoul(seed, NULL, 10) != g_seed;
+    const int all = strcmp(upd, "all") == 0;
+    if (strcmp(rule, "bp") == 0) {
+      ck_assert(strtod(li, NULL) == 1.0 && strtod(joint, NULL) == 1.0);
+      if (all && strcmp(beta, "0") == 0)
+        snprintf(f_bp[s], sizeof f_bp[s], "%s", fin);
+    } else if (strcmp(rule, "ara") == 0) {
+      if (strcmp(beta, "0") == 0) {
+        ck_assert(strtod(li, NULL) == 1.0);
+        if (all)
+          snprintf(f_ara[s], sizeof f_ara[s], "%s", fin);
+      } else {
+        ck_assert(strtod(li, NULL) < 1.0);
+      }
+    } else if (strcmp(rule, "flip") == 0 && !all) {
+      const double J = strtod(joint, NULL), u = DBL_EPSILON / 2;
+      ck_assert_msg(fabs(J + 3.0) <= 3 * (o.m * o.n1 + 2) * u, "flip J = %.17g", J);
+      ck_assert_str_eq(rose, steps);
+      checked++;
+    }
+  }
+  free(buf);
+  ck_assert_uint_eq(lines, 1 + 4 * 2 * 2 * 2);
+  ck_assert_uint_eq(checked, 4);
+  for (int s = 0; s < 2; s++)
+    ck_assert_str_eq(f_bp[s], f_ara[s]);
+  o.eta = 0.0;
+  ck_assert_int_eq(aal_theory_ara_sweep(&o, NULL, NULL, NULL, &err), AAL_EINVAL);
+}
+END_TEST
 
 START_TEST(test_sweep_csv)
 {
@@ -1006,6 +1275,11 @@ int main(void)
   tcase_add_test(th, test_parallel_sign_is_exact);
   tcase_add_test(th, test_tightness);
   tcase_add_test(th, test_negative_li_both_ways);
+  tcase_add_test(th, test_asa_decodings_one_sample);
+  tcase_add_test(th, test_asa_boundaries);
+  tcase_add_test(th, test_asa_sweep);
+  tcase_add_test(th, test_ara_gradient);
+  tcase_add_test(th, test_ara_rules);
   tcase_add_test(th, test_sweep_csv);
   suite_add_tcase(s, th);
   return aal_check_run(s);
