@@ -78,6 +78,17 @@ START_TEST(test_cpu32_random)
 }
 END_TEST
 
+/* Channels, inner dimensions and lengths at and across 63/64/65/128 and 4096. */
+START_TEST(test_cpu32_boundary)
+{
+  aal_backend be = cpu32();
+  aal_kcheck_summary s = run(&be, NULL, "boundary", 0);
+  ck_assert_int_eq(s.checks, 23 * 8);
+  ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
+  be.destroy(&be);
+}
+END_TEST
+
 START_TEST(test_ref_against_itself)
 {
   aal_backend be;
@@ -397,7 +408,8 @@ START_TEST(test_bad_options)
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.msg, "conv_sideways"));
   o.op = NULL;
-  const char *bad[] = {"resnet34", "random:", "random:0", "random:x", "random:1000"};
+  const char *bad[] = {"resnet34", "random:", "random:0", "random:x", "random:1000",
+                       "boundary:", "boundary:0", "boundary:2x", "boundaries"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     o.shapes = bad[i];
     ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_EINVAL);
@@ -613,6 +625,7 @@ int main(void)
   tcase_add_test(tc, test_bad_options);
   tcase_add_test(tc, test_cpu32_resnet18);
   tcase_add_test(tc, test_cpu32_random);
+  tcase_add_test(tc, test_cpu32_boundary);
   tcase_add_test(tc, test_ref_against_itself);
   tcase_add_test(tc, test_wrong_kernels_caught);
   tcase_add_test(tc, test_cpu32_fused_equals_unfused);
