@@ -67,6 +67,33 @@ void kc_check_rounded(kc_run *run, kc_row *row, const kc_buf *b, int k)
   free(bound);
 }
 
+void kc_check_bias(kc_row *row, const kc_buf *b)
+{
+  const double tau = sqrt(2.0 * log(4.0 / KC_P_FALSE));
+  double s1 = 0.0, s2 = 0.0, ss = 0.0;
+  for (size_t i = 0; i < b->n; i++) {
+    const double ref = b->val[KC_REF][i], a = fabs(b->val[KC_ABS][i]);
+    const double z = (b->val[KC_GOT][i] - ref) / a;
+    if (!(a > 0.0) || !isfinite(z)) /* an exact zero sum, or an element failed already */
+      continue;
+    s1 += z;
+    s2 += ref > 0 ? z : ref < 0 ? -z : 0.0;
+    ss += z * z;
+  }
+  const double t1 = ss > 0 ? s1 / sqrt(ss) : 0.0, t2 = ss > 0 ? s2 / sqrt(ss) : 0.0;
+  const double r = fmax(fabs(t1), fabs(t2)) / tau;
+  if (r > row->bias)
+    row->bias = r;
+  if (r > 1.0) {
+    row->failed = 1;
+    if (!(row->ratio >= r))
+      row->ratio = r;
+  }
+  if (row->note[0] == '\0' || r > 1.0)
+    snprintf(row->note, sizeof row->note, "bias %s: T1 %+.2f, T2 %+.2f, tau %.2f", b->name, t1,
+             t2, tau);
+}
+
 double *kc_bounds(kc_run *run, size_t n)
 {
   double *b = calloc(n, sizeof *b);

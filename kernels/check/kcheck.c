@@ -673,6 +673,10 @@ static void tally(aal_kcheck_summary *sum, const char *op, const char *shape,
     sum->worst_ratio = row->ratio;
     snprintf(sum->worst, sizeof sum->worst, "%s %s", op, shape);
   }
+  if (row->bias > sum->worst_bias) {
+    sum->worst_bias = row->bias;
+    snprintf(sum->worst_bias_row, sizeof sum->worst_bias_row, "%s %s", op, shape);
+  }
 }
 
 static int run_op(kc_run *run, const kc_op *op, const kc_shape *s, int ns,
@@ -754,8 +758,11 @@ int aal_kcheck_run(const aal_backend *be, const aal_kcheck_opts *o, FILE *out,
     rc = run_op(&run, &kc_ops[i], shapes, ns, o, i, out, sum);
   }
   if (rc == AAL_OK && out != NULL) {
-    fprintf(out, "kcheck: %d checks, %d failed, worst err/bound %.3g (%s)\n", sum->checks,
+    fprintf(out, "kcheck: %d checks, %d failed, worst err/bound %.3g (%s)", sum->checks,
             sum->failed, sum->worst_ratio, sum->worst);
+    if (sum->worst_bias > 0)
+      fprintf(out, "; worst bias |T|/tau %.3g (%s)", sum->worst_bias, sum->worst_bias_row);
+    fprintf(out, "\n");
   }
 done:
   free(shapes);

@@ -31,6 +31,8 @@ typedef struct {
   int failed;           /* rows that failed */
   double worst_ratio;   /* largest error/bound over all rows (Inf for NaN or a wrong bit) */
   char worst[96];       /* "op shape" of that row */
+  double worst_bias;    /* largest |T|/tau of the bias test over the rows that run it */
+  char worst_bias_row[96];
 } aal_kcheck_summary;
 
 /* Defaults: all ops, seed 1, resnet18 shapes, batch 8. */

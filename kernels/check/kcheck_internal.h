@@ -58,6 +58,7 @@ typedef struct {
 typedef struct {
   int failed;
   double ratio;           /* worst error/bound (Inf: NaN, a wrong bit, an op error) */
+  double bias;            /* largest |T|/tau of the bias test (kc_check_bias); 0: not run */
   char worst[160];
   char note[AAL_ERRMSG_LEN + 64];
 } kc_row;
@@ -116,8 +117,8 @@ void kc_fill_bits(kc_run *run, kc_buf *b);
  * of each where n >= 2): for the ops whose answer at 0 is exact (ReLU, sign, ASA). */
 void kc_fill_sym_zeros(kc_run *run, kc_buf *b, double scale);
 
-/* The false-alarm probability that the probabilistic bound (per output element) is built
- * for, under its model (docs/KERNELS.md). */
+/* The false-alarm probability that the probabilistic bound (per output element) and the
+ * bias test (per row) are built for, under their models (docs/KERNELS.md). */
 #define KC_P_FALSE 0x1p-40
 /* Relative error factor of a sum of L terms (L - 1 additions and L - 1 other roundings at
  * most per term), against the sum of the terms' absolute values: the smaller of
@@ -134,6 +135,13 @@ void kc_check_sum(kc_run *run, kc_row *row, const kc_buf *b, double L);
  *   |y - y_ref| <= (gamma_k + 2^-52) |y_ref|   (gamma_k = k u / (1 - k u); 2^-52 covers
  * the double reference's own rounding). */
 void kc_check_rounded(kc_run *run, kc_row *row, const kc_buf *b, int k);
+/* The bias test of a long reduction over the row's n outputs: with z_i = (y_i - y_ref_i)
+ * / |abs-run output_i|, the self-normalised sums
+ *   T1 = sum z_i / sqrt(sum z_i^2),   T2 = sum sign(y_ref_i) z_i / sqrt(sum z_i^2)
+ * (T2: a bias towards or away from zero).  With errors symmetric about 0 and independent,
+ * P(|T| >= tau) <= 2 exp(-tau^2/2) (Hoeffding, conditional on |z_i|); tau =
+ * sqrt(2 ln(4 / KC_P_FALSE)) for the two together.  |T| > tau fails the row. */
+void kc_check_bias(kc_row *row, const kc_buf *b);
 /* n zeroed bounds (free()d by the caller); NULL with run->err set. */
 double *kc_bounds(kc_run *run, size_t n);
 

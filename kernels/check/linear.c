@@ -9,7 +9,7 @@ static int linear_forward_call(const aal_backend *be, int v, kc_case *k, aal_err
 }
 
 /* y = x w^T + b: I products and the bias (L = I + 2, abs = |x||w|^T + |b|); bound
- * kc_gamma(L) abs. */
+ * kc_gamma(L) abs, and the bias test. */
 int kc_linear_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
   const size_t n = (size_t)sh->a, in = (size_t)sh->b, out = (size_t)sh->c;
@@ -26,6 +26,7 @@ int kc_linear_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   }
   if (rc == AAL_OK && ran) {
     kc_check_sum(run, row, &k.buf[3], in + 2.0);
+    kc_check_bias(row, &k.buf[3]);
   }
   kc_free(run, &k);
   return rc;
@@ -40,7 +41,7 @@ static int linear_backward_call(const aal_backend *be, int v, kc_case *k, aal_er
 }
 
 /* dx = dy w (L = O + 1), dw = dy^T x (L = N + 1), db = sum_n dy (L = N + 1): bounds
- * kc_gamma(L) abs. */
+ * kc_gamma(L) abs; the bias test on dx and dw. */
 int kc_linear_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
   const size_t n = (size_t)sh->a, in = (size_t)sh->b, out = (size_t)sh->c;
@@ -61,6 +62,8 @@ int kc_linear_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
     kc_check_sum(run, row, &k.buf[3], out + 1.0);
     kc_check_sum(run, row, &k.buf[4], n + 1.0);
     kc_check_sum(run, row, &k.buf[5], n + 1.0);
+    kc_check_bias(row, &k.buf[3]);
+    kc_check_bias(row, &k.buf[4]);
   }
   kc_free(run, &k);
   return rc;
