@@ -22,6 +22,7 @@
 
 #include "tests/aal_check.h"
 #include "kernels/check/kcheck.h"
+#include "kernels/check/step_check.h"
 #include "kernels/cpu/cpu32.h"
 
 static unsigned long g_seed;
@@ -675,6 +676,35 @@ START_TEST(test_subtle_kernels_caught)
 }
 END_TEST
 
+/* The step check sees optimizer state: with weight decay after momentum the first step
+ * moves the parameters as PyTorch does, but the momentum buffers differ by wd w (and
+ * again after the second step). */
+START_TEST(test_step_sees_momentum)
+{
+  aal_backend be = wrong();
+  be.sgd_update = sgd_decay_after_momentum;
+  aal_ops ops;
+  aal_error err;
+  aal_step_check_opts o;
+  aal_step_check_summary s;
+  aal_step_check_opts_init(&o);
+  o.seed = g_seed;
+  o.batch = 4;
+  o.in_size = 32;
+  o.classes = 10;
+  o.rules = "bp";
+  ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+  FILE *out = getenv("AAL_TEST_VERBOSE") ? stderr : NULL;
+  ck_assert_msg(aal_step_check(&ops, &o, out, &s, &err) == AAL_OK, "%s", err.msg);
+  aal_ops_free(&ops);
+  fprintf(stderr, "step check, weight decay after momentum: %d of %d tensors failed, worst %.3g "
+          "(%s)\n", s.failed, s.checks, s.worst_ratio, s.worst);
+  ck_assert_msg(s.failed > 0, "weight decay after momentum passed the step check");
+  ck_assert_ptr_nonnull(strstr(s.worst, " mom"));
+  be.destroy(&be);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ c. bad input */
 
 START_TEST(test_bad_options)
@@ -909,6 +939,7 @@ int main(void)
   tcase_add_test(tc, test_ref_against_itself);
   tcase_add_test(tc, test_wrong_kernels_caught);
   tcase_add_test(tc, test_subtle_kernels_caught);
+  tcase_add_test(tc, test_step_sees_momentum);
   tcase_add_test(tc, test_cpu32_fused_equals_unfused);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
