@@ -2,7 +2,9 @@
 # False-alarm sweep of the kernel harness (docs/KERNELS.md, "What the harness can and
 # cannot see"): `aal kcheck` on a backend over many seeds of every shape set, one table
 # per set: for each op the rows run, the rows failed and the worst error/bound, and the
-# worst bias statistic |T|/tau (conv and linear).  The correct kernels must fail no row.
+# worst bias statistic |T|/tau (conv and linear); then the step check (aal kcheck
+# --step, bp, ara and asa) over the same seeds: tensors failed and the worst err/tol of
+# each kind.  The correct kernels must fail nothing.
 #
 #   experiments/kcheck-sweep.sh [--quick] [--backend NAME] [--seeds N] [--batch B]
 #
@@ -58,4 +60,31 @@ for set in resnet18 random:32 boundary:16; do
   if grep -q ' FAIL ' "$tmp"; then status=1; grep ' FAIL ' "$tmp" | head -5; fi
   rm -f "$tmp"
 done
+echo "== $backend, step check (bp, ara:2,2,2,2, asa:2,2,2,2; width 0.125, batch 8, input 64), seeds 1..$seeds"
+tmp=$(mktemp)
+for s in $(seq 1 "$seeds"); do
+  "$aal" kcheck --backend "$backend" --step --seed "$s" >>"$tmp"
+  rc=$?
+  [ $rc -le 1 ] || { echo "$0: aal kcheck --step failed to run (exit $rc)" >&2; exit 2; }
+done
+# "  worst err/tol: loss 0.000 (loss, 1 tensors); grad 0.014 (NAME, 62 tensors); ..."
+awk '
+  /worst err\/tol:/ {
+    n = split($0, part, ";")
+    for (i = 1; i <= n; i++) {
+      if (!match(part[i], /[a-z0-9]+ [0-9.]+(e[-+]?[0-9]+)? \(/)) continue
+      split(substr(part[i], RSTART, RLENGTH), t, " ")
+      if (!(t[1] in w)) { order[++k] = t[1]; w[t[1]] = 0 }
+      if (t[2] + 0 > w[t[1]]) w[t[1]] = t[2] + 0
+    }
+  }
+  /^(PASS|FAIL): / { runs++; failed += $4 + 0 }
+  /drawing another batch/ { redraws++ }
+  END {
+    printf "%d runs, %d tensors failed, %d batches redrawn for ties; worst err/tol:", runs, failed, redraws
+    for (i = 1; i <= k; i++) printf " %s %.3f", order[i], w[order[i]]
+    printf "\n"
+  }' "$tmp"
+if grep -q '^FAIL' "$tmp"; then status=1; fi
+rm -f "$tmp"
 exit $status
