@@ -8,9 +8,10 @@
 #
 #   experiments/kcheck-sweep.sh [--quick] [--backend NAME] [--seeds N] [--batch B]
 #
-# Default: cpu32, seeds 1..20 of resnet18 (batch 8), random:32 and boundary:16 (about
-# a minute on 2 cores).  --quick: seeds 1..3, resnet18 at batch 2.  Run from the
-# repository root after `make`; exits 1 if any row failed.
+# Default: cpu32, seeds 1..20 of resnet18 (batch 8), random:32, boundary:16 and the
+# step check (about 80 s on 2 cores).  --quick: seeds 1..3, resnet18 at batch 2.  Run from the
+# repository root after `make` ($AAL names another aal binary); exits 1 if any row or
+# tensor failed.
 set -u
 
 backend=cpu32 seeds=20 batch=8
@@ -24,8 +25,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-aal=./aal
-[ -x "$aal" ] || { echo "$0: run from the repository root after make (no ./aal)" >&2; exit 2; }
+aal=${AAL:-./aal}
+[ -x "$aal" ] || { echo "$0: run from the repository root after make, or set AAL (no $aal)" >&2; exit 2; }
 
 status=0
 for set in resnet18 random:32 boundary:16; do
