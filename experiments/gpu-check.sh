@@ -13,7 +13,8 @@
 #    autoreconf -fi (or a carried ./configure) && ./configure --with-cuda=yes && make -j16.
 #    Independently, builds the CUDA backend's own test and kernel benchmark with nvcc
 #    alone (no GSL needed), so that those two run even when the full build cannot.
-# 3. Runs aal devices, aal kcheck --backend cuda (resnet18 and random:50 shapes), the
+# 3. Runs aal devices, aal kcheck --backend cuda (resnet18, random:50 and boundary:16
+#    shapes, and the 20-seed false-alarm sweep experiments/kcheck-sweep.sh), the
 #    step check (aal kcheck --step) and a 5-step ASA training run with LI on the device,
 #    the CUDA backend test (also with AAL_CUDA_SYNC=1), the kernel benchmark and the
 #    training-step benchmark at batch 256.
@@ -168,6 +169,10 @@ if [ -n "$AAL" ]; then
   step "aal devices" "$AAL" devices
   step "aal kcheck --backend cuda --shapes resnet18" "$AAL" kcheck --backend cuda --shapes resnet18
   step "aal kcheck --backend cuda --shapes random:50" "$AAL" kcheck --backend cuda --shapes random:50
+  step "aal kcheck --backend cuda --shapes boundary:16" "$AAL" kcheck --backend cuda --shapes boundary:16
+  # the false-alarm sweep of docs/KERNELS.md on the device (20 seeds of every set)
+  step "experiments/kcheck-sweep.sh --backend cuda" env AAL="$AAL" \
+    "$top/experiments/kcheck-sweep.sh" --backend cuda
   # the model on the device, tensors resident there (poisoned stale host copies)
   step "aal kcheck --step --backend cuda" "$AAL" kcheck --step --backend cuda
   step "aal train --backend cuda (5 steps, ASA, LI)" "$AAL" train --backend cuda \

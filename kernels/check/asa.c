@@ -18,7 +18,7 @@ int kc_sign_pack_case(kc_run *run, const kc_shape *sh, kc_row *row)
   kc_add(&k, "bits", KC_OUT, sh->len, 1);
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK) {
-    kc_fill_sym(run, &k.buf[0], 1.0);
+    kc_fill_sym_zeros(run, &k.buf[0], 1.0); /* +0 and -0 pack to 0 */
     rc = kc_execute(run, &k, sign_pack_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran)
@@ -32,7 +32,7 @@ static int sign_unpack_call(const aal_backend *be, int v, kc_case *k, aal_error 
   return be->sign_unpack(be, k->sh->len, KC_DEV(k, 0, v), k->eps, KC_DEV(k, 1, v), err);
 }
 
-/* out = eps * bit: one rounding of eps, |out - ref| <= u eps bit; bound 2u eps bit. */
+/* out = eps * bit: one rounding of eps, held to it (kc_check_rounded). */
 int kc_sign_unpack_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
   kc_case k = {.sh = sh, .eps = 0.1}; /* not a float: the rounding of eps is checked */
@@ -41,10 +41,10 @@ int kc_sign_unpack_case(kc_run *run, const kc_shape *sh, kc_row *row)
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK) {
     kc_fill_bits(run, &k.buf[0]);
-    rc = kc_execute(run, &k, sign_unpack_call, 1, row, &ran);
+    rc = kc_execute(run, &k, sign_unpack_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran)
-    kc_check_scaled(run, row, &k.buf[1], 2.0, 1.0);
+    kc_check_rounded(run, row, &k.buf[1], 1);
   kc_free(run, &k);
   return rc;
 }
@@ -87,10 +87,11 @@ static int asa_input_unfused(kc_run *run, kc_case *k, kc_row *row)
   return rc;
 }
 
-/* h = x + eps bit with eps rounded once to the backend (|e - eps| <= u eps) and one
- * rounded addition: |h - h_ref| <= u eps bit + u |x + e bit| <= u (|x| + 2 eps bit)
- * (to first order); the bound is 2u (|x| + 2 eps bit).  bits = (x > 0) of an exact input:
- * exact. */
+/* h = x + e bit with e = eps rounded once to the backend (|e - eps| <= u eps) and one
+ * rounded addition (|h - (x + e bit)| <= u |x + e bit|), each held to its rounding:
+ *   |h - h_ref| <= u (1 + u) eps bit + (u + 2^-52) |h_ref|
+ * (2^-52: the reference's own rounding of x + eps).  bits = (x > 0) of an exact input:
+ * exact; x holds exact +0 and -0 (bit 0, h = 0). */
 int kc_asa_input_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
   const size_t n = sh->len;
@@ -103,13 +104,13 @@ int kc_asa_input_case(kc_run *run, const kc_shape *sh, kc_row *row)
   if (rc == AAL_OK && (bh = kc_bounds(run, n)) == NULL)
     rc = AAL_ENOMEM;
   if (rc == AAL_OK) {
-    kc_fill_sym(run, &k.buf[0], 1.0);
+    kc_fill_sym_zeros(run, &k.buf[0], 1.0);
     rc = kc_execute(run, &k, asa_input_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran) {
-    const double *x = k.buf[0].val[KC_REF];
+    const double *x = k.buf[0].val[KC_REF], *h = k.buf[1].val[KC_REF], u = run->u;
     for (size_t i = 0; i < n; i++)
-      bh[i] = 2 * run->u * (fabs(x[i]) + 2 * k.eps * (x[i] > 0));
+      bh[i] = u * (1 + u) * k.eps * (x[i] > 0) + (u + 0x1p-52) * fabs(h[i]);
     kc_check_bound(row, &k.buf[1], bh, 0);
     kc_check_bits(row, &k.buf[2]);
     rc = asa_input_unfused(run, &k, row);
@@ -121,15 +122,13 @@ int kc_asa_input_case(kc_run *run, const kc_shape *sh, kc_row *row)
 
 static int scale_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
 {
-  /* the absolute-value run scales by |s| */
-  const double s = v == KC_ABS ? fabs(k->lr) : k->lr;
-  return be->scale(be, k->sh->len, KC_DEV(k, 0, v), s, KC_DEV(k, 1, v), err);
+  return be->scale(be, k->sh->len, KC_DEV(k, 0, v), k->lr, KC_DEV(k, 1, v), err);
 }
 
-/* y = s x, one rounding of the product (s stays in double): |y - y_ref| <= u |s x|;
- * the bound is 2u |s| |x| (c = 2, K = 1: a factor 2 of slack).  s = -100.3: ASA's
- * lr_expansion is 100; not a float, and negative, so that a kernel that rounds s to
- * float or drops its sign shows. */
+/* y = s x, one rounding of the product (s stays in double), held to it
+ * (kc_check_rounded: |y - y_ref| <= (u + 2^-52) |y_ref|).  s = -100.3: ASA's
+ * lr_expansion is 100; not a float (float(s) is 0.51 u off), and negative, so that a
+ * kernel that rounds s to float first (a second rounding) or drops its sign shows. */
 int kc_scale_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
   kc_case k = {.sh = sh, .lr = -100.3};
@@ -138,10 +137,10 @@ int kc_scale_case(kc_run *run, const kc_shape *sh, kc_row *row)
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK) {
     kc_fill_sym(run, &k.buf[0], 1.0);
-    rc = kc_execute(run, &k, scale_call, 1, row, &ran);
+    rc = kc_execute(run, &k, scale_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran)
-    kc_check_scaled(run, row, &k.buf[1], 2.0, 1.0);
+    kc_check_rounded(run, row, &k.buf[1], 1);
   kc_free(run, &k);
   return rc;
 }

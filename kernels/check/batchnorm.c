@@ -9,13 +9,18 @@
 
 #include "sim/layers/layers.h" /* AAL_BN_EPS */
 
-/* x [n, c, hw]: channel ch gets scale 10^-U(0,3) and an offset within half its scale,
- * so that some channels have a variance far below eps and the eps term matters. */
+/* x [n, c, hw]: channel ch gets scale 10^-U(0,3), so that some channels have a variance
+ * far below eps and the eps term matters, and a mean that is, with probability 1/2 each,
+ * within half the scale of zero or 10^U(1,3) standard deviations (scale/sqrt(3)) from it,
+ * of either sign: there the variance is a small difference of large numbers, and a
+ * one-pass E[x^2] - m^2 in float loses it. */
 static void fill_bn_x(kc_run *run, kc_buf *x, int n, int c, int hw)
 {
   for (int ch = 0; ch < c; ch++) {
     const double scale = pow(10.0, -3.0 * gsl_rng_uniform(run->rng));
-    const double offset = 0.5 * kc_sym(run, scale);
+    const double far = pow(10.0, 1.0 + 2.0 * gsl_rng_uniform(run->rng)) * scale / sqrt(3.0);
+    const double offset = gsl_rng_uniform(run->rng) < 0.5 ? 0.5 * kc_sym(run, scale)
+                                                          : copysign(far, kc_sym(run, 1.0));
     for (int i = 0; i < n; i++)
       for (int j = 0; j < hw; j++)
         x->val[KC_REF][((size_t)i * c + ch) * hw + j] =
@@ -52,12 +57,15 @@ static int bn_forward_call(const aal_backend *be, int v, kc_case *k, aal_error *
                         k->eps, KC_DEV(k, 3, v), KC_DEV(k, 4, v), KC_DEV(k, 5, v), err);
 }
 
-/* Bounds of bn forward, per channel (M = N*HW, m, v, ma = mean |x| from the reference):
- *   mean:   Em = (M + 2) u ma                       (a sum of M terms, a division)
- *   var:    Ev = (M + 4) u (v + m^2)                (two-pass or Welford; not E[x^2]-m^2)
- *   invstd: rel = Ev / (2 (v + eps)) + 3u           (sqrt halves the relative error)
- *   y:      |gamma| invstd (Em + |x - m| rel) + 5u (|gamma (x - m) invstd| + |beta|)
- * each times c = 2. */
+/* Bounds of bn forward, per channel (M = N*HW, m, v, ma = mean |x| from the reference;
+ * kc_gamma carries the factor c = 2 where it is deterministic, other roundings get 2x):
+ *   mean:   Bm = kc_gamma(M + 2) ma                 (a sum of M terms, a division)
+ *   var:    Bv = kc_gamma(M + 4) (v + Bm^2) + Bm^2   (two-pass: the mean's error enters
+ *                                                    only squared, as sum (x - m) = 0)
+ *   invstd: rel = 1/sqrt(max(v - Bv, 0) + eps) / invstd - 1 + 6u
+ *                                                   (exact in Bv; eps, sqrt, division)
+ *   y:      |gamma| invstd (Bm (1 + rel) + |x - m| rel) + 10u (|gamma (x - m) invstd| + |beta|)
+ * A one-pass E[x^2] - m^2 errs by ~ M^(1/2) u (v + m^2): it fails where m^2 >> v. */
 static void bn_forward_bounds(kc_run *run, kc_case *k, double *by, double *bm, double *bi)
 {
   const kc_shape *s = k->sh;
@@ -69,16 +77,17 @@ static void bn_forward_bounds(kc_run *run, kc_case *k, double *by, double *bm, d
     double m, v, ma;
     bn_stats(x, n, c, hw, ch, &m, &v, &ma);
     const double is = 1.0 / sqrt(v + k->eps);
-    const double em = (M + 2) * u * ma, ev = (M + 4) * u * (v + m * m);
-    const double rel = ev / (2 * (v + k->eps)) + 3 * u;
-    bm[ch] = 2 * em;
-    bi[ch] = 2 * rel * is;
+    const double em = kc_gamma(run, M + 2) * ma;
+    const double ev = kc_gamma(run, M + 4) * (v + em * em) + em * em;
+    const double rel = 1.0 / sqrt(fmax(v - ev, 0.0) + k->eps) / is - 1.0 + 6 * u;
+    bm[ch] = em;
+    bi[ch] = rel * is;
     for (int i = 0; i < n; i++)
       for (int j = 0; j < hw; j++) {
         const size_t at = ((size_t)i * c + ch) * hw + j;
         const double d = fabs(x[at] - m);
-        by[at] = 2 * (fabs(g[ch]) * is * (em + d * rel) +
-                      5 * u * (fabs(g[ch]) * d * is + fabs(be[ch])));
+        by[at] = fabs(g[ch]) * is * (em * (1 + rel) + d * rel) +
+                 10 * u * (fabs(g[ch]) * d * is + fabs(be[ch]));
       }
   }
 }
@@ -195,11 +204,10 @@ static int bn_backward_call(const aal_backend *be, int v, kc_case *k, aal_error 
 }
 
 /* Bounds of bn backward, per channel, with xh = (x - m) invstd from the given (float)
- * m and invstd, S1 = sum |dy|, S2 = sum |dy xh|:
- *   dbeta:  (M + 1) u S1;   dgamma: (M + 3) u S2;
- *   dx:     |gamma| invstd ((M + 1) u S1/M + |xh| (M + 3) u S2/M
- *                           + 6u (|dy| + S1/M + |xh| S2/M))
- * each times c = 2. */
+ * m and invstd, S1 = sum |dy|, S2 = sum |dy xh| (kc_gamma: c = 2 where deterministic;
+ * the other roundings 2x):
+ *   dbeta:  Bb = kc_gamma(M + 1) S1;   dgamma: Bg = kc_gamma(M + 3) S2;
+ *   dx:     |gamma| invstd (Bb/M + |xh| Bg/M + 12u (|dy| + S1/M + |xh| S2/M)). */
 static void bn_backward_bounds(kc_run *run, const kc_shape *s, const double *dy,
                                const double *x, const double *g, const double *mean,
                                const double *inv, double *bx, double *bg, double *bb)
@@ -214,15 +222,14 @@ static void bn_backward_bounds(kc_run *run, const kc_shape *s, const double *dy,
         s1 += fabs(dy[at]);
         s2 += fabs(dy[at] * (x[at] - mean[ch]) * inv[ch]);
       }
-    bb[ch] = 2 * (M + 1) * u * s1;
-    bg[ch] = 2 * (M + 3) * u * s2;
+    bb[ch] = kc_gamma(run, M + 1) * s1;
+    bg[ch] = kc_gamma(run, M + 3) * s2;
     for (int i = 0; i < n; i++)
       for (int j = 0; j < hw; j++) {
         const size_t at = ((size_t)i * c + ch) * hw + j;
         const double xh = fabs((x[at] - mean[ch]) * inv[ch]);
-        bx[at] = 2 * fabs(g[ch]) * inv[ch] *
-                 ((M + 1) * u * s1 / M + xh * (M + 3) * u * s2 / M +
-                  6 * u * (fabs(dy[at]) + s1 / M + xh * s2 / M));
+        bx[at] = fabs(g[ch]) * inv[ch] *
+                 (bb[ch] / M + xh * bg[ch] / M + 12 * u * (fabs(dy[at]) + s1 / M + xh * s2 / M));
       }
   }
 }

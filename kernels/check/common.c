@@ -20,6 +20,80 @@ void kc_fill_bits(kc_run *run, kc_buf *b)
     b->words[KC_REF][b->n / 32] &= ((uint32_t)1 << (b->n % 32)) - 1;
 }
 
+void kc_fill_sym_zeros(kc_run *run, kc_buf *b, double scale)
+{
+  double *v = b->val[KC_REF];
+  for (size_t i = 0; i < b->n; i++) {
+    const double t = gsl_rng_uniform(run->rng);
+    v[i] = t < 0.125 ? 0.0 : t < 0.25 ? -0.0 : kc_sym(run, scale);
+  }
+  if (b->n >= 2) { /* every row asks both questions */
+    const size_t i = gsl_rng_uniform_int(run->rng, b->n);
+    v[i] = 0.0;
+    v[(i + 1 + gsl_rng_uniform_int(run->rng, b->n - 1)) % b->n] = -0.0;
+  }
+}
+
+/* gamma_L = L u / (1 - L u), infinite where L u >= 1 */
+static double gamma_det(double L, double u) { return L * u < 1.0 ? L * u / (1.0 - L * u) : INFINITY; }
+
+double kc_gamma(const kc_run *run, double L)
+{
+  const double u = run->u;
+  const double lambda = sqrt(2.0 * log(2.0 * L / KC_P_FALSE)) / (1.0 - u);
+  const double prob = expm1(lambda * sqrt(L) * u + L * u * u / (1.0 - u));
+  const double det = 2.0 * gamma_det(L, u);
+  return (prob < det ? prob : det) + gamma_det(L, 0x1p-53);
+}
+
+void kc_check_sum(kc_run *run, kc_row *row, const kc_buf *b, double L)
+{
+  kc_check_scaled(run, row, b, kc_gamma(run, L) / (L * run->u), L);
+}
+
+void kc_check_rounded(kc_run *run, kc_row *row, const kc_buf *b, int k)
+{
+  double *bound = kc_bounds(run, b->n);
+  if (bound == NULL) { /* no memory for the bounds: the row cannot pass */
+    row->failed = 1;
+    row->ratio = INFINITY;
+    snprintf(row->note, sizeof row->note, "no memory for %zu bounds", b->n);
+    return;
+  }
+  const double f = gamma_det(k, run->u) + 0x1p-52;
+  for (size_t i = 0; i < b->n; i++)
+    bound[i] = f * fabs(b->val[KC_REF][i]);
+  kc_check_bound(row, b, bound, 0);
+  free(bound);
+}
+
+void kc_check_bias(kc_row *row, const kc_buf *b)
+{
+  const double tau = sqrt(2.0 * log(4.0 / KC_P_FALSE));
+  double s1 = 0.0, s2 = 0.0, ss = 0.0;
+  for (size_t i = 0; i < b->n; i++) {
+    const double ref = b->val[KC_REF][i], a = fabs(b->val[KC_ABS][i]);
+    const double z = (b->val[KC_GOT][i] - ref) / a;
+    if (!(a > 0.0) || !isfinite(z)) /* an exact zero sum, or an element failed already */
+      continue;
+    s1 += z;
+    s2 += ref > 0 ? z : ref < 0 ? -z : 0.0;
+    ss += z * z;
+  }
+  const double t1 = ss > 0 ? s1 / sqrt(ss) : 0.0, t2 = ss > 0 ? s2 / sqrt(ss) : 0.0;
+  const double r = fmax(fabs(t1), fabs(t2)) / tau;
+  if (r > row->bias)
+    row->bias = r;
+  if (r > 1.0) {
+    row->failed = 1;
+    if (!(row->ratio >= r))
+      row->ratio = r;
+  }
+  if (row->note[0] == '\0' || r > 1.0)
+    snprintf(row->note, sizeof row->note, "bias %s: T1 %+.2f, T2 %+.2f, tau %.2f", b->name, t1,
+             t2, tau);
+}
+
 double *kc_bounds(kc_run *run, size_t n)
 {
   double *b = calloc(n, sizeof *b);

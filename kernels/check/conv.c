@@ -1,7 +1,9 @@
 /* kcheck's conv cases (forward, backward-data, backward-filter).
  * A conv output is a dot product of L terms (L = C*R*S forward, K*R*S backward-data,
  * N*P*Q backward-filter; padded positions contribute exact zeros), rounded to float:
- * |y - y_ref| <= 2 (L + 1) u (|A||B|)_ref. */
+ * |y - y_ref| <= kc_gamma(L + 1) (|A||B|)_ref (the deterministic 2 (L + 1) u, or the
+ * probabilistic bound where it is smaller), and the errors of all outputs together must
+ * pass the bias test (kc_check_bias). */
 #include "kernels/check/kcheck_internal.h"
 
 static size_t xsize(const aal_conv_shape *c) { return (size_t)c->n * c->c * c->h * c->w; }
@@ -26,7 +28,8 @@ static int conv_backward_filter_call(const aal_backend *be, int v, kc_case *k,
                                   err);
 }
 
-/* Two inputs of n0 and n1 values in [-1, 1), one output of n2, bound 2 (L + 1) u abs. */
+/* Two inputs of n0 and n1 values in [-1, 1), one output of n2, bound kc_gamma(L + 1) abs,
+ * and the bias test. */
 static int gemm_like(kc_run *run, const kc_shape *sh, kc_row *row, kc_call call,
                      const char *names[3], const size_t n[3], double terms)
 {
@@ -40,8 +43,10 @@ static int gemm_like(kc_run *run, const kc_shape *sh, kc_row *row, kc_call call,
     kc_fill_sym(run, &k.buf[1], 1.0);
     rc = kc_execute(run, &k, call, 1, row, &ran);
   }
-  if (rc == AAL_OK && ran)
-    kc_check_scaled(run, row, &k.buf[2], 2.0, terms + 1.0);
+  if (rc == AAL_OK && ran) {
+    kc_check_sum(run, row, &k.buf[2], terms + 1.0);
+    kc_check_bias(row, &k.buf[2]);
+  }
   kc_free(run, &k);
   return rc;
 }

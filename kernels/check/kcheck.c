@@ -471,6 +471,75 @@ static void random_shape(enum kc_family f, gsl_rng *r, int i, kc_shape *s)
   }
 }
 
+/* ---- the boundary shapes: sizes at and across the block sizes optimised kernels use */
+
+static const int kc_chans[] = {63, 64, 65, 127, 128, 129};
+
+static int pick(gsl_rng *r, const int *v, size_t n) { return v[gsl_rng_uniform_int(r, n)]; }
+
+#define PICK(r, v) pick(r, v, sizeof v / sizeof v[0])
+
+/* k 4096 + {-1, 0, 1}, k in 1..kmax */
+static size_t near4096(gsl_rng *r, int kmax) { return 4096u * (size_t)uni(r, 1, kmax) + (size_t)uni(r, 0, 2) - 1; }
+
+/* Even i: C and K in 63..129 (C*R*S up to 1161), small images; odd i: few channels and
+ * N*P*Q at and across 4096 and 8192 (63..65 square-ish images, stride 1, "same" pad). */
+static void boundary_conv(gsl_rng *r, int i, kc_shape *s)
+{
+  static const int side[] = {63, 64, 65};
+  const int k = uni(r, 0, 1) ? 3 : 1;
+  if (i % 2 == 0) {
+    const int st = 1 + (i / 2) % 2, pad = k == 3 ? (i / 4) % 2 : 0;
+    conv_shape(s, uni(r, 1, 2), PICK(r, kc_chans), uni(r, 3, 8), uni(r, 3, 8), PICK(r, kc_chans),
+               k, st, pad);
+    if (i % 8 == 6) { /* one non-square kernel in four */
+      s->cs.s = 3 - s->cs.r + 1;
+      s->cs.pad = 0;
+    }
+  } else {
+    conv_shape(s, uni(r, 1, 2), uni(r, 1, 8), PICK(r, side), PICK(r, side), uni(r, 1, 8), k, 1,
+               k / 2);
+  }
+  aal_conv_shape_init(&s->cs, NULL); /* valid by construction: 3 <= size, pad <= 1 */
+  conv_desc(s);
+}
+
+static void boundary_shape(enum kc_family f, gsl_rng *r, int i, kc_shape *s)
+{
+  static const int small_hw[] = {63, 64, 65}, pool_hw[] = {1, 16, 49, 63, 64, 65};
+  static const int inner[] = {63, 64, 65, 127, 128, 129, 255, 256, 257, 4095, 4096, 4097};
+  static const int classes[] = {63, 64, 65, 127, 128, 129, 200};
+  switch (f) {
+  case KC_CONV:
+    boundary_conv(r, i, s);
+    break;
+  case KC_BN: /* many channels over M near 64, or few over M near 4096 and 8192 */
+    if (i % 2 == 0)
+      abc_shape(s, uni(r, 1, 2), PICK(r, kc_chans), PICK(r, small_hw), 0, "abc");
+    else
+      abc_shape(s, uni(r, 1, 2), uni(r, 1, 3), (int)near4096(r, 1), 0, "abc");
+    break;
+  case KC_ELEM:
+    abc_shape(s, 0, 0, 0, near4096(r, 16), "len");
+    break;
+  case KC_LI:
+    abc_shape(s, uni(r, 1, 3), 0, 0, near4096(r, 4), "n,per");
+    break;
+  case KC_POOL:
+    abc_shape(s, PICK(r, kc_chans), PICK(r, pool_hw), 0, 0, "ab");
+    break;
+  case KC_LINEAR:
+    abc_shape(s, uni(r, 1, 8), PICK(r, inner), PICK(r, kc_chans), 0, "abc");
+    break;
+  case KC_XENT:
+    abc_shape(s, uni(r, 1, 8), PICK(r, classes), 0, 0, "ab");
+    break;
+  case KC_SGD:
+    abc_shape(s, 0, 0, 0, near4096(r, 16), "len");
+    break;
+  }
+}
+
 /* Mixes (seed, a, b) into a generator seed (splitmix64 finaliser). */
 static unsigned long mix(unsigned long seed, unsigned long a, unsigned long b)
 {
@@ -480,30 +549,53 @@ static unsigned long mix(unsigned long seed, unsigned long a, unsigned long b)
   return (unsigned long)(z ^ (z >> 31));
 }
 
-/* "resnet18" -> 0, "random:N" -> N (1..KC_MAXSHAPES); -1 if malformed. */
-static int parse_shapes(const char *spec)
+enum kc_set { KC_SET_RESNET18, KC_SET_RANDOM, KC_SET_BOUNDARY };
+
+#define KC_BOUNDARY_DEFAULT 8
+
+/* "resnet18" -> 0 shapes of the fixed set, "random:N" and "boundary[:N]" -> N
+ * (1..KC_MAXSHAPES); -1 if malformed. */
+static int parse_shapes(const char *spec, enum kc_set *set)
 {
+  *set = KC_SET_RESNET18;
   if (spec == NULL || strcmp(spec, "resnet18") == 0)
     return 0;
-  if (strncmp(spec, "random:", 7) != 0)
+  if (strcmp(spec, "boundary") == 0) {
+    *set = KC_SET_BOUNDARY;
+    return KC_BOUNDARY_DEFAULT;
+  }
+  size_t skip;
+  if (strncmp(spec, "random:", 7) == 0) {
+    *set = KC_SET_RANDOM;
+    skip = 7;
+  } else if (strncmp(spec, "boundary:", 9) == 0) {
+    *set = KC_SET_BOUNDARY;
+    skip = 9;
+  } else {
     return -1;
+  }
   char *end;
-  const long n = strtol(spec + 7, &end, 10);
-  if (end == spec + 7 || *end != '\0' || n < 1 || n > KC_MAXSHAPES)
+  const long n = strtol(spec + skip, &end, 10);
+  if (end == spec + skip || *end != '\0' || n < 1 || n > KC_MAXSHAPES)
     return -1;
   return (int)n;
 }
 
-static int shapes_for(enum kc_family f, const aal_kcheck_opts *o, int nrand, kc_shape *s)
+static int shapes_for(enum kc_family f, const aal_kcheck_opts *o, enum kc_set set, int nrand,
+                      kc_shape *s)
 {
-  if (nrand == 0)
+  if (set == KC_SET_RESNET18)
     return resnet18_shapes(f, o->batch > 0 ? o->batch : 8, s);
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
   if (r == NULL)
     return -1;
-  gsl_rng_set(r, mix(o->seed, 1000 + (unsigned long)f, 0));
-  for (int i = 0; i < nrand; i++)
-    random_shape(f, r, i, &s[i]);
+  gsl_rng_set(r, mix(o->seed, (set == KC_SET_BOUNDARY ? 2000 : 1000) + (unsigned long)f, 0));
+  for (int i = 0; i < nrand; i++) {
+    if (set == KC_SET_BOUNDARY)
+      boundary_shape(f, r, i, &s[i]);
+    else
+      random_shape(f, r, i, &s[i]);
+  }
   gsl_rng_free(r);
   return nrand;
 }
@@ -581,6 +673,10 @@ static void tally(aal_kcheck_summary *sum, const char *op, const char *shape,
     sum->worst_ratio = row->ratio;
     snprintf(sum->worst, sizeof sum->worst, "%s %s", op, shape);
   }
+  if (row->bias > sum->worst_bias) {
+    sum->worst_bias = row->bias;
+    snprintf(sum->worst_bias_row, sizeof sum->worst_bias_row, "%s %s", op, shape);
+  }
 }
 
 static int run_op(kc_run *run, const kc_op *op, const kc_shape *s, int ns,
@@ -602,12 +698,12 @@ static int run_op(kc_run *run, const kc_op *op, const kc_shape *s, int ns,
   return AAL_OK;
 }
 
-static int check_opts(const aal_kcheck_opts *o, int *nrand, aal_error *err)
+static int check_opts(const aal_kcheck_opts *o, enum kc_set *set, int *nrand, aal_error *err)
 {
-  *nrand = parse_shapes(o->shapes);
+  *nrand = parse_shapes(o->shapes, set);
   if (*nrand < 0)
-    return aal_fail(err, AAL_EINVAL, "kcheck: shapes '%s': expected resnet18 or random:N "
-                    "with 1 <= N <= %d", o->shapes, KC_MAXSHAPES);
+    return aal_fail(err, AAL_EINVAL, "kcheck: shapes '%s': expected resnet18, random:N or "
+                    "boundary[:N] with 1 <= N <= %d", o->shapes, KC_MAXSHAPES);
   int any = 0;
   for (int i = 0; i < kc_nops; i++)
     any |= selected(o->op, kc_ops[i].name);
@@ -628,7 +724,8 @@ int aal_kcheck_run(const aal_backend *be, const aal_kcheck_opts *o, FILE *out,
   if (be == NULL || o == NULL || sum == NULL)
     return aal_fail(err, AAL_EINVAL, "kcheck: NULL backend, options or summary");
   memset(sum, 0, sizeof *sum);
-  int nrand, rc = check_opts(o, &nrand, err);
+  enum kc_set set;
+  int nrand, rc = check_opts(o, &set, &nrand, err);
   if (rc != AAL_OK)
     return rc;
   aal_backend ref;
@@ -645,7 +742,7 @@ int aal_kcheck_run(const aal_backend *be, const aal_kcheck_opts *o, FILE *out,
   if (out != NULL) {
     fprintf(out, "kcheck: backend %s (u = 2^-%d), seed %lu, shapes %s", be->name,
             be->precision_bits, o->seed, o->shapes ? o->shapes : "resnet18");
-    if (nrand == 0)
+    if (set == KC_SET_RESNET18)
       fprintf(out, ", batch %d", o->batch > 0 ? o->batch : 8);
     fprintf(out, "\n");
     fprintf(out, "%-21s %-28s %9s  %-4s  %s\n", "op", "shape", "err/bound", "", "worst element");
@@ -653,16 +750,20 @@ int aal_kcheck_run(const aal_backend *be, const aal_kcheck_opts *o, FILE *out,
   for (int i = 0; i < kc_nops && rc == AAL_OK; i++) {
     if (!selected(o->op, kc_ops[i].name))
       continue;
-    const int ns = shapes_for(kc_ops[i].family, o, nrand, shapes);
+    const int ns = shapes_for(kc_ops[i].family, o, set, nrand, shapes);
     if (ns < 0) {
       rc = aal_fail(err, AAL_ENOMEM, "kcheck: shape generator");
       break;
     }
     rc = run_op(&run, &kc_ops[i], shapes, ns, o, i, out, sum);
   }
-  if (rc == AAL_OK && out != NULL)
-    fprintf(out, "kcheck: %d checks, %d failed, worst err/bound %.3g (%s)\n", sum->checks,
+  if (rc == AAL_OK && out != NULL) {
+    fprintf(out, "kcheck: %d checks, %d failed, worst err/bound %.3g (%s)", sum->checks,
             sum->failed, sum->worst_ratio, sum->worst);
+    if (sum->worst_bias > 0)
+      fprintf(out, "; worst bias |T|/tau %.3g (%s)", sum->worst_bias, sum->worst_bias_row);
+    fprintf(out, "\n");
+  }
 done:
   free(shapes);
   gsl_rng_free(run.rng);

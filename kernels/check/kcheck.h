@@ -19,7 +19,10 @@
 typedef struct {
   const char *op;       /* an op name ("conv_forward") or family ("conv", "bn"); NULL: all */
   unsigned long seed;
-  const char *shapes;   /* "resnet18" or "random:N" (N shapes per op family); NULL: resnet18 */
+  const char *shapes;   /* "resnet18", "random:N" (N small shapes per op family) or
+                           "boundary[:N]" (N shapes per family, default 8, whose channels,
+                           inner dimensions and lengths sit at and across 63/64/65, 128
+                           and multiples of 4096); NULL: resnet18 */
   int batch;            /* batch of the resnet18 shapes; <= 0: 8 */
 } aal_kcheck_opts;
 
@@ -28,6 +31,8 @@ typedef struct {
   int failed;           /* rows that failed */
   double worst_ratio;   /* largest error/bound over all rows (Inf for NaN or a wrong bit) */
   char worst[96];       /* "op shape" of that row */
+  double worst_bias;    /* largest |T|/tau of the bias test over the rows that run it */
+  char worst_bias_row[96];
 } aal_kcheck_summary;
 
 /* Defaults: all ops, seed 1, resnet18 shapes, batch 8. */

@@ -58,6 +58,7 @@ typedef struct {
 typedef struct {
   int failed;
   double ratio;           /* worst error/bound (Inf: NaN, a wrong bit, an op error) */
+  double bias;            /* largest |T|/tau of the bias test (kc_check_bias); 0: not run */
   char worst[160];
   char note[AAL_ERRMSG_LEN + 64];
 } kc_row;
@@ -112,6 +113,35 @@ void kc_check_same_bits(kc_row *row, const char *name, const uint32_t *fused,
  * bits, the unused high bits of the last word zero. */
 void kc_fill_sym(kc_run *run, kc_buf *b, double scale);
 void kc_fill_bits(kc_run *run, kc_buf *b);
+/* kc_sym values with exact +0 and -0 mixed in (each with probability 1/8, and at least one
+ * of each where n >= 2): for the ops whose answer at 0 is exact (ReLU, sign, ASA). */
+void kc_fill_sym_zeros(kc_run *run, kc_buf *b, double scale);
+
+/* The false-alarm probability that the probabilistic bound (per output element) and the
+ * bias test (per row) are built for, under their models (docs/KERNELS.md). */
+#define KC_P_FALSE 0x1p-40
+/* Relative error factor of a sum of L terms (L - 1 additions and L - 1 other roundings at
+ * most per term), against the sum of the terms' absolute values: the smaller of
+ *   the deterministic 2 gamma_L = 2 L u / (1 - L u)  (c = 2, as the tables), and
+ *   the probabilistic gamma~_L(lambda) = exp(lambda sqrt(L) u + L u^2/(1 - u)) - 1
+ *     (Higham & Mary 2019, Theorem 3.1: rounding errors independent and of mean zero; it
+ *     fails with probability at most 2 L exp(-lambda^2 (1-u)^2 / 2) = KC_P_FALSE),
+ * plus gamma_L of the double reference (2^-53). */
+double kc_gamma(const kc_run *run, double L);
+/* bound_i = kc_gamma(L) * |abs-run output_i|: a sum of L terms (kc_check_scaled with
+ * the factor of kc_gamma). */
+void kc_check_sum(kc_run *run, kc_row *row, const kc_buf *b, double L);
+/* An op of k roundings (1: a correctly rounded +, *, /), held to them:
+ *   |y - y_ref| <= (gamma_k + 2^-52) |y_ref|   (gamma_k = k u / (1 - k u); 2^-52 covers
+ * the double reference's own rounding). */
+void kc_check_rounded(kc_run *run, kc_row *row, const kc_buf *b, int k);
+/* The bias test of a long reduction over the row's n outputs: with z_i = (y_i - y_ref_i)
+ * / |abs-run output_i|, the self-normalised sums
+ *   T1 = sum z_i / sqrt(sum z_i^2),   T2 = sum sign(y_ref_i) z_i / sqrt(sum z_i^2)
+ * (T2: a bias towards or away from zero).  With errors symmetric about 0 and independent,
+ * P(|T| >= tau) <= 2 exp(-tau^2/2) (Hoeffding, conditional on |z_i|); tau =
+ * sqrt(2 ln(4 / KC_P_FALSE)) for the two together.  |T| > tau fails the row. */
+void kc_check_bias(kc_row *row, const kc_buf *b);
 /* n zeroed bounds (free()d by the caller); NULL with run->err set. */
 double *kc_bounds(kc_run *run, size_t n);
 

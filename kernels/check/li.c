@@ -29,12 +29,15 @@ static void fill_li(kc_run *run, kc_case *k)
   }
 }
 
-/* With hh = h.h, A = sum |r h|, rr = r.r over `per` terms, each sum within
- * (per) u of its absolute sum, and LI = (2 rh - rr)/hh:
- *   |LI - LI_ref| <= c (2 per + 4) u (2A + rr) / hh,  c = 2. */
+/* With hh = h.h, A = sum |r h|, rr = r.r over `per` terms, each sum within g =
+ * kc_gamma(per) of its absolute sum (the deterministic 2 per u or the probabilistic
+ * bound), and LI = (2 rh - rr)/hh: the numerator is off by g (2A + rr), the quotient by
+ * g |LI| <= g (2A + rr)/hh from hh, and the subtraction and the division by 2 * 2u:
+ *   |LI - LI_ref| <= (2 g + 8u) (2A + rr) / hh. */
 static void li_bounds(kc_run *run, kc_case *k, double *bl)
 {
   const size_t per = k->sh->len;
+  const double g = kc_gamma(run, (double)per);
   for (int s = 0; s < k->sh->a; s++) {
     const double *h = k->buf[0].val[KC_REF] + (size_t)s * per;
     const double *r = k->buf[1].val[KC_REF] + (size_t)s * per;
@@ -44,7 +47,7 @@ static void li_bounds(kc_run *run, kc_case *k, double *bl)
       a += fabs(r[i] * h[i]);
       rr += r[i] * r[i];
     }
-    bl[s] = hh > 0 ? 2 * (2.0 * per + 4) * run->u * (2 * a + rr) / hh : 0.0;
+    bl[s] = hh > 0 ? (2 * g + 8 * run->u) * (2 * a + rr) / hh : 0.0;
   }
 }
 

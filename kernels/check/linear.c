@@ -8,7 +8,8 @@ static int linear_forward_call(const aal_backend *be, int v, kc_case *k, aal_err
                             KC_DEV(k, 3, v), err);
 }
 
-/* y = x w^T + b: I products and the bias (K = I + 2, abs = |x||w|^T + |b|). */
+/* y = x w^T + b: I products and the bias (L = I + 2, abs = |x||w|^T + |b|); bound
+ * kc_gamma(L) abs, and the bias test. */
 int kc_linear_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
   const size_t n = (size_t)sh->a, in = (size_t)sh->b, out = (size_t)sh->c;
@@ -23,8 +24,10 @@ int kc_linear_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
       kc_fill_sym(run, &k.buf[i], 1.0);
     rc = kc_execute(run, &k, linear_forward_call, 1, row, &ran);
   }
-  if (rc == AAL_OK && ran)
-    kc_check_scaled(run, row, &k.buf[3], 2.0, in + 2.0);
+  if (rc == AAL_OK && ran) {
+    kc_check_sum(run, row, &k.buf[3], in + 2.0);
+    kc_check_bias(row, &k.buf[3]);
+  }
   kc_free(run, &k);
   return rc;
 }
@@ -37,7 +40,8 @@ static int linear_backward_call(const aal_backend *be, int v, kc_case *k, aal_er
                              err);
 }
 
-/* dx = dy w (K = O + 1), dw = dy^T x (K = N + 1), db = sum_n dy (K = N + 1). */
+/* dx = dy w (L = O + 1), dw = dy^T x (L = N + 1), db = sum_n dy (L = N + 1): bounds
+ * kc_gamma(L) abs; the bias test on dx and dw. */
 int kc_linear_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
   const size_t n = (size_t)sh->a, in = (size_t)sh->b, out = (size_t)sh->c;
@@ -55,9 +59,11 @@ int kc_linear_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
     rc = kc_execute(run, &k, linear_backward_call, 1, row, &ran);
   }
   if (rc == AAL_OK && ran) {
-    kc_check_scaled(run, row, &k.buf[3], 2.0, out + 1.0);
-    kc_check_scaled(run, row, &k.buf[4], 2.0, n + 1.0);
-    kc_check_scaled(run, row, &k.buf[5], 2.0, n + 1.0);
+    kc_check_sum(run, row, &k.buf[3], out + 1.0);
+    kc_check_sum(run, row, &k.buf[4], n + 1.0);
+    kc_check_sum(run, row, &k.buf[5], n + 1.0);
+    kc_check_bias(row, &k.buf[3]);
+    kc_check_bias(row, &k.buf[4]);
   }
   kc_free(run, &k);
   return rc;

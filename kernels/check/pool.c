@@ -11,8 +11,9 @@ static int avgpool_backward_call(const aal_backend *be, int v, kc_case *k, aal_e
   return be->avgpool_backward(be, k->sh->a, k->sh->b, KC_DEV(k, 0, v), KC_DEV(k, 1, v), err);
 }
 
-/* One input, one output: forward is a sum of hw terms and a division (K = hw + 2);
- * backward one division, or a multiplication by a rounded 1/hw (K = 2). */
+/* One input, one output: forward is a sum of hw terms and a division (bound
+ * kc_gamma(hw + 2) abs); backward one division, or a multiplication by a rounded 1/hw:
+ * held to those two roundings (kc_check_rounded, k = 2). */
 static int pool_case(kc_run *run, const kc_shape *sh, kc_row *row, int forward)
 {
   const size_t big = (size_t)sh->a * sh->b, small = (size_t)sh->a;
@@ -25,8 +26,12 @@ static int pool_case(kc_run *run, const kc_shape *sh, kc_row *row, int forward)
     rc = kc_execute(run, &k, forward ? avgpool_forward_call : avgpool_backward_call, 1, row,
                     &ran);
   }
-  if (rc == AAL_OK && ran)
-    kc_check_scaled(run, row, &k.buf[1], 2.0, forward ? sh->b + 2.0 : 2.0);
+  if (rc == AAL_OK && ran) {
+    if (forward)
+      kc_check_sum(run, row, &k.buf[1], sh->b + 2.0);
+    else
+      kc_check_rounded(run, row, &k.buf[1], 2);
+  }
   kc_free(run, &k);
   return rc;
 }

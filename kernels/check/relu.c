@@ -1,4 +1,5 @@
-/* kcheck's ReLU cases (exact: y, dx and the mask bit for bit). */
+/* kcheck's ReLU cases (exact: y, dx and the mask bit for bit).  The forward's x holds
+ * exact +0 and -0 (y = 0, bit 0: a mask of x >= 0, or of the sign bit, shows). */
 #include "kernels/check/kcheck_internal.h"
 
 static int relu_forward_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
@@ -14,7 +15,7 @@ int kc_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   kc_add(&k, "mask", KC_OUT, sh->len, 1);
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK) {
-    kc_fill_sym(run, &k.buf[0], 1.0);
+    kc_fill_sym_zeros(run, &k.buf[0], 1.0);
     rc = kc_execute(run, &k, relu_forward_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran) {

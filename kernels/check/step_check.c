@@ -133,8 +133,11 @@ static void step_sizes(const aal_resnet *net, long batch, long *depth, long *kma
 
 /* ---------------------------------------------------------------- comparison */
 
-/* what is compared: loss, gradients, LI, parameters after the step, eval-mode logits */
-#define KINDS 5
+/* what is compared: loss, gradients, LI, parameters (and running statistics) after the
+ * step, eval-mode logits, momentum buffers after the step, parameters and momentum after
+ * a second step */
+#define KINDS 8
+enum { KIND_MOM = 5, KIND_PARAM2 = 6, KIND_MOM2 = 7 };
 
 typedef struct {
   FILE *out;
@@ -148,7 +151,8 @@ typedef struct {
   int kind_count[KINDS];
 } cmp_ctx;
 
-static const char *const kind_names[KINDS] = {"loss", "grad", "li", "param", "eval"};
+static const char *const kind_names[KINDS] = {"loss", "grad", "li",     "param",
+                                              "eval", "mom",  "param2", "mom2"};
 
 static void compare(cmp_ctx *c, int kind, const char *name, const double *ref,
                     const double *val, const unsigned char *vref, const unsigned char *vval,
@@ -262,7 +266,114 @@ static void count_flips(const recorder *ra, const recorder *rb, double tol, long
   }
 }
 
+/* Every parameter and running statistic (kind kp) and every momentum buffer (kind km). */
+static void compare_state(cmp_ctx *c, const aal_resnet *a, const aal_resnet *b, int kp, int km)
+{
+  for (int i = 0; i < a->nparams; i++) {
+    const aal_param *pa = &a->params[i], *pb = &b->params[i];
+    compare(c, kp, pa->name, pa->value->data, pb->value->data, NULL, NULL, pa->value->size);
+    if (pa->momentum != NULL && pb->momentum != NULL)
+      compare(c, km, pa->name, pa->momentum->data, pb->momentum->data, NULL, NULL,
+              pa->momentum->size);
+  }
+}
+
 #define MAX_DRAWS 5
+
+/* The reference side takes the tested side's gradients (b synced) before the SGD step,
+ * so that the parameters and momentum buffers after it hold the update's error only (a
+ * wrong gradient shows as one, not again downstream). */
+static void adopt_grads(aal_resnet *a, const aal_resnet *b)
+{
+  for (int i = 0; i < a->nparams; i++)
+    if (a->params[i].grad != NULL && b->params[i].grad != NULL)
+      memcpy(a->params[i].grad->data, b->params[i].grad->data,
+             a->params[i].grad->size * sizeof(double));
+}
+
+/* The reference side takes the tested side's state (parameters, running statistics,
+ * momentum; b synced), so that the second step starts from identical values as the
+ * first did: its comparison holds one step's error, and no tie carried over. */
+static void adopt_state(aal_resnet *a, const aal_resnet *b)
+{
+  for (int i = 0; i < a->nparams; i++) {
+    const aal_param *pb = &b->params[i];
+    aal_param *pa = &a->params[i];
+    memcpy(pa->value->data, pb->value->data, pa->value->size * sizeof(double));
+    if (pa->momentum != NULL && pb->momentum != NULL)
+      memcpy(pa->momentum->data, pb->momentum->data, pa->momentum->size * sizeof(double));
+  }
+}
+
+/* One draw of the second step: b's state adopted by a (b synced), forward + backward on
+ * both with batch seed `seed`; *flips and *ties as count_flips. */
+static int second_pass(aal_resnet *a, aal_resnet *b, const aal_ops *ops, const aal_rule *rule,
+                       unsigned long seed, const aal_step_check_opts *o, double tol,
+                       long *flips, long *ties, aal_error *err)
+{
+  recorder *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb);
+  aal_tensor *x = NULL;
+  int *labels = NULL;
+  double la = 0, lb = 0;
+  int rc = (ra && rb) ? aal_resnet_sync_host(b, err)
+                      : aal_fail(err, AAL_ENOMEM, "step check: recorders");
+  if (rc == AAL_OK)
+    rc = aal_random_batch(&a->cfg, o->batch, seed, &x, &labels, err);
+  if (rc == AAL_OK) {
+    round_tensor(x, ops->precision_bits);
+    adopt_state(a, b);
+    rc = run_side(a, NULL, rule, x, labels, o, ra, &la, err);
+  }
+  if (rc == AAL_OK)
+    rc = run_side(b, ops, rule, x, labels, o, rb, &lb, err);
+  if (rc == AAL_OK)
+    count_flips(ra, rb, tol, flips, ties);
+  aal_tensor_release(x);
+  free(labels);
+  recorder_free(ra);
+  recorder_free(rb);
+  return rc;
+}
+
+/* A second step on both sides from the tested side's state after the first: the
+ * momentum buffers are read back and the running statistics updated again; then
+ * compare_state.  As in the first step, a batch whose conv-input signs differ only by
+ * ties (within rounding of 0) is redrawn (at most MAX_DRAWS); a sign that differs
+ * otherwise, or ties in every draw, fails. */
+static int second_step(aal_resnet *a, aal_resnet *b, const aal_ops *ops, const aal_rule *rule,
+                       const aal_step_check_opts *o, cmp_ctx *c, aal_error *err)
+{
+  long flips = 0, ties = 0;
+  int rc = AAL_OK;
+  for (int attempt = 0; rc == AAL_OK && attempt < MAX_DRAWS; attempt++) {
+    const unsigned long seed = o->seed + 104729ul + 7919ul * (unsigned long)attempt;
+    rc = second_pass(a, b, ops, rule, seed, o, c->tol, &flips, &ties, err);
+    if (rc != AAL_OK || flips == 0 || flips > ties)
+      break;
+    if (c->out != NULL)
+      fprintf(c->out, "  step 2: batch seed %lu: %ld conv-input sign(s) differ, all ties; "
+              "drawing another batch\n", seed, ties);
+  }
+  if (rc == AAL_OK && flips == 0 && (rc = aal_resnet_sync_host(b, err)) == AAL_OK) {
+    adopt_grads(a, b);
+    rc = aal_resnet_sgd_step_ops(a, NULL, o->lr, 0.9, 1e-4, err);
+    if (rc == AAL_OK)
+      rc = aal_resnet_sgd_step_ops(b, ops, o->lr, 0.9, 1e-4, err);
+    if (rc == AAL_OK)
+      rc = aal_resnet_sync_host(b, err);
+    if (rc == AAL_OK)
+      compare_state(c, a, b, KIND_PARAM2, KIND_MOM2);
+  } else if (rc == AAL_OK) {
+    c->sum->checks++;
+    c->sum->failed++;
+    c->sum->worst_ratio = INFINITY;
+    snprintf(c->sum->worst, sizeof c->sum->worst, "%s step-2 conv-input signs", c->rule);
+    if (c->out != NULL)
+      fprintf(c->out, "  step 2: %ld conv-input sign(s) differ (%ld of them ties)  FAIL\n",
+              flips, ties);
+  }
+  return rc;
+}
 
 /* One draw of the batch (attempt): returns AAL_OK and *retry = 1 when the only
  * differences in sign are ties, so that another batch should be drawn. */
@@ -365,14 +476,14 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   for (int i = 0; i < ra->count; i++)
     if (ra->has_li[i])
       compare(&cc, 2, ra->name[i], ra->li[i], rb->li[i], ra->valid[i], rb->valid[i], ra->n);
+  adopt_grads(&a, &b);
   rc = aal_resnet_sgd_step_ops(&a, NULL, o->lr, 0.9, 1e-4, err);
   if (rc == AAL_OK)
     rc = aal_resnet_sgd_step_ops(&b, ops, o->lr, 0.9, 1e-4, err);
   if (rc == AAL_OK)
     rc = aal_resnet_sync_host(&b, err);
-  for (int i = 0; rc == AAL_OK && i < a.nparams; i++)
-    compare(&cc, 3, a.params[i].name, a.params[i].value->data, b.params[i].value->data, NULL,
-            NULL, a.params[i].value->size);
+  if (rc == AAL_OK)
+    compare_state(&cc, &a, &b, 3, KIND_MOM);
   /* evaluation mode (running statistics) on the updated networks: the logits */
   aal_tensor *ea = NULL, *eb = NULL;
   if (rc == AAL_OK && ((ea = aal_tensor_new2(o->batch, o->classes, err)) == NULL ||
@@ -386,6 +497,8 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
     compare(&cc, 4, "logits", ea->data, eb->data, NULL, NULL, ea->size);
   aal_tensor_release(ea);
   aal_tensor_release(eb);
+  if (rc == AAL_OK)
+    rc = second_step(&a, &b, ops, &rule, o, &cc, err);
   if (rc == AAL_OK && out != NULL) {
     fprintf(out, "  worst err/tol:");
     for (int k = 0; k < KINDS; k++)

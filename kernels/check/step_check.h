@@ -4,11 +4,16 @@
  * For each rule: two networks from the same seed, their parameters and the batch rounded
  * to the tested table's precision so that both sides start from the same values; one
  * forward + backward on the reference (pass->ops NULL) and one on the tested table;
- * then one SGD step on each (the reference's sgd and the table's sgd_update).  Compared,
- * each in the max norm relative to the reference tensor's max norm:
+ * then one SGD step on each (the reference's sgd and the table's sgd_update), then a
+ * second forward + backward + SGD step.  Compared, each in the max norm relative to the
+ * reference tensor's max norm:
  *   the loss, every parameter gradient, the LI values of every rule conv (the forward
- *   observer; per conv, all samples), and every parameter and BN running statistic after
- *   the step.
+ *   observer; per conv, all samples), every parameter, BN running statistic and SGD
+ *   momentum buffer after the first step, the eval-mode logits, and every parameter,
+ *   running statistic and momentum buffer after the second step.
+ * Each SGD step on the reference uses the tested side's gradients, and the second step
+ * starts from the tested side's state on both, so that each comparison holds the error
+ * of one stage (a wrong gradient fails as a gradient, a wrong update as an update).
  * A tensor passes when max|t - t_ref| <= tol * max|t_ref| with
  *   tol = c * sqrt(2 D) * sqrt(K) * 2^-p
  * (D the depth in convs + fc, K the longest dot product or reduction of the step, p the

@@ -1,4 +1,4 @@
-/* `aal kcheck --backend NAME [--op OP] [--seed S] [--shapes resnet18|random:N]
+/* `aal kcheck --backend NAME [--op OP] [--seed S] [--shapes resnet18|random:N|boundary[:N]]
  * [--batch B]`: one row per op and shape (error/bound, worst element, PASS/FAIL).
  * `aal kcheck --step --backend NAME [--rule R] [--seed S] [--width W] [--batch B]`: one
  * training step on the backend against the reference (kernels/check/step_check.h). */
@@ -18,8 +18,10 @@ static const char usage[] =
     "and compares each output element with the double reference against its derived\n"
     "error bound (docs/KERNELS.md); bit outputs must match exactly, NaN or Inf fails.\n"
     "Prints one row per op and shape; exits 1 if any check fails.\n"
-    "Shapes: resnet18 (the ResNet-18 Tiny ImageNet layers at --batch) or random:N\n"
-    "(N random shapes per op family: odd sizes, stride 1 and 2, pad 0 and 1, batch 1).\n\n"
+    "Shapes: resnet18 (the ResNet-18 Tiny ImageNet layers at --batch), random:N\n"
+    "(N random shapes per op family: odd sizes, stride 1 and 2, pad 0 and 1, batch 1)\n"
+    "or boundary[:N] (N per family, default 8: channels and inner dimensions at and\n"
+    "across 63/64/65/128, lengths and reductions at and across multiples of 4096).\n\n"
     "With --step: one training step (forward, backward, SGD) of a small ResNet from the\n"
     "same state and batch on the reference and on NAME, for bp, ara:2,2,2,2 and\n"
     "asa:2,2,2,2 (or --rule R); compares the loss, every gradient, the LI of every rule\n"
@@ -89,7 +91,7 @@ int aal_cmd_kcheck(int argc, char **argv)
       {"backend", CLI_STRING, &backend, "backend to check: ref, cpu32, cuda (required)"},
       {"op", CLI_STRING, &o.op, "one op or family (conv, bn, relu, ...); default all"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
-      {"shapes", CLI_STRING, &o.shapes, "resnet18 (default) or random:N"},
+      {"shapes", CLI_STRING, &o.shapes, "resnet18 (default), random:N or boundary[:N]"},
       {"batch", CLI_INT, &batch, "batch of the resnet18 shapes / of the step (default 8)"},
       {"step", CLI_FLAG, &step, "compare one training step instead of single ops"},
       {"rule", CLI_STRING, &rule, "--step: one rule (default: bp, ara:2,2,2,2, asa:2,2,2,2)"},
