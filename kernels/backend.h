@@ -4,8 +4,10 @@
  * A backend owns its memory: buffers are opaque pointers (host floats for cpu32, device
  * floats for cuda, host doubles for the reference) created by alloc and moved with
  * upload/download, which convert from/to double (upload rounds to the backend's
- * precision).  Bit buffers (ReLU masks, ASA signs) hold ceil(n/32) uint32 words, element
- * i in bit i%32 of word i/32, on every backend, so that they compare bit for bit.
+ * precision).  Bit buffers hold ReLU masks and ASA signs.
+ * Packed bits are ceil(n/32) uint32 words, element i in bit i%32 of word i/32: one
+ * layout for sim's BITS tensors and every backend's bit buffers, so that they cross
+ * without conversion and compare bit for bit.
  * Shapes are plain integers; layouts are NCHW activations and OIHW weights, as in sim/.
  * Every op returns an aal_status and fills err (naming the op and the failing call).
  *

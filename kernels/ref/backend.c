@@ -1,7 +1,7 @@
 /* The reference backend: buffers of doubles, every op delegating to the double reference
  * of sim/ and theory/ (the oracle the harness holds other backends against).  Raw
- * buffers are wrapped in aal_tensor views (no copy); packed bits are converted between
- * the table's uint32 words and the reference's uint64 words. */
+ * buffers, doubles and packed bits alike, are wrapped in aal_tensor views (no copy):
+ * sim's BITS tensors have the table's bit layout. */
 #include "kernels/backend.h"
 #include "kernels/backend_check.h"
 
@@ -33,7 +33,14 @@ static aal_tensor view(const void *p, int ndim, size_t d0, size_t d1, size_t d2,
   return t;
 }
 
-static size_t words32(size_t n) { return (n + 31) / 32; }
+/* A view of n packed bits as a 1-d BITS tensor (as view). */
+static aal_tensor bits_view(const void *p, size_t n)
+{
+  aal_tensor t = view(NULL, 1, n, 0, 0, 0);
+  t.dtype = AAL_BITS;
+  t.bits = (uint32_t *)p;
+  return t;
+}
 
 /* ---------------------------------------------------------------- memory */
 
@@ -53,7 +60,7 @@ static int ref_alloc_bits(const aal_backend *be, size_t n, void **buf, aal_error
   int rc = aal_be_check_count("ref alloc_bits", n, 1, err);
   if (rc != AAL_OK)
     return rc;
-  *buf = calloc(words32(n), sizeof(uint32_t));
+  *buf = calloc(aal_bit_words(n), sizeof(uint32_t));
   return *buf ? AAL_OK : aal_fail(err, AAL_ENOMEM, "ref alloc_bits: %zu bits", n);
 }
 
@@ -89,7 +96,7 @@ static int ref_upload_bits(const aal_backend *be, void *buf, const uint32_t *wor
   (void)be;
   if (buf == NULL || words == NULL)
     return aal_fail(err, AAL_EINVAL, "ref upload_bits: NULL buffer");
-  memcpy(buf, words, words32(n) * sizeof(uint32_t));
+  memcpy(buf, words, aal_bit_words(n) * sizeof(uint32_t));
   return AAL_OK;
 }
 
@@ -99,30 +106,8 @@ static int ref_download_bits(const aal_backend *be, uint32_t *words, const void 
   (void)be;
   if (buf == NULL || words == NULL)
     return aal_fail(err, AAL_EINVAL, "ref download_bits: NULL buffer");
-  memcpy(words, buf, words32(n) * sizeof(uint32_t));
+  memcpy(words, buf, aal_bit_words(n) * sizeof(uint32_t));
   return AAL_OK;
-}
-
-/* ---------------------------------------------------------------- bits <-> tensors */
-
-static aal_tensor *bits_tensor(size_t n, aal_error *err)
-{
-  const long shape[1] = {(long)n};
-  return aal_tensor_new_bits(1, shape, err);
-}
-
-static void bits_to32(const aal_tensor *t, uint32_t *words, size_t n)
-{
-  memset(words, 0, words32(n) * sizeof(uint32_t));
-  for (size_t i = 0; i < n; i++)
-    if (aal_bit_get(t->bits, i))
-      words[i / 32] |= (uint32_t)1 << (i % 32);
-}
-
-static void bits_from32(aal_tensor *t, const uint32_t *words, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    aal_bit_set(t->bits, i, (int)((words[i / 32] >> (i % 32)) & 1u));
 }
 
 /* ---------------------------------------------------------------- conv */
@@ -238,15 +223,9 @@ static int ref_relu_forward(const aal_backend *be, size_t n, const void *x, void
     rc = aal_be_check_ptrs("ref relu_forward", "x, y, mask", err, 3, x, y, mask);
   if (rc != AAL_OK)
     return rc;
-  aal_tensor *m = bits_tensor(n, err);
-  if (m == NULL)
-    return AAL_ENOMEM;
   aal_tensor tx = view(x, 1, n, 0, 0, 0), ty = view(y, 1, n, 0, 0, 0);
-  rc = aal_relu_forward(&tx, &ty, m, err);
-  if (rc == AAL_OK)
-    bits_to32(m, mask, n);
-  aal_tensor_release(m);
-  return rc;
+  aal_tensor tm = bits_view(mask, n);
+  return aal_relu_forward(&tx, &ty, &tm, err);
 }
 
 static int ref_relu_backward(const aal_backend *be, size_t n, const void *dy,
@@ -258,14 +237,9 @@ static int ref_relu_backward(const aal_backend *be, size_t n, const void *dy,
     rc = aal_be_check_ptrs("ref relu_backward", "dy, mask, dx", err, 3, dy, mask, dx);
   if (rc != AAL_OK)
     return rc;
-  aal_tensor *m = bits_tensor(n, err);
-  if (m == NULL)
-    return AAL_ENOMEM;
-  bits_from32(m, mask, n);
   aal_tensor tdy = view(dy, 1, n, 0, 0, 0), tdx = view(dx, 1, n, 0, 0, 0);
-  rc = aal_relu_backward(&tdy, m, &tdx, err);
-  aal_tensor_release(m);
-  return rc;
+  aal_tensor tm = bits_view(mask, n);
+  return aal_relu_backward(&tdy, &tm, &tdx, err);
 }
 
 /* ---------------------------------------------------------------- add, pooling */
@@ -439,7 +413,7 @@ static int ref_sign_pack(const aal_backend *be, size_t n, const void *x, void *b
     return rc;
   const double *px = x;
   uint32_t *words = bits;
-  memset(words, 0, words32(n) * sizeof(uint32_t));
+  memset(words, 0, aal_bit_words(n) * sizeof(uint32_t));
   for (size_t i = 0; i < n; i++)
     if (px[i] > 0)
       words[i / 32] |= (uint32_t)1 << (i % 32);
@@ -480,7 +454,7 @@ static int ref_asa_input(const aal_backend *be, size_t n, const void *x, double 
   const double *px = x;
   double *ph = h;
   uint32_t *words = bits;
-  memset(words, 0, words32(n) * sizeof(uint32_t));
+  memset(words, 0, aal_bit_words(n) * sizeof(uint32_t));
   for (size_t i = 0; i < n; i++) {
     const int bit = px[i] > 0;
     if (bit)

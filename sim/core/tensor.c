@@ -94,7 +94,7 @@ aal_tensor *aal_tensor_copy(const aal_tensor *t, aal_error *err)
   if (t->dtype == AAL_F64)
     memcpy(c->data, t->data, t->size * sizeof(double));
   else
-    memcpy(c->bits, t->bits, (t->size + 63) / 64 * sizeof(uint64_t));
+    memcpy(c->bits, t->bits, aal_bit_words(t->size) * sizeof *c->bits);
   return c;
 }
 
@@ -207,7 +207,7 @@ int aal_tensor_host_alloc(aal_tensor *t, aal_error *err)
   if (t->dtype == AAL_F64)
     t->data = calloc(t->size, sizeof(double));
   else
-    t->bits = calloc((t->size + 63) / 64, sizeof(uint64_t));
+    t->bits = calloc(aal_bit_words(t->size), sizeof *t->bits);
   if (t->data == NULL && t->bits == NULL)
     return aal_fail(err, AAL_ENOMEM, "cannot allocate the host storage of a tensor of %zu "
                     "elements", t->size);

@@ -2,10 +2,13 @@
  *
  * Layout: row-major; 4-d activations are NCHW (batch, channel, height, width) and
  * conv weights OIHW (out channel, in channel, kernel height, kernel width).
- * A tensor is either F64 (one double per element) or BITS (one bit per element,
- * packed into 64-bit words; element i is bit i%64 of word i/64), which is how ReLU
- * masks and ASA signs are stored.  Tensors are reference-counted so that the tape can
- * share one saved tensor between several layers and count its bytes once. */
+ * A tensor is either F64 (one double per element) or BITS (one bit per element), which
+ * is how ReLU masks and ASA signs are stored.
+ * Packed bits are ceil(n/32) uint32 words, element i in bit i%32 of word i/32: one
+ * layout for sim's BITS tensors and every backend's bit buffers, so that they cross
+ * without conversion and compare bit for bit.
+ * Tensors are reference-counted so that the tape can share one saved tensor between
+ * several layers and count its bytes once. */
 #ifndef AAL_TENSOR_H
 #define AAL_TENSOR_H
 
@@ -42,7 +45,7 @@ typedef struct aal_tensor {
   size_t size;          /* product of the shape */
   enum aal_dtype dtype;
   double *data;         /* F64: size doubles, else NULL (also: deferred, see below) */
-  uint64_t *bits;       /* BITS: ceil(size/64) words, else NULL (also: deferred) */
+  uint32_t *bits;       /* BITS: ceil(size/32) words, else NULL (also: deferred) */
   int refcount;
   aal_tensor_mirror *mirror;  /* NULL unless a backend holds a copy (see above) */
 } aal_tensor;
@@ -107,18 +110,24 @@ static inline size_t aal_idx4(const aal_tensor *t, size_t n, size_t c, size_t h,
   return ((n * t->shape[1] + c) * t->shape[2] + h) * t->shape[3] + w;
 }
 
-static inline int aal_bit_get(const uint64_t *bits, size_t i)
+/* Words of packed bits for n elements. */
+static inline size_t aal_bit_words(size_t n)
 {
-  return (int)((bits[i >> 6] >> (i & 63)) & 1u);
+  return (n + 31) / 32;
 }
 
-static inline void aal_bit_set(uint64_t *bits, size_t i, int value)
+static inline int aal_bit_get(const uint32_t *bits, size_t i)
 {
-  const uint64_t mask = (uint64_t)1 << (i & 63);
+  return (int)((bits[i >> 5] >> (i & 31)) & 1u);
+}
+
+static inline void aal_bit_set(uint32_t *bits, size_t i, int value)
+{
+  const uint32_t mask = (uint32_t)1 << (i & 31);
   if (value)
-    bits[i >> 6] |= mask;
+    bits[i >> 5] |= mask;
   else
-    bits[i >> 6] &= ~mask;
+    bits[i >> 5] &= ~mask;
 }
 
 #endif

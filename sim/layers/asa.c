@@ -24,16 +24,16 @@ int aal_asa_input(const aal_tensor *x, double eps, aal_tensor *h, aal_tensor *bi
   if (rc != AAL_OK)
     return rc;
   const size_t n = x->size;
-  for (size_t w = 0; w * 64 < n; w++) {
-    const size_t end = (w + 1) * 64 < n ? (w + 1) * 64 : n;
-    uint64_t word = 0;
-    for (size_t i = w * 64; i < end; i++) {
+  for (size_t w = 0; w * 32 < n; w++) {
+    const size_t end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
+    uint32_t word = 0;
+    for (size_t i = w * 32; i < end; i++) {
       const double v = x->data[i];
       if (!(v >= 0))
         return aal_fail(err, AAL_EINVAL, "ASA input element %zu is %g; ASA convs must follow "
                         "a ReLU", i, v);
       const int bit = v > 0;
-      word |= (uint64_t)bit << (i & 63);
+      word |= (uint32_t)bit << (i & 31);
       /* the same decoding as aal_asa_decode */
       h->data[i] = v + (bit ? eps : 0.0);
     }
@@ -49,11 +49,11 @@ int aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out, aal_erro
     return rc;
   /* a word at a time: this runs on every ASA conv in both passes */
   const size_t n = bits->size;
-  for (size_t w = 0; w * 64 < n; w++) {
-    const uint64_t word = bits->bits[w];
-    const size_t end = (w + 1) * 64 < n ? (w + 1) * 64 : n;
-    for (size_t i = w * 64; i < end; i++)
-      out->data[i] = ((word >> (i & 63)) & 1u) ? eps : 0.0;
+  for (size_t w = 0; w * 32 < n; w++) {
+    const uint32_t word = bits->bits[w];
+    const size_t end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
+    for (size_t i = w * 32; i < end; i++)
+      out->data[i] = ((word >> (i & 31)) & 1u) ? eps : 0.0;
   }
   return AAL_OK;
 }

@@ -1,5 +1,5 @@
 /* ReLU, double precision.  x, y, dy, dx: F64, any rank, one shape; mask: BITS of that
- * shape, bit i = (x[i] > 0), packed 64 to a word (element i is bit i%64 of word i/64).
+ * shape, bit i = (x[i] > 0), packed as sim/core/tensor.h says.
  * The mask is what the tape stores: 1 bit per element instead of 64. */
 #include "sim/layers/layers.h"
 
@@ -37,14 +37,14 @@ static int require_f64(const aal_tensor *t, const char *op, const char *name, aa
 
 /* Packs bits (x[i] > 0) for i in [0, n) a whole word at a time; the unused high bits of
  * the last word are written as 0 so that equal masks are equal bit for bit. */
-static void pack_positive(const double *x, size_t n, uint64_t *bits)
+static void pack_positive(const double *x, size_t n, uint32_t *bits)
 {
-  const size_t words = (n + 63) / 64;
+  const size_t words = aal_bit_words(n);
   for (size_t k = 0; k < words; k++) {
-    const size_t lo = k * 64, hi = lo + 64 < n ? lo + 64 : n;
-    uint64_t w = 0;
+    const size_t lo = k * 32, hi = lo + 32 < n ? lo + 32 : n;
+    uint32_t w = 0;
     for (size_t i = lo; i < hi; i++)
-      w |= (uint64_t)(x[i] > 0.0) << (i - lo);
+      w |= (uint32_t)(x[i] > 0.0) << (i - lo);
     bits[k] = w;
   }
 }
@@ -76,10 +76,10 @@ int aal_relu_backward(const aal_tensor *dy, const aal_tensor *mask, aal_tensor *
       (rc = require_like(mask, dy, AAL_BITS, op, "mask", "dy", err)) != AAL_OK ||
       (rc = require_like(dx, dy, AAL_F64, op, "dx", "dy", err)) != AAL_OK)
     return rc;
-  const size_t n = dy->size, words = (n + 63) / 64;
+  const size_t n = dy->size, words = aal_bit_words(n);
   for (size_t k = 0; k < words; k++) {
-    const uint64_t w = mask->bits[k];
-    const size_t lo = k * 64, hi = lo + 64 < n ? lo + 64 : n;
+    const uint32_t w = mask->bits[k];
+    const size_t lo = k * 32, hi = lo + 32 < n ? lo + 32 : n;
     for (size_t i = lo; i < hi; i++)
       dx->data[i] = (w >> (i - lo)) & 1u ? dy->data[i] : 0.0;
   }

@@ -286,8 +286,8 @@ static uint64_t host_print(const aal_tensor *t)
     return DEFERRED_PRINT;  /* no host storage: nothing to write behind anyone's back */
   const unsigned char *base = t->dtype == AAL_F64 ? (const unsigned char *)t->data
                                                   : (const unsigned char *)t->bits;
-  const size_t unit = t->dtype == AAL_F64 ? sizeof(double) : sizeof(uint64_t);
-  const size_t count = t->dtype == AAL_F64 ? t->size : (t->size + 63) / 64;
+  const size_t unit = t->dtype == AAL_F64 ? sizeof(double) : sizeof(uint32_t);
+  const size_t count = t->dtype == AAL_F64 ? t->size : aal_bit_words(t->size);
   uint64_t h = 1469598103934665603ull;
   for (int k = 0; k <= 16; k++) {
     const size_t i = k == 16 ? count - 1 : (size_t)k * count / 16;
@@ -341,39 +341,12 @@ static void give_back(aal_ops_cache *c, size_t n, int bits, void *buf)
   c->count++;
 }
 
-/* 64-bit words (sim) <-> 32-bit words (op table), element i at bit i%64 / i%32. */
-static uint32_t *bits_to32(const aal_tensor *t, const char *op, aal_error *err)
-{
-  const size_t words = (t->size + 31) / 32;
-  uint32_t *w = malloc(words * sizeof *w);
-  if (w == NULL) {
-    aal_fail(err, AAL_ENOMEM, "%s: %zu mask words", op, words);
-    return NULL;
-  }
-  for (size_t j = 0; j < words; j++)
-    w[j] = (uint32_t)(t->bits[j / 2] >> (32 * (j % 2)));
-  return w;
-}
-
-static void bits_from32(aal_tensor *t, const uint32_t *w)
-{
-  const size_t words32 = (t->size + 31) / 32, words64 = (t->size + 63) / 64;
-  memset(t->bits, 0, words64 * sizeof t->bits[0]);
-  for (size_t j = 0; j < words32; j++)
-    t->bits[j / 2] |= (uint64_t)w[j] << (32 * (j % 2));
-}
-
 /* host (F64 or BITS) -> buf */
 static int upload_tensor(const aal_backend *be, const aal_tensor *t, void *buf, aal_error *err)
 {
   if (t->dtype == AAL_F64)
     return be->upload(be, buf, t->data, t->size, err);
-  uint32_t *w = bits_to32(t, be->name, err);
-  if (w == NULL)
-    return AAL_ENOMEM;
-  int rc = be->upload_bits(be, buf, w, t->size, err);
-  free(w);
-  return rc;
+  return be->upload_bits(be, buf, t->bits, t->size, err);
 }
 
 /* buf -> host (F64 or BITS; t->size elements) */
@@ -382,15 +355,7 @@ static int download_tensor(const aal_backend *be, aal_tensor *t, const void *buf
 {
   if (t->dtype == AAL_F64)
     return be->download(be, t->data, buf, t->size, err);
-  const size_t words = (t->size + 31) / 32;
-  uint32_t *w = malloc(words * sizeof *w);
-  if (w == NULL)
-    return aal_fail(err, AAL_ENOMEM, "%s download: %zu mask words", be->name, words);
-  int rc = be->download_bits(be, w, buf, t->size, err);
-  if (rc == AAL_OK)
-    bits_from32(t, w);
-  free(w);
-  return rc;
+  return be->download_bits(be, t->bits, buf, t->size, err);
 }
 
 static int mirror_pull(aal_tensor *t, aal_error *err)
@@ -489,7 +454,7 @@ static void poison_host(aal_tensor *t)
     for (size_t i = 0; i < t->size; i++)
       t->data[i] = NAN;
   else
-    memset(t->bits, 0xA5, (t->size + 63) / 64 * sizeof t->bits[0]);
+    memset(t->bits, 0xA5, aal_bit_words(t->size) * sizeof t->bits[0]);
 }
 
 static int call_end(call *c, int rc)
@@ -1514,7 +1479,7 @@ int aal_ops_sync_host(const aal_ops *ops, aal_error *err)
  * op wrote shows up. */
 static int poison_buffer(const aal_backend *be, aal_tensor *t, aal_error *err)
 {
-  const size_t words = (t->size + 31) / 32;
+  const size_t words = aal_bit_words(t->size);
   void *tmp = t->dtype == AAL_F64 ? malloc(t->size * sizeof(double))
                                   : malloc(words * sizeof(uint32_t));
   if (tmp == NULL)

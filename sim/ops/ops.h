@@ -37,9 +37,8 @@
  *     variance var = 1/invstd^2 - eps, as sim/layers/batchnorm.c does (unbiased running
  *     variance, var * M/(M-1));
  *   - BN eval mode: the running statistics are checked on the host (finite, var >= 0, as
- *     the reference does), then the backend's bn_forward_eval runs on them;
- *   - masks: sim's BITS tensors (64-bit words) are converted to and from the table's
- *     32-bit words (element i in bit i%32 of word i/32) when they cross.
+ *     the reference does), then the backend's bn_forward_eval runs on them.
+ * Masks need nothing: sim's BITS tensors and the table's bit buffers share one layout.
  *
  * Host glue that stays in the model, in double: the noise rule's r and the flip rule's
  * -x (each syncs, or detaches, what it reads or writes).  The ASA input (x + eps*s and

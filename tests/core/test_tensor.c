@@ -47,7 +47,7 @@ END_TEST
 START_TEST(test_bits)
 {
   aal_error err;
-  const long shape[2] = {3, 43}; /* 129 bits: three words, the last holding one bit */
+  const long shape[2] = {3, 43}; /* 129 bits: five words, the last holding one bit */
   aal_tensor *b = aal_tensor_new_bits(2, shape, &err);
   ck_assert_ptr_nonnull(b);
   ck_assert_uint_eq(aal_tensor_bytes(b), 17);

@@ -79,7 +79,7 @@ static void poison(aal_tensor *t)
   if (t->dtype == AAL_F64)
     aal_tensor_fill(t, NAN);
   else
-    memset(t->bits, 0xff, (t->size + 63) / 64 * sizeof(uint64_t));
+    memset(t->bits, 0xff, aal_bit_words(t->size) * sizeof *t->bits);
 }
 
 static void uniform(gsl_rng *r, double *x, size_t n, double lo, double hi)
@@ -938,7 +938,7 @@ START_TEST(relu_mask_closed_form)
   aal_tensor *x = t4(3, 5, 7, 3), *y = t4(3, 5, 7, 3), *dy = t4(3, 5, 7, 3),
              *dx = t4(3, 5, 7, 3);
   aal_tensor *mask = bits_like(x);
-  const size_t n = x->size; /* 315: not a multiple of 8 or 64 */
+  const size_t n = x->size; /* 315: not a multiple of 8 or 32 */
   fill_signed(r, x->data, n, 0.0, 1.0);
   x->data[0] = 0.0;
   x->data[64] = -0.0;
@@ -954,7 +954,7 @@ START_TEST(relu_mask_closed_form)
     const double ref = x->data[i] > 0.0 ? x->data[i] : 0.0;
     ck_assert_msg(y->data[i] == ref, "y[%zu] = %g, expected %g", i, y->data[i], ref);
   }
-  for (size_t i = n; i < (n + 63) / 64 * 64; i++)
+  for (size_t i = n; i < aal_bit_words(n) * 32; i++)
     ck_assert_msg(aal_bit_get(mask->bits, i) == 0, "padding bit %zu is set", i);
   poison(dx);
   ck_assert_msg(aal_relu_backward(dy, mask, dx, &err) == AAL_OK, "%s", err.msg);
