@@ -6,8 +6,9 @@
  * is how ReLU masks and ASA signs are stored.
  * Packed bits are ceil(n/32) uint32 words, element i in bit i%32 of word i/32: one
  * layout for sim's BITS tensors and every backend's bit buffers, so that they cross
- * without conversion and compare bit for bit.  Tensors are reference-counted so that the tape can
- * share one saved tensor between several layers and count its bytes once. */
+ * without conversion and compare bit for bit.
+ * Tensors are reference-counted so that the tape can share one saved tensor between
+ * several layers and count its bytes once. */
 #ifndef AAL_TENSOR_H
 #define AAL_TENSOR_H
 
@@ -22,12 +23,13 @@ enum aal_dtype { AAL_F64 = 0, AAL_BITS = 1 };
 
 struct aal_tensor;
 
-/* A copy of a tensor's elements held by someone else: the backend adapter (sim/ops/ops.c)
- * keeps activations, gradients and parameters in backend buffers between ops instead
- * of converting them through host doubles on every op.  While host_stale is set the
- * host storage (data / bits) is NOT current: read it only after aal_tensor_sync_host.
- * Before writing the host storage of a tensor that may have a mirror, call
- * aal_tensor_detach (else the mirror, now out of date, would be used by the next op). */
+/* A copy of a tensor's elements held by someone else: the backend adapter
+ * (sim/ops/resident.c) keeps activations, gradients and parameters in backend buffers
+ * between ops instead of converting them through host doubles on every op.  While
+ * host_stale is set the host storage (data / bits) is NOT current: read it only after
+ * aal_tensor_sync_host.  Before writing the host storage of a tensor that may have a
+ * mirror, call aal_tensor_detach (else the mirror, now out of date, would be used by the
+ * next op). */
 typedef struct aal_tensor_mirror {
   const void *owner;  /* the holder (the adapter's buffer cache) */
   void *buf;          /* the holder's buffer */

@@ -23,13 +23,20 @@ static int require_f64_like(const aal_tensor *t, const aal_tensor *ref, const ch
   return AAL_OK;
 }
 
-int aal_add_forward(const aal_tensor *a, const aal_tensor *b, aal_tensor *y, aal_error *err)
+int aal_add_args(const char *op, const aal_tensor *a, const aal_tensor *b,
+                 const aal_tensor *y, aal_error *err)
 {
-  static const char op[] = "add forward";
   int rc;
   if ((rc = require_f64_like(a, NULL, op, "a", NULL, err)) != AAL_OK ||
-      (rc = require_f64_like(b, a, op, "b", "a", err)) != AAL_OK ||
-      (rc = require_f64_like(y, a, op, "y", "a", err)) != AAL_OK)
+      (rc = require_f64_like(b, a, op, "b", "a", err)) != AAL_OK)
+    return rc;
+  return require_f64_like(y, a, op, "y", "a", err);
+}
+
+int aal_add_forward(const aal_tensor *a, const aal_tensor *b, aal_tensor *y, aal_error *err)
+{
+  int rc = aal_add_args("add forward", a, b, y, err);
+  if (rc != AAL_OK)
     return rc;
   for (size_t i = 0; i < a->size; i++)
     y->data[i] = a->data[i] + b->data[i];

@@ -114,13 +114,12 @@ static void channel_affine(const aal_tensor *x, size_t c, double m, double scale
   }
 }
 
-static int check_train_args(const aal_tensor *x, const aal_tensor *gamma,
-                            const aal_tensor *beta, const aal_tensor *running_mean,
-                            const aal_tensor *running_var, double momentum, double eps,
-                            const aal_tensor *y, const aal_tensor *mean,
-                            const aal_tensor *invstd, aal_error *err)
+int aal_bn2d_train_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
+                        const aal_tensor *beta, const aal_tensor *running_mean,
+                        const aal_tensor *running_var, double momentum, double eps,
+                        const aal_tensor *y, const aal_tensor *mean, const aal_tensor *invstd,
+                        aal_error *err)
 {
-  static const char op[] = "bn2d forward";
   int rc;
   if ((rc = require_x(x, op, "x", err)) != AAL_OK)
     return rc;
@@ -169,8 +168,8 @@ int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
                            aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
                            aal_error *err)
 {
-  int rc = check_train_args(x, gamma, beta, running_mean, running_var, momentum, eps, y,
-                            mean, invstd, err);
+  int rc = aal_bn2d_train_args("bn2d forward", x, gamma, beta, running_mean, running_var,
+                               momentum, eps, y, mean, invstd, err);
   if (rc != AAL_OK)
     return rc;
   const size_t nch = x->shape[1];
@@ -197,11 +196,11 @@ int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
   return AAL_OK;
 }
 
-int aal_bn2d_forward_eval(const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *beta,
-                          const aal_tensor *running_mean, const aal_tensor *running_var,
-                          double eps, aal_tensor *y, aal_error *err)
+int aal_bn2d_eval_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
+                       const aal_tensor *beta, const aal_tensor *running_mean,
+                       const aal_tensor *running_var, double eps, const aal_tensor *y,
+                       aal_error *err)
 {
-  static const char op[] = "bn2d eval forward";
   int rc;
   if ((rc = require_x(x, op, "x", err)) != AAL_OK)
     return rc;
@@ -223,7 +222,18 @@ int aal_bn2d_forward_eval(const aal_tensor *x, const aal_tensor *gamma, const aa
       return aal_fail(err, AAL_EINVAL, "%s: channel %zu has negative running_var %g", op, c,
                       rv);
   }
-  for (size_t c = 0; c < nch; c++) {
+  return AAL_OK;
+}
+
+int aal_bn2d_forward_eval(const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *beta,
+                          const aal_tensor *running_mean, const aal_tensor *running_var,
+                          double eps, aal_tensor *y, aal_error *err)
+{
+  int rc = aal_bn2d_eval_args("bn2d eval forward", x, gamma, beta, running_mean, running_var,
+                              eps, y, err);
+  if (rc != AAL_OK)
+    return rc;
+  for (size_t c = 0; c < x->shape[1]; c++) {
     const double inv = 1.0 / sqrt(running_var->data[c] + eps);
     channel_affine(x, c, running_mean->data[c], gamma->data[c] * inv, beta->data[c], y);
   }
@@ -267,11 +277,11 @@ static void channel_dx(const aal_tensor *dy, const aal_tensor *x, size_t c, doub
   }
 }
 
-int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *gamma,
-                      const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,
-                      aal_tensor *dgamma, aal_tensor *dbeta, aal_error *err)
+int aal_bn2d_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *x,
+                           const aal_tensor *gamma, const aal_tensor *mean,
+                           const aal_tensor *invstd, const aal_tensor *dx,
+                           const aal_tensor *dgamma, const aal_tensor *dbeta, aal_error *err)
 {
-  static const char op[] = "bn2d backward";
   int rc;
   if ((rc = require_x(x, op, "x", err)) != AAL_OK)
     return rc;
@@ -284,6 +294,18 @@ int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tenso
       (rc = require_channels(dgamma, nch, op, "dgamma", err)) != AAL_OK ||
       (rc = require_channels(dbeta, nch, op, "dbeta", err)) != AAL_OK)
     return rc;
+  return AAL_OK;
+}
+
+int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *gamma,
+                      const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,
+                      aal_tensor *dgamma, aal_tensor *dbeta, aal_error *err)
+{
+  static const char op[] = "bn2d backward";
+  int rc = aal_bn2d_backward_args(op, dy, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t nch = x->shape[1];
   for (size_t c = 0; c < nch; c++)
     if (!isfinite(mean->data[c]) || !(invstd->data[c] > 0.0 && isfinite(invstd->data[c])))
       return aal_fail(err, AAL_ENUMERIC,

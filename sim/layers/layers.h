@@ -1,7 +1,10 @@
 /* The non-conv reference layers, double precision.  Each layer's forward and backward
  * live side by side in one file (batchnorm.c, relu.c, add.c, pool.c, linear.c, xent.c,
  * asa.c, sgd.c).  Outputs are allocated by the caller with the exact shape and overwritten.
- * All functions validate their arguments and return an aal_status (message in err). */
+ * All functions validate their arguments and return an aal_status (message in err).
+ * Each layer also exports its argument contract (aal_*_args, op naming the caller in
+ * the messages), so that every implementation of the op (the backend adapter of
+ * sim/ops) refuses exactly the calls the reference refuses. */
 #ifndef AAL_LAYERS_H
 #define AAL_LAYERS_H
 
@@ -30,6 +33,22 @@ int aal_bn2d_forward_eval(const aal_tensor *x, const aal_tensor *gamma, const aa
 int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *gamma,
                       const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,
                       aal_tensor *dgamma, aal_tensor *dbeta, aal_error *err);
+/* Their argument contracts: shapes, types, eps > 0, momentum in [0, 1], N*H*W >= 2 in
+ * training; eval also reads the running statistics (finite, var >= 0).  Backward's
+ * check of the saved mean and invstd (numbers, not arguments) stays in backward. */
+int aal_bn2d_train_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
+                        const aal_tensor *beta, const aal_tensor *running_mean,
+                        const aal_tensor *running_var, double momentum, double eps,
+                        const aal_tensor *y, const aal_tensor *mean, const aal_tensor *invstd,
+                        aal_error *err);
+int aal_bn2d_eval_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
+                       const aal_tensor *beta, const aal_tensor *running_mean,
+                       const aal_tensor *running_var, double eps, const aal_tensor *y,
+                       aal_error *err);
+int aal_bn2d_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *x,
+                           const aal_tensor *gamma, const aal_tensor *mean,
+                           const aal_tensor *invstd, const aal_tensor *dx,
+                           const aal_tensor *dgamma, const aal_tensor *dbeta, aal_error *err);
 
 /* ---- relu ---------------------------------------------------------------------
  * y = max(x, 0); mask (BITS, x's shape) gets bit 1 where x > 0.  mask may be NULL.
@@ -37,16 +56,26 @@ int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tenso
 int aal_relu_forward(const aal_tensor *x, aal_tensor *y, aal_tensor *mask, aal_error *err);
 int aal_relu_backward(const aal_tensor *dy, const aal_tensor *mask, aal_tensor *dx,
                       aal_error *err);
+int aal_relu_forward_args(const char *op, const aal_tensor *x, const aal_tensor *y,
+                          const aal_tensor *mask, aal_error *err);
+int aal_relu_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *mask,
+                           const aal_tensor *dx, aal_error *err);
 
 /* ---- add ----------------------------------------------------------------------
  * y = a + b (same shapes).  Backward: da = db = dy (either may be NULL). */
 int aal_add_forward(const aal_tensor *a, const aal_tensor *b, aal_tensor *y, aal_error *err);
 int aal_add_backward(const aal_tensor *dy, aal_tensor *da, aal_tensor *db, aal_error *err);
+int aal_add_args(const char *op, const aal_tensor *a, const aal_tensor *b,
+                 const aal_tensor *y, aal_error *err);
 
 /* ---- global average pool ------------------------------------------------------
  *   x, dx [N, C, H, W];  y, dy [N, C];  y[n,c] = mean over H*W of x[n,c,:,:]. */
 int aal_avgpool_forward(const aal_tensor *x, aal_tensor *y, aal_error *err);
 int aal_avgpool_backward(const aal_tensor *dy, aal_tensor *dx, aal_error *err);
+int aal_avgpool_forward_args(const char *op, const aal_tensor *x, const aal_tensor *y,
+                             aal_error *err);
+int aal_avgpool_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *dx,
+                              aal_error *err);
 
 /* ---- linear -------------------------------------------------------------------
  *   x, dx [N, I];  w, dw [O, I] (PyTorch layout);  b, db [O];  y, dy [N, O].
@@ -56,6 +85,11 @@ int aal_linear_forward(const aal_tensor *x, const aal_tensor *w, const aal_tenso
                        aal_tensor *y, aal_error *err);
 int aal_linear_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *w,
                         aal_tensor *dx, aal_tensor *dw, aal_tensor *db, aal_error *err);
+int aal_linear_forward_args(const char *op, const aal_tensor *x, const aal_tensor *w,
+                            const aal_tensor *b, const aal_tensor *y, aal_error *err);
+int aal_linear_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *x,
+                             const aal_tensor *w, const aal_tensor *dx, const aal_tensor *dw,
+                             const aal_tensor *db, aal_error *err);
 
 /* ---- softmax cross-entropy ----------------------------------------------------
  *   logits, prob, dlogits [N, C];  labels[N] in 0..C-1.
@@ -67,6 +101,11 @@ int aal_xent_forward(const aal_tensor *logits, const int *labels, double *loss,
                      aal_tensor *prob, aal_error *err);
 int aal_xent_backward(const aal_tensor *prob, const int *labels, aal_tensor *dlogits,
                       aal_error *err);
+/* Shapes, types and labels; the finiteness of the logits is forward's own check. */
+int aal_xent_forward_args(const char *op, const aal_tensor *logits, const int *labels,
+                          const double *loss, const aal_tensor *prob, aal_error *err);
+int aal_xent_backward_args(const char *op, const aal_tensor *prob, const int *labels,
+                           const aal_tensor *dlogits, aal_error *err);
 
 /* ---- ASA (SPEC section 4) -------------------------------------------------------
  *   x, h, out [any shape, F64]; bits [x's shape, BITS].

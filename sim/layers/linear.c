@@ -58,10 +58,9 @@ static int check_x_w(const aal_tensor *x, const aal_tensor *w, const char *op, a
   return AAL_OK;
 }
 
-int aal_linear_forward(const aal_tensor *x, const aal_tensor *w, const aal_tensor *b,
-                       aal_tensor *y, aal_error *err)
+int aal_linear_forward_args(const char *op, const aal_tensor *x, const aal_tensor *w,
+                            const aal_tensor *b, const aal_tensor *y, aal_error *err)
 {
-  static const char op[] = "linear forward";
   int rc;
   if ((rc = require_f64(x, 2, op, "x", err)) != AAL_OK ||
       (rc = require_f64(w, 2, op, "w", err)) != AAL_OK ||
@@ -69,10 +68,19 @@ int aal_linear_forward(const aal_tensor *x, const aal_tensor *w, const aal_tenso
       (rc = require_f64(y, 2, op, "y", err)) != AAL_OK ||
       (rc = check_x_w(x, w, op, err)) != AAL_OK)
     return rc;
-  const size_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
-  if ((rc = require_sizes(b, out, 0, op, "b", "O from w", err)) != AAL_OK ||
-      (rc = require_sizes(y, n, out, op, "y", "N x O from x and w", err)) != AAL_OK)
+  const size_t n = x->shape[0], out = w->shape[0];
+  if ((rc = require_sizes(b, out, 0, op, "b", "O from w", err)) != AAL_OK)
     return rc;
+  return require_sizes(y, n, out, op, "y", "N x O from x and w", err);
+}
+
+int aal_linear_forward(const aal_tensor *x, const aal_tensor *w, const aal_tensor *b,
+                       aal_tensor *y, aal_error *err)
+{
+  int rc = aal_linear_forward_args("linear forward", x, w, b, y, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
   /* y = b broadcast, then y += x w^T (beta = 1, so y's old content is never read as is). */
   for (size_t r = 0; r < n; r++)
     memcpy(y->data + r * out, b->data, out * sizeof(double));
@@ -92,10 +100,10 @@ static void sum_rows(const aal_tensor *dy, aal_tensor *db)
       db->data[o] += dy->data[r * out + o];
 }
 
-int aal_linear_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *w,
-                        aal_tensor *dx, aal_tensor *dw, aal_tensor *db, aal_error *err)
+int aal_linear_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *x,
+                             const aal_tensor *w, const aal_tensor *dx, const aal_tensor *dw,
+                             const aal_tensor *db, aal_error *err)
 {
-  static const char op[] = "linear backward";
   int rc;
   if ((rc = require_f64(dy, 2, op, "dy", err)) != AAL_OK ||
       (rc = require_f64(x, 2, op, "x", err)) != AAL_OK ||
@@ -112,6 +120,16 @@ int aal_linear_backward(const aal_tensor *dy, const aal_tensor *x, const aal_ten
       (dx != NULL &&
        (rc = require_sizes(dx, n, in, op, "dx", "the shape of x", err)) != AAL_OK))
     return rc;
+  return AAL_OK;
+}
+
+int aal_linear_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *w,
+                        aal_tensor *dx, aal_tensor *dw, aal_tensor *db, aal_error *err)
+{
+  int rc = aal_linear_backward_args("linear backward", dy, x, w, dx, dw, db, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t n = x->shape[0], in = x->shape[1], out = w->shape[0];
   /* Outputs are zeroed before beta = 0 products so that a poisoned (NaN) buffer can never
    * leak through a BLAS that scales C by beta instead of overwriting it. */
   if (dx != NULL) {

@@ -35,13 +35,30 @@ static int require_pooled(const aal_tensor *p, const aal_tensor *m, const char *
   return AAL_OK;
 }
 
-int aal_avgpool_forward(const aal_tensor *x, aal_tensor *y, aal_error *err)
+int aal_avgpool_forward_args(const char *op, const aal_tensor *x, const aal_tensor *y,
+                             aal_error *err)
 {
-  static const char op[] = "avgpool forward";
   int rc;
   if ((rc = require_f64_rank(x, 4, op, "x", err)) != AAL_OK ||
-      (rc = require_f64_rank(y, 2, op, "y", err)) != AAL_OK ||
-      (rc = require_pooled(y, x, op, "y", "x", err)) != AAL_OK)
+      (rc = require_f64_rank(y, 2, op, "y", err)) != AAL_OK)
+    return rc;
+  return require_pooled(y, x, op, "y", "x", err);
+}
+
+int aal_avgpool_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *dx,
+                              aal_error *err)
+{
+  int rc;
+  if ((rc = require_f64_rank(dy, 2, op, "dy", err)) != AAL_OK ||
+      (rc = require_f64_rank(dx, 4, op, "dx", err)) != AAL_OK)
+    return rc;
+  return require_pooled(dy, dx, op, "dy", "dx", err);
+}
+
+int aal_avgpool_forward(const aal_tensor *x, aal_tensor *y, aal_error *err)
+{
+  int rc = aal_avgpool_forward_args("avgpool forward", x, y, err);
+  if (rc != AAL_OK)
     return rc;
   const size_t planes = x->shape[0] * x->shape[1], hw = x->shape[2] * x->shape[3];
   for (size_t p = 0; p < planes; p++) {
@@ -56,11 +73,8 @@ int aal_avgpool_forward(const aal_tensor *x, aal_tensor *y, aal_error *err)
 
 int aal_avgpool_backward(const aal_tensor *dy, aal_tensor *dx, aal_error *err)
 {
-  static const char op[] = "avgpool backward";
-  int rc;
-  if ((rc = require_f64_rank(dy, 2, op, "dy", err)) != AAL_OK ||
-      (rc = require_f64_rank(dx, 4, op, "dx", err)) != AAL_OK ||
-      (rc = require_pooled(dy, dx, op, "dy", "dx", err)) != AAL_OK)
+  int rc = aal_avgpool_backward_args("avgpool backward", dy, dx, err);
+  if (rc != AAL_OK)
     return rc;
   const size_t planes = dx->shape[0] * dx->shape[1], hw = dx->shape[2] * dx->shape[3];
   for (size_t p = 0; p < planes; p++) {

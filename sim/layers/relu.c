@@ -49,14 +49,30 @@ static void pack_positive(const double *x, size_t n, uint32_t *bits)
   }
 }
 
-int aal_relu_forward(const aal_tensor *x, aal_tensor *y, aal_tensor *mask, aal_error *err)
+int aal_relu_forward_args(const char *op, const aal_tensor *x, const aal_tensor *y,
+                          const aal_tensor *mask, aal_error *err)
 {
-  static const char op[] = "relu forward";
   int rc;
   if ((rc = require_f64(x, op, "x", err)) != AAL_OK ||
       (rc = require_like(y, x, AAL_F64, op, "y", "x", err)) != AAL_OK)
     return rc;
-  if (mask != NULL && (rc = require_like(mask, x, AAL_BITS, op, "mask", "x", err)) != AAL_OK)
+  return mask != NULL ? require_like(mask, x, AAL_BITS, op, "mask", "x", err) : AAL_OK;
+}
+
+int aal_relu_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *mask,
+                           const aal_tensor *dx, aal_error *err)
+{
+  int rc;
+  if ((rc = require_f64(dy, op, "dy", err)) != AAL_OK ||
+      (rc = require_like(mask, dy, AAL_BITS, op, "mask", "dy", err)) != AAL_OK)
+    return rc;
+  return require_like(dx, dy, AAL_F64, op, "dx", "dy", err);
+}
+
+int aal_relu_forward(const aal_tensor *x, aal_tensor *y, aal_tensor *mask, aal_error *err)
+{
+  int rc = aal_relu_forward_args("relu forward", x, y, mask, err);
+  if (rc != AAL_OK)
     return rc;
   /* Mask first: y may alias x. */
   if (mask != NULL)
@@ -70,11 +86,8 @@ int aal_relu_forward(const aal_tensor *x, aal_tensor *y, aal_tensor *mask, aal_e
 int aal_relu_backward(const aal_tensor *dy, const aal_tensor *mask, aal_tensor *dx,
                       aal_error *err)
 {
-  static const char op[] = "relu backward";
-  int rc;
-  if ((rc = require_f64(dy, op, "dy", err)) != AAL_OK ||
-      (rc = require_like(mask, dy, AAL_BITS, op, "mask", "dy", err)) != AAL_OK ||
-      (rc = require_like(dx, dy, AAL_F64, op, "dx", "dy", err)) != AAL_OK)
+  int rc = aal_relu_backward_args("relu backward", dy, mask, dx, err);
+  if (rc != AAL_OK)
     return rc;
   const size_t n = dy->size, words = aal_bit_words(n);
   for (size_t k = 0; k < words; k++) {

@@ -67,19 +67,35 @@ static int sample_forward(const double *z, size_t c, int label, size_t n, double
   return AAL_OK;
 }
 
-int aal_xent_forward(const aal_tensor *logits, const int *labels, double *loss,
-                     aal_tensor *prob, aal_error *err)
+int aal_xent_forward_args(const char *op, const aal_tensor *logits, const int *labels,
+                          const double *loss, const aal_tensor *prob, aal_error *err)
 {
-  static const char op[] = "xent forward";
   int rc;
   if ((rc = require_nc(logits, NULL, op, "logits", NULL, err)) != AAL_OK ||
       (rc = require_nc(prob, logits, op, "prob", "logits", err)) != AAL_OK)
     return rc;
   if (loss == NULL)
     return aal_fail(err, AAL_EINVAL, "%s: loss is NULL", op);
-  const size_t n = logits->shape[0], c = logits->shape[1];
-  if ((rc = check_labels(labels, n, c, op, err)) != AAL_OK)
+  return check_labels(labels, logits->shape[0], logits->shape[1], op, err);
+}
+
+int aal_xent_backward_args(const char *op, const aal_tensor *prob, const int *labels,
+                           const aal_tensor *dlogits, aal_error *err)
+{
+  int rc;
+  if ((rc = require_nc(prob, NULL, op, "prob", NULL, err)) != AAL_OK ||
+      (rc = require_nc(dlogits, prob, op, "dlogits", "prob", err)) != AAL_OK)
     return rc;
+  return check_labels(labels, prob->shape[0], prob->shape[1], op, err);
+}
+
+int aal_xent_forward(const aal_tensor *logits, const int *labels, double *loss,
+                     aal_tensor *prob, aal_error *err)
+{
+  int rc = aal_xent_forward_args("xent forward", logits, labels, loss, prob, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t n = logits->shape[0], c = logits->shape[1];
   double total = 0.0;
   for (size_t i = 0; i < n; i++) {
     double li = 0.0;
@@ -95,14 +111,10 @@ int aal_xent_forward(const aal_tensor *logits, const int *labels, double *loss,
 int aal_xent_backward(const aal_tensor *prob, const int *labels, aal_tensor *dlogits,
                       aal_error *err)
 {
-  static const char op[] = "xent backward";
-  int rc;
-  if ((rc = require_nc(prob, NULL, op, "prob", NULL, err)) != AAL_OK ||
-      (rc = require_nc(dlogits, prob, op, "dlogits", "prob", err)) != AAL_OK)
+  int rc = aal_xent_backward_args("xent backward", prob, labels, dlogits, err);
+  if (rc != AAL_OK)
     return rc;
   const size_t n = prob->shape[0], c = prob->shape[1];
-  if ((rc = check_labels(labels, n, c, op, err)) != AAL_OK)
-    return rc;
   const double dn = (double)n; /* divide, not multiply by a rounded 1/N */
   for (size_t i = 0; i < n; i++)
     for (size_t k = 0; k < c; k++) {

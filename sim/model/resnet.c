@@ -296,7 +296,7 @@ int aal_resnet_sgd_step(aal_resnet *net, double lr, double momentum, double weig
   return aal_resnet_sgd_step_ops(net, NULL, lr, momentum, weight_decay, err);
 }
 
-/* The reference entry (sim/ops/ops.c) is the loop d = g + wd w; buf = first ? d : m buf + d;
+/* The reference entry (sim/ops/ref.c) is the loop d = g + wd w; buf = first ? d : m buf + d;
  * w -= lr buf, element by element in double, as this function always computed it. */
 int aal_resnet_sgd_step_ops(aal_resnet *net, const aal_ops *table, double lr, double momentum,
                             double weight_decay, aal_error *err)

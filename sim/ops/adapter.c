@@ -1,0 +1,587 @@
+/* The backend adapter's entries (sim/ops/ops.h): each checks its arguments with the
+ * contract of the reference function it stands for (sim/layers), so that both tables
+ * refuse the same calls, adds what the backend's int sizes need, binds its tensors to
+ * backend buffers (sim/ops/resident.c) and runs the backend's op.  What the backend
+ * table leaves to its caller (BN running statistics, a NaN LI) is done here on the host. */
+#include "sim/ops/ops_internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "sim/layers/conv_check.h"
+#include "sim/layers/layers.h"
+
+/* The backend takes sizes as int. */
+static int fits_int(size_t v, const char *op, const char *what, aal_error *err)
+{
+  if (v > (size_t)INT_MAX)
+    return aal_fail(err, AAL_EINVAL, "%s: %s %zu does not fit an int", op, what, v);
+  return AAL_OK;
+}
+
+/* ---------------------------------------------------------------- conv */
+
+typedef int (*conv_contract)(const char *op, const aal_tensor *a, const aal_tensor *b,
+                             int stride, int pad, const aal_tensor *out, aal_conv2d_dims *d,
+                             aal_error *err);
+typedef int (*conv_kernel)(const aal_backend *be, const aal_conv_shape *cs, const void *a,
+                           const void *b, void *out, aal_error *err);
+
+/* The backend's shape of a checked convolution. */
+static int conv_shape(const aal_conv2d_dims *d, aal_conv_shape *cs, const char *op,
+                      aal_error *err)
+{
+  const size_t sizes[] = {d->n, d->k, d->c, d->h, d->r, d->w, d->s};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    if (fits_int(sizes[i], op, "size", err) != AAL_OK)
+      return AAL_EINVAL;
+  *cs = (aal_conv_shape){.n = (int)d->n, .c = (int)d->c, .h = (int)d->h, .w = (int)d->w,
+                         .k = (int)d->k, .r = (int)d->r, .s = (int)d->s,
+                         .stride = (int)d->stride, .pad = (int)d->pad};
+  return aal_conv_shape_init(cs, err);
+}
+
+/* The three convs differ only in their contract and kernel, which take the inputs a, b
+ * and the output in the same order. */
+static int conv(const aal_ops *ops, const char *name, conv_contract contract,
+                conv_kernel kernel, const aal_tensor *a, const aal_tensor *b, int stride,
+                int pad, aal_tensor *out, aal_error *err)
+{
+  aal_call c;
+  aal_conv2d_dims d;
+  aal_conv_shape cs;
+  aal_call_begin(&c, ops, name, err);
+  c.rc = contract(c.op, a, b, stride, pad, out, &d, err);
+  if (c.rc == AAL_OK)
+    c.rc = conv_shape(&d, &cs, c.op, err);
+  void *ba = aal_call_in(&c, a), *bb = aal_call_in(&c, b), *bo = aal_call_out(&c, out);
+  if (c.rc == AAL_OK)
+    c.rc = kernel(ops->be, &cs, ba, bb, bo, err);
+  return aal_call_end(&c);
+}
+
+static int ad_conv_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
+                           int stride, int pad, aal_tensor *y, aal_error *err)
+{
+  return conv(ops, "conv_forward", aal_conv2d_check_forward, ops->be->conv_forward, x, w,
+              stride, pad, y, err);
+}
+
+static int ad_conv_backward_data(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *w,
+                                 int stride, int pad, aal_tensor *dx, aal_error *err)
+{
+  return conv(ops, "conv_backward_data", aal_conv2d_check_backward_data,
+              ops->be->conv_backward_data, dy, w, stride, pad, dx, err);
+}
+
+static int ad_conv_backward_filter(const aal_ops *ops, const aal_tensor *x,
+                                   const aal_tensor *dy, int stride, int pad, aal_tensor *dw,
+                                   aal_error *err)
+{
+  return conv(ops, "conv_backward_filter", aal_conv2d_check_backward_filter,
+              ops->be->conv_backward_filter, x, dy, stride, pad, dw, err);
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+/* The backend's sizes of x [N, C, H, W]: n, c and hw = H*W. */
+typedef struct {
+  int n, c, hw;
+} bn_shape;
+
+/* A step of call c (nothing once it has failed), after the layer's contract: the fused
+ * ReLU's mask, if any, is BITS of x's shape (the ReLU's contract: its input and output
+ * have x's shape), and x's sizes fit the backend's ints (N*H*W and C). */
+static bn_shape bn_sizes(aal_call *c, const aal_tensor *x, const aal_tensor *mask)
+{
+  bn_shape s = {0, 0, 0};
+  if (c->rc == AAL_OK && mask != NULL)
+    c->rc = aal_relu_forward_args(c->op, x, x, mask, c->err);
+  if (c->rc == AAL_OK)
+    c->rc = fits_int(x->shape[0] * x->shape[2] * x->shape[3], c->op, "N*H*W", c->err);
+  if (c->rc == AAL_OK)
+    c->rc = fits_int(x->shape[1], c->op, "channels", c->err);
+  if (c->rc == AAL_OK)
+    s = (bn_shape){(int)x->shape[0], (int)x->shape[1], (int)(x->shape[2] * x->shape[3])};
+  return s;
+}
+
+/* The running statistics, which live on the host, as sim/layers/batchnorm.c updates
+ * them: from the batch mean and the batch variance recovered from invstd (C values come
+ * home; clamped at 0: for a variance far below eps the subtraction may round below it). */
+static int bn_running_update(const char *op, const aal_tensor *x, double momentum,
+                             double eps, const aal_tensor *mean, const aal_tensor *invstd,
+                             aal_tensor *running_mean, aal_tensor *running_var,
+                             aal_error *err)
+{
+  const size_t C = x->shape[1];
+  const double m_count = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
+  int rc = aal_tensor_sync_host(mean, err);
+  if (rc == AAL_OK)
+    rc = aal_tensor_sync_host(invstd, err);
+  if (rc == AAL_OK)
+    rc = aal_tensor_detach(running_mean, err);
+  if (rc == AAL_OK)
+    rc = aal_tensor_detach(running_var, err);
+  for (size_t k = 0; rc == AAL_OK && k < C; k++)
+    if (!isfinite(mean->data[k]) || !(invstd->data[k] > 0) || !isfinite(invstd->data[k]))
+      rc = aal_fail(err, AAL_ENUMERIC, "%s: channel %zu has mean %g, invstd %g", op, k,
+                    mean->data[k], invstd->data[k]);
+  for (size_t k = 0; rc == AAL_OK && k < C; k++) {
+    double var = 1.0 / (invstd->data[k] * invstd->data[k]) - eps;
+    if (var < 0)
+      var = 0;
+    const double unbiased = var * (m_count / (m_count - 1.0));
+    double *rm = &running_mean->data[k], *rv = &running_var->data[k];
+    *rm = (1.0 - momentum) * *rm + momentum * mean->data[k];
+    *rv = (1.0 - momentum) * *rv + momentum * unbiased;
+  }
+  return rc;
+}
+
+/* bn_forward_train, and with mask non-NULL bn_relu_forward_train */
+static int bn_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                    const aal_tensor *beta, aal_tensor *running_mean, aal_tensor *running_var,
+                    double momentum, double eps, aal_tensor *y, aal_tensor *mask,
+                    aal_tensor *mean, aal_tensor *invstd, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, mask ? "bn_relu_forward_train" : "bn_forward_train", err);
+  c.rc = aal_bn2d_train_args(c.op, x, gamma, beta, running_mean, running_var, momentum, eps,
+                             y, mean, invstd, err);
+  const bn_shape s = bn_sizes(&c, x, mask);
+  void *bx = aal_call_in(&c, x), *bg = aal_call_in(&c, gamma), *bb = aal_call_in(&c, beta);
+  void *by = aal_call_out(&c, y), *bm = aal_call_out(&c, mean);
+  void *bi = aal_call_out(&c, invstd), *bmask = aal_call_out(&c, mask);
+  if (c.rc == AAL_OK && mask != NULL)
+    c.rc = ops->be->bn_relu_forward(ops->be, s.n, s.c, s.hw, bx, bg, bb, eps, by, bmask, bm,
+                                    bi, err);
+  else if (c.rc == AAL_OK)
+    c.rc = ops->be->bn_forward(ops->be, s.n, s.c, s.hw, bx, bg, bb, eps, by, bm, bi, err);
+  if (aal_call_end(&c) != AAL_OK)
+    return c.rc;
+  return bn_running_update(c.op, x, momentum, eps, mean, invstd, running_mean, running_var,
+                           err);
+}
+
+static int ad_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                               const aal_tensor *beta, aal_tensor *running_mean,
+                               aal_tensor *running_var, double momentum, double eps,
+                               aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
+                               aal_error *err)
+{
+  return bn_train(ops, x, gamma, beta, running_mean, running_var, momentum, eps, y, NULL, mean,
+                  invstd, err);
+}
+
+static int ad_bn_relu_forward_train(const aal_ops *ops, const aal_tensor *x,
+                                    const aal_tensor *gamma, const aal_tensor *beta,
+                                    aal_tensor *running_mean, aal_tensor *running_var,
+                                    double momentum, double eps, aal_tensor *y,
+                                    aal_tensor *mask, aal_tensor *mean, aal_tensor *invstd,
+                                    aal_error *err)
+{
+  if (mask == NULL)
+    return aal_fail(err, AAL_EINVAL, "ops %s bn_relu_forward_train: mask is NULL", ops->name);
+  return bn_train(ops, x, gamma, beta, running_mean, running_var, momentum, eps, y, mask, mean,
+                  invstd, err);
+}
+
+/* Evaluation mode on the backend, from the running statistics: the contract reads them,
+ * so they come home first (they live there: bn_train updates them on the host). */
+static int ad_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                              const aal_tensor *beta, const aal_tensor *running_mean,
+                              const aal_tensor *running_var, double eps, aal_tensor *y,
+                              aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "bn_forward_eval", err);
+  c.rc = aal_tensor_sync_host(running_mean, err);
+  if (c.rc == AAL_OK)
+    c.rc = aal_tensor_sync_host(running_var, err);
+  if (c.rc == AAL_OK)
+    c.rc = aal_bn2d_eval_args(c.op, x, gamma, beta, running_mean, running_var, eps, y, err);
+  const bn_shape s = bn_sizes(&c, x, NULL);
+  void *bx = aal_call_in(&c, x), *bg = aal_call_in(&c, gamma), *bb = aal_call_in(&c, beta);
+  void *bm = aal_call_in(&c, running_mean), *bv = aal_call_in(&c, running_var);
+  void *by = aal_call_out(&c, y);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->bn_forward_eval(ops->be, s.n, s.c, s.hw, bx, bg, bb, bm, bv, eps, by, err);
+  return aal_call_end(&c);
+}
+
+/* bn_backward, and with mask non-NULL bn_relu_backward */
+static int bn_back(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                   const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *mean,
+                   const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                   aal_tensor *dbeta, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, mask ? "bn_relu_backward" : "bn_backward", err);
+  c.rc = aal_bn2d_backward_args(c.op, dy, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+  const bn_shape s = bn_sizes(&c, x, mask);
+  void *bdy = aal_call_in(&c, dy), *bx = aal_call_in(&c, x), *bg = aal_call_in(&c, gamma);
+  void *bm = aal_call_in(&c, mean), *bi = aal_call_in(&c, invstd);
+  void *bmask = aal_call_in(&c, mask), *bdx = aal_call_out(&c, dx);
+  void *bdg = aal_call_out(&c, dgamma), *bdb = aal_call_out(&c, dbeta);
+  if (c.rc == AAL_OK && mask != NULL)
+    c.rc = ops->be->bn_relu_backward(ops->be, s.n, s.c, s.hw, bdy, bmask, bx, bg, bm, bi, bdx,
+                                     bdg, bdb, err);
+  else if (c.rc == AAL_OK)
+    c.rc = ops->be->bn_backward(ops->be, s.n, s.c, s.hw, bdy, bx, bg, bm, bi, bdx, bdg, bdb,
+                                err);
+  return aal_call_end(&c);
+}
+
+static int ad_bn_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                          const aal_tensor *gamma, const aal_tensor *mean,
+                          const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                          aal_tensor *dbeta, aal_error *err)
+{
+  return bn_back(ops, dy, NULL, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+}
+
+static int ad_bn_relu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                               const aal_tensor *x, const aal_tensor *gamma,
+                               const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,
+                               aal_tensor *dgamma, aal_tensor *dbeta, aal_error *err)
+{
+  if (mask == NULL)
+    return aal_fail(err, AAL_EINVAL, "ops %s bn_relu_backward: mask is NULL", ops->name);
+  return bn_back(ops, dy, mask, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+}
+
+/* ---------------------------------------------------------------- relu, add, pool */
+
+static int ad_relu_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                           aal_tensor *mask, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "relu_forward", err);
+  if ((c.rc = aal_relu_forward_args(c.op, x, y, mask, err)) != AAL_OK)
+    return c.rc;
+  void *bx = aal_call_in(&c, x), *by = aal_call_out(&c, y);
+  /* no mask wanted (evaluation): a scratch one */
+  void *bm = mask != NULL ? aal_call_out(&c, mask) : aal_call_scratch(&c, x->size, 1);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->relu_forward(ops->be, x->size, bx, by, bm, err);
+  return aal_call_end(&c);
+}
+
+typedef int (*binary_contract)(const char *op, const aal_tensor *a, const aal_tensor *b,
+                               const aal_tensor *out, aal_error *err);
+typedef int (*binary_kernel)(const aal_backend *be, size_t n, const void *a, const void *b,
+                             void *out, aal_error *err);
+
+/* out from a and b element by element: add, and relu_backward (b the mask). */
+static int binary(const aal_ops *ops, const char *name, binary_contract contract,
+                  binary_kernel kernel, const aal_tensor *a, const aal_tensor *b,
+                  aal_tensor *out, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, name, err);
+  c.rc = contract(c.op, a, b, out, err);
+  void *ba = aal_call_in(&c, a), *bb = aal_call_in(&c, b), *bo = aal_call_out(&c, out);
+  if (c.rc == AAL_OK)
+    c.rc = kernel(ops->be, a->size, ba, bb, bo, err);
+  return aal_call_end(&c);
+}
+
+static int ad_relu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *mask,
+                            aal_tensor *dx, aal_error *err)
+{
+  return binary(ops, "relu_backward", aal_relu_backward_args, ops->be->relu_backward, dy, mask,
+                dx, err);
+}
+
+static int ad_add_forward(const aal_ops *ops, const aal_tensor *a, const aal_tensor *b,
+                          aal_tensor *y, aal_error *err)
+{
+  return binary(ops, "add", aal_add_args, ops->be->add, a, b, y, err);
+}
+
+typedef int (*pool_contract)(const char *op, const aal_tensor *in, const aal_tensor *out,
+                             aal_error *err);
+typedef int (*pool_kernel)(const aal_backend *be, int rows, int hw, const void *in, void *out,
+                           aal_error *err);
+
+/* Both directions of the pooling: in -> out, map the [N, C, H, W] one of the two. */
+static int pool(const aal_ops *ops, const char *name, pool_contract contract,
+                pool_kernel kernel, const aal_tensor *in, aal_tensor *out,
+                const aal_tensor *map, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, name, err);
+  if ((c.rc = contract(c.op, in, out, err)) != AAL_OK)
+    return c.rc;
+  const size_t rows = map->shape[0] * map->shape[1], hw = map->shape[2] * map->shape[3];
+  c.rc = fits_int(rows, c.op, "rows", err);
+  if (c.rc == AAL_OK)
+    c.rc = fits_int(hw, c.op, "H*W", err);
+  void *bi = aal_call_in(&c, in), *bo = aal_call_out(&c, out);
+  if (c.rc == AAL_OK)
+    c.rc = kernel(ops->be, (int)rows, (int)hw, bi, bo, err);
+  return aal_call_end(&c);
+}
+
+static int ad_avgpool_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                              aal_error *err)
+{
+  return pool(ops, "avgpool_forward", aal_avgpool_forward_args, ops->be->avgpool_forward, x,
+              y, x, err);
+}
+
+static int ad_avgpool_backward(const aal_ops *ops, const aal_tensor *dy, aal_tensor *dx,
+                               aal_error *err)
+{
+  return pool(ops, "avgpool_backward", aal_avgpool_backward_args, ops->be->avgpool_backward,
+              dy, dx, dx, err);
+}
+
+/* ---------------------------------------------------------------- linear, xent */
+
+/* The backend's sizes of a checked linear layer: x [n, in], w [out, in]. */
+static int linear_sizes(const aal_tensor *x, const aal_tensor *w, const char *op, int *n,
+                        int *in, int *out, aal_error *err)
+{
+  int rc = fits_int(x->size > w->size ? x->size : w->size, op, "size", err);
+  if (rc != AAL_OK)
+    return rc;
+  *n = (int)x->shape[0];
+  *in = (int)x->shape[1];
+  *out = (int)w->shape[0];
+  return AAL_OK;
+}
+
+static int ad_linear_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
+                             const aal_tensor *b, aal_tensor *y, aal_error *err)
+{
+  aal_call c;
+  int n = 0, in = 0, out = 0;
+  aal_call_begin(&c, ops, "linear_forward", err);
+  c.rc = aal_linear_forward_args(c.op, x, w, b, y, err);
+  if (c.rc == AAL_OK)
+    c.rc = linear_sizes(x, w, c.op, &n, &in, &out, err);
+  void *bx = aal_call_in(&c, x), *bw = aal_call_in(&c, w), *bb = aal_call_in(&c, b);
+  void *by = aal_call_out(&c, y);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->linear_forward(ops->be, n, in, out, bx, bw, bb, by, err);
+  return aal_call_end(&c);
+}
+
+/* dx may be NULL (no input gradient): the backend then gets a NULL buffer. */
+static int ad_linear_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                              const aal_tensor *w, aal_tensor *dx, aal_tensor *dw,
+                              aal_tensor *db, aal_error *err)
+{
+  aal_call c;
+  int n = 0, in = 0, out = 0;
+  aal_call_begin(&c, ops, "linear_backward", err);
+  c.rc = aal_linear_backward_args(c.op, dy, x, w, dx, dw, db, err);
+  if (c.rc == AAL_OK)
+    c.rc = linear_sizes(x, w, c.op, &n, &in, &out, err);
+  void *bdy = aal_call_in(&c, dy), *bx = aal_call_in(&c, x), *bw = aal_call_in(&c, w);
+  void *bdx = aal_call_out(&c, dx), *bdw = aal_call_out(&c, dw), *bdb = aal_call_out(&c, db);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->linear_backward(ops->be, n, in, out, bdy, bx, bw, bdx, bdw, bdb, err);
+  return aal_call_end(&c);
+}
+
+/* As the reference: a non-finite logit is a numerical failure (a diverged run). */
+static int finite_logits(const aal_tensor *logits, const char *op, aal_error *err)
+{
+  int rc = aal_tensor_sync_host(logits, err);
+  for (size_t i = 0; rc == AAL_OK && i < logits->size; i++)
+    if (!isfinite(logits->data[i]))
+      rc = aal_fail(err, AAL_ENUMERIC, "%s: sample %zu has non-finite logit %g", op,
+                    i / logits->shape[1], logits->data[i]);
+  return rc;
+}
+
+static int ad_xent_forward(const aal_ops *ops, const aal_tensor *logits, const int *labels,
+                           double *loss, aal_tensor *prob, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "xent_forward", err);
+  c.rc = aal_xent_forward_args(c.op, logits, labels, loss, prob, err);
+  if (c.rc == AAL_OK)
+    c.rc = fits_int(logits->size, c.op, "size", err);
+  if (c.rc == AAL_OK)
+    c.rc = finite_logits(logits, c.op, err);
+  void *bl = aal_call_in(&c, logits), *bp = aal_call_out(&c, prob);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->xent_forward(ops->be, (int)logits->shape[0], (int)logits->shape[1], bl,
+                                 labels, loss, bp, err);
+  return aal_call_end(&c);
+}
+
+static int ad_xent_backward(const aal_ops *ops, const aal_tensor *prob, const int *labels,
+                            aal_tensor *dlogits, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "xent_backward", err);
+  c.rc = aal_xent_backward_args(c.op, prob, labels, dlogits, err);
+  if (c.rc == AAL_OK)
+    c.rc = fits_int(prob->size, c.op, "size", err);
+  void *bp = aal_call_in(&c, prob), *bd = aal_call_out(&c, dlogits);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->xent_backward(ops->be, (int)prob->shape[0], (int)prob->shape[1], bp,
+                                  labels, bd, err);
+  return aal_call_end(&c);
+}
+
+/* ---------------------------------------------------------------- sgd, scale */
+
+static int ad_sgd_update(const aal_ops *ops, aal_tensor *w, const aal_tensor *g, aal_tensor *buf,
+                         double lr, double momentum, double weight_decay, int first,
+                         aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "sgd_update", err);
+  if ((c.rc = aal_sgd_args(c.op, w, g, buf, lr, momentum, weight_decay, err)) != AAL_OK)
+    return c.rc;
+  void *bw = aal_call_inout(&c, w), *bg = aal_call_in(&c, g);
+  /* no momentum buffer (momentum 0): a scratch one, always "first" (buf = d) */
+  void *bb = buf == NULL ? aal_call_scratch(&c, w->size, 0)
+             : first     ? aal_call_out(&c, buf)
+                         : aal_call_inout(&c, buf);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->sgd_update(ops->be, w->size, bw, bg, bb, lr, momentum, weight_decay,
+                               first || buf == NULL, err);
+  return aal_call_end(&c);
+}
+
+static int ad_scale(const aal_ops *ops, aal_tensor *t, double s, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "scale", err);
+  c.rc = aal_ops_scale_args(c.op, t, err);
+  void *bt = aal_call_inout(&c, t);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->scale(ops->be, t->size, bt, s, bt, err);
+  return aal_call_end(&c);
+}
+
+/* ---------------------------------------------------------------- ASA */
+
+/* bits = (x > 0) and h = x + eps*bit in one pass (the backend's fused asa_input).  x is
+ * not checked for negative elements here (it is a ReLU output by construction; the
+ * reference table checks). */
+static int ad_asa_input(const aal_ops *ops, const aal_tensor *x, double eps, aal_tensor *h,
+                        aal_tensor *bits, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "asa_input", err);
+  c.rc = aal_asa_args(c.op, x, bits, h, err);
+  void *bx = aal_call_in(&c, x), *bh = aal_call_out(&c, h), *bb = aal_call_out(&c, bits);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->asa_input(ops->be, x->size, bx, eps, bh, bb, err);
+  return aal_call_end(&c);
+}
+
+static int ad_asa_decode(const aal_ops *ops, const aal_tensor *bits, double eps,
+                         aal_tensor *out, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "asa_decode", err);
+  c.rc = aal_asa_args(c.op, out, bits, out, err);
+  void *bb = aal_call_in(&c, bits), *bo = aal_call_out(&c, out);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->sign_unpack(ops->be, bits->size, bb, eps, bo, err);
+  return aal_call_end(&c);
+}
+
+/* ---------------------------------------------------------------- LI */
+
+/* The backend's li_reduce gives NaN for a sample whose h is zero, and also for one with
+ * a non-finite element or an overflowing LI.  A NaN is therefore looked at on the host
+ * (rare: h is synced only then), so that the outputs and errors are aal_li_batch's. */
+static int li_nan_samples(const aal_tensor *h, const double *li, unsigned char *valid,
+                          size_t *zero_norm, const char *op, aal_error *err)
+{
+  const size_t n = h->shape[0], per = h->size / n;
+  int rc = AAL_OK;
+  for (size_t s = 0; rc == AAL_OK && s < n; s++) {
+    valid[s] = !isnan(li[s]);
+    if (valid[s])
+      continue;
+    size_t i = 0;
+    if ((rc = aal_tensor_sync_host(h, err)) != AAL_OK)
+      break;
+    while (i < per && h->data[s * per + i] == 0.0)
+      i++;
+    if (i == per)
+      (*zero_norm)++;
+    else
+      rc = aal_fail(err, AAL_ENUMERIC, "%s: sample %zu: a non-finite h or r, or an LI that "
+                    "overflows", op, s);
+  }
+  return rc;
+}
+
+static int ad_li_reduce(const aal_ops *ops, const aal_tensor *h, const aal_tensor *r,
+                        double *li, unsigned char *valid, size_t *zero_norm, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "li_reduce", err);
+  c.rc = aal_ops_li_args(c.op, h, r, err);
+  if (c.rc == AAL_OK && (li == NULL || valid == NULL || zero_norm == NULL))
+    c.rc = aal_fail(err, AAL_EINVAL, "%s: NULL output", c.op);
+  if (c.rc == AAL_OK)
+    c.rc = fits_int(h->shape[0], c.op, "samples", err);
+  if (c.rc != AAL_OK)
+    return c.rc;
+  const size_t n = h->shape[0];
+  void *bh = aal_call_in(&c, h), *br = aal_call_in(&c, r), *bli = aal_call_scratch(&c, n, 0);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->li_reduce(ops->be, (int)n, h->size / n, bh, br, bli, err);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->download(ops->be, li, bli, n, err);
+  *zero_norm = 0;
+  if (aal_call_end(&c) != AAL_OK)
+    return c.rc;
+  return li_nan_samples(h, li, valid, zero_norm, c.op, err);
+}
+
+/* ---------------------------------------------------------------- the table */
+
+int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
+{
+  if (be == NULL || ops == NULL)
+    return aal_fail(err, AAL_EINVAL, "ops from backend: NULL argument");
+  if (be->precision_bits != 24 && be->precision_bits != 53)
+    return aal_fail(err, AAL_EINVAL, "ops from backend %s: precision of %d bits (24 or 53 "
+                    "expected)", be->name, be->precision_bits);
+  memset(ops, 0, sizeof *ops);
+  ops->cache = aal_ops_cache_new(be);
+  if (ops->cache == NULL)
+    return aal_fail(err, AAL_ENOMEM, "ops from backend %s: buffer cache", be->name);
+  ops->name = be->name;
+  ops->precision_bits = be->precision_bits;
+  ops->be = be;
+  ops->conv_forward = ad_conv_forward;
+  ops->conv_backward_data = ad_conv_backward_data;
+  ops->conv_backward_filter = ad_conv_backward_filter;
+  ops->bn_forward_train = ad_bn_forward_train;
+  ops->bn_forward_eval = ad_bn_forward_eval;
+  ops->bn_backward = ad_bn_backward;
+  ops->relu_forward = ad_relu_forward;
+  ops->relu_backward = ad_relu_backward;
+  ops->add_forward = ad_add_forward;
+  ops->avgpool_forward = ad_avgpool_forward;
+  ops->avgpool_backward = ad_avgpool_backward;
+  ops->linear_forward = ad_linear_forward;
+  ops->linear_backward = ad_linear_backward;
+  ops->xent_forward = ad_xent_forward;
+  ops->xent_backward = ad_xent_backward;
+  ops->sgd_update = ad_sgd_update;
+  ops->asa_input = ad_asa_input;
+  ops->bn_relu_forward_train = ad_bn_relu_forward_train;
+  ops->bn_relu_backward = ad_bn_relu_backward;
+  ops->asa_decode = ad_asa_decode;
+  ops->scale = ad_scale;
+  ops->li_reduce = ad_li_reduce;
+  return AAL_OK;
+}
