@@ -79,9 +79,11 @@ static void on_conv(void *ctx, const aal_conv_bn *u, aal_r_source source, const 
     return;
   }
   size_t zero = 0;
-  rec->rc = aal_tensor_sync_host(x, &rec->err);
+  aal_tensor *hx = aal_tensor_host_view(x, &rec->err);  /* a copy from a backend */
+  rec->rc = hx != NULL ? AAL_OK : AAL_ENOMEM;
   if (rec->rc == AAL_OK)
-    memcpy(rec->x[i], x->data, x->size * sizeof(double));
+    memcpy(rec->x[i], hx->data, x->size * sizeof(double));
+  aal_tensor_release(hx);
   /* the LI as the side's table computes it (on a backend: its li_reduce) */
   if (rec->rc == AAL_OK && rec->has_li[i])
     rec->rc = rec->ops->li_reduce(rec->ops, h, r, rec->li[i], rec->valid[i], &zero, &rec->err);
@@ -228,6 +230,8 @@ static int run_side(aal_resnet *net, const aal_ops *ops, const aal_rule *rule,
   aal_resnet_pass pass;
   aal_tape *tape = aal_tape_new(err);
   int rc = tape ? aal_resnet_pass_init(&pass, net, rule, o->seed, 0, err) : AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = aal_resnet_move(net, aal_ops_or_ref(ops), err);
   if (rc == AAL_OK) {
     pass.ops = ops;
     rec->ops = aal_ops_or_ref(ops);
@@ -280,7 +284,7 @@ static void compare_state(cmp_ctx *c, const aal_resnet *a, const aal_resnet *b, 
 
 #define MAX_DRAWS 5
 
-/* The reference side takes the tested side's gradients (b synced) before the SGD step,
+/* The reference side takes the tested side's gradients (b at home) before the SGD step,
  * so that the parameters and momentum buffers after it hold the update's error only (a
  * wrong gradient shows as one, not again downstream). */
 static void adopt_grads(aal_resnet *a, const aal_resnet *b)
@@ -292,7 +296,7 @@ static void adopt_grads(aal_resnet *a, const aal_resnet *b)
 }
 
 /* The reference side takes the tested side's state (parameters, running statistics,
- * momentum; b synced), so that the second step starts from identical values as the
+ * momentum; b at home), so that the second step starts from identical values as the
  * first did: its comparison holds one step's error, and no tie carried over. */
 static void adopt_state(aal_resnet *a, const aal_resnet *b)
 {
@@ -305,7 +309,7 @@ static void adopt_state(aal_resnet *a, const aal_resnet *b)
   }
 }
 
-/* One draw of the second step: b's state adopted by a (b synced), forward + backward on
+/* One draw of the second step: b's state adopted by a (b at home), forward + backward on
  * both with batch seed `seed`; *flips and *ties as count_flips. */
 static int second_pass(aal_resnet *a, aal_resnet *b, const aal_ops *ops, const aal_rule *rule,
                        unsigned long seed, const aal_step_check_opts *o, double tol,
@@ -315,7 +319,7 @@ static int second_pass(aal_resnet *a, aal_resnet *b, const aal_ops *ops, const a
   aal_tensor *x = NULL;
   int *labels = NULL;
   double la = 0, lb = 0;
-  int rc = (ra && rb) ? aal_resnet_sync_host(b, err)
+  int rc = (ra && rb) ? aal_resnet_move(b, aal_ops_ref(), err)
                       : aal_fail(err, AAL_ENOMEM, "step check: recorders");
   if (rc == AAL_OK)
     rc = aal_random_batch(&a->cfg, o->batch, seed, &x, &labels, err);
@@ -354,13 +358,15 @@ static int second_step(aal_resnet *a, aal_resnet *b, const aal_ops *ops, const a
       fprintf(c->out, "  step 2: batch seed %lu: %ld conv-input sign(s) differ, all ties; "
               "drawing another batch\n", seed, ties);
   }
-  if (rc == AAL_OK && flips == 0 && (rc = aal_resnet_sync_host(b, err)) == AAL_OK) {
+  if (rc == AAL_OK && flips == 0 && (rc = aal_resnet_move(b, aal_ops_ref(), err)) == AAL_OK) {
     adopt_grads(a, b);
     rc = aal_resnet_sgd_step_ops(a, NULL, o->lr, 0.9, 1e-4, err);
     if (rc == AAL_OK)
+      rc = aal_resnet_move(b, ops, err);
+    if (rc == AAL_OK)
       rc = aal_resnet_sgd_step_ops(b, ops, o->lr, 0.9, 1e-4, err);
     if (rc == AAL_OK)
-      rc = aal_resnet_sync_host(b, err);
+      rc = aal_resnet_move(b, aal_ops_ref(), err);
     if (rc == AAL_OK)
       compare_state(c, a, b, KIND_PARAM2, KIND_MOM2);
   } else if (rc == AAL_OK) {
@@ -423,8 +429,9 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   rc = run_side(&a, NULL, &rule, x, labels, o, ra, &la, err);
   if (rc == AAL_OK)
     rc = run_side(&b, ops, &rule, x, labels, o, rb, &lb, err);
+  /* the gradients come home to be compared */
   if (rc == AAL_OK)
-    rc = aal_resnet_sync_host(&b, err);
+    rc = aal_resnet_move(&b, aal_ops_ref(), err);
   if (rc == AAL_OK && ra->count != rb->count)
     rc = aal_fail(err, AAL_EINVAL, "step check: %d convs observed on the reference, %d on %s",
                   ra->count, rb->count, ops->name);
@@ -479,9 +486,11 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   adopt_grads(&a, &b);
   rc = aal_resnet_sgd_step_ops(&a, NULL, o->lr, 0.9, 1e-4, err);
   if (rc == AAL_OK)
+    rc = aal_resnet_move(&b, ops, err);
+  if (rc == AAL_OK)
     rc = aal_resnet_sgd_step_ops(&b, ops, o->lr, 0.9, 1e-4, err);
   if (rc == AAL_OK)
-    rc = aal_resnet_sync_host(&b, err);
+    rc = aal_resnet_move(&b, aal_ops_ref(), err);
   if (rc == AAL_OK)
     compare_state(&cc, &a, &b, 3, KIND_MOM);
   /* evaluation mode (running statistics) on the updated networks: the logits */
@@ -491,6 +500,8 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
     rc = AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = aal_resnet_forward_eval_ops(&a, NULL, x, ea, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_move(&b, ops, err);
   if (rc == AAL_OK)
     rc = aal_resnet_forward_eval_ops(&b, ops, x, eb, err);
   if (rc == AAL_OK)
@@ -543,12 +554,12 @@ int aal_step_check(const aal_ops *ops, const aal_step_check_opts *o, FILE *out,
     return aal_fail(err, AAL_EINVAL, "step check: rules too long");
   char *save = NULL;
   int rc = AAL_OK, nrules = 0;
-  /* a host read of a value that only the backend holds must show up as NaN here */
-  aal_ops_poison_stale_host(ops, 1);
+  /* an op that reads an element nobody wrote must show up as NaN here */
+  aal_ops_poison_new(ops, 1);
   for (char *t = strtok_r(rules, " ", &save); t != NULL && rc == AAL_OK;
        t = strtok_r(NULL, " ", &save), nrules++)
     rc = check_rule(ops, o, t, out, sum, err);
-  aal_ops_poison_stale_host(ops, 0);
+  aal_ops_poison_new(ops, 0);
   if (rc == AAL_OK && nrules == 0)
     rc = aal_fail(err, AAL_EINVAL, "step check: no rule given");
   if (rc == AAL_OK && out != NULL)

@@ -65,6 +65,8 @@ static int one_step(aal_resnet *net, const aal_ops *ops, const aal_rule *rule,
   double loss;
   int rc = tape ? aal_resnet_pass_init(&pass, net, rule, 1, step, err) : AAL_ENOMEM;
   pass.ops = ops;
+  if (rc == AAL_OK) /* a no-op after the first step */
+    rc = aal_resnet_move(net, aal_ops_or_ref(ops), err);
   if (rc == AAL_OK && li_sink != NULL)
     rc = aal_li_recorder_attach(&rec, &pass, li_sink, li_sink, (long)step, 0, err);
   if (rc == AAL_OK)

@@ -23,13 +23,55 @@ static int element_count(int ndim, const long *shape, size_t *count, aal_error *
   return AAL_OK;
 }
 
+static aal_tensor *tensor_header(int ndim, const long *shape, enum aal_dtype dtype,
+                                 aal_error *err)
+{
+  size_t count = 0;
+  if (element_count(ndim, shape, &count, err) != AAL_OK)
+    return NULL;
+  aal_tensor *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    aal_fail(err, AAL_ENOMEM, "cannot allocate a tensor header");
+    return NULL;
+  }
+  t->ndim = ndim;
+  for (int d = 0; d < ndim; d++)
+    t->shape[d] = (size_t)shape[d];
+  t->size = count;
+  t->dtype = dtype;
+  t->refcount = 1;
+  return t;
+}
+
 static aal_tensor *tensor_alloc(int ndim, const long *shape, enum aal_dtype dtype,
                                 aal_error *err)
 {
-  aal_tensor *t = aal_tensor_new_deferred(ndim, shape, dtype, err);
-  if (t != NULL && aal_tensor_host_alloc(t, err) != AAL_OK) {
+  aal_tensor *t = tensor_header(ndim, shape, dtype, err);
+  if (t == NULL)
+    return NULL;
+  if (dtype == AAL_F64)
+    t->data = calloc(t->size, sizeof(double));
+  else
+    t->bits = calloc(aal_bit_words(t->size), sizeof *t->bits);
+  if (t->data == NULL && t->bits == NULL) {
+    aal_fail(err, AAL_ENOMEM, "cannot allocate a tensor of %zu elements", t->size);
     free(t);
     return NULL;
+  }
+  return t;
+}
+
+aal_tensor *aal_tensor_new_at(const aal_tensor_home *home, void *buf, int ndim,
+                              const long *shape, enum aal_dtype dtype, aal_error *err)
+{
+  if (home == NULL || buf == NULL) {
+    aal_fail(err, AAL_EINVAL, "aal_tensor_new_at: NULL home or buffer");
+    return NULL;
+  }
+  aal_tensor *t = tensor_header(ndim, shape, dtype, err);
+  if (t != NULL) {
+    t->home = home;
+    t->buf = buf;
   }
   return t;
 }
@@ -84,18 +126,72 @@ aal_tensor *aal_tensor_copy(const aal_tensor *t, aal_error *err)
     aal_fail(err, AAL_EINVAL, "aal_tensor_copy: tensor is NULL");
     return NULL;
   }
-  if (aal_tensor_sync_host(t, err) != AAL_OK)
-    return NULL;
   long shape[AAL_MAX_NDIM];
   shape_as_long(t, shape);
   aal_tensor *c = tensor_alloc(t->ndim, shape, t->dtype, err);
-  if (c == NULL)
+  if (c != NULL && aal_tensor_read(t, c, err) != AAL_OK) {
+    aal_tensor_release(c);
     return NULL;
-  if (t->dtype == AAL_F64)
-    memcpy(c->data, t->data, t->size * sizeof(double));
-  else
-    memcpy(c->bits, t->bits, aal_bit_words(t->size) * sizeof *c->bits);
+  }
   return c;
+}
+
+aal_tensor *aal_tensor_host_view(const aal_tensor *t, aal_error *err)
+{
+  if (t != NULL && t->home == NULL)
+    return aal_tensor_retain((aal_tensor *)t);
+  return aal_tensor_copy(t, err);
+}
+
+/* host must be a host tensor of t's shape and dtype */
+static int host_peer(const aal_tensor *t, const aal_tensor *host, const char *op,
+                     aal_error *err)
+{
+  if (t == NULL || host == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: NULL tensor", op);
+  if (host->home != NULL)
+    return aal_fail(err, AAL_EINVAL, "%s: the host side lives on backend %s", op,
+                    host->home->name);
+  if (host->dtype != t->dtype || !aal_tensor_same_shape(t, host)) {
+    char st[64], sh[64];
+    aal_tensor_shape_str(t, st, sizeof st);
+    aal_tensor_shape_str(host, sh, sizeof sh);
+    return aal_fail(err, AAL_ESHAPE, "%s: tensor %s and host tensor %s differ in shape or "
+                    "element type", op, st, sh);
+  }
+  return AAL_OK;
+}
+
+static void host_to_host(aal_tensor *dst, const aal_tensor *src)
+{
+  if (dst == src)
+    return;
+  if (src->dtype == AAL_F64)
+    memcpy(dst->data, src->data, src->size * sizeof(double));
+  else
+    memcpy(dst->bits, src->bits, aal_bit_words(src->size) * sizeof *src->bits);
+}
+
+int aal_tensor_read(const aal_tensor *t, aal_tensor *host, aal_error *err)
+{
+  int rc = host_peer(t, host, "tensor read", err);
+  if (rc != AAL_OK)
+    return rc;
+  if (t->home != NULL)
+    return t->home->read(t->home, t, host, err);
+  host_to_host(host, t);
+  return AAL_OK;
+}
+
+int aal_tensor_write(aal_tensor *t, const aal_tensor *host, aal_error *err)
+{
+  int rc = host_peer(t, host, "tensor write", err);
+  if (rc != AAL_OK)
+    return rc;
+  if (t->home != NULL)
+    return t->home->write(t->home, t, host, err);
+  host_to_host(t, host);
+  return AAL_OK;
 }
 
 aal_tensor *aal_tensor_retain(aal_tensor *t)
@@ -111,8 +207,8 @@ void aal_tensor_release(aal_tensor *t)
     return;
   if (--t->refcount > 0)
     return;
-  if (t->mirror != NULL)
-    t->mirror->drop(t);
+  if (t->home != NULL)
+    t->home->release(t->home, t);
   free(t->data);
   free(t->bits);
   free(t);
@@ -192,66 +288,8 @@ int aal_tensor_require_same(const aal_tensor *a, const aal_tensor *b,
 
 void aal_tensor_fill(aal_tensor *t, double value)
 {
-  if (t == NULL || t->dtype != AAL_F64)
-    return;
-  if (aal_tensor_forget_mirror(t, NULL) != AAL_OK)
+  if (t == NULL || t->dtype != AAL_F64 || t->home != NULL)
     return;
   for (size_t i = 0; i < t->size; i++)
     t->data[i] = value;
-}
-
-int aal_tensor_host_alloc(aal_tensor *t, aal_error *err)
-{
-  if (t == NULL || t->data != NULL || t->bits != NULL)
-    return AAL_OK;
-  if (t->dtype == AAL_F64)
-    t->data = calloc(t->size, sizeof(double));
-  else
-    t->bits = calloc(aal_bit_words(t->size), sizeof *t->bits);
-  if (t->data == NULL && t->bits == NULL)
-    return aal_fail(err, AAL_ENOMEM, "cannot allocate the host storage of a tensor of %zu "
-                    "elements", t->size);
-  return AAL_OK;
-}
-
-aal_tensor *aal_tensor_new_deferred(int ndim, const long *shape, enum aal_dtype dtype,
-                                    aal_error *err)
-{
-  size_t count = 0;
-  if (element_count(ndim, shape, &count, err) != AAL_OK)
-    return NULL;
-  aal_tensor *t = calloc(1, sizeof *t);
-  if (t == NULL) {
-    aal_fail(err, AAL_ENOMEM, "cannot allocate a tensor header");
-    return NULL;
-  }
-  t->ndim = ndim;
-  for (int d = 0; d < ndim; d++)
-    t->shape[d] = (size_t)shape[d];
-  t->size = count;
-  t->dtype = dtype;
-  t->refcount = 1;
-  return t;
-}
-
-int aal_tensor_sync_host(const aal_tensor *t, aal_error *err)
-{
-  if (t == NULL || t->mirror == NULL || !t->mirror->host_stale)
-    return AAL_OK;
-  int rc = aal_tensor_host_alloc((aal_tensor *)t, err);
-  return rc == AAL_OK ? t->mirror->pull((aal_tensor *)t, err) : rc;
-}
-
-int aal_tensor_detach(aal_tensor *t, aal_error *err)
-{
-  int rc = aal_tensor_sync_host(t, err);
-  return rc == AAL_OK ? aal_tensor_forget_mirror(t, err) : rc;
-}
-
-int aal_tensor_forget_mirror(aal_tensor *t, aal_error *err)
-{
-  int rc = aal_tensor_host_alloc(t, err);
-  if (rc == AAL_OK && t != NULL && t->mirror != NULL)
-    t->mirror->drop(t);
-  return rc;
 }

@@ -23,32 +23,36 @@ enum aal_dtype { AAL_F64 = 0, AAL_BITS = 1 };
 
 struct aal_tensor;
 
-/* A copy of a tensor's elements held by someone else: the backend adapter
- * (sim/ops/resident.c) keeps activations, gradients and parameters in backend buffers
- * between ops instead of converting them through host doubles on every op.  While
- * host_stale is set the host storage (data / bits) is NOT current: read it only after
- * aal_tensor_sync_host.  Before writing the host storage of a tensor that may have a
- * mirror, call aal_tensor_detach (else the mirror, now out of date, would be used by the
- * next op). */
-typedef struct aal_tensor_mirror {
-  const void *owner;  /* the holder (the adapter's buffer cache) */
-  void *buf;          /* the holder's buffer */
-  int host_stale;     /* buf is newer than the host storage */
-  /* copies buf into the host storage and clears host_stale */
-  int (*pull)(struct aal_tensor *t, aal_error *err);
-  /* gives buf back and sets t->mirror to NULL; the host storage is not updated */
-  void (*drop)(struct aal_tensor *t);
-} aal_tensor_mirror;
+/* Where a tensor lives (ARCHITECTURE idea 1).  A tensor whose home is NULL lives on the
+ * host: its elements are data (F64) or bits (BITS), and every reference tensor is such
+ * a tensor.  A tensor with a home lives in a buffer of that home (a backend, behind the
+ * op table of sim/ops/ops.h): data and bits are NULL, its values are held at the home's
+ * precision, only the home's ops read and write them, and the host sees them only
+ * through an explicit copy (aal_tensor_read, aal_tensor_write, aal_tensor_copy).  There
+ * is no second copy to keep in step. */
+typedef struct aal_tensor_home {
+  const char *name;   /* the backend's name, for messages */
+  int precision_bits; /* significand bits of its values (24 for float32) */
+  /* t's values into host (a host tensor of t's shape and dtype) */
+  int (*read)(const struct aal_tensor_home *home, const struct aal_tensor *t,
+              struct aal_tensor *host, aal_error *err);
+  /* host's values into t, rounded to the home's precision */
+  int (*write)(const struct aal_tensor_home *home, struct aal_tensor *t,
+               const struct aal_tensor *host, aal_error *err);
+  /* gives t->buf back (the tensor is being freed) */
+  void (*release)(const struct aal_tensor_home *home, struct aal_tensor *t);
+} aal_tensor_home;
 
 typedef struct aal_tensor {
   int ndim;
   size_t shape[AAL_MAX_NDIM];
   size_t size;          /* product of the shape */
-  enum aal_dtype dtype;
-  double *data;         /* F64: size doubles, else NULL (also: deferred, see below) */
-  uint32_t *bits;       /* BITS: ceil(size/32) words, else NULL (also: deferred) */
+  enum aal_dtype dtype; /* values or bits (on a home: at its precision) */
+  double *data;         /* on the host, F64: size doubles; else NULL */
+  uint32_t *bits;       /* on the host, BITS: aal_bit_words(size) words; else NULL */
+  const aal_tensor_home *home; /* NULL: on the host */
+  void *buf;            /* the home's buffer (NULL on the host) */
   int refcount;
-  aal_tensor_mirror *mirror;  /* NULL unless a backend holds a copy (see above) */
 } aal_tensor;
 
 /* New zero-filled tensor. Sizes are signed so that a negative size is reported,
@@ -61,8 +65,26 @@ aal_tensor *aal_tensor_new1(long n, aal_error *err);
 aal_tensor *aal_tensor_new_bits(int ndim, const long *shape, aal_error *err);
 /* Same shape as t, dtype F64, zero-filled. */
 aal_tensor *aal_tensor_new_like(const aal_tensor *t, aal_error *err);
-/* A host-only copy (a stale host is brought up to date first). */
+/* A new host tensor with t's values (t on the host or on a home). */
 aal_tensor *aal_tensor_copy(const aal_tensor *t, aal_error *err);
+/* A tensor of the given shape and dtype that lives at home in buf (the home made buf
+ * and takes it back through home->release when the tensor is freed). */
+aal_tensor *aal_tensor_new_at(const aal_tensor_home *home, void *buf, int ndim,
+                              const long *shape, enum aal_dtype dtype, aal_error *err);
+
+/* 1 when t lives on the host (its data / bits may be read and written directly). */
+static inline int aal_tensor_on_host(const aal_tensor *t)
+{
+  return t != NULL && t->home == NULL;
+}
+/* A host tensor with t's values, to read: t itself (retained) when it lives on the
+ * host, else a copy.  Release it after use. */
+aal_tensor *aal_tensor_host_view(const aal_tensor *t, aal_error *err);
+/* t's values into host, a host tensor of t's shape and dtype (a download when t lives
+ * at a home). */
+int aal_tensor_read(const aal_tensor *t, aal_tensor *host, aal_error *err);
+/* host's values into t (an upload when t lives at a home, rounded to its precision). */
+int aal_tensor_write(aal_tensor *t, const aal_tensor *host, aal_error *err);
 
 aal_tensor *aal_tensor_retain(aal_tensor *t);
 /* Drops one reference; frees at zero. NULL is allowed. */
@@ -83,28 +105,9 @@ int aal_tensor_require(const aal_tensor *t, int ndim, enum aal_dtype dtype,
 int aal_tensor_require_same(const aal_tensor *a, const aal_tensor *b,
                             const char *what_a, const char *what_b, aal_error *err);
 
-/* Detaches any mirror first (the host is then the only copy). */
+/* Every element of a host tensor := value (a tensor that lives at a home is left as it
+ * is: write it with aal_tensor_write). */
 void aal_tensor_fill(aal_tensor *t, double value);
-
-/* Makes the host storage current (a no-op without a stale mirror); the mirror stays.
- * Logically const: only the cached copy changes. */
-int aal_tensor_sync_host(const aal_tensor *t, aal_error *err);
-/* Makes the host storage current and drops the mirror, so that the host may be
- * written.  NULL is allowed. */
-int aal_tensor_detach(aal_tensor *t, aal_error *err);
-/* Drops the mirror without updating the host (whose values are then those before the
- * mirror took over, zeros for deferred storage): only for a tensor about to be
- * overwritten on the host. */
-int aal_tensor_forget_mirror(aal_tensor *t, aal_error *err);
-
-/* A tensor whose host storage (data / bits) is not allocated yet: NULL until
- * aal_tensor_host_alloc, which aal_tensor_sync_host, _detach and _forget_mirror call.
- * For a backend adapter that attaches a current mirror at once (aal_ops_tensor_new),
- * so that intermediates that never come home cost no host memory or zero-filling. */
-aal_tensor *aal_tensor_new_deferred(int ndim, const long *shape, enum aal_dtype dtype,
-                                    aal_error *err);
-/* Allocates zero-filled host storage if there is none. */
-int aal_tensor_host_alloc(aal_tensor *t, aal_error *err);
 
 static inline size_t aal_idx4(const aal_tensor *t, size_t n, size_t c, size_t h, size_t w)
 {

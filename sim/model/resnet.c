@@ -266,26 +266,17 @@ size_t aal_resnet_param_count(const aal_resnet *net)
   return n;
 }
 
-int aal_resnet_sync_host(const aal_resnet *net, aal_error *err)
-{
-  int rc = AAL_OK;
-  for (int i = 0; i < net->nparams && rc == AAL_OK; i++) {
-    const aal_param *p = &net->params[i];
-    const aal_tensor *t[] = {p->value, p->grad, p->momentum};
-    for (int k = 0; k < 3 && rc == AAL_OK; k++)
-      rc = aal_tensor_sync_host(t[k], err);
-  }
-  return rc;
-}
-
-int aal_resnet_detach(aal_resnet *net, aal_error *err)
+int aal_resnet_move(aal_resnet *net, const aal_ops *ops, aal_error *err)
 {
   int rc = AAL_OK;
   for (int i = 0; i < net->nparams && rc == AAL_OK; i++) {
     aal_param *p = &net->params[i];
-    aal_tensor *t[] = {p->value, p->grad, p->momentum};
+    if (p->grad == NULL)
+      continue;  /* buffers (BN running statistics) live on the host */
+    aal_tensor **t[] = {&p->value, &p->grad, &p->momentum};
     for (int k = 0; k < 3 && rc == AAL_OK; k++)
-      rc = aal_tensor_detach(t[k], err);
+      if (*t[k] != NULL)
+        rc = aal_ops_move(ops, t[k], err);
   }
   return rc;
 }
@@ -310,7 +301,8 @@ int aal_resnet_sgd_step_ops(aal_resnet *net, const aal_ops *table, double lr, do
     if (p->grad == NULL)
       continue;
     const int first = p->momentum == NULL;
-    if (first && momentum > 0 && (p->momentum = aal_tensor_new_like(p->value, err)) == NULL)
+    if (first && momentum > 0 &&
+        (p->momentum = aal_ops_tensor_like(ops, p->value, AAL_F64, err)) == NULL)
       return AAL_ENOMEM;
     int rc = ops->sgd_update(ops, p->value, p->grad, p->momentum, lr, momentum, weight_decay,
                              first, err);

@@ -81,12 +81,12 @@ aal_param *aal_resnet_find(aal_resnet *net, const char *name);
 /* 1 when stride2[b] is set for every stride-2 block (fills nblocks entries). */
 void aal_resnet_stride2_flags(const aal_resnet *net, int *stride2);
 size_t aal_resnet_param_count(const aal_resnet *net);  /* trainable scalars */
-/* Parameters, gradients and momentum buffers may live on a backend between steps
- * (sim/ops/ops.h's adapter).  sync_host makes their host storage current for reading
- * (logically const: only the cached copies change); detach also drops the backend
- * copies, as anything that writes them on the host must do first. */
-int aal_resnet_sync_host(const aal_resnet *net, aal_error *err);
-int aal_resnet_detach(aal_resnet *net, aal_error *err);
+/* Moves the trainable parameters, their gradients and momentum buffers to where ops
+ * keeps its tensors (a backend's buffers; the host for the reference table, so that
+ * aal_resnet_move(net, aal_ops_ref(), err) brings them home).  The BN running
+ * statistics are buffers and always live on the host.  A net trained through a backend
+ * table must have been moved there first: an op refuses a tensor that lives elsewhere. */
+int aal_resnet_move(aal_resnet *net, const aal_ops *ops, aal_error *err);
 
 /* Observers: optional callbacks that see, without changing anything, each conv of a
  * training pass.  Forward: x is the conv's input as the previous layer produced it,
@@ -94,8 +94,8 @@ int aal_resnet_detach(aal_resnet *net, aal_error *err);
  * activation its weight gradient will use (h for BP).  Backward: r and dy (the gradient
  * at the conv's output) that the weight gradient is computed from, and that gradient.
  * They serve the learning indicator and the tests of the rules.  On a backend table the
- * tensors may be resident there: an observer reads host storage only after
- * aal_tensor_sync_host, or reduces on the backend (aal_ops' li_reduce, as the LI
+ * tensors live there: an observer copies what it reads (aal_tensor_copy,
+ * aal_tensor_host_view) or reduces on the backend (aal_ops' li_reduce, as the LI
  * recorder does), so that observing costs no transfer it does not need. */
 typedef struct {
   void (*conv_forward)(void *ctx, const aal_conv_bn *u, aal_r_source source,

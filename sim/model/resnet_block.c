@@ -45,17 +45,18 @@ static int asa_input(const aal_resnet_pass *pass, aal_tensor *x, aal_conv_input 
 /* per-sample 2-norms of x [N, ...] -> [N] */
 static aal_tensor *sample_norms(const aal_tensor *x, aal_error *err)
 {
-  aal_tensor *norms = aal_tensor_sync_host(x, err) == AAL_OK
-                         ? aal_tensor_new1((long)x->shape[0], err) : NULL;
-  if (norms == NULL)
-    return NULL;
-  const size_t per = x->size / x->shape[0];
-  for (size_t n = 0; n < x->shape[0]; n++) {
-    double s = 0;
-    for (size_t i = 0; i < per; i++)
-      s += x->data[n * per + i] * x->data[n * per + i];
-    norms->data[n] = sqrt(s);
+  aal_tensor *hx = aal_tensor_host_view(x, err);
+  aal_tensor *norms = hx != NULL ? aal_tensor_new1((long)x->shape[0], err) : NULL;
+  if (norms != NULL) {
+    const size_t per = x->size / x->shape[0];
+    for (size_t n = 0; n < x->shape[0]; n++) {
+      double s = 0;
+      for (size_t i = 0; i < per; i++)
+        s += hx->data[n * per + i] * hx->data[n * per + i];
+      norms->data[n] = sqrt(s);
+    }
   }
+  aal_tensor_release(hx);
   return norms;
 }
 
@@ -132,27 +133,30 @@ int aal_conv_r_from_stored(const aal_resnet_pass *pass, const aal_conv_bn *u,
     return AAL_OK;
   }
   const aal_ops *ops = aal_pass_ops(pass);
-  /* ASA's r is written by an op; the noise and flip rules write theirs on the host */
-  *r = source == AAL_R_ASA ? aal_ops_tensor_new(ops, 4, x_shape, AAL_F64, err)
-                           : aal_tensor_new(4, x_shape, err);
-  if (*r == NULL)
-    return AAL_ENOMEM;
-  int rc;
-  switch (source) {
-  case AAL_R_ASA:
+  if (source == AAL_R_ASA) {
     *scale = pass->rule.lr_expansion;
-    return ops->asa_decode(ops, stored, pass->rule.eps, *r, err);
-  case AAL_R_NOISE:
-    return noise_r(pass, u, stored, *r, err);
-  case AAL_R_FLIP:
-    if ((rc = aal_tensor_sync_host(stored, err)) != AAL_OK)
-      return rc;
-    for (size_t i = 0; i < stored->size; i++)
-      (*r)->data[i] = -stored->data[i];
-    return AAL_OK;
-  default:
-    return AAL_OK;
+    *r = aal_ops_tensor_new(ops, 4, x_shape, AAL_F64, err);
+    return *r != NULL ? ops->asa_decode(ops, stored, pass->rule.eps, *r, err) : AAL_ENOMEM;
   }
+  /* the noise and flip rules make their r on the host, in double, and copy it to where
+   * the table's tensors live */
+  aal_tensor *host = aal_tensor_new(4, x_shape, err);
+  if (host == NULL)
+    return AAL_ENOMEM;
+  int rc = AAL_OK;
+  if (source == AAL_R_NOISE) {
+    rc = noise_r(pass, u, stored, host, err);
+  } else if (source == AAL_R_FLIP) {
+    aal_tensor *x = aal_tensor_host_view(stored, err);
+    rc = x != NULL ? AAL_OK : AAL_ENOMEM;
+    for (size_t i = 0; rc == AAL_OK && i < x->size; i++)
+      host->data[i] = -x->data[i];
+    aal_tensor_release(x);
+  }
+  if (rc == AAL_OK && (*r = aal_ops_tensor_to(ops, host, err)) == NULL)
+    rc = AAL_ENOMEM;
+  aal_tensor_release(host);
+  return rc;
 }
 
 /* Hands the observer x, h and r (r rebuilt from what is stored, exactly as backward

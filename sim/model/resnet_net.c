@@ -65,8 +65,13 @@ static int head_forward(aal_resnet *net, const aal_ops *ops, aal_tape *tape,
     rc = ops->xent_forward(ops, logits, labels, loss, prob, err);
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, "loss", "prob", prob, err);
-  if (rc == AAL_OK && correct != NULL && (rc = aal_tensor_sync_host(prob, err)) == AAL_OK)
-    *correct = count_correct(prob, labels);
+  if (rc == AAL_OK && correct != NULL) {
+    aal_tensor *hprob = aal_tensor_host_view(prob, err);
+    rc = hprob != NULL ? AAL_OK : AAL_ENOMEM;
+    if (rc == AAL_OK)
+      *correct = count_correct(hprob, labels);
+    aal_tensor_release(hprob);
+  }
   aal_tensor_release(pool);
   aal_tensor_release(logits);
   aal_tensor_release(prob);
@@ -77,7 +82,8 @@ static int stem_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
                         const aal_tensor *x, aal_tensor **x0, aal_error *err)
 {
   aal_conv_input in;
-  /* the stem always learns by BP; the tape retains the image rather than copying it */
+  /* the stem always learns by BP; the tape retains the image (where the table keeps its
+   * tensors) rather than copying it */
   int rc = aal_conv_input_make(pass, AAL_R_INPUT, (aal_tensor *)x, NULL, &in, err);
   if (rc == AAL_OK)
     rc = aal_conv_bn_forward(net, pass, tape, &net->stem, x, &in, "relu", x0, err);
@@ -98,7 +104,11 @@ int aal_resnet_forward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
     return aal_fail(err, AAL_EINVAL, "resnet forward: the rule plan is for %d blocks, the "
                     "network has %d", pass->plan.nblocks, net->nblocks);
   aal_tensor *cur = NULL, *reg = NULL;
-  rc = stem_forward(net, pass, tape, x, &cur, err);
+  /* the caller's batch, copied once to where the table keeps its tensors (on the
+   * reference: the batch itself) */
+  aal_tensor *image = aal_ops_tensor_to(aal_pass_ops(pass), x, err);
+  rc = image != NULL ? stem_forward(net, pass, tape, image, &cur, err) : AAL_ENOMEM;
+  aal_tensor_release(image);
   reg = aal_tensor_retain(cur);  /* A := x_0 */
   for (int b = 0; b < net->nblocks && rc == AAL_OK; b++) {
     aal_tensor *next = NULL;
@@ -114,9 +124,6 @@ int aal_resnet_forward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
     rc = head_forward(net, aal_pass_ops(pass), tape, cur, labels, loss, correct, err);
   aal_tensor_release(cur);
   aal_tensor_release(reg);
-  /* the caller's batch may be refilled on the host: keep no backend copy of it */
-  if (rc == AAL_OK)
-    rc = aal_tensor_detach((aal_tensor *)x, err);
   return rc;
 }
 
@@ -160,14 +167,8 @@ static int stem_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
                          const aal_tensor *dx0, aal_error *err)
 {
   /* the image needs no gradient */
-  int rc = aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, "relu", dx0, NULL,
-                                err);
-  /* the image (the caller's batch, retained by the tape) leaves no backend copy behind */
-  const aal_tensor *image = rc == AAL_OK ? aal_tape_load(tape, net->stem.conv_name, "x", err)
-                                         : NULL;
-  if (rc == AAL_OK)
-    rc = image ? aal_tensor_detach((aal_tensor *)image, err) : AAL_ETAPE;
-  return rc;
+  return aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, "relu", dx0, NULL,
+                              err);
 }
 
 int aal_resnet_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
@@ -255,8 +256,10 @@ int aal_resnet_forward_eval_ops(const aal_resnet *net, const aal_ops *table, con
   int rc = check_input(net, x, NULL, err);
   if (rc != AAL_OK)
     return rc;
-  aal_tensor *cur = NULL;
-  rc = conv_bn_eval(net, ops, &net->stem, x, &cur, err);
+  aal_tensor *cur = NULL, *out = NULL;
+  aal_tensor *image = aal_ops_tensor_to(ops, x, err);
+  rc = image != NULL ? conv_bn_eval(net, ops, &net->stem, image, &cur, err) : AAL_ENOMEM;
+  aal_tensor_release(image);
   if (rc == AAL_OK)
     rc = relu_inplace(ops, cur, err);
   for (int b = 0; b < net->nblocks && rc == AAL_OK; b++) {
@@ -268,18 +271,19 @@ int aal_resnet_forward_eval_ops(const aal_resnet *net, const aal_ops *table, con
   aal_tensor *pool = NULL;
   const long pool_shape[2] = {rc == AAL_OK ? (long)cur->shape[0] : 1,
                               rc == AAL_OK ? (long)cur->shape[1] : 1};
-  if (rc == AAL_OK && (pool = aal_ops_tensor_new(ops, 2, pool_shape, AAL_F64, err)) == NULL)
+  if (rc == AAL_OK && ((pool = aal_ops_tensor_new(ops, 2, pool_shape, AAL_F64, err)) == NULL ||
+                       (out = aal_ops_tensor_like(ops, logits, AAL_F64, err)) == NULL))
     rc = AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = ops->avgpool_forward(ops, cur, pool, err);
   if (rc == AAL_OK)
     rc = ops->linear_forward(ops, pool, net->params[net->fc_weight].value,
-                             net->params[net->fc_bias].value, logits, err);
+                             net->params[net->fc_bias].value, out, err);
+  /* the logits come home into the caller's (host) tensor */
+  if (rc == AAL_OK)
+    rc = aal_tensor_read(out, logits, err);
   aal_tensor_release(cur);
   aal_tensor_release(pool);
-  if (rc == AAL_OK)
-    rc = aal_tensor_detach((aal_tensor *)x, err);
-  if (rc == AAL_OK)
-    rc = aal_tensor_sync_host(logits, err);
+  aal_tensor_release(out);
   return rc;
 }

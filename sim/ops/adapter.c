@@ -118,26 +118,26 @@ static int bn_running_update(const char *op, const aal_tensor *x, double momentu
 {
   const size_t C = x->shape[1];
   const double m_count = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
-  int rc = aal_tensor_sync_host(mean, err);
-  if (rc == AAL_OK)
-    rc = aal_tensor_sync_host(invstd, err);
-  if (rc == AAL_OK)
-    rc = aal_tensor_detach(running_mean, err);
-  if (rc == AAL_OK)
-    rc = aal_tensor_detach(running_var, err);
+  if (!aal_tensor_on_host(running_mean) || !aal_tensor_on_host(running_var))
+    return aal_fail(err, AAL_EINVAL, "%s: the running statistics must live on the host", op);
+  aal_tensor *m = aal_tensor_host_view(mean, err);
+  aal_tensor *is = m != NULL ? aal_tensor_host_view(invstd, err) : NULL;
+  int rc = is != NULL ? AAL_OK : AAL_ENOMEM;
   for (size_t k = 0; rc == AAL_OK && k < C; k++)
-    if (!isfinite(mean->data[k]) || !(invstd->data[k] > 0) || !isfinite(invstd->data[k]))
+    if (!isfinite(m->data[k]) || !(is->data[k] > 0) || !isfinite(is->data[k]))
       rc = aal_fail(err, AAL_ENUMERIC, "%s: channel %zu has mean %g, invstd %g", op, k,
-                    mean->data[k], invstd->data[k]);
+                    m->data[k], is->data[k]);
   for (size_t k = 0; rc == AAL_OK && k < C; k++) {
-    double var = 1.0 / (invstd->data[k] * invstd->data[k]) - eps;
+    double var = 1.0 / (is->data[k] * is->data[k]) - eps;
     if (var < 0)
       var = 0;
     const double unbiased = var * (m_count / (m_count - 1.0));
     double *rm = &running_mean->data[k], *rv = &running_var->data[k];
-    *rm = (1.0 - momentum) * *rm + momentum * mean->data[k];
+    *rm = (1.0 - momentum) * *rm + momentum * m->data[k];
     *rv = (1.0 - momentum) * *rv + momentum * unbiased;
   }
+  aal_tensor_release(m);
+  aal_tensor_release(is);
   return rc;
 }
 
@@ -189,8 +189,20 @@ static int ad_bn_relu_forward_train(const aal_ops *ops, const aal_tensor *x,
                   invstd, err);
 }
 
-/* Evaluation mode on the backend, from the running statistics: the contract reads them,
- * so they come home first (they live there: bn_train updates them on the host). */
+/* A scratch buffer holding the values of host tensor t (nothing once c has failed). */
+static void *call_upload(aal_call *c, const aal_tensor *t)
+{
+  void *buf = aal_call_scratch(c, t->size, 0);
+  if (c->rc == AAL_OK && !aal_tensor_on_host(t))
+    c->rc = aal_fail(c->err, AAL_EINVAL, "%s: the running statistics must live on the host",
+                     c->op);
+  if (c->rc == AAL_OK)
+    c->rc = c->ops->be->upload(c->ops->be, buf, t->data, t->size, c->err);
+  return c->rc == AAL_OK ? buf : NULL;
+}
+
+/* Evaluation mode on the backend, from the running statistics: they live on the host,
+ * where the contract checks them, and are copied to scratch buffers for the op. */
 static int ad_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
                               const aal_tensor *beta, const aal_tensor *running_mean,
                               const aal_tensor *running_var, double eps, aal_tensor *y,
@@ -198,14 +210,10 @@ static int ad_bn_forward_eval(const aal_ops *ops, const aal_tensor *x, const aal
 {
   aal_call c;
   aal_call_begin(&c, ops, "bn_forward_eval", err);
-  c.rc = aal_tensor_sync_host(running_mean, err);
-  if (c.rc == AAL_OK)
-    c.rc = aal_tensor_sync_host(running_var, err);
-  if (c.rc == AAL_OK)
-    c.rc = aal_bn2d_eval_args(c.op, x, gamma, beta, running_mean, running_var, eps, y, err);
+  c.rc = aal_bn2d_eval_args(c.op, x, gamma, beta, running_mean, running_var, eps, y, err);
   const bn_shape s = bn_sizes(&c, x, NULL);
   void *bx = aal_call_in(&c, x), *bg = aal_call_in(&c, gamma), *bb = aal_call_in(&c, beta);
-  void *bm = aal_call_in(&c, running_mean), *bv = aal_call_in(&c, running_var);
+  void *bm = call_upload(&c, running_mean), *bv = call_upload(&c, running_var);
   void *by = aal_call_out(&c, y);
   if (c.rc == AAL_OK)
     c.rc = ops->be->bn_forward_eval(ops->be, s.n, s.c, s.hw, bx, bg, bb, bm, bv, eps, by, err);
@@ -392,11 +400,13 @@ static int ad_linear_backward(const aal_ops *ops, const aal_tensor *dy, const aa
 /* As the reference: a non-finite logit is a numerical failure (a diverged run). */
 static int finite_logits(const aal_tensor *logits, const char *op, aal_error *err)
 {
-  int rc = aal_tensor_sync_host(logits, err);
-  for (size_t i = 0; rc == AAL_OK && i < logits->size; i++)
-    if (!isfinite(logits->data[i]))
+  aal_tensor *h = aal_tensor_host_view(logits, err);  /* N x classes values come home */
+  int rc = h != NULL ? AAL_OK : AAL_ENOMEM;
+  for (size_t i = 0; rc == AAL_OK && i < h->size; i++)
+    if (!isfinite(h->data[i]))
       rc = aal_fail(err, AAL_ENUMERIC, "%s: sample %zu has non-finite logit %g", op,
-                    i / logits->shape[1], logits->data[i]);
+                    i / h->shape[1], h->data[i]);
+  aal_tensor_release(h);
   return rc;
 }
 
@@ -497,20 +507,23 @@ static int ad_asa_decode(const aal_ops *ops, const aal_tensor *bits, double eps,
 
 /* The backend's li_reduce gives NaN for a sample whose h is zero, and also for one with
  * a non-finite element or an overflowing LI.  A NaN is therefore looked at on the host
- * (rare: h is synced only then), so that the outputs and errors are aal_li_batch's. */
+ * (rare: h comes home only then), so that the outputs and errors are aal_li_batch's. */
 static int li_nan_samples(const aal_tensor *h, const double *li, unsigned char *valid,
                           size_t *zero_norm, const char *op, aal_error *err)
 {
   const size_t n = h->shape[0], per = h->size / n;
   int rc = AAL_OK;
+  aal_tensor *hh = NULL;
   for (size_t s = 0; rc == AAL_OK && s < n; s++) {
     valid[s] = !isnan(li[s]);
     if (valid[s])
       continue;
     size_t i = 0;
-    if ((rc = aal_tensor_sync_host(h, err)) != AAL_OK)
+    if (hh == NULL && (hh = aal_tensor_host_view(h, err)) == NULL) {
+      rc = AAL_ENOMEM;
       break;
-    while (i < per && h->data[s * per + i] == 0.0)
+    }
+    while (i < per && hh->data[s * per + i] == 0.0)
       i++;
     if (i == per)
       (*zero_norm)++;
@@ -518,6 +531,7 @@ static int li_nan_samples(const aal_tensor *h, const double *li, unsigned char *
       rc = aal_fail(err, AAL_ENUMERIC, "%s: sample %zu: a non-finite h or r, or an LI that "
                     "overflows", op, s);
   }
+  aal_tensor_release(hh);
   return rc;
 }
 

@@ -8,40 +8,32 @@
  *
  *   aal_ops_ref()          forwards each call to the reference function, unchanged:
  *                          a pass with it is bit-identical to a pass without a table;
- *   aal_ops_from_backend() runs each call on a backend of the op table.  Tensors are
- *                          RESIDENT there: the first time a tensor enters a call it
- *                          is uploaded into a backend buffer attached to it (its
- *                          mirror, sim/core/tensor.h; rounded to the backend's
- *                          precision), and outputs are written only into their
- *                          mirrors, so a step's activations, gradients and parameters
- *                          move between ops without host round trips.
+ *   aal_ops_from_backend() runs each call on a backend of the op table, on tensors that
+ *                          live there (sim/core/tensor.h's home: a backend buffer at the
+ *                          backend's precision, made by aal_ops_tensor_new).
  *
- * The residency protocol (what callers and model code must do):
- *   - read the host storage of a tensor an adapter op wrote only after
- *     aal_tensor_sync_host (observers do so for what they read, or reduce on the
- *     backend with li_reduce; the trainer and checkpoints go through
- *     aal_resnet_sync_host); aal_ops_sync_host brings every mirrored tensor home;
- *   - write the host storage of a tensor that may have a mirror only after
- *     aal_tensor_detach (aal_resnet_detach for the parameters; checkpoint loading does
- *     it).  A write behind the adapter's back is refused with an error when the tensor
- *     next enters a call or is synced (a fingerprint of 17 sampled elements: a rewrite
- *     is caught, a single-element poke may not be);
- *   - the caller's input batch keeps no mirror after aal_resnet_forward / _backward /
- *     _forward_eval_ops return (it is refilled on the host every step);
- *   - aal_ops_free brings every mirrored tensor home first, so tensors may outlive the
- *     table; aal_ops_poison_stale_host fills the host storage of outputs with NaN so
- *     that a forgotten sync shows up (`aal kcheck --step` runs with it on).
+ * A tensor knows where it lives, and an op runs only on tensors that live where its
+ * table keeps them: an adapter op given a host tensor (or one of another backend) fails
+ * with a message naming the op and the tensor.  Values cross between the host and a
+ * backend only through explicit copies: aal_ops_tensor_to (a tensor's values where the
+ * table keeps its tensors: the caller's batch, the noise and flip rules' r),
+ * aal_ops_move (a parameter moving there: aal_resnet_move), aal_tensor_read /
+ * aal_tensor_copy / aal_tensor_host_view (values coming home: logits, observers,
+ * checkpoints).  There is no shadow copy to keep in step, so nothing can be read stale
+ * or written behind anyone's back.  On the reference table the host is where tensors
+ * live: every copy there is the tensor itself, and a pass is bit-identical to a pass
+ * without a table.
  *
- * The adapter does on the host what the backend table leaves to its caller:
- *   - BN training mode: the running statistics, from the (synced) mean and the batch
- *     variance var = 1/invstd^2 - eps, as sim/layers/batchnorm.c does (unbiased running
- *     variance, var * M/(M-1));
- *   - BN eval mode: the running statistics are checked on the host (finite, var >= 0, as
- *     the reference does), then the backend's bn_forward_eval runs on them.
+ * What the adapter does on the host, because the model keeps it there in double:
+ *   - BN training mode: the running statistics (host tensors on every table, C values
+ *     per BN), from the batch mean and the batch variance recovered from invstd
+ *     (var = 1/invstd^2 - eps), unbiased as sim/layers/batchnorm.c does;
+ *   - BN eval mode: the running statistics are checked (finite, var >= 0, as the
+ *     reference does) and copied to scratch buffers for the backend's bn_forward_eval.
  * Masks need nothing: sim's BITS tensors and the table's bit buffers share one layout.
  *
  * Host glue that stays in the model, in double: the noise rule's r and the flip rule's
- * -x (each syncs, or detaches, what it reads or writes).  The ASA input (x + eps*s and
+ * -x (made on the host and copied with aal_ops_tensor_to).  The ASA input (x + eps*s and
  * its sign bits), its decoding, the lr_expansion scale of its weight gradients, the sum
  * of a block's two input gradients and the ARA register run as ops. */
 #ifndef AAL_OPS_H
@@ -140,23 +132,28 @@ const aal_ops *aal_ops_or_ref(const aal_ops *ops);
 
 /* Builds the adapter over be (which must outlive the table); free with aal_ops_free. */
 int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err);
-/* Brings every tensor the adapter holds a mirror of back to the host (current values)
- * and releases its buffers (nothing for the reference table). */
+/* Releases the adapter's buffers (nothing for the reference table).  A tensor that
+ * still lives on the adapter is first brought home (its values copied to new host
+ * storage; NaN if that fails), so tensors may outlive the table. */
 void aal_ops_free(aal_ops *ops);
-/* Makes the host storage of every tensor the adapter mirrors current (mirrors stay). */
-int aal_ops_sync_host(const aal_ops *ops, aal_error *err);
-/* A new tensor for an op to write: on the reference table an ordinary zero-filled one;
- * on an adapter one whose only storage is its backend buffer (host storage deferred
- * until synced), contents undefined until an op writes it (NaN when poisoning). */
+/* A new tensor for an op to write, where the table keeps its tensors: on the reference
+ * table an ordinary zero-filled host tensor; on an adapter a backend buffer, contents
+ * undefined until an op writes it (NaN when poisoning, aal_ops_poison_new). */
 aal_tensor *aal_ops_tensor_new(const aal_ops *ops, int ndim, const long *shape,
                                enum aal_dtype dtype, aal_error *err);
 /* The same, with t's shape. */
 aal_tensor *aal_ops_tensor_like(const aal_ops *ops, const aal_tensor *t, enum aal_dtype dtype,
                                 aal_error *err);
-/* Test aid: when on, each output's host storage is filled with NaN (bits with a fixed
- * pattern) as its mirror becomes the current copy, so that a host read that forgot
- * aal_tensor_sync_host shows up as NaN instead of a plausible stale number. */
-void aal_ops_poison_stale_host(const aal_ops *ops, int on);
+/* t's values where the table keeps its tensors: t itself (retained) when it lives there
+ * already (on the reference table: on the host), else a new copy (an upload, rounded to
+ * the backend's precision, or a download).  Release it after use. */
+aal_tensor *aal_ops_tensor_to(const aal_ops *ops, const aal_tensor *t, aal_error *err);
+/* *t moves to where the table keeps its tensors (replaced by aal_ops_tensor_to's copy,
+ * the old tensor released); nothing happens when it lives there already. */
+int aal_ops_move(const aal_ops *ops, aal_tensor **t, aal_error *err);
+/* Test aid: when on, every tensor aal_ops_tensor_new makes on the adapter starts as NaN
+ * (bits: a fixed pattern), so that an op that reads an element nobody wrote shows up. */
+void aal_ops_poison_new(const aal_ops *ops, int on);
 
 /* Opens backend `name` ("ref", "cpu32", "cuda") and its adapter.  For "ref" the table is
  * the reference table itself (not the ref backend behind the adapter), so that

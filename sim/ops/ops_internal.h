@@ -10,11 +10,10 @@
 aal_ops_cache *aal_ops_cache_new(const aal_backend *be);
 
 /* One call of an adapter op: the buffers it binds, then the backend's op, then
- * aal_call_end.  Scratch buffers go back to the cache at the end; outputs become the
- * current copy (host stale) if the call succeeded, and lose their mirror if it failed
- * (a half-written buffer must never be read as current).  The first failure is kept in
- * rc and every later step does nothing and gives NULL, so that an op binds its
- * tensors without checking each step. */
+ * aal_call_end.  Every tensor bound must live on this adapter (a host tensor, or one of
+ * another backend, fails the call with a message naming it); scratch buffers go back
+ * to the cache at the end.  The first failure is kept in rc and every later step does
+ * nothing and gives NULL, so that an op binds its tensors without checking each step. */
 #define AAL_CALL_BUFS 12
 
 typedef struct {
@@ -26,15 +25,14 @@ typedef struct {
   size_t n[AAL_CALL_BUFS];
   int bits[AAL_CALL_BUFS];
   int count;
-  aal_tensor *out[AAL_CALL_BUFS];
-  int nout;
+  int bound;          /* tensors bound so far (named by their place in messages) */
 } aal_call;
 
 void aal_call_begin(aal_call *c, const aal_ops *ops, const char *name, aal_error *err);
-/* The backend copy of input t: its mirror, uploaded on first use.  NULL t: NULL (an
- * absent optional argument). */
+/* The buffer of input t, which lives on this adapter.  NULL t: NULL (an absent optional
+ * argument). */
 void *aal_call_in(aal_call *c, const aal_tensor *t);
-/* The buffer output t is written into: its mirror.  NULL t: NULL. */
+/* The buffer output t is written into (t lives on this adapter).  NULL t: NULL. */
 void *aal_call_out(aal_call *c, aal_tensor *t);
 /* t read and written in place: aal_call_in, then aal_call_out (the same buffer). */
 void *aal_call_inout(aal_call *c, aal_tensor *t);

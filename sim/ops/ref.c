@@ -203,15 +203,17 @@ static int ref_li_reduce(const aal_ops *ops, const aal_tensor *h, const aal_tens
 {
   (void)ops;
   int rc = aal_ops_li_args("ref li_reduce", h, r, err);
-  /* h and r may be another table's outputs */
-  if (rc == AAL_OK)
-    rc = aal_tensor_sync_host(h, err);
-  if (rc == AAL_OK)
-    rc = aal_tensor_sync_host(r, err);
   if (rc != AAL_OK)
     return rc;
-  return aal_li_batch(h->data, r->data, h->shape[0], h->size / h->shape[0], li, valid,
-                      zero_norm, err);
+  /* h and r may live elsewhere (the step check reduces a backend's tensors here) */
+  aal_tensor *hh = aal_tensor_host_view(h, err);
+  aal_tensor *hr = hh != NULL ? aal_tensor_host_view(r, err) : NULL;
+  rc = hr != NULL ? aal_li_batch(hh->data, hr->data, h->shape[0], h->size / h->shape[0], li,
+                                 valid, zero_norm, err)
+                  : AAL_ENOMEM;
+  aal_tensor_release(hh);
+  aal_tensor_release(hr);
+  return rc;
 }
 
 static int ref_scale(const aal_ops *ops, aal_tensor *t, double s, aal_error *err)

@@ -1,7 +1,7 @@
-/* The residency runtime of the backend adapter (sim/ops/ops.h, "The residency
- * protocol"): the buffer cache, the mirrors that keep tensors in backend buffers
- * between ops, the fingerprints that catch a host write behind a mirror's back, the
- * poisoning of stale host copies, and the bookkeeping of one call (ops_internal.h). */
+/* Where the backend adapter's tensors live (sim/ops/ops.h): backend buffers from a cache
+ * keyed by size, the tensors made there (sim/core/tensor.h's home), the explicit copies
+ * across (aal_ops_tensor_to, aal_ops_move, the home's read and write), and the
+ * bookkeeping of one call (ops_internal.h). */
 #include "sim/ops/ops_internal.h"
 
 #include <math.h>
@@ -11,7 +11,7 @@
 
 #include "kernels/backend.h"
 
-/* Buffers given back after a call or by a dropped mirror, kept for the next request of
+/* Buffers given back after a call or by a freed tensor, kept for the next request of
  * the same size; the oldest is released when the cache is full.  At the end of a step
  * the tape gives back every activation at once (about 300 buffers for ResNet-18), and
  * the next step asks for the same sizes again: 512 slots keep a steady-state step free
@@ -19,63 +19,36 @@
  * synchronising cudaMalloc/cudaFree calls). */
 #define CACHE_SLOTS 512
 
-typedef struct mirror mirror;
+typedef struct resident resident;
 
 struct aal_ops_cache {
+  aal_tensor_home home;  /* what the adapter's tensors point to (t->home) */
   const aal_backend *be;
-  int poison;      /* fill a tensor's host storage with NaN when its mirror takes over */
+  int poison;            /* new tensors start as NaN (bits: a fixed pattern) */
   void *buf[CACHE_SLOTS];
   size_t n[CACHE_SLOTS];
   int bits[CACHE_SLOTS];
   int count;
-  mirror *live;    /* every mirror this adapter holds (aal_ops_free brings them home) */
+  resident *live;        /* every tensor living here (aal_ops_free brings them home) */
 };
 
-/* The adapter's mirror of a tensor: a backend buffer of t->size elements (or bits). */
-struct mirror {
-  aal_tensor_mirror pub;  /* first member: t->mirror points here */
-  aal_ops_cache *cache;
+/* t->buf of a tensor that lives on the adapter: its backend buffer, and its place in
+ * the list of live tensors. */
+struct resident {
+  void *buf;
   aal_tensor *t;
-  size_t n;
-  int bits;
-  /* fingerprint of the host storage when it was last known to match (or, host stale,
-   * when the mirror took over): a host write behind the adapter's back changes it */
-  uint64_t host_print;
-  mirror *prev, *next;
+  resident *prev, *next;
 };
 
-/* the print of a tensor without host storage (FNV never yields 0 here in practice; a
- * collision would only skip one check) */
-#define DEFERRED_PRINT 0u
-
-/* FNV-1a over 16 evenly spaced host elements (and the last): cheap enough for every
- * call, and any rewrite of a tensor (a new batch, a loaded checkpoint, a test's
- * assignment) changes it with near certainty. */
-static uint64_t host_print(const aal_tensor *t)
+static aal_ops_cache *cache_of(const aal_tensor_home *home)
 {
-  if (t->data == NULL && t->bits == NULL)
-    return DEFERRED_PRINT;  /* no host storage: nothing to write behind anyone's back */
-  const unsigned char *base = t->dtype == AAL_F64 ? (const unsigned char *)t->data
-                                                  : (const unsigned char *)t->bits;
-  const size_t unit = t->dtype == AAL_F64 ? sizeof(double) : sizeof(uint32_t);
-  const size_t count = t->dtype == AAL_F64 ? t->size : aal_bit_words(t->size);
-  uint64_t h = 1469598103934665603ull;
-  for (int k = 0; k <= 16; k++) {
-    const size_t i = k == 16 ? count - 1 : (size_t)k * count / 16;
-    for (size_t b = 0; b < unit; b++)
-      h = (h ^ base[i * unit + b]) * 1099511628211ull;
-  }
-  return h;
+  return (aal_ops_cache *)(void *)home;  /* home is the cache's first member */
 }
 
-static int host_unchanged(const mirror *m, const char *op, aal_error *err)
+/* the backend buffer of a tensor that lives on this adapter */
+static void *buffer_of(const aal_tensor *t)
 {
-  /* storage that did not exist when the print was taken (deferred, aal_ops_tensor_new)
-   * has since been allocated zero-filled by the sync itself: nothing was written */
-  if (m->host_print == DEFERRED_PRINT || host_print(m->t) == m->host_print)
-    return AAL_OK;
-  return aal_fail(err, AAL_EINVAL, "%s: a tensor was written on the host while backend %s "
-                  "held a copy of it (aal_tensor_detach must come first)", op, m->cache->be->name);
+  return ((const resident *)t->buf)->buf;
 }
 
 static int acquire(aal_ops_cache *c, size_t n, int bits, void **buf, aal_error *err)
@@ -112,98 +85,95 @@ static void give_back(aal_ops_cache *c, size_t n, int bits, void *buf)
   c->count++;
 }
 
-/* host (F64 or BITS) -> buf */
-static int upload_tensor(const aal_backend *be, const aal_tensor *t, void *buf, aal_error *err)
+/* ---------------------------------------------------------------- the home */
+
+static int home_read(const aal_tensor_home *home, const aal_tensor *t, aal_tensor *host,
+                     aal_error *err)
 {
+  const aal_backend *be = cache_of(home)->be;
   if (t->dtype == AAL_F64)
-    return be->upload(be, buf, t->data, t->size, err);
-  return be->upload_bits(be, buf, t->bits, t->size, err);
+    return be->download(be, host->data, buffer_of(t), t->size, err);
+  return be->download_bits(be, host->bits, buffer_of(t), t->size, err);
 }
 
-/* buf -> host (F64 or BITS; t->size elements) */
-static int download_tensor(const aal_backend *be, aal_tensor *t, const void *buf,
-                           aal_error *err)
+static int home_write(const aal_tensor_home *home, aal_tensor *t, const aal_tensor *host,
+                      aal_error *err)
 {
+  const aal_backend *be = cache_of(home)->be;
   if (t->dtype == AAL_F64)
-    return be->download(be, t->data, buf, t->size, err);
-  return be->download_bits(be, t->bits, buf, t->size, err);
+    return be->upload(be, buffer_of(t), host->data, t->size, err);
+  return be->upload_bits(be, buffer_of(t), host->bits, t->size, err);
 }
 
-static int mirror_pull(aal_tensor *t, aal_error *err)
+static void unlink_resident(aal_ops_cache *c, resident *r)
 {
-  mirror *m = (mirror *)t->mirror;
-  int rc = host_unchanged(m, "sync to host", err);
-  if (rc == AAL_OK)
-    rc = download_tensor(m->cache->be, t, m->pub.buf, err);
-  if (rc == AAL_OK) {
-    m->pub.host_stale = 0;
-    m->host_print = host_print(t);
-  }
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    c->live = r->next;
+  if (r->next != NULL)
+    r->next->prev = r->prev;
+}
+
+static void home_release(const aal_tensor_home *home, aal_tensor *t)
+{
+  aal_ops_cache *c = cache_of(home);
+  resident *r = t->buf;
+  unlink_resident(c, r);
+  give_back(c, t->size, t->dtype == AAL_BITS, r->buf);
+  free(r);
+  t->buf = NULL;
+}
+
+/* NaN (bits: a fixed pattern) into t's buffer, so that reading an element no op wrote
+ * shows up. */
+static int poison(aal_tensor *t, aal_error *err)
+{
+  long shape[AAL_MAX_NDIM];
+  for (int d = 0; d < t->ndim; d++)
+    shape[d] = (long)t->shape[d];
+  aal_tensor *h = t->dtype == AAL_F64 ? aal_tensor_new(t->ndim, shape, err)
+                                      : aal_tensor_new_bits(t->ndim, shape, err);
+  if (h == NULL)
+    return AAL_ENOMEM;
+  if (t->dtype == AAL_F64)
+    aal_tensor_fill(h, NAN);
+  else
+    memset(h->bits, 0xA5, aal_bit_words(h->size) * sizeof h->bits[0]);
+  int rc = aal_tensor_write(t, h, err);
+  aal_tensor_release(h);
   return rc;
 }
 
-static void mirror_drop(aal_tensor *t)
+/* A new tensor of this adapter: a cached or new backend buffer, contents undefined
+ * (NaN when poisoning). */
+static aal_tensor *resident_new(aal_ops_cache *c, int ndim, const long *shape,
+                                enum aal_dtype dtype, aal_error *err)
 {
-  mirror *m = (mirror *)t->mirror;
-  if (m->prev != NULL)
-    m->prev->next = m->next;
-  else
-    m->cache->live = m->next;
-  if (m->next != NULL)
-    m->next->prev = m->prev;
-  give_back(m->cache, m->n, m->bits, m->pub.buf);
-  free(m);
-  t->mirror = NULL;
-}
-
-/* Gives t a mirror of this cache (a foreign one is first brought home and dropped);
- * with upload, the mirror receives the host values. */
-static int mirror_attach(aal_ops_cache *c, aal_tensor *t, int upload, aal_error *err)
-{
-  if (t->mirror != NULL && t->mirror->owner == c)
-    return AAL_OK;
-  int rc = AAL_OK;
-  if (t->mirror != NULL)
-    rc = upload ? aal_tensor_detach(t, err) : aal_tensor_forget_mirror(t, err);
-  if (rc != AAL_OK)
-    return rc;
-  mirror *m = calloc(1, sizeof *m);
-  if (m == NULL)
-    return aal_fail(err, AAL_ENOMEM, "ops %s: mirror of a tensor", c->be->name);
-  m->bits = t->dtype == AAL_BITS;
-  m->n = t->size;
-  rc = acquire(c, m->n, m->bits, &m->pub.buf, err);
-  if (rc == AAL_OK && upload)
-    rc = upload_tensor(c->be, t, m->pub.buf, err);
-  if (rc != AAL_OK) {
-    give_back(c, m->n, m->bits, m->pub.buf);
-    free(m);
-    return rc;
+  resident *r = calloc(1, sizeof *r);
+  if (r == NULL) {
+    aal_fail(err, AAL_ENOMEM, "ops %s: a tensor", c->be->name);
+    return NULL;
   }
-  m->host_print = host_print(t);
-  m->pub.owner = c;
-  m->pub.pull = mirror_pull;
-  m->pub.drop = mirror_drop;
-  m->cache = c;
-  m->t = t;
-  m->next = c->live;
+  aal_tensor *t = aal_tensor_new_at(&c->home, r, ndim, shape, dtype, err);
+  if (t == NULL) {
+    free(r);
+    return NULL;
+  }
+  r->t = t;
+  r->next = c->live;
   if (c->live != NULL)
-    c->live->prev = m;
-  c->live = m;
-  t->mirror = &m->pub;
-  return AAL_OK;
-}
-
-
-static void poison_host(aal_tensor *t)
-{
-  if (t->data == NULL && t->bits == NULL)
-    return;
-  if (t->dtype == AAL_F64)
-    for (size_t i = 0; i < t->size; i++)
-      t->data[i] = NAN;
-  else
-    memset(t->bits, 0xA5, aal_bit_words(t->size) * sizeof t->bits[0]);
+    c->live->prev = r;
+  c->live = r;
+  /* from here on, releasing t unlinks r and gives its buffer back */
+  int rc = acquire(c, t->size, dtype == AAL_BITS, &r->buf, err);
+  if (rc == AAL_OK && c->poison)
+    rc = poison(t, err);
+  if (rc != AAL_OK) {
+    aal_tensor_release(t);
+    return NULL;
+  }
+  return t;
 }
 
 /* ---------------------------------------------------------------- one call */
@@ -221,18 +191,6 @@ int aal_call_end(aal_call *c)
   for (int i = 0; i < c->count; i++)
     give_back(c->ops->cache, c->n[i], c->bits[i], c->buf[i]);
   c->count = 0;
-  for (int i = 0; i < c->nout; i++) {
-    aal_tensor *t = c->out[i];
-    if (c->rc != AAL_OK || t->mirror == NULL) {
-      aal_tensor_forget_mirror(t, NULL);
-      continue;
-    }
-    t->mirror->host_stale = 1;
-    if (c->ops->cache->poison)
-      poison_host(t);
-    ((mirror *)t->mirror)->host_print = host_print(t);
-  }
-  c->nout = 0;
   return c->rc;
 }
 
@@ -255,31 +213,34 @@ void *aal_call_scratch(aal_call *c, size_t n, int bits)
   return buf;
 }
 
-void *aal_call_in(aal_call *c, const aal_tensor *t)
+/* t must live on this adapter: a tensor that lives anywhere else is refused, naming the
+ * call and the tensor (by its place among the call's tensors and its shape). */
+static void *bind(aal_call *c, const aal_tensor *t, const char *role)
 {
+  const int index = ++c->bound;
   if (c->rc != AAL_OK || t == NULL)
     return NULL;
-  if (t->mirror != NULL && t->mirror->owner == c->ops->cache)
-    c->rc = host_unchanged((const mirror *)t->mirror, c->op, c->err);
-  if (c->rc == AAL_OK)
-    c->rc = mirror_attach(c->ops->cache, (aal_tensor *)t, 1, c->err);
-  return c->rc == AAL_OK ? t->mirror->buf : NULL;
+  if (t->home != &c->ops->cache->home) {
+    char s[64];
+    aal_tensor_shape_str(t, s, sizeof s);
+    c->rc = aal_fail(c->err, AAL_EINVAL, "%s: tensor %d (%s, %s) lives %s%s, not on backend "
+                     "%s: copy it there first (aal_ops_tensor_to)", c->op, index, role, s,
+                     t->home == NULL ? "on the host" : "on backend ",
+                     t->home == NULL ? "" : t->home->name, c->ops->be->name);
+    return NULL;
+  }
+  return buffer_of(t);
+}
+
+void *aal_call_in(aal_call *c, const aal_tensor *t)
+{
+  return bind(c, t, "input");
 }
 
 /* t may also be an input of the call: the same buffer then serves both. */
 void *aal_call_out(aal_call *c, aal_tensor *t)
 {
-  if (c->rc != AAL_OK || t == NULL)
-    return NULL;
-  if (c->nout == AAL_CALL_BUFS) {
-    c->rc = aal_fail(c->err, AAL_EINVAL, "%s: too many outputs", c->op);
-    return NULL;
-  }
-  c->rc = mirror_attach(c->ops->cache, t, 0, c->err);
-  if (c->rc != AAL_OK)
-    return NULL;
-  c->out[c->nout++] = t;
-  return t->mirror->buf;
+  return bind(c, t, "output");
 }
 
 void *aal_call_inout(aal_call *c, aal_tensor *t)
@@ -293,9 +254,38 @@ void *aal_call_inout(aal_call *c, aal_tensor *t)
 aal_ops_cache *aal_ops_cache_new(const aal_backend *be)
 {
   aal_ops_cache *c = calloc(1, sizeof *c);
-  if (c != NULL)
+  if (c != NULL) {
     c->be = be;
+    c->home.name = be->name;
+    c->home.precision_bits = be->precision_bits;
+    c->home.read = home_read;
+    c->home.write = home_write;
+    c->home.release = home_release;
+  }
   return c;
+}
+
+/* t comes home: new host storage with its values (NaN if the copy fails), its buffer
+ * back to the cache. */
+static void bring_home(aal_ops_cache *c, aal_tensor *t)
+{
+  long shape[AAL_MAX_NDIM];
+  for (int d = 0; d < t->ndim; d++)
+    shape[d] = (long)t->shape[d];
+  aal_error ignored;
+  aal_tensor *h = aal_tensor_copy(t, &ignored);
+  if (h == NULL && (h = t->dtype == AAL_F64 ? aal_tensor_new(t->ndim, shape, &ignored)
+                                           : aal_tensor_new_bits(t->ndim, shape, &ignored)))
+    aal_tensor_fill(h, NAN);
+  home_release(&c->home, t);
+  t->home = NULL;
+  if (h != NULL) {  /* t takes h's storage; without memory it keeps none */
+    t->data = h->data;
+    t->bits = h->bits;
+    h->data = NULL;
+    h->bits = NULL;
+    aal_tensor_release(h);
+  }
 }
 
 void aal_ops_free(aal_ops *ops)
@@ -303,62 +293,18 @@ void aal_ops_free(aal_ops *ops)
   if (ops == NULL || ops->cache == NULL)
     return;
   aal_ops_cache *c = ops->cache;
-  /* tensors outlive the table: each gets its current values back on the host (a
-   * failed download leaves NaN there, never stale numbers) */
-  while (c->live != NULL) {
-    aal_tensor *t = c->live->t;
-    aal_error ignored;
-    if (aal_tensor_sync_host(t, &ignored) != AAL_OK)
-      poison_host(t);
-    if (aal_tensor_forget_mirror(t, &ignored) != AAL_OK)
-      t->mirror->drop(t);  /* no host memory left: the tensor keeps NULL storage */
-  }
+  while (c->live != NULL)
+    bring_home(c, c->live->t);
   for (int i = 0; i < c->count; i++)
     ops->be->release(ops->be, c->buf[i]);
   free(ops->cache);
   ops->cache = NULL;
 }
 
-void aal_ops_poison_stale_host(const aal_ops *ops, int on)
+void aal_ops_poison_new(const aal_ops *ops, int on)
 {
   if (ops != NULL && ops->cache != NULL)
     ops->cache->poison = on != 0;
-}
-
-int aal_ops_sync_host(const aal_ops *ops, aal_error *err)
-{
-  if (ops == NULL || ops->cache == NULL)
-    return AAL_OK;
-  for (mirror *m = ops->cache->live; m != NULL; m = m->next) {
-    int rc = aal_tensor_sync_host(m->t, err);
-    if (rc != AAL_OK)
-      return rc;
-  }
-  return AAL_OK;
-}
-
-/* NaN (bits: a fixed pattern) into t's backend buffer, through a temporary host copy:
- * t keeps its deferred host storage, as without poisoning, and reading an element no
- * op wrote shows up. */
-static int poison_buffer(const aal_backend *be, aal_tensor *t, aal_error *err)
-{
-  const size_t words = aal_bit_words(t->size);
-  void *tmp = t->dtype == AAL_F64 ? malloc(t->size * sizeof(double))
-                                  : malloc(words * sizeof(uint32_t));
-  if (tmp == NULL)
-    return aal_fail(err, AAL_ENOMEM, "ops %s: poison of %zu elements", be->name, t->size);
-  int rc;
-  if (t->dtype == AAL_F64) {
-    double *d = tmp;
-    for (size_t i = 0; i < t->size; i++)
-      d[i] = NAN;
-    rc = be->upload(be, t->mirror->buf, d, t->size, err);
-  } else {
-    memset(tmp, 0xA5, words * sizeof(uint32_t));
-    rc = be->upload_bits(be, t->mirror->buf, tmp, t->size, err);
-  }
-  free(tmp);
-  return rc;
 }
 
 aal_tensor *aal_ops_tensor_new(const aal_ops *ops, int ndim, const long *shape,
@@ -368,19 +314,7 @@ aal_tensor *aal_ops_tensor_new(const aal_ops *ops, int ndim, const long *shape,
   if (ops->cache == NULL)
     return dtype == AAL_BITS ? aal_tensor_new_bits(ndim, shape, err)
                              : aal_tensor_new(ndim, shape, err);
-  aal_tensor *t = aal_tensor_new_deferred(ndim, shape, dtype, err);
-  if (t == NULL)
-    return NULL;
-  int rc = mirror_attach(ops->cache, t, 0, err);
-  if (rc == AAL_OK)
-    t->mirror->host_stale = 1;  /* the mirror is the copy; no host storage yet */
-  if (rc == AAL_OK && ops->cache->poison)
-    rc = poison_buffer(ops->cache->be, t, err);
-  if (rc != AAL_OK) {
-    aal_tensor_release(t);
-    return NULL;
-  }
-  return t;
+  return resident_new(ops->cache, ndim, shape, dtype, err);
 }
 
 aal_tensor *aal_ops_tensor_like(const aal_ops *ops, const aal_tensor *t, enum aal_dtype dtype,
@@ -394,4 +328,37 @@ aal_tensor *aal_ops_tensor_like(const aal_ops *ops, const aal_tensor *t, enum aa
   for (int d = 0; d < t->ndim; d++)
     shape[d] = (long)t->shape[d];
   return aal_ops_tensor_new(ops, t->ndim, shape, dtype, err);
+}
+
+aal_tensor *aal_ops_tensor_to(const aal_ops *ops, const aal_tensor *t, aal_error *err)
+{
+  ops = aal_ops_or_ref(ops);
+  if (t == NULL) {
+    aal_fail(err, AAL_EINVAL, "aal_ops_tensor_to: tensor is NULL");
+    return NULL;
+  }
+  const aal_tensor_home *here = ops->cache != NULL ? &ops->cache->home : NULL;
+  if (t->home == here)
+    return aal_tensor_retain((aal_tensor *)t);
+  if (here == NULL)
+    return aal_tensor_copy(t, err);  /* home to the host */
+  /* the values pass through the host when t lives on another backend */
+  aal_tensor *h = aal_tensor_host_view(t, err);
+  aal_tensor *c = h != NULL ? aal_ops_tensor_like(ops, t, t->dtype, err) : NULL;
+  if (c != NULL && aal_tensor_write(c, h, err) != AAL_OK) {
+    aal_tensor_release(c);
+    c = NULL;
+  }
+  aal_tensor_release(h);
+  return c;
+}
+
+int aal_ops_move(const aal_ops *ops, aal_tensor **t, aal_error *err)
+{
+  aal_tensor *moved = aal_ops_tensor_to(ops, *t, err);
+  if (moved == NULL)
+    return err != NULL && err->code != AAL_OK ? err->code : AAL_ENOMEM;
+  aal_tensor_release(*t);
+  *t = moved;
+  return AAL_OK;
 }

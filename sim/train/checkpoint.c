@@ -1,4 +1,5 @@
 #include "sim/train/checkpoint.h"
+#include "sim/ops/ops.h"
 
 #include "sim/data/data.h"
 
@@ -103,9 +104,7 @@ int aal_checkpoint_save(const aal_resnet *net, uint64_t step, const char *path, 
 {
   if (net == NULL || path == NULL)
     return aal_fail(err, AAL_EINVAL, "checkpoint save: NULL argument");
-  int rc = aal_resnet_sync_host(net, err);
-  if (rc != AAL_OK)
-    return rc;
+  int rc = AAL_OK;
   buffer b = {0};
   put(&b, MAGIC, 8);
   put_u32(&b, VERSION);
@@ -121,9 +120,20 @@ int aal_checkpoint_save(const aal_resnet *net, uint64_t step, const char *path, 
       put_u64(&b, p->value->shape[d]);
     const unsigned char has_momentum = p->momentum != NULL;
     put(&b, &has_momentum, 1);
-    put(&b, p->value->data, p->value->size * sizeof(double));
-    if (has_momentum)
-      put(&b, p->momentum->data, p->value->size * sizeof(double));
+    /* the values, wherever they live (a copy from a backend's buffers) */
+    const aal_tensor *t[2] = {p->value, p->momentum};
+    for (int k = 0; k < 1 + has_momentum && rc == AAL_OK; k++) {
+      aal_tensor *h = aal_tensor_host_view(t[k], err);
+      if (h == NULL)
+        rc = AAL_ENOMEM;
+      else
+        put(&b, h->data, h->size * sizeof(double));
+      aal_tensor_release(h);
+    }
+  }
+  if (rc != AAL_OK) {
+    free(b.data);
+    return rc;
   }
   put_u64(&b, aal_data_fnv1a64(AAL_FNV1A64_INIT, b.data, b.len));
   rc = b.failed ? aal_fail(err, AAL_ENOMEM, "%s: cannot build the checkpoint in memory", path)
@@ -254,8 +264,9 @@ int aal_checkpoint_load(aal_resnet *net, uint64_t *step, const char *path, aal_e
     return aal_fail(err, AAL_EINVAL, "checkpoint load: NULL argument");
   unsigned char *data = NULL;
   size_t len = 0;
-  /* the host copies are about to be overwritten: no backend copy may survive */
-  int rc = aal_resnet_detach(net, err);
+  /* the values are read into host tensors: parameters that live on a backend come home
+   * first (the trainer moves them back with aal_resnet_move) */
+  int rc = aal_resnet_move(net, aal_ops_ref(), err);
   if (rc == AAL_OK)
     rc = read_file(path, &data, &len, err);
   if (rc == AAL_OK) {

@@ -24,8 +24,6 @@ static int write_tensors(const aal_resnet *net, const char *dir, int grads, aal_
 {
   char path[PATH_MAX];
   int rc = aal_mkdir_p(dir, err);
-  if (rc == AAL_OK)
-    rc = aal_resnet_sync_host(net, err);
   for (int i = 0; i < net->nparams && rc == AAL_OK; i++) {
     const aal_param *p = &net->params[i];
     const aal_tensor *t = grads ? p->grad : p->value;
@@ -33,7 +31,9 @@ static int write_tensors(const aal_resnet *net, const char *dir, int grads, aal_
       continue;  /* buffers (running statistics) have no gradient */
     if (snprintf(path, sizeof path, "%s/%s.npy", dir, p->name) >= (int)sizeof path)
       return aal_fail(err, AAL_EINVAL, "path too long: %s/%s.npy", dir, p->name);
-    rc = aal_npy_write_f64(path, t->ndim, t->shape, t->data, err);
+    aal_tensor *h = aal_tensor_host_view(t, err);  /* a copy if it lives on a backend */
+    rc = h != NULL ? aal_npy_write_f64(path, h->ndim, h->shape, h->data, err) : AAL_ENOMEM;
+    aal_tensor_release(h);
   }
   return rc;
 }

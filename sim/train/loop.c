@@ -50,6 +50,8 @@ static int evaluate(aal_train_run *r, double *loss, double *acc, aal_error *err)
     rc = aal_augment_eval_batch(r->ds.val.pixels, r->ds.val.labels, n, idx, m, x, labels, err);
     double mean = 0;
     if (rc == AAL_OK)
+      rc = aal_resnet_move(&r->net, r->ops.table, err);
+    if (rc == AAL_OK)
       rc = aal_resnet_forward_eval_ops(&r->net, r->ops.table, x, logits, err);
     if (rc == AAL_OK)
       rc = aal_xent_forward(logits, labels, &mean, prob, err);

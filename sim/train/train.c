@@ -216,7 +216,8 @@ int aal_train_pass(aal_train_run *r, long step, aal_resnet_pass *pass, aal_error
   int rc = aal_resnet_pass_init(pass, &r->net, &r->rule, aal_mix_seed(r->o.seed, 3, 0),
                                 (unsigned long)step, err);
   pass->ops = r->ops.table;
-  return rc;
+  /* the parameters live where the table's ops run (a no-op once they are there) */
+  return rc == AAL_OK ? aal_resnet_move(&r->net, r->ops.table, err) : rc;
 }
 
 /* ---------------------------------------------------------------- the built-in data */

@@ -8,9 +8,9 @@
  *     the double ref backend agrees at 2^-53;
  *  c. the step check fails with a deliberately wrong backend op (the cpu32 table with a
  *     conv_backward_filter that leaves the last image out);
- *  d. residency: outputs stay in the backend's buffers (host poisoned), come home on
- *     aal_tensor_sync_host or when the table is freed, and a host write behind the
- *     adapter's back is refused;
+ *  d. tensors know where they live: adapter ops run on backend tensors and refuse host
+ *     ones; values cross only through explicit copies; closing the table brings the
+ *     tensors that still live there home;
  *  e. a steady-state step on cpu32 allocates no backend buffer and moves no activation
  *     between host and backend (counted on the table's memory functions);
  *  f. the adapter reports bad shapes naming the op.
@@ -205,10 +205,12 @@ static void fill_uniform(aal_tensor *t, gsl_rng *rng)
     t->data[i] = 2.0 * gsl_rng_uniform(rng) - 1.0;
 }
 
-/* Outputs stay in the backend's buffer (host poisoned, then brought home on request),
- * a host write behind the adapter's back is refused, and closing the table brings every
- * value home. */
-START_TEST(test_mirror_protocol)
+/* Tensors know where they live: an adapter op runs on tensors that live on its backend
+ * and refuses a host tensor, naming the op and the tensor; values cross only through
+ * explicit copies (aal_ops_tensor_to, aal_tensor_read / _write / _copy); a new tensor
+ * starts as NaN when poisoning is on; closing the table brings every tensor that still
+ * lives there home with its values. */
+START_TEST(test_tensors_know_where_they_live)
 {
   aal_backend be;
   aal_ops ops;
@@ -217,39 +219,54 @@ START_TEST(test_mirror_protocol)
   gsl_rng_set(rng, g_seed);
   ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
   ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
-  aal_ops_poison_stale_host(&ops, 1);
+  aal_ops_poison_new(&ops, 1);
   aal_tensor *x = aal_tensor_new4(2, 3, 6, 6, &err), *w = aal_tensor_new4(4, 3, 3, 3, &err);
-  aal_tensor *y = aal_tensor_new4(2, 4, 6, 6, &err), *z = aal_tensor_new_like(y, &err);
-  aal_tensor *y_ref = aal_tensor_new_like(y, &err);
+  aal_tensor *y_ref = aal_tensor_new4(2, 4, 6, 6, &err);
   fill_uniform(x, rng);
   fill_uniform(w, rng);
-  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y, &err), AAL_OK);
-  ck_assert_ptr_nonnull(y->mirror);
-  ck_assert(isnan(y->data[0]) && isnan(y->data[y->size - 1]));  /* poisoned, not stale */
-  /* y feeds the next op from the backend's buffer; z is poisoned likewise */
+  aal_tensor *xb = aal_ops_tensor_to(&ops, x, &err), *wb = aal_ops_tensor_to(&ops, w, &err);
+  aal_tensor *y = aal_ops_tensor_like(&ops, y_ref, AAL_F64, &err);
+  aal_tensor *z = aal_ops_tensor_like(&ops, y_ref, AAL_F64, &err);
+  ck_assert(xb && wb && y && z);
+  ck_assert(xb != x && xb->home != NULL && xb->data == NULL && x->home == NULL);
+  ck_assert(aal_ops_tensor_to(&ops, xb, &err) == xb);  /* there already: itself */
+  aal_tensor_release(xb);
+  /* a new tensor is NaN until an op writes it */
+  aal_tensor *hy = aal_tensor_copy(y, &err);
+  ck_assert(hy != NULL && isnan(hy->data[0]) && isnan(hy->data[hy->size - 1]));
+  aal_tensor_release(hy);
+  /* a host tensor given to an adapter op is refused, naming the op and the tensor */
+  ck_assert_int_eq(ops.conv_forward(&ops, x, wb, 1, 1, y, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "conv_forward"));
+  ck_assert_ptr_nonnull(strstr(err.msg, "lives on the host"));
+  ck_assert_int_eq(ops.relu_forward(&ops, y, y_ref, NULL, &err), AAL_EINVAL);
+  /* on the backend: the conv, then a ReLU reading the conv's buffer */
+  ck_assert_int_eq(ops.conv_forward(&ops, xb, wb, 1, 1, y, &err), AAL_OK);
   ck_assert_int_eq(ops.relu_forward(&ops, y, z, NULL, &err), AAL_OK);
-  ck_assert(isnan(z->data[0]));
-  ck_assert_int_eq(aal_tensor_sync_host(y, &err), AAL_OK);
-  ck_assert_int_eq(aal_ops_ref()->conv_forward(aal_ops_ref(), x, w, 1, 1, y_ref, &err), AAL_OK);
+  ck_assert_int_eq(aal_ops_ref()->conv_forward(aal_ops_ref(), x, w, 1, 1, y_ref, &err),
+                   AAL_OK);
+  aal_tensor *hz = aal_tensor_new_like(y_ref, &err);
+  ck_assert_int_eq(aal_tensor_read(z, hz, &err), AAL_OK);
   /* 27 products per output: float rounding stays far below 1e-5 for |x|, |w| < 1 */
-  for (size_t i = 0; i < y->size; i++)
-    ck_assert_msg(fabs(y->data[i] - y_ref->data[i]) <= 1e-5, "y[%zu] = %g, ref %g", i,
-                  y->data[i], y_ref->data[i]);
-  /* z is rewritten on the host while only the backend holds its values: refused (the
-   * check samples 17 elements, so it catches rewrites, not every single-element poke) */
-  for (size_t i = 0; i < z->size; i++)
-    z->data[i] = 7.0;
-  ck_assert_int_eq(aal_tensor_sync_host(z, &err), AAL_EINVAL);
-  ck_assert_ptr_nonnull(strstr(err.msg, "aal_tensor_detach"));
-  ck_assert_int_eq(aal_tensor_forget_mirror(z, &err), AAL_OK);
-  /* closing the table: y (synced) and a fresh stale output come home with their values */
-  ck_assert_int_eq(ops.relu_forward(&ops, y, z, NULL, &err), AAL_OK);
+  for (size_t i = 0; i < hz->size; i++) {
+    const double want = y_ref->data[i] > 0 ? y_ref->data[i] : 0.0;
+    ck_assert_msg(fabs(hz->data[i] - want) <= 1e-5, "z[%zu] = %g, ref %g", i, hz->data[i],
+                  want);
+  }
+  /* a write rounds to the backend's precision; reading it back gives the float value */
+  aal_tensor *third = aal_tensor_new_like(y_ref, &err), *back = aal_tensor_new_like(y_ref, &err);
+  aal_tensor_fill(third, 1.0 / 3.0);
+  ck_assert_int_eq(aal_tensor_write(y, third, &err), AAL_OK);
+  ck_assert_int_eq(aal_tensor_read(y, back, &err), AAL_OK);
+  ck_assert(back->data[5] == (double)(float)(1.0 / 3.0));
+  /* reading into a tensor of another shape is an error, not a partial copy */
+  ck_assert_int_eq(aal_tensor_read(y, x, &err), AAL_ESHAPE);
+  /* closing the table: z (still on the backend) comes home with its values */
   aal_ops_free(&ops);
-  ck_assert_ptr_null(y->mirror);
-  ck_assert_ptr_null(z->mirror);
+  ck_assert(z->home == NULL && z->data != NULL);
   for (size_t i = 0; i < z->size; i++)
-    ck_assert(z->data[i] == (y->data[i] > 0 ? y->data[i] : 0.0));
-  aal_tensor *all[] = {x, w, y, z, y_ref};
+    ck_assert(z->data[i] == hz->data[i]);
+  aal_tensor *all[] = {x, w, wb, y, z, y_ref, hz, third, back};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     aal_tensor_release(all[i]);
   gsl_rng_free(rng);
@@ -319,10 +336,10 @@ static int count_download_bits(const aal_backend *be, uint32_t *w, const void *b
 
 /* A steady-state training step (the third) on cpu32 with ASA (the bit packing, decoding
  * and lr_expansion scale) moves no activation, gradient or parameter between host and
- * backend and allocates no buffer.  Exactly: up, the batch twice (at forward, and
- * again for the stem's weight gradient: the caller's batch keeps no mirror between the
- * passes); down, each batch norm's mean and invstd (for the running statistics, on the
- * host) and the logits (checked for finiteness). */
+ * backend and allocates no buffer.  Exactly: up, the batch once (copied to the backend
+ * at forward; the tape keeps that copy for the stem's weight gradient); down, each
+ * batch norm's mean and invstd (for the running statistics, on the host) and the
+ * logits (checked for finiteness). */
 START_TEST(test_resident_step_traffic)
 {
   counting_backend cb;
@@ -354,6 +371,7 @@ START_TEST(test_resident_step_traffic)
     params += net.params[i].value->size;
   }
   ck_assert_uint_gt(bn_channels, 0);
+  ck_assert_int_eq(aal_resnet_move(&net, &ops, &err), AAL_OK);
   aal_rule rule;
   /* the default lr_expansion (100): the weight gradients' scale runs on the backend */
   ck_assert_int_eq(aal_rule_parse("asa:2,2,2,2", &rule, &err), AAL_OK);
@@ -379,7 +397,7 @@ START_TEST(test_resident_step_traffic)
     if (s < 2)
       continue;
     ck_assert_int_eq(cb.allocs - allocs0, 0);
-    ck_assert_uint_eq(cb.up - up0, 2 * x->size);
+    ck_assert_uint_eq(cb.up - up0, x->size);
     ck_assert_uint_eq(cb.down - down0, 2 * bn_channels + 4 * (size_t)cfg.classes);
   }
   aal_ops_free(&ops);
@@ -420,7 +438,9 @@ START_TEST(test_li_reduce_on_backend)
   size_t z_ref = 9, z_be = 9;
   ck_assert_int_eq(aal_ops_ref()->li_reduce(aal_ops_ref(), h, r, li_ref, v_ref, &z_ref, &err),
                    AAL_OK);
-  ck_assert_int_eq(ops.li_reduce(&ops, h, r, li_be, v_be, &z_be, &err), AAL_OK);
+  aal_tensor *hb = aal_ops_tensor_to(&ops, h, &err), *rb = aal_ops_tensor_to(&ops, r, &err);
+  ck_assert(hb != NULL && rb != NULL);
+  ck_assert_int_eq(ops.li_reduce(&ops, hb, rb, li_be, v_be, &z_be, &err), AAL_OK);
   ck_assert_uint_eq(z_ref, 1);
   ck_assert_uint_eq(z_be, 1);
   for (int s = 0; s < 5; s++) {
@@ -441,12 +461,14 @@ START_TEST(test_li_reduce_on_backend)
                   li_be[s], li_ref[s], bound);
   }
   /* a NaN in h: an error naming the op on both tables */
-  ck_assert_int_eq(aal_tensor_detach(h, &err), AAL_OK);
   h->data[per + 3] = NAN;
+  ck_assert_int_eq(aal_tensor_write(hb, h, &err), AAL_OK);
   ck_assert_int_eq(aal_ops_ref()->li_reduce(aal_ops_ref(), h, r, li_ref, v_ref, &z_ref, &err),
                    AAL_ENUMERIC);
-  ck_assert_int_eq(ops.li_reduce(&ops, h, r, li_be, v_be, &z_be, &err), AAL_ENUMERIC);
+  ck_assert_int_eq(ops.li_reduce(&ops, hb, rb, li_be, v_be, &z_be, &err), AAL_ENUMERIC);
   ck_assert_ptr_nonnull(strstr(err.msg, "li_reduce"));
+  aal_tensor_release(hb);
+  aal_tensor_release(rb);
   aal_ops_free(&ops);
   aal_tensor_release(h);
   aal_tensor_release(r);
@@ -465,46 +487,44 @@ START_TEST(test_adapter_errors)
   ck_assert_int_eq(aal_backend_cpu32(&be, &err), AAL_OK);
   ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
   aal_tensor *x = aal_tensor_new4(2, 3, 5, 5, &err), *w = aal_tensor_new4(4, 3, 3, 3, &err);
-  aal_tensor *y = aal_tensor_new4(2, 4, 4, 4, &err), *y_ok = aal_tensor_new4(2, 4, 5, 5, &err);
   for (size_t i = 0; i < x->size; i++)
     x->data[i] = 0.1 * (double)(i % 7) - 0.3;
   for (size_t i = 0; i < w->size; i++)
     w->data[i] = 0.05 * (double)(i % 5) - 0.1;
-  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y, &err), AAL_ESHAPE);
+  aal_tensor *xb = aal_ops_tensor_to(&ops, x, &err), *wb = aal_ops_tensor_to(&ops, w, &err);
+  const long bad[4] = {2, 4, 4, 4}, good[4] = {2, 4, 5, 5};
+  aal_tensor *y = aal_ops_tensor_new(&ops, 4, bad, AAL_F64, &err);
+  aal_tensor *y_ok = aal_ops_tensor_new(&ops, 4, good, AAL_F64, &err);
+  ck_assert_int_eq(ops.conv_forward(&ops, xb, wb, 1, 1, y, &err), AAL_ESHAPE);
   ck_assert_ptr_nonnull(strstr(err.msg, "conv_forward"));
-  ck_assert_int_eq(ops.conv_forward(&ops, x, w, 1, 1, y_ok, &err), AAL_OK);
+  ck_assert_int_eq(ops.conv_forward(&ops, xb, wb, 1, 1, y_ok, &err), AAL_OK);
   /* the output holds float values: the reference on the same inputs agrees to ~1e-7 */
-  aal_tensor *y_ref = aal_tensor_new_like(y_ok, &err);
+  aal_tensor *y_ref = aal_tensor_new(4, good, &err);
   ck_assert_int_eq(aal_ops_ref()->conv_forward(aal_ops_ref(), x, w, 1, 1, y_ref, &err), AAL_OK);
-  /* the result lives in the backend's buffer until brought home */
-  ck_assert_ptr_nonnull(y_ok->mirror);
-  ck_assert_int_eq(aal_tensor_sync_host(y_ok, &err), AAL_OK);
-  for (size_t i = 0; i < y_ok->size; i++) {
-    ck_assert(y_ok->data[i] == (double)(float)y_ok->data[i]);
-    ck_assert(fabs(y_ok->data[i] - y_ref->data[i]) < 1e-5);
+  aal_tensor *hy = aal_tensor_copy(y_ok, &err);
+  ck_assert_ptr_nonnull(hy);
+  for (size_t i = 0; i < hy->size; i++) {
+    ck_assert(hy->data[i] == (double)(float)hy->data[i]);
+    ck_assert(fabs(hy->data[i] - y_ref->data[i]) < 1e-5);
   }
   int labels[2] = {0, 7};
-  aal_tensor *logits = aal_tensor_new2(2, 4, &err), *prob = aal_tensor_new2(2, 4, &err);
+  aal_tensor *logits = aal_tensor_new2(2, 4, &err);
+  aal_tensor *lb = aal_ops_tensor_to(&ops, logits, &err);
+  aal_tensor *prob = aal_ops_tensor_like(&ops, logits, AAL_F64, &err);
   double loss;
-  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_EINVAL);
+  ck_assert_int_eq(ops.xent_forward(&ops, lb, labels, &loss, prob, &err), AAL_EINVAL);
   ck_assert_ptr_nonnull(strstr(err.msg, "xent_forward"));
   labels[1] = 1;
-  /* a host write behind the adapter's back is refused, not computed on */
-  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_OK);
-  logits->data[3] = 5.0;
-  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_EINVAL);
-  ck_assert_ptr_nonnull(strstr(err.msg, "aal_tensor_detach"));
-  /* host current (the mirror is only a copy): detaching keeps the host's new value */
-  ck_assert_int_eq(aal_tensor_detach(logits, &err), AAL_OK);
-  ck_assert_ptr_null(logits->mirror);
+  ck_assert_int_eq(ops.xent_forward(&ops, lb, labels, &loss, prob, &err), AAL_OK);
   logits->data[3] = NAN;
-  ck_assert_int_eq(ops.xent_forward(&ops, logits, labels, &loss, prob, &err), AAL_ENUMERIC);
+  ck_assert_int_eq(aal_tensor_write(lb, logits, &err), AAL_OK);
+  ck_assert_int_eq(ops.xent_forward(&ops, lb, labels, &loss, prob, &err), AAL_ENUMERIC);
   aal_ops_handle h;
   ck_assert_int_ne(aal_ops_open("nope", &h, &err), AAL_OK);
   ck_assert_int_eq(aal_ops_open("ref", &h, &err), AAL_OK);
   ck_assert_ptr_eq(h.table, aal_ops_ref());
   aal_ops_close(&h);
-  aal_tensor *all[] = {x, w, y, y_ok, y_ref, logits, prob};
+  aal_tensor *all[] = {x, w, xb, wb, y, y_ok, y_ref, hy, logits, lb, prob};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     aal_tensor_release(all[i]);
   aal_ops_free(&ops);
@@ -523,7 +543,7 @@ int main(void)
   tcase_add_test(tc, test_ref_backend_adapter);
   tcase_add_test(tc, test_wrong_backend_caught);
   tcase_add_test(tc, test_adapter_errors);
-  tcase_add_test(tc, test_mirror_protocol);
+  tcase_add_test(tc, test_tensors_know_where_they_live);
   tcase_add_test(tc, test_resident_step_traffic);
   tcase_add_test(tc, test_li_reduce_on_backend);
   suite_add_tcase(s, tc);
