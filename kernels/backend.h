@@ -70,11 +70,12 @@ struct aal_backend {
                               const void *dy, void *dw, aal_error *err);
 
   /* ---- batch norm, training mode: x, y, dy, dx [n, c, hw]; per-channel vectors [c].
-   * Biased variance in invstd = 1/sqrt(var + eps); running statistics are updated by
-   * the caller from mean and the batch variance (not part of the op). */
+   * Forward returns mean, invstd = 1/sqrt(var + eps) (what backward needs) and var, the
+   * biased batch variance (what the running statistics need; the caller updates them
+   * from mean and var, not part of the op, and rebuilds nothing). */
   int (*bn_forward)(const aal_backend *be, int n, int c, int hw, const void *x,
                     const void *gamma, const void *beta, double eps, void *y, void *mean,
-                    void *invstd, aal_error *err);
+                    void *invstd, void *var, aal_error *err);
   int (*bn_backward)(const aal_backend *be, int n, int c, int hw, const void *dy,
                      const void *x, const void *gamma, const void *mean, const void *invstd,
                      void *dx, void *dgamma, void *dbeta, aal_error *err);
@@ -128,11 +129,11 @@ struct aal_backend {
   int (*asa_input)(const aal_backend *be, size_t n, const void *x, double eps, void *h,
                    void *bits, aal_error *err);
   /* ---- batch norm (training mode, as bn_forward) followed by ReLU, fused:
-   * z = bn(x); y = max(z, 0); mask bit = (z > 0).  mean/invstd as bn_forward.
+   * z = bn(x); y = max(z, 0); mask bit = (z > 0).  mean/invstd/var as bn_forward.
    * Must equal bn_forward then relu_forward on the same backend bit for bit. */
   int (*bn_relu_forward)(const aal_backend *be, int n, int c, int hw, const void *x,
                          const void *gamma, const void *beta, double eps, void *y,
-                         void *mask, void *mean, void *invstd, aal_error *err);
+                         void *mask, void *mean, void *invstd, void *var, aal_error *err);
   /* ---- the backward of bn_relu_forward: dz = dy * mask, then bn_backward(dz).
    * Must equal relu_backward then bn_backward on the same backend bit for bit. */
   int (*bn_relu_backward)(const aal_backend *be, int n, int c, int hw, const void *dy,

@@ -54,7 +54,8 @@ static int bn_forward_call(const aal_backend *be, int v, kc_case *k, aal_error *
 {
   const kc_shape *s = k->sh;
   return be->bn_forward(be, s->a, s->b, s->c, KC_DEV(k, 0, v), KC_DEV(k, 1, v), KC_DEV(k, 2, v),
-                        k->eps, KC_DEV(k, 3, v), KC_DEV(k, 4, v), KC_DEV(k, 5, v), err);
+                        k->eps, KC_DEV(k, 3, v), KC_DEV(k, 4, v), KC_DEV(k, 5, v),
+                        KC_DEV(k, 6, v), err);
 }
 
 /* Bounds of bn forward, per channel (M = N*HW, m, v, ma = mean |x| from the reference;
@@ -64,9 +65,11 @@ static int bn_forward_call(const aal_backend *be, int v, kc_case *k, aal_error *
  *                                                    only squared, as sum (x - m) = 0)
  *   invstd: rel = 1/sqrt(max(v - Bv, 0) + eps) / invstd - 1 + 6u
  *                                                   (exact in Bv; eps, sqrt, division)
+ *   var:    Bv + 2u v                               (the output rounded once)
  *   y:      |gamma| invstd (Bm (1 + rel) + |x - m| rel) + 10u (|gamma (x - m) invstd| + |beta|)
  * A one-pass E[x^2] - m^2 errs by ~ M^(1/2) u (v + m^2): it fails where m^2 >> v. */
-static void bn_forward_bounds(kc_run *run, kc_case *k, double *by, double *bm, double *bi)
+static void bn_forward_bounds(kc_run *run, kc_case *k, double *by, double *bm, double *bi,
+                              double *bv)
 {
   const kc_shape *s = k->sh;
   const int n = s->a, c = s->b, hw = s->c;
@@ -82,6 +85,7 @@ static void bn_forward_bounds(kc_run *run, kc_case *k, double *by, double *bm, d
     const double rel = 1.0 / sqrt(fmax(v - ev, 0.0) + k->eps) / is - 1.0 + 6 * u;
     bm[ch] = em;
     bi[ch] = rel * is;
+    bv[ch] = ev + 2 * u * v;
     for (int i = 0; i < n; i++)
       for (int j = 0; j < hw; j++) {
         const size_t at = ((size_t)i * c + ch) * hw + j;
@@ -102,10 +106,11 @@ int kc_bn_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   kc_add(&k, "y", KC_OUT, nx, 0);
   kc_add(&k, "mean", KC_OUT, nc, 0);
   kc_add(&k, "invstd", KC_OUT, nc, 0);
-  double *by = NULL, *bm = NULL, *bi = NULL;
+  kc_add(&k, "var", KC_OUT, nc, 0);
+  double *by = NULL, *bm = NULL, *bi = NULL, *bv = NULL;
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK && ((by = kc_bounds(run, nx)) == NULL || (bm = kc_bounds(run, nc)) == NULL ||
-                       (bi = kc_bounds(run, nc)) == NULL))
+                       (bi = kc_bounds(run, nc)) == NULL || (bv = kc_bounds(run, nc)) == NULL))
     rc = AAL_ENOMEM;
   if (rc == AAL_OK) {
     fill_bn_x(run, &k.buf[0], sh->a, sh->b, sh->c);
@@ -114,14 +119,16 @@ int kc_bn_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
     rc = kc_execute(run, &k, bn_forward_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran) {
-    bn_forward_bounds(run, &k, by, bm, bi);
+    bn_forward_bounds(run, &k, by, bm, bi, bv);
     kc_check_bound(row, &k.buf[3], by, 0);
     kc_check_bound(row, &k.buf[4], bm, 0);
     kc_check_bound(row, &k.buf[5], bi, 0);
+    kc_check_bound(row, &k.buf[6], bv, 0);
   }
   free(by);
   free(bm);
   free(bi);
+  free(bv);
   kc_free(run, &k);
   return rc;
 }
@@ -281,21 +288,22 @@ static int bn_relu_forward_call(const aal_backend *be, int v, kc_case *k, aal_er
   const kc_shape *s = k->sh;
   return be->bn_relu_forward(be, s->a, s->b, s->c, KC_DEV(k, 0, v), KC_DEV(k, 1, v),
                              KC_DEV(k, 2, v), k->eps, KC_DEV(k, 3, v), KC_DEV(k, 4, v),
-                             KC_DEV(k, 5, v), KC_DEV(k, 6, v), err);
+                             KC_DEV(k, 5, v), KC_DEV(k, 6, v), KC_DEV(k, 7, v), err);
 }
 
-/* bn_forward into a scratch z, relu_forward(z) on the tested backend: y, mask, mean and
- * invstd must be identical. */
+/* bn_forward into a scratch z, relu_forward(z) on the tested backend: y, mask, mean,
+ * invstd and var must be identical. */
 static int bn_relu_forward_unfused(kc_run *run, kc_case *k, kc_row *row)
 {
   const aal_backend *be = run->be[KC_GOT];
   const kc_shape *s = k->sh;
   const size_t nx = (size_t)s->a * s->b * s->c, nc = (size_t)s->b;
   kc_tmp t = {.run = run};
-  int rc = AAL_OK, iz, iy, im, imean, iinv;
+  int rc = AAL_OK, iz, iy, im, imean, iinv, ivar;
   if ((iz = kc_tmp_add(&t, nx, 0, NULL)) < 0 || (iy = kc_tmp_add(&t, nx, 0, NULL)) < 0 ||
       (im = kc_tmp_add(&t, nx, 1, k->buf[4].words[KC_GOT])) < 0 ||
-      (imean = kc_tmp_add(&t, nc, 0, NULL)) < 0 || (iinv = kc_tmp_add(&t, nc, 0, NULL)) < 0)
+      (imean = kc_tmp_add(&t, nc, 0, NULL)) < 0 || (iinv = kc_tmp_add(&t, nc, 0, NULL)) < 0 ||
+      (ivar = kc_tmp_add(&t, nc, 0, NULL)) < 0)
     rc = run->err->code != AAL_OK ? run->err->code : AAL_ENOMEM;
   if (rc == AAL_OK) {
     aal_error e;
@@ -303,7 +311,7 @@ static int bn_relu_forward_unfused(kc_run *run, kc_case *k, kc_row *row)
     int orc;
     if ((orc = be->bn_forward(be, s->a, s->b, s->c, KC_DEV(k, 0, KC_GOT), KC_DEV(k, 1, KC_GOT),
                               KC_DEV(k, 2, KC_GOT), k->eps, t.dev[iz], t.dev[imean],
-                              t.dev[iinv], &e)) != AAL_OK)
+                              t.dev[iinv], t.dev[ivar], &e)) != AAL_OK)
       kc_unfused_failed(row, "bn_forward", orc, &e);
     else if ((orc = be->relu_forward(be, nx, t.dev[iz], t.dev[iy], t.dev[im], &e)) != AAL_OK)
       kc_unfused_failed(row, "relu_forward", orc, &e);
@@ -312,6 +320,7 @@ static int bn_relu_forward_unfused(kc_run *run, kc_case *k, kc_row *row)
       kc_check_same_bits(row, "mask", k->buf[4].words[KC_GOT], t.words[im], nx);
       kc_check_same(row, "mean", k->buf[5].val[KC_GOT], t.val[imean], nc);
       kc_check_same(row, "invstd", k->buf[6].val[KC_GOT], t.val[iinv], nc);
+      kc_check_same(row, "var", k->buf[7].val[KC_GOT], t.val[ivar], nc);
     }
   }
   kc_tmp_free(&t);
@@ -333,10 +342,12 @@ int kc_bn_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   kc_add(&k, "mask", KC_OUT, nx, 1);
   kc_add(&k, "mean", KC_OUT, nc, 0);
   kc_add(&k, "invstd", KC_OUT, nc, 0);
-  double *by = NULL, *bm = NULL, *bi = NULL, *z = NULL;
+  kc_add(&k, "var", KC_OUT, nc, 0);
+  double *by = NULL, *bm = NULL, *bi = NULL, *bv = NULL, *z = NULL;
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK && ((by = kc_bounds(run, nx)) == NULL || (bm = kc_bounds(run, nc)) == NULL ||
-                       (bi = kc_bounds(run, nc)) == NULL || (z = kc_bounds(run, nx)) == NULL))
+                       (bi = kc_bounds(run, nc)) == NULL || (bv = kc_bounds(run, nc)) == NULL ||
+                       (z = kc_bounds(run, nx)) == NULL))
     rc = AAL_ENOMEM;
   if (rc == AAL_OK) {
     fill_bn_x(run, &k.buf[0], sh->a, sh->b, sh->c);
@@ -345,7 +356,7 @@ int kc_bn_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
     rc = kc_execute(run, &k, bn_relu_forward_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran) {
-    bn_forward_bounds(run, &k, by, bm, bi); /* reads x, gamma, beta: buffers 0-2 */
+    bn_forward_bounds(run, &k, by, bm, bi, bv); /* reads x, gamma, beta: buffers 0-2 */
     const double *x = k.buf[0].val[KC_REF], *g = k.buf[1].val[KC_REF];
     const double *b = k.buf[2].val[KC_REF], *m = k.buf[5].val[KC_REF];
     const double *is = k.buf[6].val[KC_REF];
@@ -357,6 +368,7 @@ int kc_bn_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
     const size_t ties = kc_check_bits_ties(row, &k.buf[4], z, by);
     kc_check_bound(row, &k.buf[5], bm, 0);
     kc_check_bound(row, &k.buf[6], bi, 0);
+    kc_check_bound(row, &k.buf[7], bv, 0);
     rc = bn_relu_forward_unfused(run, &k, row);
     if (ties > 0 && row->note[0] == '\0')
       snprintf(row->note, sizeof row->note, "%zu mask ties (|z_ref| within the bound of 0)",
@@ -365,6 +377,7 @@ int kc_bn_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   free(by);
   free(bm);
   free(bi);
+  free(bv);
   free(z);
   kc_free(run, &k);
   return rc;

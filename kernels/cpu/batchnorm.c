@@ -57,7 +57,7 @@ typedef struct {
   int n, c, hw;
   const float *x, *gamma, *beta;
   double eps;
-  float *y, *mean, *invstd;
+  float *y, *mean, *invstd, *var;
 } bn_fwd_ctx;
 
 /* channels [lo, hi) of bn_forward */
@@ -73,6 +73,7 @@ static void bn_forward_channels(const void *arg, size_t lo, size_t hi)
     const double is = 1.0 / sqrt(v + a->eps);
     a->mean[ch] = (float)m;
     a->invstd[ch] = (float)is;
+    a->var[ch] = (float)v;
     const float mf = (float)m, scale = (float)(a->gamma[ch] * is), shift = a->beta[ch];
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
@@ -84,17 +85,17 @@ static void bn_forward_channels(const void *arg, size_t lo, size_t hi)
 
 int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                          const void *gamma, const void *beta, double eps, void *y, void *mean,
-                         void *invstd, aal_error *err)
+                         void *invstd, void *var, aal_error *err)
 {
   static const char op[] = "cpu32 bn_forward";
   int rc;
   if ((rc = aal_cpu32_bn_check_sizes(op, n, c, hw, err)) != AAL_OK ||
-      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mean, invstd", err, 6, x, gamma, beta,
-                              y, mean, invstd)) != AAL_OK)
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mean, invstd, var", err, 7, x, gamma,
+                              beta, y, mean, invstd, var)) != AAL_OK)
     return rc;
   if (!(eps > 0.0 && isfinite(eps)))
     return aal_fail(err, AAL_EINVAL, "%s: eps is %g; it must be finite and > 0", op, eps);
-  const bn_fwd_ctx a = {n, c, hw, x, gamma, beta, eps, y, mean, invstd};
+  const bn_fwd_ctx a = {n, c, hw, x, gamma, beta, eps, y, mean, invstd, var};
   aal_team_par_for(aal_cpu32_be_team(be), bn_forward_channels, &a, (size_t)c,
                     (size_t)n * c * hw * sizeof(float));
   return AAL_OK;

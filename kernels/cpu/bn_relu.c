@@ -25,7 +25,7 @@ typedef struct {
   int n, c, hw;
   const float *x, *gamma, *beta;
   double eps;
-  float *y, *mean, *invstd;
+  float *y, *mean, *invstd, *var;
   uint32_t *words;
   float *mf, *scale;  /* [c]: the shift and scale of the apply, as bn_forward rounds them */
 } fwd_ctx;
@@ -40,6 +40,7 @@ static void forward_stats(const void *arg, size_t lo, size_t hi)
     const double is = 1.0 / sqrt(v + a->eps);
     a->mean[ch] = (float)m;
     a->invstd[ch] = (float)is;
+    a->var[ch] = (float)v;
     a->mf[ch] = (float)m;
     a->scale[ch] = (float)(a->gamma[ch] * is);
   }
@@ -81,20 +82,21 @@ static void forward_apply(const void *arg, size_t lo, size_t hi)
 
 int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                               const void *gamma, const void *beta, double eps, void *y,
-                              void *mask, void *mean, void *invstd, aal_error *err)
+                              void *mask, void *mean, void *invstd, void *var,
+                              aal_error *err)
 {
   static const char op[] = "cpu32 bn_relu_forward";
   int rc;
   if ((rc = aal_cpu32_bn_check_sizes(op, n, c, hw, err)) != AAL_OK ||
-      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mask, mean, invstd", err, 7, x, gamma,
-                              beta, y, mask, mean, invstd)) != AAL_OK)
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mask, mean, invstd, var", err, 8, x,
+                              gamma, beta, y, mask, mean, invstd, var)) != AAL_OK)
     return rc;
   if (!(eps > 0.0 && isfinite(eps)))
     return aal_fail(err, AAL_EINVAL, "%s: eps is %g; it must be finite and > 0", op, eps);
   float *aff = malloc(2 * (size_t)c * sizeof *aff);
   if (aff == NULL)
     return aal_fail(err, AAL_ENOMEM, "%s: %d channel coefficients", op, c);
-  const fwd_ctx a = {n, c, hw, x, gamma, beta, eps, y, mean, invstd, mask, aff, aff + c};
+  const fwd_ctx a = {n, c, hw, x, gamma, beta, eps, y, mean, invstd, var, mask, aff, aff + c};
   aal_team *tm = aal_cpu32_be_team(be);
   const size_t total = (size_t)n * c * hw, bytes = total * sizeof(float);
   /* the statistics read x twice and write [c]: x's size is the work */

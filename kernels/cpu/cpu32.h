@@ -54,7 +54,7 @@ size_t aal_backend_cpu32_thread_count(const aal_backend *be);
 int aal_cpu32_bn_check_sizes(const char *op, int n, int c, int hw, aal_error *err);
 int aal_cpu32_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                          const void *gamma, const void *beta, double eps, void *y, void *mean,
-                         void *invstd, aal_error *err);
+                         void *invstd, void *var, aal_error *err);
 int aal_cpu32_bn_forward_eval(const aal_backend *be, int n, int c, int hw, const void *x,
                               const void *gamma, const void *beta, const void *running_mean,
                               const void *running_var, double eps, void *y, aal_error *err);
@@ -72,7 +72,8 @@ void aal_cpu32_bn_channel_stats(const float *x, int n, int c, int hw, int ch, do
  * relu_backward + bn_backward) */
 int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                               const void *gamma, const void *beta, double eps, void *y,
-                              void *mask, void *mean, void *invstd, aal_error *err);
+                              void *mask, void *mean, void *invstd, void *var,
+                              aal_error *err);
 int aal_cpu32_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
                                const void *mask, const void *x, const void *gamma,
                                const void *mean, const void *invstd, void *dx, void *dgamma,

@@ -74,13 +74,15 @@ __global__ void bn_mean_kernel(const double *__restrict__ part, int nc, int spli
 
 // invstd[c] = 1 / sqrt(var + eps), var = sum of partials / M.
 __global__ void bn_invstd_kernel(const double *__restrict__ part, int nc, int splits, double m,
-                                 double eps, float *__restrict__ invstd)
+                                 double eps, float *__restrict__ invstd,
+                                 float *__restrict__ var)
 {
   for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < nc; c += gridDim.x * blockDim.x) {
     double acc = 0.0;
     for (int s = 0; s < splits; s++)
       acc += part[(size_t)c * splits + s];
     invstd[c] = (float)(1.0 / sqrt(acc / m + eps));
+    var[c] = (float)(acc / m);  // the biased variance, for the running statistics
   }
 }
 
@@ -215,11 +217,12 @@ static int check_dims(int n, int c, int hw, const char *op, aal_error *err)
   return AAL_OK;
 }
 
-// The forward of bn_forward and bn_relu_forward: the statistics (mean, invstd), then the
+// The forward of bn_forward and bn_relu_forward: the statistics (mean, invstd, var), then the
 // apply, plain (mask NULL) or with the ReLU and its mask.
 static int bn_forward_impl(const aal_backend *be, const char *op, int n, int c, int hw,
                            const void *xv, const void *gammav, const void *betav, double eps,
-                           void *yv, void *maskv, void *meanv, void *invstdv, aal_error *err)
+                           void *yv, void *maskv, void *meanv, void *invstdv, void *varv,
+                           aal_error *err)
 {
   aal_cuda_ctx *ctx = aal_cuda_ctx_of(be);
   int rc = check_dims(n, c, hw, op, err);
@@ -249,8 +252,8 @@ static int bn_forward_impl(const aal_backend *be, const char *op, int n, int c, 
   LAUNCH_TRY();
   bn_sum_kernel<<<grid, BN_THREADS, 0, ctx->stream>>>(x, n, c, hw, dmean, part);
   LAUNCH_TRY();
-  bn_invstd_kernel<<<cblocks, AAL_CUDA_THREADS, 0, ctx->stream>>>(part, c, splits, (double)m,
-                                                                   eps, invstd);
+  bn_invstd_kernel<<<cblocks, AAL_CUDA_THREADS, 0, ctx->stream>>>(
+      part, c, splits, (double)m, eps, invstd, static_cast<float *>(varv));
   LAUNCH_TRY();
   if (maskv == nullptr)
     bn_apply_kernel<<<eblocks, AAL_CUDA_THREADS, 0, ctx->stream>>>(
@@ -265,27 +268,29 @@ static int bn_forward_impl(const aal_backend *be, const char *op, int n, int c, 
 
 int aal_cuda_bn_forward(const aal_backend *be, int n, int c, int hw, const void *xv,
                         const void *gammav, const void *betav, double eps, void *yv,
-                        void *meanv, void *invstdv, aal_error *err)
+                        void *meanv, void *invstdv, void *varv, aal_error *err)
 {
   const int rc = check_dims(n, c, hw, "bn forward", err);
   if (rc != AAL_OK)
     return rc;
-  REQUIRE(xv && gammav && betav && yv && meanv && invstdv, "cuda bn forward: NULL buffer");
+  REQUIRE(xv && gammav && betav && yv && meanv && invstdv && varv,
+          "cuda bn forward: NULL buffer");
   return bn_forward_impl(be, "bn forward", n, c, hw, xv, gammav, betav, eps, yv, nullptr,
-                         meanv, invstdv, err);
+                         meanv, invstdv, varv, err);
 }
 
 int aal_cuda_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *xv,
                              const void *gammav, const void *betav, double eps, void *yv,
-                             void *maskv, void *meanv, void *invstdv, aal_error *err)
+                             void *maskv, void *meanv, void *invstdv, void *varv,
+                             aal_error *err)
 {
   const int rc = check_dims(n, c, hw, "bn_relu forward", err);
   if (rc != AAL_OK)
     return rc;
-  REQUIRE(xv && gammav && betav && yv && maskv && meanv && invstdv,
+  REQUIRE(xv && gammav && betav && yv && maskv && meanv && invstdv && varv,
           "cuda bn_relu forward: NULL buffer");
   return bn_forward_impl(be, "bn_relu forward", n, c, hw, xv, gammav, betav, eps, yv, maskv,
-                         meanv, invstdv, err);
+                         meanv, invstdv, varv, err);
 }
 
 // Evaluation mode: invstd[c] = 1 / sqrt(running_var[c] + eps) (in double, rounded once),

@@ -219,7 +219,7 @@ int run(bench &b, int batch)
     snprintf(shape, sizeof shape, "%zu x %d x %d", B, c, hw);
     if ((rc = row(b, "bn forward", shape, 8.0 * elems, 0, [&]() {
            return be->bn_forward(be, batch, c, hw, x, vec[0], vec[1], 1e-5, y, vec[2], vec[3],
-                                 err);
+                                 vec[7], err);
          })))
       return rc;
     if ((rc = row(b, "bn backward", shape, 12.0 * elems, 0, [&]() {
@@ -236,7 +236,7 @@ int run(bench &b, int batch)
     // fused with the ReLU: the same traffic plus the mask (1 bit per element)
     if ((rc = row(b, "bn+relu forward", shape, 8.0 * elems + elems / 8, 0, [&]() {
            return be->bn_relu_forward(be, batch, c, hw, x, vec[0], vec[1], 1e-5, y, bits,
-                                      vec[2], vec[3], err);
+                                      vec[2], vec[3], vec[7], err);
          })))
       return rc;
     if ((rc = row(b, "bn+relu backward", shape, 12.0 * elems + elems / 8, 0, [&]() {

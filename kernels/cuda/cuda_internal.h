@@ -146,7 +146,7 @@ int aal_cuda_conv_backward_filter(const aal_backend *be, const aal_conv_shape *c
 // batchnorm.cu
 int aal_cuda_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                         const void *gamma, const void *beta, double eps, void *y, void *mean,
-                        void *invstd, aal_error *err);
+                        void *invstd, void *var, aal_error *err);
 int aal_cuda_bn_forward_eval(const aal_backend *be, int n, int c, int hw, const void *x,
                              const void *gamma, const void *beta, const void *running_mean,
                              const void *running_var, double eps, void *y, aal_error *err);
@@ -156,7 +156,8 @@ int aal_cuda_bn_backward(const aal_backend *be, int n, int c, int hw, const void
                          aal_error *err);
 int aal_cuda_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                              const void *gamma, const void *beta, double eps, void *y,
-                             void *mask, void *mean, void *invstd, aal_error *err);
+                             void *mask, void *mean, void *invstd, void *var,
+                             aal_error *err);
 int aal_cuda_bn_relu_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
                               const void *mask, const void *x, const void *gamma,
                               const void *mean, const void *invstd, void *dx, void *dgamma,

@@ -161,7 +161,7 @@ static int ref_conv_backward_filter(const aal_backend *be, const aal_conv_shape 
 
 static int ref_bn_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                           const void *gamma, const void *beta, double eps, void *y,
-                          void *mean, void *invstd, aal_error *err)
+                          void *mean, void *invstd, void *var, aal_error *err)
 {
   (void)be;
   static const char op[] = "ref bn_forward";
@@ -169,24 +169,15 @@ static int ref_bn_forward(const aal_backend *be, int n, int c, int hw, const voi
   if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
       (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
       (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
-      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mean, invstd", err, 6, x, gamma, beta,
-                              y, mean, invstd)) != AAL_OK)
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mean, invstd, var", err, 7, x, gamma,
+                              beta, y, mean, invstd, var)) != AAL_OK)
     return rc;
-  /* the op table leaves the running statistics to the caller: scratch ones here */
-  aal_tensor *rm = aal_tensor_new1(c, err), *rv = aal_tensor_new1(c, err);
-  if (rm == NULL || rv == NULL) {
-    aal_tensor_release(rm);
-    aal_tensor_release(rv);
-    return AAL_ENOMEM;
-  }
   aal_tensor tx = view(x, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
   aal_tensor ty = view(y, 4, (size_t)n, (size_t)c, 1, (size_t)hw);
   aal_tensor tg = view(gamma, 1, (size_t)c, 0, 0, 0), tb = view(beta, 1, (size_t)c, 0, 0, 0);
   aal_tensor tm = view(mean, 1, (size_t)c, 0, 0, 0), ti = view(invstd, 1, (size_t)c, 0, 0, 0);
-  rc = aal_bn2d_forward_train(&tx, &tg, &tb, rm, rv, AAL_BN_MOMENTUM, eps, &ty, &tm, &ti, err);
-  aal_tensor_release(rm);
-  aal_tensor_release(rv);
-  return rc;
+  aal_tensor tv = view(var, 1, (size_t)c, 0, 0, 0);
+  return aal_bn2d_forward_batch(&tx, &tg, &tb, eps, &ty, &tm, &ti, &tv, err);
 }
 
 static int ref_bn_backward(const aal_backend *be, int n, int c, int hw, const void *dy,
@@ -468,17 +459,18 @@ static int ref_asa_input(const aal_backend *be, size_t n, const void *x, double 
  * overwritten; aal_relu_forward allows y to alias x). */
 static int ref_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
                                const void *gamma, const void *beta, double eps, void *y,
-                               void *mask, void *mean, void *invstd, aal_error *err)
+                               void *mask, void *mean, void *invstd, void *var,
+                               aal_error *err)
 {
   static const char op[] = "ref bn_relu_forward";
   int rc;
   if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
       (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
       (rc = aal_be_check_pos(op, "hw", hw, err)) != AAL_OK ||
-      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mask, mean, invstd", err, 7, x, gamma,
-                              beta, y, mask, mean, invstd)) != AAL_OK)
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mask, mean, invstd, var", err, 8, x,
+                              gamma, beta, y, mask, mean, invstd, var)) != AAL_OK)
     return rc;
-  rc = ref_bn_forward(be, n, c, hw, x, gamma, beta, eps, y, mean, invstd, err);
+  rc = ref_bn_forward(be, n, c, hw, x, gamma, beta, eps, y, mean, invstd, var, err);
   if (rc == AAL_OK)
     rc = ref_relu_forward(be, (size_t)n * c * hw, y, y, mask, err);
   return rc;

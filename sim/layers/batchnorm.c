@@ -114,11 +114,10 @@ static void channel_affine(const aal_tensor *x, size_t c, double m, double scale
   }
 }
 
-int aal_bn2d_train_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
-                        const aal_tensor *beta, const aal_tensor *running_mean,
-                        const aal_tensor *running_var, double momentum, double eps,
-                        const aal_tensor *y, const aal_tensor *mean, const aal_tensor *invstd,
-                        aal_error *err)
+int aal_bn2d_batch_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
+                        const aal_tensor *beta, double eps, const aal_tensor *y,
+                        const aal_tensor *mean, const aal_tensor *invstd,
+                        const aal_tensor *var, aal_error *err)
 {
   int rc;
   if ((rc = require_x(x, op, "x", err)) != AAL_OK)
@@ -126,16 +125,12 @@ int aal_bn2d_train_args(const char *op, const aal_tensor *x, const aal_tensor *g
   const size_t c = x->shape[1];
   if ((rc = require_channels(gamma, c, op, "gamma", err)) != AAL_OK ||
       (rc = require_channels(beta, c, op, "beta", err)) != AAL_OK ||
-      (rc = require_channels(running_mean, c, op, "running_mean", err)) != AAL_OK ||
-      (rc = require_channels(running_var, c, op, "running_var", err)) != AAL_OK ||
       (rc = require_channels(mean, c, op, "mean", err)) != AAL_OK ||
       (rc = require_channels(invstd, c, op, "invstd", err)) != AAL_OK ||
+      (var != NULL && (rc = require_channels(var, c, op, "var", err)) != AAL_OK) ||
       (rc = require_like_x(y, x, op, "y", err)) != AAL_OK ||
       (rc = require_eps(eps, op, err)) != AAL_OK)
     return rc;
-  if (!(momentum >= 0.0 && momentum <= 1.0))
-    return aal_fail(err, AAL_EINVAL, "%s: momentum is %g; it must lie in [0, 1]", op,
-                    momentum);
   const size_t m_count = x->shape[0] * x->shape[2] * x->shape[3];
   if (m_count < 2) {
     char s[64];
@@ -145,6 +140,25 @@ int aal_bn2d_train_args(const char *op, const aal_tensor *x, const aal_tensor *g
                     "needs more than 1 value per channel",
                     op, s);
   }
+  return AAL_OK;
+}
+
+int aal_bn2d_train_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
+                        const aal_tensor *beta, const aal_tensor *running_mean,
+                        const aal_tensor *running_var, double momentum, double eps,
+                        const aal_tensor *y, const aal_tensor *mean, const aal_tensor *invstd,
+                        aal_error *err)
+{
+  int rc = aal_bn2d_batch_args(op, x, gamma, beta, eps, y, mean, invstd, NULL, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t c = x->shape[1];
+  if ((rc = require_channels(running_mean, c, op, "running_mean", err)) != AAL_OK ||
+      (rc = require_channels(running_var, c, op, "running_var", err)) != AAL_OK)
+    return rc;
+  if (!(momentum >= 0.0 && momentum <= 1.0))
+    return aal_fail(err, AAL_EINVAL, "%s: momentum is %g; it must lie in [0, 1]", op,
+                    momentum);
   return AAL_OK;
 }
 
@@ -162,6 +176,46 @@ static int batch_stats(const aal_tensor *x, aal_tensor *mean, double *var, aal_e
   return AAL_OK;
 }
 
+/* y, mean, invstd and the biased variances var[C] of one batch (args checked) */
+static int forward_batch(const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *beta,
+                         double eps, aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
+                         double *var, aal_error *err)
+{
+  int rc = batch_stats(x, mean, var, err);
+  for (size_t c = 0; rc == AAL_OK && c < x->shape[1]; c++) {
+    invstd->data[c] = 1.0 / sqrt(var[c] + eps);
+    channel_affine(x, c, mean->data[c], gamma->data[c] * invstd->data[c], beta->data[c], y);
+  }
+  return rc;
+}
+
+int aal_bn2d_forward_batch(const aal_tensor *x, const aal_tensor *gamma,
+                           const aal_tensor *beta, double eps, aal_tensor *y,
+                           aal_tensor *mean, aal_tensor *invstd, aal_tensor *var,
+                           aal_error *err)
+{
+  int rc = aal_bn2d_batch_args("bn2d forward", x, gamma, beta, eps, y, mean, invstd, var,
+                               err);
+  if (rc != AAL_OK)
+    return rc;
+  if (var == NULL)
+    return aal_fail(err, AAL_EINVAL, "bn2d forward: var is NULL");
+  return forward_batch(x, gamma, beta, eps, y, mean, invstd, var->data, err);
+}
+
+void aal_bn2d_update_running(aal_tensor *running_mean, aal_tensor *running_var,
+                             const double *mean, const double *var, double momentum,
+                             double m_count)
+{
+  for (size_t c = 0; c < running_mean->size; c++) {
+    /* Unbiased variance for the running estimate, as PyTorch does. */
+    const double unbiased = var[c] * (m_count / (m_count - 1.0));
+    double *rm = &running_mean->data[c], *rv = &running_var->data[c];
+    *rm = (1.0 - momentum) * *rm + momentum * mean[c];
+    *rv = (1.0 - momentum) * *rv + momentum * unbiased;
+  }
+}
+
 int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
                            const aal_tensor *beta, aal_tensor *running_mean,
                            aal_tensor *running_var, double momentum, double eps,
@@ -173,27 +227,17 @@ int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
   if (rc != AAL_OK)
     return rc;
   const size_t nch = x->shape[1];
-  const double m_count = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
   /* Biased batch variances [C]: all channels are checked before the running statistics
    * change, so a failed forward leaves them as they were. */
   double *var = malloc(nch * sizeof *var);
   if (var == NULL)
     return aal_fail(err, AAL_ENOMEM, "bn2d forward: cannot allocate %zu variances", nch);
-  if ((rc = batch_stats(x, mean, var, err)) != AAL_OK) {
-    free(var);
-    return rc;
-  }
-  for (size_t c = 0; c < nch; c++) {
-    invstd->data[c] = 1.0 / sqrt(var[c] + eps);
-    channel_affine(x, c, mean->data[c], gamma->data[c] * invstd->data[c], beta->data[c], y);
-    /* Unbiased variance for the running estimate, as PyTorch does. */
-    const double unbiased = var[c] * (m_count / (m_count - 1.0));
-    double *rm = &running_mean->data[c], *rv = &running_var->data[c];
-    *rm = (1.0 - momentum) * *rm + momentum * mean->data[c];
-    *rv = (1.0 - momentum) * *rv + momentum * unbiased;
-  }
+  rc = forward_batch(x, gamma, beta, eps, y, mean, invstd, var, err);
+  if (rc == AAL_OK)
+    aal_bn2d_update_running(running_mean, running_var, mean->data, var, momentum,
+                            (double)(x->shape[0] * x->shape[2] * x->shape[3]));
   free(var);
-  return AAL_OK;
+  return rc;
 }
 
 int aal_bn2d_eval_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,

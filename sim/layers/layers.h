@@ -26,6 +26,19 @@ int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
                            aal_tensor *running_var, double momentum, double eps,
                            aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
                            aal_error *err);
+/* The training forward without the running statistics: y, mean, invstd and var [C],
+ * the biased batch variance (what the running statistics need: the op table's backends
+ * return it so that no caller rebuilds it from invstd). */
+int aal_bn2d_forward_batch(const aal_tensor *x, const aal_tensor *gamma,
+                           const aal_tensor *beta, double eps, aal_tensor *y,
+                           aal_tensor *mean, aal_tensor *invstd, aal_tensor *var,
+                           aal_error *err);
+/* The running statistics' update from a batch's mean[C] and biased variance var[C] over
+ * m_count values per channel (unbiased by m_count/(m_count-1), as PyTorch): what
+ * aal_bn2d_forward_train does after the batch statistics. */
+void aal_bn2d_update_running(aal_tensor *running_mean, aal_tensor *running_var,
+                             const double *mean, const double *var, double momentum,
+                             double m_count);
 int aal_bn2d_forward_eval(const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *beta,
                           const aal_tensor *running_mean, const aal_tensor *running_var,
                           double eps, aal_tensor *y, aal_error *err);
@@ -36,6 +49,10 @@ int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tenso
 /* Their argument contracts: shapes, types, eps > 0, momentum in [0, 1], N*H*W >= 2 in
  * training; eval also reads the running statistics (finite, var >= 0).  Backward's
  * check of the saved mean and invstd (numbers, not arguments) stays in backward. */
+int aal_bn2d_batch_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
+                        const aal_tensor *beta, double eps, const aal_tensor *y,
+                        const aal_tensor *mean, const aal_tensor *invstd,
+                        const aal_tensor *var, aal_error *err);
 int aal_bn2d_train_args(const char *op, const aal_tensor *x, const aal_tensor *gamma,
                         const aal_tensor *beta, const aal_tensor *running_mean,
                         const aal_tensor *running_var, double momentum, double eps,

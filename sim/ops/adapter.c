@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/backend.h"
@@ -108,36 +109,30 @@ static bn_shape bn_sizes(aal_call *c, const aal_tensor *x, const aal_tensor *mas
   return s;
 }
 
-/* The running statistics, which live on the host, as sim/layers/batchnorm.c updates
- * them: from the batch mean and the batch variance recovered from invstd (C values come
- * home; clamped at 0: for a variance far below eps the subtraction may round below it). */
-static int bn_running_update(const char *op, const aal_tensor *x, double momentum,
-                             double eps, const aal_tensor *mean, const aal_tensor *invstd,
-                             aal_tensor *running_mean, aal_tensor *running_var,
-                             aal_error *err)
+/* The running statistics, which live on the host, updated by sim/layers/batchnorm.c's
+ * own update from the batch mean and variance the backend op returned (bvar, a scratch
+ * buffer): 2C values come home. */
+static int bn_running_update(aal_call *c, const aal_tensor *x, double momentum,
+                             const aal_tensor *mean, const void *bvar,
+                             aal_tensor *running_mean, aal_tensor *running_var)
 {
   const size_t C = x->shape[1];
-  const double m_count = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
   if (!aal_tensor_on_host(running_mean) || !aal_tensor_on_host(running_var))
-    return aal_fail(err, AAL_EINVAL, "%s: the running statistics must live on the host", op);
-  aal_tensor *m = aal_tensor_host_view(mean, err);
-  aal_tensor *is = m != NULL ? aal_tensor_host_view(invstd, err) : NULL;
-  int rc = is != NULL ? AAL_OK : AAL_ENOMEM;
+    return aal_fail(c->err, AAL_EINVAL, "%s: the running statistics must live on the host",
+                    c->op);
+  aal_tensor *m = aal_tensor_host_view(mean, c->err);
+  double *var = m != NULL ? malloc(C * sizeof *var) : NULL;
+  int rc = var != NULL ? c->ops->be->download(c->ops->be, var, bvar, C, c->err)
+                       : aal_fail(c->err, AAL_ENOMEM, "%s: %zu statistics", c->op, C);
   for (size_t k = 0; rc == AAL_OK && k < C; k++)
-    if (!isfinite(m->data[k]) || !(is->data[k] > 0) || !isfinite(is->data[k]))
-      rc = aal_fail(err, AAL_ENUMERIC, "%s: channel %zu has mean %g, invstd %g", op, k,
-                    m->data[k], is->data[k]);
-  for (size_t k = 0; rc == AAL_OK && k < C; k++) {
-    double var = 1.0 / (is->data[k] * is->data[k]) - eps;
-    if (var < 0)
-      var = 0;
-    const double unbiased = var * (m_count / (m_count - 1.0));
-    double *rm = &running_mean->data[k], *rv = &running_var->data[k];
-    *rm = (1.0 - momentum) * *rm + momentum * m->data[k];
-    *rv = (1.0 - momentum) * *rv + momentum * unbiased;
-  }
+    if (!isfinite(m->data[k]) || !(var[k] >= 0) || !isfinite(var[k]))
+      rc = aal_fail(c->err, AAL_ENUMERIC, "%s: channel %zu has mean %g, variance %g", c->op,
+                    k, m->data[k], var[k]);
+  if (rc == AAL_OK)
+    aal_bn2d_update_running(running_mean, running_var, m->data, var, momentum,
+                            (double)(x->shape[0] * x->shape[2] * x->shape[3]));
+  free(var);
   aal_tensor_release(m);
-  aal_tensor_release(is);
   return rc;
 }
 
@@ -155,15 +150,15 @@ static int bn_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *g
   void *bx = aal_call_in(&c, x), *bg = aal_call_in(&c, gamma), *bb = aal_call_in(&c, beta);
   void *by = aal_call_out(&c, y), *bm = aal_call_out(&c, mean);
   void *bi = aal_call_out(&c, invstd), *bmask = aal_call_out(&c, mask);
+  void *bv = aal_call_scratch(&c, (size_t)s.c, 0);
   if (c.rc == AAL_OK && mask != NULL)
     c.rc = ops->be->bn_relu_forward(ops->be, s.n, s.c, s.hw, bx, bg, bb, eps, by, bmask, bm,
-                                    bi, err);
+                                    bi, bv, err);
   else if (c.rc == AAL_OK)
-    c.rc = ops->be->bn_forward(ops->be, s.n, s.c, s.hw, bx, bg, bb, eps, by, bm, bi, err);
-  if (aal_call_end(&c) != AAL_OK)
-    return c.rc;
-  return bn_running_update(c.op, x, momentum, eps, mean, invstd, running_mean, running_var,
-                           err);
+    c.rc = ops->be->bn_forward(ops->be, s.n, s.c, s.hw, bx, bg, bb, eps, by, bm, bi, bv, err);
+  if (c.rc == AAL_OK)
+    c.rc = bn_running_update(&c, x, momentum, mean, bv, running_mean, running_var);
+  return aal_call_end(&c);
 }
 
 static int ad_bn_forward_train(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,

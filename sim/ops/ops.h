@@ -26,8 +26,8 @@
  *
  * What the adapter does on the host, because the model keeps it there in double:
  *   - BN training mode: the running statistics (host tensors on every table, C values
- *     per BN), from the batch mean and the batch variance recovered from invstd
- *     (var = 1/invstd^2 - eps), unbiased as sim/layers/batchnorm.c does;
+ *     per BN), from the batch mean and biased variance the backend op returns, by
+ *     sim/layers/batchnorm.c's own update (aal_bn2d_update_running): nothing rebuilt;
  *   - BN eval mode: the running statistics are checked (finite, var >= 0, as the
  *     reference does) and copied to scratch buffers for the backend's bn_forward_eval.
  * Masks need nothing: sim's BITS tensors and the table's bit buffers share one layout.

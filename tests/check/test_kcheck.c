@@ -342,12 +342,12 @@ static int xent_unshifted(const aal_backend *be, int n, int classes, const void 
 /* Batch norm with the one-pass variance E[x^2] - m^2, accumulated in float. */
 static int bn_one_pass(const aal_backend *be, int n, int c, int hw, const void *x,
                        const void *gamma, const void *beta, double eps, void *y, void *mean,
-                       void *invstd, aal_error *err)
+                       void *invstd, void *varv, aal_error *err)
 {
   (void)be;
   (void)err;
   const float *px = x, *g = gamma, *b = beta;
-  float *py = y, *pm = mean, *pi = invstd;
+  float *py = y, *pm = mean, *pi = invstd, *pv = varv;
   const float cnt = (float)n * hw;
   for (int ch = 0; ch < c; ch++) {
     float s = 0.0f, s2 = 0.0f;
@@ -359,6 +359,7 @@ static int bn_one_pass(const aal_backend *be, int n, int c, int hw, const void *
       }
     const float m = s / cnt, var = fmaxf(s2 / cnt - m * m, 0.0f);
     pm[ch] = m;
+    pv[ch] = var;
     pi[ch] = 1.0f / sqrtf(var + (float)eps);
     for (int i = 0; i < n; i++)
       for (int j = 0; j < hw; j++) {
@@ -456,9 +457,10 @@ static int bn_eval_no_eps(const aal_backend *be, int n, int c, int hw, const voi
 
 static int bn_wrong_eps(const aal_backend *be, int n, int c, int hw, const void *x,
                         const void *gamma, const void *beta, double eps, void *y, void *mean,
-                        void *invstd, aal_error *err)
+                        void *invstd, void *var, aal_error *err)
 {
-  return aal_cpu32_bn_forward(be, n, c, hw, x, gamma, beta, 10 * eps, y, mean, invstd, err);
+  return aal_cpu32_bn_forward(be, n, c, hw, x, gamma, beta, 10 * eps, y, mean, invstd, var,
+                              err);
 }
 
 /* A made-up LI (0) for a sample with h = 0 instead of NaN. */
@@ -501,10 +503,11 @@ static int asa_eps_ulp_low(const aal_backend *be, size_t n, const void *x, doubl
 /* bn + ReLU with the mask taken from x instead of z = bn(x). */
 static int bn_relu_mask_of_x(const aal_backend *be, int n, int c, int hw, const void *x,
                              const void *gamma, const void *beta, double eps, void *y,
-                             void *mask, void *mean, void *invstd, aal_error *err)
+                             void *mask, void *mean, void *invstd, void *var,
+                             aal_error *err)
 {
   int rc = aal_cpu32_bn_relu_forward(be, n, c, hw, x, gamma, beta, eps, y, mask, mean, invstd,
-                                     err);
+                                     var, err);
   const size_t total = (size_t)n * c * hw;
   if (rc == AAL_OK)
     rc = aal_cpu32_sign_pack(be, total, x, mask, err);
@@ -873,16 +876,18 @@ static void check_bn_relu(const aal_backend *be, uint64_t *st, int n, int c, int
   /* forward: fused vs bn_forward -> z, relu_forward(z) */
   float *y = floats(nx, NAN), *m = floats((size_t)c, NAN), *is = floats((size_t)c, NAN);
   float *z = floats(nx, NAN), *y2 = floats(nx, NAN), *m2 = floats((size_t)c, NAN);
-  float *is2 = floats((size_t)c, NAN);
+  float *is2 = floats((size_t)c, NAN), *v = floats((size_t)c, NAN);
+  float *v2 = floats((size_t)c, NAN);
   uint32_t *mask = words(nx, 0xAAAAAAAAu), *mask2 = words(nx, 0x55555555u);
-  ck_assert_int_eq(be->bn_relu_forward(be, n, c, hw, x, g, b, 1e-5, y, mask, m, is, &err),
+  ck_assert_int_eq(be->bn_relu_forward(be, n, c, hw, x, g, b, 1e-5, y, mask, m, is, v, &err),
                    AAL_OK);
-  ck_assert_int_eq(be->bn_forward(be, n, c, hw, x, g, b, 1e-5, z, m2, is2, &err), AAL_OK);
+  ck_assert_int_eq(be->bn_forward(be, n, c, hw, x, g, b, 1e-5, z, m2, is2, v2, &err), AAL_OK);
   ck_assert_int_eq(be->relu_forward(be, nx, z, y2, mask2, &err), AAL_OK);
   same_floats("bn_relu y", y, y2, nx);
   same_words("bn_relu mask", mask, mask2, nx);
   same_floats("bn_relu mean", m, m2, (size_t)c);
   same_floats("bn_relu invstd", is, is2, (size_t)c);
+  same_floats("bn_relu var", v, v2, (size_t)c);
   /* backward with the forward's statistics and an independent random mask */
   float *dy = floats(nx, 0.0f), *dx = floats(nx, NAN), *dg = floats((size_t)c, NAN);
   float *db = floats((size_t)c, NAN), *dz = floats(nx, NAN), *dx2 = floats(nx, NAN);
@@ -902,7 +907,7 @@ static void check_bn_relu(const aal_backend *be, uint64_t *st, int n, int c, int
   same_floats("bn_relu dgamma", dg, dg2, (size_t)c);
   same_floats("bn_relu dbeta", db, db2, (size_t)c);
   free(x), free(g), free(b), free(y), free(m), free(is), free(z), free(y2), free(m2);
-  free(is2), free(mask), free(mask2), free(dy), free(dx), free(dg), free(db), free(dz);
+  free(is2), free(v), free(v2), free(mask), free(mask2), free(dy), free(dx), free(dg), free(db), free(dz);
   free(dx2), free(dg2), free(db2), free(bm);
 }
 

@@ -105,7 +105,7 @@ static void pair_close(pair *p)
 
 /* Output buffers of one op, run on `many` into a (poisoned 0xA5) and on `one` into b
  * (poisoned 0x5A). */
-#define MAX_OUT 4
+#define MAX_OUT 5
 typedef struct {
   size_t count;
   size_t bytes[MAX_OUT];
@@ -214,14 +214,15 @@ START_TEST(test_bn_ops_thread_independent)
       mask[j] = next_word(&z);
     outputs o = {0};
 
-    /* bn_forward: y, mean, invstd */
+    /* bn_forward: y, mean, invstd, var */
     out_add(&o, fb);
     out_add(&o, cb);
     out_add(&o, cb);
+    out_add(&o, cb);
     ok(p.many.bn_forward(&p.many, d.n, d.c, d.hw, x, gamma, beta, 1e-5, o.a[0], o.a[1],
-                         o.a[2], &err), &err);
+                         o.a[2], o.a[3], &err), &err);
     ok(p.one.bn_forward(&p.one, d.n, d.c, d.hw, x, gamma, beta, 1e-5, o.b[0], o.b[1],
-                        o.b[2], &err), &err);
+                        o.b[2], o.b[3], &err), &err);
     out_check_free(&o, "bn_forward");
 
     /* bn_backward: dx, dgamma, dbeta */
@@ -234,15 +235,16 @@ START_TEST(test_bn_ops_thread_independent)
                          o.b[1], o.b[2], &err), &err);
     out_check_free(&o, "bn_backward");
 
-    /* bn_relu_forward: y, mask, mean, invstd */
+    /* bn_relu_forward: y, mask, mean, invstd, var */
     out_add(&o, fb);
     out_add(&o, words(d.total) * sizeof(uint32_t));
     out_add(&o, cb);
     out_add(&o, cb);
+    out_add(&o, cb);
     ok(p.many.bn_relu_forward(&p.many, d.n, d.c, d.hw, x, gamma, beta, 1e-5, o.a[0], o.a[1],
-                              o.a[2], o.a[3], &err), &err);
+                              o.a[2], o.a[3], o.a[4], &err), &err);
     ok(p.one.bn_relu_forward(&p.one, d.n, d.c, d.hw, x, gamma, beta, 1e-5, o.b[0], o.b[1],
-                             o.b[2], o.b[3], &err), &err);
+                             o.b[2], o.b[3], o.b[4], &err), &err);
     out_check_free(&o, "bn_relu_forward");
 
     /* bn_relu_backward: dx, dgamma, dbeta */
