@@ -266,7 +266,7 @@ START_TEST(test_tensors_know_where_they_live)
   ck_assert(z->home == NULL && z->data != NULL);
   for (size_t i = 0; i < z->size; i++)
     ck_assert(z->data[i] == hz->data[i]);
-  aal_tensor *all[] = {x, w, wb, y, z, y_ref, hz, third, back};
+  aal_tensor *all[] = {x, w, xb, wb, y, z, y_ref, hz, third, back};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     aal_tensor_release(all[i]);
   gsl_rng_free(rng);
