@@ -256,19 +256,34 @@ void aal_tensor_shape_str(const aal_tensor *t, char *buf, size_t len)
   }
 }
 
+int aal_tensor_check(const aal_tensor *t, enum aal_dtype dtype, int ndim,
+                     const aal_tensor *ref, const char *op, const char *name,
+                     const char *ref_name, aal_error *err)
+{
+  const char *sep = op != NULL ? ": " : "";
+  op = op != NULL ? op : "";
+  if (t == NULL)
+    return aal_fail(err, AAL_EINVAL, "%s%s%s is NULL", op, sep, name);
+  if (t->dtype != dtype)
+    return aal_fail(err, AAL_EINVAL, "%s%s%s has the wrong element type (expected %s)", op,
+                    sep, name, dtype == AAL_F64 ? "F64" : "BITS");
+  char st[64], sr[64];
+  aal_tensor_shape_str(t, st, sizeof st);
+  if (ndim > 0 && t->ndim != ndim)
+    return aal_fail(err, AAL_ESHAPE, "%s%s%s must have rank %d, has shape %s", op, sep, name,
+                    ndim, st);
+  if (ref != NULL && !aal_tensor_same_shape(t, ref)) {
+    aal_tensor_shape_str(ref, sr, sizeof sr);
+    return aal_fail(err, AAL_ESHAPE, "%s%s%s has shape %s but %s has shape %s", op, sep, name,
+                    st, ref_name != NULL ? ref_name : "the reference", sr);
+  }
+  return AAL_OK;
+}
+
 int aal_tensor_require(const aal_tensor *t, int ndim, enum aal_dtype dtype,
                        const char *what, aal_error *err)
 {
-  if (t == NULL)
-    return aal_fail(err, AAL_EINVAL, "%s is NULL", what);
-  if (t->dtype != dtype)
-    return aal_fail(err, AAL_EINVAL, "%s has the wrong element type", what);
-  if (t->ndim != ndim) {
-    char s[64];
-    aal_tensor_shape_str(t, s, sizeof s);
-    return aal_fail(err, AAL_ESHAPE, "%s must have rank %d, has shape %s", what, ndim, s);
-  }
-  return AAL_OK;
+  return aal_tensor_check(t, dtype, ndim, NULL, NULL, what, NULL, err);
 }
 
 int aal_tensor_require_same(const aal_tensor *a, const aal_tensor *b,
@@ -276,14 +291,7 @@ int aal_tensor_require_same(const aal_tensor *a, const aal_tensor *b,
 {
   if (a == NULL || b == NULL)
     return aal_fail(err, AAL_EINVAL, "%s is NULL", a == NULL ? what_a : what_b);
-  if (!aal_tensor_same_shape(a, b)) {
-    char sa[64], sb[64];
-    aal_tensor_shape_str(a, sa, sizeof sa);
-    aal_tensor_shape_str(b, sb, sizeof sb);
-    return aal_fail(err, AAL_ESHAPE, "%s has shape %s but %s has shape %s", what_a, sa,
-                    what_b, sb);
-  }
-  return AAL_OK;
+  return aal_tensor_check(a, a->dtype, 0, b, NULL, what_a, what_b, err);
 }
 
 void aal_tensor_fill(aal_tensor *t, double value)

@@ -98,10 +98,17 @@ size_t aal_tensor_bytes_f32(const aal_tensor *t);
 int aal_tensor_same_shape(const aal_tensor *a, const aal_tensor *b);
 /* "2x3x5x5" into buf. */
 void aal_tensor_shape_str(const aal_tensor *t, char *buf, size_t len);
-/* Fails with AAL_EINVAL (t NULL, wrong dtype) or AAL_ESHAPE (wrong ndim), naming what. */
+/* The argument check every op shares: t non-NULL, of element type dtype, of rank ndim
+ * (0: any) and, when ref is non-NULL, of ref's shape.  Fails with AAL_EINVAL (NULL, wrong
+ * type) or AAL_ESHAPE, the message naming the op (when op is non-NULL) and the tensors:
+ * "relu forward: mask has shape 2x3 but x has shape 2x4". */
+int aal_tensor_check(const aal_tensor *t, enum aal_dtype dtype, int ndim,
+                     const aal_tensor *ref, const char *op, const char *name,
+                     const char *ref_name, aal_error *err);
+/* aal_tensor_check(t, dtype, ndim, NULL, NULL, what, NULL, err). */
 int aal_tensor_require(const aal_tensor *t, int ndim, enum aal_dtype dtype,
                        const char *what, aal_error *err);
-/* Fails with AAL_ESHAPE unless a and b have equal shapes. */
+/* Fails with AAL_EINVAL (NULL) or AAL_ESHAPE unless a and b have equal shapes. */
 int aal_tensor_require_same(const aal_tensor *a, const aal_tensor *b,
                             const char *what_a, const char *what_b, aal_error *err);
 

@@ -27,41 +27,6 @@ static int require_channels(const aal_tensor *t, size_t c, const char *op,
   return AAL_OK;
 }
 
-/* Requires t to be F64 with exactly x's shape (x itself already validated). */
-static int require_like_x(const aal_tensor *t, const aal_tensor *x, const char *op,
-                          const char *name, aal_error *err)
-{
-  if (t == NULL)
-    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
-  if (t->dtype != AAL_F64)
-    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
-                    name);
-  if (!aal_tensor_same_shape(t, x)) {
-    char st[64], sx[64];
-    aal_tensor_shape_str(t, st, sizeof st);
-    aal_tensor_shape_str(x, sx, sizeof sx);
-    return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s but x has shape %s", op, name, st,
-                    sx);
-  }
-  return AAL_OK;
-}
-
-static int require_x(const aal_tensor *x, const char *op, const char *name, aal_error *err)
-{
-  if (x == NULL)
-    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
-  if (x->dtype != AAL_F64)
-    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
-                    name);
-  if (x->ndim != 4) {
-    char s[64];
-    aal_tensor_shape_str(x, s, sizeof s);
-    return aal_fail(err, AAL_ESHAPE, "%s: %s must have rank 4 (NCHW), has shape %s", op, name,
-                    s);
-  }
-  return AAL_OK;
-}
-
 static int require_eps(double eps, const char *op, aal_error *err)
 {
   /* Written so that NaN fails too. */
@@ -120,7 +85,7 @@ int aal_bn2d_batch_args(const char *op, const aal_tensor *x, const aal_tensor *g
                         const aal_tensor *var, aal_error *err)
 {
   int rc;
-  if ((rc = require_x(x, op, "x", err)) != AAL_OK)
+  if ((rc = aal_tensor_check(x, AAL_F64, 4, NULL, op, "x", NULL, err)) != AAL_OK)
     return rc;
   const size_t c = x->shape[1];
   if ((rc = require_channels(gamma, c, op, "gamma", err)) != AAL_OK ||
@@ -128,7 +93,7 @@ int aal_bn2d_batch_args(const char *op, const aal_tensor *x, const aal_tensor *g
       (rc = require_channels(mean, c, op, "mean", err)) != AAL_OK ||
       (rc = require_channels(invstd, c, op, "invstd", err)) != AAL_OK ||
       (var != NULL && (rc = require_channels(var, c, op, "var", err)) != AAL_OK) ||
-      (rc = require_like_x(y, x, op, "y", err)) != AAL_OK ||
+      (rc = aal_tensor_check(y, AAL_F64, 0, x, op, "y", "x", err)) != AAL_OK ||
       (rc = require_eps(eps, op, err)) != AAL_OK)
     return rc;
   const size_t m_count = x->shape[0] * x->shape[2] * x->shape[3];
@@ -246,14 +211,14 @@ int aal_bn2d_eval_args(const char *op, const aal_tensor *x, const aal_tensor *ga
                        aal_error *err)
 {
   int rc;
-  if ((rc = require_x(x, op, "x", err)) != AAL_OK)
+  if ((rc = aal_tensor_check(x, AAL_F64, 4, NULL, op, "x", NULL, err)) != AAL_OK)
     return rc;
   const size_t nch = x->shape[1];
   if ((rc = require_channels(gamma, nch, op, "gamma", err)) != AAL_OK ||
       (rc = require_channels(beta, nch, op, "beta", err)) != AAL_OK ||
       (rc = require_channels(running_mean, nch, op, "running_mean", err)) != AAL_OK ||
       (rc = require_channels(running_var, nch, op, "running_var", err)) != AAL_OK ||
-      (rc = require_like_x(y, x, op, "y", err)) != AAL_OK ||
+      (rc = aal_tensor_check(y, AAL_F64, 0, x, op, "y", "x", err)) != AAL_OK ||
       (rc = require_eps(eps, op, err)) != AAL_OK)
     return rc;
   for (size_t c = 0; c < nch; c++) {
@@ -327,11 +292,11 @@ int aal_bn2d_backward_args(const char *op, const aal_tensor *dy, const aal_tenso
                            const aal_tensor *dgamma, const aal_tensor *dbeta, aal_error *err)
 {
   int rc;
-  if ((rc = require_x(x, op, "x", err)) != AAL_OK)
+  if ((rc = aal_tensor_check(x, AAL_F64, 4, NULL, op, "x", NULL, err)) != AAL_OK)
     return rc;
   const size_t nch = x->shape[1];
-  if ((rc = require_like_x(dy, x, op, "dy", err)) != AAL_OK ||
-      (rc = require_like_x(dx, x, op, "dx", err)) != AAL_OK ||
+  if ((rc = aal_tensor_check(dy, AAL_F64, 0, x, op, "dy", "x", err)) != AAL_OK ||
+      (rc = aal_tensor_check(dx, AAL_F64, 0, x, op, "dx", "x", err)) != AAL_OK ||
       (rc = require_channels(gamma, nch, op, "gamma", err)) != AAL_OK ||
       (rc = require_channels(mean, nch, op, "mean", err)) != AAL_OK ||
       (rc = require_channels(invstd, nch, op, "invstd", err)) != AAL_OK ||

@@ -7,23 +7,6 @@
 #include <limits.h>
 #include <string.h>
 
-static int require_f64(const aal_tensor *t, int ndim, const char *op, const char *name,
-                       aal_error *err)
-{
-  if (t == NULL)
-    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
-  if (t->dtype != AAL_F64)
-    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
-                    name);
-  if (t->ndim != ndim) {
-    char s[64];
-    aal_tensor_shape_str(t, s, sizeof s);
-    return aal_fail(err, AAL_ESHAPE, "%s: %s must have rank %d, has shape %s", op, name, ndim,
-                    s);
-  }
-  return AAL_OK;
-}
-
 /* Requires t (already of the right rank) to have sizes {d0[, d1]}; `why` explains the
  * expectation in the message, e.g. "N x O from x and w". */
 static int require_sizes(const aal_tensor *t, size_t d0, size_t d1, const char *op,
@@ -62,10 +45,10 @@ int aal_linear_forward_args(const char *op, const aal_tensor *x, const aal_tenso
                             const aal_tensor *b, const aal_tensor *y, aal_error *err)
 {
   int rc;
-  if ((rc = require_f64(x, 2, op, "x", err)) != AAL_OK ||
-      (rc = require_f64(w, 2, op, "w", err)) != AAL_OK ||
-      (rc = require_f64(b, 1, op, "b", err)) != AAL_OK ||
-      (rc = require_f64(y, 2, op, "y", err)) != AAL_OK ||
+  if ((rc = aal_tensor_check(x, AAL_F64, 2, NULL, op, "x", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(w, AAL_F64, 2, NULL, op, "w", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(b, AAL_F64, 1, NULL, op, "b", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(y, AAL_F64, 2, NULL, op, "y", NULL, err)) != AAL_OK ||
       (rc = check_x_w(x, w, op, err)) != AAL_OK)
     return rc;
   const size_t n = x->shape[0], out = w->shape[0];
@@ -105,12 +88,12 @@ int aal_linear_backward_args(const char *op, const aal_tensor *dy, const aal_ten
                              const aal_tensor *db, aal_error *err)
 {
   int rc;
-  if ((rc = require_f64(dy, 2, op, "dy", err)) != AAL_OK ||
-      (rc = require_f64(x, 2, op, "x", err)) != AAL_OK ||
-      (rc = require_f64(w, 2, op, "w", err)) != AAL_OK ||
-      (rc = require_f64(dw, 2, op, "dw", err)) != AAL_OK ||
-      (rc = require_f64(db, 1, op, "db", err)) != AAL_OK ||
-      (dx != NULL && (rc = require_f64(dx, 2, op, "dx", err)) != AAL_OK) ||
+  if ((rc = aal_tensor_check(dy, AAL_F64, 2, NULL, op, "dy", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(x, AAL_F64, 2, NULL, op, "x", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(w, AAL_F64, 2, NULL, op, "w", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(dw, AAL_F64, 2, NULL, op, "dw", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(db, AAL_F64, 1, NULL, op, "db", NULL, err)) != AAL_OK ||
+      (dx != NULL && (rc = aal_tensor_check(dx, AAL_F64, 2, NULL, op, "dx", NULL, err)) != AAL_OK) ||
       (rc = check_x_w(x, w, op, err)) != AAL_OK)
     return rc;
   const size_t n = x->shape[0], in = x->shape[1], out = w->shape[0];

@@ -4,23 +4,6 @@
  * shape of x, which dx carries. */
 #include "sim/layers/layers.h"
 
-static int require_f64_rank(const aal_tensor *t, int ndim, const char *op, const char *name,
-                            aal_error *err)
-{
-  if (t == NULL)
-    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
-  if (t->dtype != AAL_F64)
-    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
-                    name);
-  if (t->ndim != ndim) {
-    char s[64];
-    aal_tensor_shape_str(t, s, sizeof s);
-    return aal_fail(err, AAL_ESHAPE, "%s: %s must have rank %d, has shape %s", op, name, ndim,
-                    s);
-  }
-  return AAL_OK;
-}
-
 /* The pooled tensor p [N, C] must match the first two sizes of the map m [N, C, H, W]. */
 static int require_pooled(const aal_tensor *p, const aal_tensor *m, const char *op,
                           const char *p_name, const char *m_name, aal_error *err)
@@ -39,8 +22,8 @@ int aal_avgpool_forward_args(const char *op, const aal_tensor *x, const aal_tens
                              aal_error *err)
 {
   int rc;
-  if ((rc = require_f64_rank(x, 4, op, "x", err)) != AAL_OK ||
-      (rc = require_f64_rank(y, 2, op, "y", err)) != AAL_OK)
+  if ((rc = aal_tensor_check(x, AAL_F64, 4, NULL, op, "x", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(y, AAL_F64, 2, NULL, op, "y", NULL, err)) != AAL_OK)
     return rc;
   return require_pooled(y, x, op, "y", "x", err);
 }
@@ -49,8 +32,8 @@ int aal_avgpool_backward_args(const char *op, const aal_tensor *dy, const aal_te
                               aal_error *err)
 {
   int rc;
-  if ((rc = require_f64_rank(dy, 2, op, "dy", err)) != AAL_OK ||
-      (rc = require_f64_rank(dx, 4, op, "dx", err)) != AAL_OK)
+  if ((rc = aal_tensor_check(dy, AAL_F64, 2, NULL, op, "dy", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(dx, AAL_F64, 4, NULL, op, "dx", NULL, err)) != AAL_OK)
     return rc;
   return require_pooled(dy, dx, op, "dy", "dx", err);
 }

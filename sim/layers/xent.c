@@ -8,30 +8,6 @@
 
 #include <math.h>
 
-static int require_nc(const aal_tensor *t, const aal_tensor *ref, const char *op,
-                      const char *name, const char *ref_name, aal_error *err)
-{
-  if (t == NULL)
-    return aal_fail(err, AAL_EINVAL, "%s: %s is NULL", op, name);
-  if (t->dtype != AAL_F64)
-    return aal_fail(err, AAL_EINVAL, "%s: %s has the wrong element type (expected F64)", op,
-                    name);
-  if (t->ndim != 2) {
-    char s[64];
-    aal_tensor_shape_str(t, s, sizeof s);
-    return aal_fail(err, AAL_ESHAPE, "%s: %s must have rank 2 (N x C), has shape %s", op, name,
-                    s);
-  }
-  if (ref != NULL && !aal_tensor_same_shape(t, ref)) {
-    char st[64], sr[64];
-    aal_tensor_shape_str(t, st, sizeof st);
-    aal_tensor_shape_str(ref, sr, sizeof sr);
-    return aal_fail(err, AAL_ESHAPE, "%s: %s has shape %s but %s has shape %s", op, name, st,
-                    ref_name, sr);
-  }
-  return AAL_OK;
-}
-
 static int check_labels(const int *labels, size_t n, size_t c, const char *op, aal_error *err)
 {
   if (labels == NULL)
@@ -71,8 +47,8 @@ int aal_xent_forward_args(const char *op, const aal_tensor *logits, const int *l
                           const double *loss, const aal_tensor *prob, aal_error *err)
 {
   int rc;
-  if ((rc = require_nc(logits, NULL, op, "logits", NULL, err)) != AAL_OK ||
-      (rc = require_nc(prob, logits, op, "prob", "logits", err)) != AAL_OK)
+  if ((rc = aal_tensor_check(logits, AAL_F64, 2, NULL, op, "logits", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(prob, AAL_F64, 2, logits, op, "prob", "logits", err)) != AAL_OK)
     return rc;
   if (loss == NULL)
     return aal_fail(err, AAL_EINVAL, "%s: loss is NULL", op);
@@ -83,8 +59,8 @@ int aal_xent_backward_args(const char *op, const aal_tensor *prob, const int *la
                            const aal_tensor *dlogits, aal_error *err)
 {
   int rc;
-  if ((rc = require_nc(prob, NULL, op, "prob", NULL, err)) != AAL_OK ||
-      (rc = require_nc(dlogits, prob, op, "dlogits", "prob", err)) != AAL_OK)
+  if ((rc = aal_tensor_check(prob, AAL_F64, 2, NULL, op, "prob", NULL, err)) != AAL_OK ||
+      (rc = aal_tensor_check(dlogits, AAL_F64, 2, prob, op, "dlogits", "prob", err)) != AAL_OK)
     return rc;
   return check_labels(labels, prob->shape[0], prob->shape[1], op, err);
 }
