@@ -1,6 +1,7 @@
-/* Private to sim/ops: the residency runtime (sim/ops/resident.c) that the backend
- * adapter (sim/ops/adapter.c) runs its calls through, and the argument contracts that
- * the two tables share (sim/ops/ref.c).  Not installed. */
+/* Private to sim/ops: the backend buffers the adapter's tensors live in and the
+ * bookkeeping of one call (sim/ops/resident.c), which the backend adapter
+ * (sim/ops/adapter.c) runs its calls through, and the argument contracts that the two
+ * tables share (sim/ops/ref.c).  Not installed. */
 #ifndef AAL_OPS_INTERNAL_H
 #define AAL_OPS_INTERNAL_H
 
