@@ -420,11 +420,8 @@ static int ref_sign_unpack(const aal_backend *be, size_t n, const void *bits, do
     rc = aal_be_check_ptrs("ref sign_unpack", "bits, out", err, 2, bits, out);
   if (rc != AAL_OK)
     return rc;
-  const uint32_t *words = bits;
-  double *po = out;
-  for (size_t i = 0; i < n; i++)
-    po[i] = ((words[i / 32] >> (i % 32)) & 1u) ? eps : 0.0;
-  return AAL_OK;
+  aal_tensor tb = bits_view(bits, n), to = view(out, 1, n, 0, 0, 0);
+  return aal_asa_decode(&tb, eps, &to, err);  /* the one decoder */
 }
 
 /* ---------------------------------------------------------------- fused ops
