@@ -261,13 +261,22 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
   if (access(config, F_OK) == 0)
     return aal_fail(err, AAL_EINVAL, "%s already holds a run (%s exists); use --resume %s "
                     "or another --out", opts->out_dir, config, opts->out_dir);
-  int rc = aal_train_run_open(&r, opts, log, err);
+  int lock = -1;
+  int rc = aal_mkdir_p(opts->out_dir, err);
+  if (rc == AAL_OK)
+    rc = aal_run_lock(opts->out_dir, &lock, err);
+  if (rc == AAL_OK && access(config, F_OK) == 0) /* written before this process locked */
+    rc = aal_fail(err, AAL_EINVAL, "%s already holds a run (%s exists); use --resume %s "
+                  "or another --out", opts->out_dir, config, opts->out_dir);
+  if (rc != AAL_OK) {
+    aal_run_unlock(lock);
+    return rc;
+  }
+  rc = aal_train_run_open(&r, opts, log, err);
   r.o.progress = resolve_progress(opts->progress, log);
   if (rc == AAL_OK && snprintf(r.out_dir, sizeof r.out_dir, "%s", opts->out_dir) >=
                           (int)sizeof r.out_dir)
     rc = aal_fail(err, AAL_EINVAL, "--out path too long");
-  if (rc == AAL_OK)
-    rc = aal_mkdir_p(r.out_dir, err);
   if (rc == AAL_OK)
     rc = aal_train_config_write(&r, err);
   if (rc == AAL_OK)
@@ -281,6 +290,7 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
   if (rc == AAL_OK)
     rc = run_steps(&r, 0, 0.0, err);
   aal_train_run_close(&r);
+  aal_run_unlock(lock);
   return rc;
 }
 
@@ -359,6 +369,9 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
   aal_train_opts o;
   char strings[3 * PATH_MAX], path[PATH_MAX];
   int rc = aal_train_config_read(run_dir, &o, strings, sizeof strings, err);
+  int lock = -1;
+  if (rc == AAL_OK)
+    rc = aal_run_lock(run_dir, &lock, err);
   if (rc != AAL_OK)
     return rc;
   if (total_steps > 0)
@@ -393,5 +406,6 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
   if (rc == AAL_OK)
     rc = run_steps(&r, (long)step, seconds, err);
   aal_train_run_close(&r);
+  aal_run_unlock(lock);
   return rc;
 }

@@ -65,6 +65,14 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
   expect 0 "backend = cpu32" -- cat "$tmp/r32/config"
   expect 0 "resuming" -- "$AAL" train --resume "$tmp/r32" --steps 3 --plain
   expect 0 "^3," -- cat "$tmp/r32/metrics.csv"
+  # a run directory another process writes is refused at once (flock(1) holds its lock)
+  if command -v flock >/dev/null 2>&1; then
+    mkdir -p "$tmp/busy"
+    expect 1 "$tmp/busy is in use" -- flock "$tmp/busy/.lock" "$AAL" train --data "$tmp/d4" \
+      --out "$tmp/busy" --width 0.125 --batch 8 --steps 1 --plain
+    expect 1 "$tmp/r32 is in use" -- flock "$tmp/r32/.lock" "$AAL" train --resume "$tmp/r32" \
+      --steps 4 --plain
+  fi
   expect 1 "nope" -- "$AAL" train --backend nope --data "$tmp/d4" --out "$tmp/rn" --batch 8 --steps 1
   expect 0 "loss" -- "$AAL" dump --backend cpu32 --data "$tmp/d4" --out "$tmp/dump32" --width 0.125 --batch 8
 else

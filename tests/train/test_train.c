@@ -2,13 +2,17 @@
  * uninterrupted one, a divergent run stops with its last good checkpoint, checkpoints
  * reject corruption, and `aal dump`'s .npy files read back through an independent
  * reader. */
+#define _DEFAULT_SOURCE /* flock */
+
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -252,6 +256,51 @@ START_TEST(test_resume_torn_line)
 }
 END_TEST
 
+/* Locks dir/.lock as another writer would; returns the descriptor holding it. */
+static int hold_lock(const char *dir)
+{
+  char path[600];
+  snprintf(path, sizeof path, "%s/.lock", dir);
+  const int fd = open(path, O_RDWR | O_CREAT, 0666);
+  ck_assert_msg(fd >= 0, "cannot open %s", path);
+  ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+  return fd;
+}
+
+START_TEST(test_run_lock)
+{
+  aal_train_opts o;
+  char out[512], path[600];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(out, sizeof out, "%s/locked", root);
+  ck_assert_int_eq(mkdir(out, 0777), 0);
+  small_opts(&o, out);
+  o.steps = 2;
+  /* a second writer to a directory another one holds is refused at once, and writes
+   * nothing there */
+  int fd = hold_lock(out);
+  ck_assert_int_ne(aal_train(&o, NULL, &err), AAL_OK);
+  ck_assert_msg(strstr(err.msg, "in use") != NULL && strstr(err.msg, out) != NULL, "%s",
+                err.msg);
+  snprintf(path, sizeof path, "%s/config", out);
+  ck_assert_int_ne(access(path, F_OK), 0);
+  close(fd);
+  /* the lock is released when the run ends */
+  ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  fd = hold_lock(out);
+  ck_assert_int_ne(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_OK);
+  ck_assert_msg(strstr(err.msg, "in use") != NULL && strstr(err.msg, out) != NULL, "%s",
+                err.msg);
+  double loss[8], acc[8];
+  ck_assert_int_eq(read_losses(out, loss, acc, 8), 2);
+  close(fd);
+  ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_int_eq(read_losses(out, loss, acc, 8), 3);
+  close(hold_lock(out));
+}
+END_TEST
+
 START_TEST(test_divergence_keeps_checkpoint)
 {
   aal_train_opts o;
@@ -446,6 +495,7 @@ int main(void)
   tcase_add_test(tc, test_learns);
   tcase_add_test(tc, test_resume_bit_identical);
   tcase_add_test(tc, test_resume_torn_line);
+  tcase_add_test(tc, test_run_lock);
   tcase_add_test(tc, test_divergence_keeps_checkpoint);
   tcase_add_test(tc, test_checkpoint_corruption);
   tcase_add_test(tc, test_dump_npy);
