@@ -301,6 +301,88 @@ START_TEST(test_run_lock)
 }
 END_TEST
 
+/* Rewrites run/config without the lines starting with `drop` and with `add` appended. */
+static void edit_config(const char *run, const char *drop, const char *add)
+{
+  char path[600];
+  size_t len;
+  snprintf(path, sizeof path, "%s/config", run);
+  char *text = slurp(path, &len);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n"))
+    if (strncmp(line, drop, strlen(drop)) != 0)
+      fprintf(f, "%s\n", line);
+  fputs(add, f);
+  fclose(f);
+  free(text);
+}
+
+START_TEST(test_resume_refuses)
+{
+  aal_train_opts o, asked;
+  char out[512];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(out, sizeof out, "%s/refuse", root);
+  small_opts(&o, out);
+  o.rule = "asa:2,2,2,2";
+  o.steps = 2;
+  ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  /* the options the run was set up with agree, however spelled */
+  const unsigned all = AAL_SET_RULE | AAL_SET_DATA | AAL_SET_BATCH | AAL_SET_LR |
+                       AAL_SET_WARMUP | AAL_SET_MOMENTUM | AAL_SET_WEIGHT_DECAY |
+                       AAL_SET_EVAL_EVERY | AAL_SET_CHECKPOINT_EVERY | AAL_SET_LI_EVERY |
+                       AAL_SET_WIDTH | AAL_SET_BLOCKS | AAL_SET_SEED | AAL_SET_BACKEND |
+                       AAL_SET_OUT;
+  asked = o;
+  asked.rule = "asa:2,2,2,2;lr_expansion=100";
+  ck_assert_msg(aal_train_resume_check(out, &asked, all, &err) == AAL_OK, "%s", err.msg);
+  /* one that differs is named with both values */
+  asked.rule = "bp";
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, all, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--rule bp") && strstr(err.msg, "asa:2,2,2,2"), "%s", err.msg);
+  asked = o;
+  asked.seed = 6;
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, all, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--seed 6") && strstr(err.msg, "seed = 5"), "%s", err.msg);
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, all & ~AAL_SET_SEED, &err), AAL_OK);
+  asked = o;
+  asked.width = 0.25;
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, AAL_SET_WIDTH, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--width 0.25") && strstr(err.msg, "width = 0.125"), "%s",
+                err.msg);
+  ck_assert_int_eq(aal_train_resume_check(out, &o, AAL_SET_EPOCHS, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--epochs"), "%s", err.msg);
+  /* a config whose rule line is gone, or given twice, does not resume under another rule */
+  edit_config(out, "rule", "");
+  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "'rule' is missing"), "%s",
+                err.msg);
+  edit_config(out, "rule", "rule = asa:2,2,2,2\nrule = bp\n");
+  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, "'rule' is given twice"), "%s", err.msg);
+  edit_config(out, "rule", "rule = asa:2,2,2,2\n");
+  const char *keys[] = {"seed", "width", "batch", "lr", "data", "blocks"};
+  for (int i = 0; i < 6; i++) {
+    char path[600], key[64];
+    size_t len;
+    snprintf(path, sizeof path, "%s/config", out);
+    char *saved = slurp(path, &len);
+    snprintf(key, sizeof key, "%s ", keys[i]);
+    edit_config(out, key, "");
+    ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+    snprintf(key, sizeof key, "'%s' is missing", keys[i]);
+    ck_assert_msg(strstr(err.msg, key), "%s", err.msg);
+    FILE *f = fopen(path, "w");
+    fwrite(saved, 1, len, f);
+    fclose(f);
+    free(saved);
+  }
+  ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+}
+END_TEST
+
 START_TEST(test_divergence_keeps_checkpoint)
 {
   aal_train_opts o;
@@ -496,6 +578,7 @@ int main(void)
   tcase_add_test(tc, test_resume_bit_identical);
   tcase_add_test(tc, test_resume_torn_line);
   tcase_add_test(tc, test_run_lock);
+  tcase_add_test(tc, test_resume_refuses);
   tcase_add_test(tc, test_divergence_keeps_checkpoint);
   tcase_add_test(tc, test_checkpoint_corruption);
   tcase_add_test(tc, test_dump_npy);
