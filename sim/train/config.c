@@ -1,6 +1,7 @@
 /* The run's config file: every option that determines the run, written at the start and
  * read back by --resume. */
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,34 @@ static int key_index(const char *key)
   return strcmp(key, "backend") == 0 ? (int)NREQUIRED : -1;
 }
 
+/* A whole decimal integer in min..max (no fraction, no exponent, no rounding). */
+static int parse_long(const char *path, int line, const char *key, const char *value,
+                      long min, long max, long *out, aal_error *err)
+{
+  char *end;
+  errno = 0;
+  const long v = strtol(value, &end, 10);
+  if (end == value || *end != '\0' || errno != 0 || v < min || v > max)
+    return aal_fail(err, AAL_EFORMAT, "%s:%d: %s = '%s' is not an integer in %ld..%ld", path,
+                    line, key, value, min, max);
+  *out = v;
+  return AAL_OK;
+}
+
+/* The seed exactly: a decimal integer in 0..ULONG_MAX (strtoull would take a sign). */
+static int parse_seed(const char *path, int line, const char *value, unsigned long *out,
+                      aal_error *err)
+{
+  char *end;
+  errno = 0;
+  const unsigned long long v = strtoull(value, &end, 10);
+  if (!(*value >= '0' && *value <= '9') || *end != '\0' || errno != 0 || v > ULONG_MAX)
+    return aal_fail(err, AAL_EFORMAT, "%s:%d: seed = '%s' is not an integer in 0..%lu", path,
+                    line, value, ULONG_MAX);
+  *out = (unsigned long)v;
+  return AAL_OK;
+}
+
 static int set_key(aal_train_opts *o, const char *path, int line, const char *key,
                    const char *value, char **arena, size_t *left, aal_error *err)
 {
@@ -95,24 +124,30 @@ static int set_key(aal_train_opts *o, const char *path, int line, const char *ke
   for (size_t i = 0; i < sizeof derived / sizeof derived[0]; i++)
     if (strcmp(key, derived[i]) == 0)
       return AAL_OK;
-  double v;
-  int rc = parse_number(path, line, key, value, &v, err);
-  if (rc != AAL_OK)
-    return rc;
-  if (strcmp(key, "steps") == 0) o->steps = (long)v;
-  else if (strcmp(key, "batch") == 0) o->batch = (int)v;
-  else if (strcmp(key, "lr") == 0) o->lr = v;
-  else if (strcmp(key, "warmup") == 0) o->warmup = (long)v;
-  else if (strcmp(key, "momentum") == 0) o->momentum = v;
-  else if (strcmp(key, "weight_decay") == 0) o->weight_decay = v;
-  else if (strcmp(key, "eval_every") == 0) o->eval_every = (long)v;
-  else if (strcmp(key, "checkpoint_every") == 0) o->checkpoint_every = (long)v;
-  else if (strcmp(key, "li_every") == 0) o->li_every = (long)v;
-  else if (strcmp(key, "width") == 0) o->width = v;
-  else if (strcmp(key, "seed") == 0) o->seed = (unsigned long)v;
-  else
-    return aal_fail(err, AAL_EFORMAT, "%s:%d: unknown key '%s'", path, line, key);
-  return AAL_OK;
+  static const struct { const char *key; long min, max; } integers[] = {
+      {"steps", 0, LONG_MAX}, {"batch", INT_MIN, INT_MAX}, {"warmup", LONG_MIN, LONG_MAX},
+      {"eval_every", 0, LONG_MAX}, {"checkpoint_every", 0, LONG_MAX},
+      {"li_every", 0, LONG_MAX}};
+  long *const long_targets[] = {&o->steps, NULL, &o->warmup, &o->eval_every,
+                                &o->checkpoint_every, &o->li_every};
+  for (size_t i = 0; i < sizeof integers / sizeof integers[0]; i++)
+    if (strcmp(key, integers[i].key) == 0) {
+      long v = 0;
+      int rc = parse_long(path, line, key, value, integers[i].min, integers[i].max, &v, err);
+      if (rc == AAL_OK && long_targets[i] != NULL)
+        *long_targets[i] = v;
+      else if (rc == AAL_OK)
+        o->batch = (int)v;
+      return rc;
+    }
+  if (strcmp(key, "seed") == 0)
+    return parse_seed(path, line, value, &o->seed, err);
+  static const char *const doubles[] = {"lr", "momentum", "weight_decay", "width"};
+  double *const double_targets[] = {&o->lr, &o->momentum, &o->weight_decay, &o->width};
+  for (size_t i = 0; i < sizeof doubles / sizeof doubles[0]; i++)
+    if (strcmp(key, doubles[i]) == 0)
+      return parse_number(path, line, key, value, double_targets[i], err);
+  return aal_fail(err, AAL_EFORMAT, "%s:%d: unknown key '%s'", path, line, key);
 }
 
 /* A key given twice is an error; so is a required one never given. */

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -383,6 +384,68 @@ START_TEST(test_resume_refuses)
 }
 END_TEST
 
+/* A run stopped after one step and resumed ends with the checkpoint of an uninterrupted
+ * run: every setting the resume reads back from the config is the one the run began with. */
+static void check_resume_exact(const char *name, const char *rule, unsigned long seed)
+{
+  aal_train_opts o;
+  char a[512], b[512], pa[600], pb[600];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(a, sizeof a, "%s/%s-straight", root, name);
+  snprintf(b, sizeof b, "%s/%s", root, name);
+  for (int run = 0; run < 2; run++) {
+    small_opts(&o, run ? b : a);
+    o.rule = rule;
+    o.seed = seed;
+    o.steps = 3;
+    o.stop_after = run ? 1 : 0;
+    ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  }
+  ck_assert_msg(aal_train_resume_check(b, &o, AAL_SET_SEED | AAL_SET_RULE, &err) == AAL_OK,
+                "%s: %s", name, err.msg);
+  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  size_t la, lb;
+  snprintf(pa, sizeof pa, "%s/checkpoint.bin", a);
+  snprintf(pb, sizeof pb, "%s/checkpoint.bin", b);
+  char *ca = slurp(pa, &la), *cb = slurp(pb, &lb);
+  ck_assert_msg(la == lb && memcmp(ca, cb, la) == 0, "%s: the resumed run differs", name);
+  free(ca);
+  free(cb);
+}
+
+START_TEST(test_config_round_trip)
+{
+  check_resume_exact("seed-max", "bp", ULONG_MAX);            /* 2^64-1 */
+  check_resume_exact("seed-2p53", "bp", (1ul << 53) + 1);     /* not a double */
+  check_resume_exact("eps", "asa:2,2,2,2;eps=0.0123456789", 5); /* %g: 0.0123457 */
+  char path[600];
+  size_t len;
+  snprintf(path, sizeof path, "%s/eps/config", root);
+  char *text = slurp(path, &len);
+  ck_assert_msg(strstr(text, "eps=0.0123456789;") != NULL, "%s", text);
+  free(text);
+  snprintf(path, sizeof path, "%s/seed-max/config", root);
+  text = slurp(path, &len);
+  ck_assert_msg(strstr(text, "seed = 18446744073709551615\n") != NULL, "%s", text);
+  free(text);
+  /* a seed the reader cannot hold exactly is refused, naming the file and the value */
+  snprintf(path, sizeof path, "%s/seed-max", root);
+  const char *bad[] = {"seed = 18446744073709551616\n", "seed = -1\n", "seed = 1e3\n",
+                       "seed = 5.5\n"};
+  aal_error err;
+  for (int i = 0; i < 4; i++) {
+    edit_config(path, "seed", bad[i]);
+    ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, &err), AAL_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "seed"), "%s", err.msg);
+  }
+  edit_config(path, "seed", "seed = 18446744073709551615\n");
+  edit_config(path, "steps ", "steps = 3.5\n");
+  ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, "steps = '3.5'"), "%s", err.msg);
+}
+END_TEST
+
 START_TEST(test_divergence_keeps_checkpoint)
 {
   aal_train_opts o;
@@ -579,6 +642,7 @@ int main(void)
   tcase_add_test(tc, test_resume_torn_line);
   tcase_add_test(tc, test_run_lock);
   tcase_add_test(tc, test_resume_refuses);
+  tcase_add_test(tc, test_config_round_trip);
   tcase_add_test(tc, test_divergence_keeps_checkpoint);
   tcase_add_test(tc, test_checkpoint_corruption);
   tcase_add_test(tc, test_dump_npy);
