@@ -368,6 +368,9 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
 {
   aal_train_opts o;
   char strings[3 * PATH_MAX], path[PATH_MAX];
+  if (total_steps < 0)
+    return aal_fail(err, AAL_EINVAL, "--steps %ld must be >= 0 (0: the run's own total)",
+                    total_steps);
   int rc = aal_train_config_read(run_dir, &o, strings, sizeof strings, err);
   int lock = -1;
   if (rc == AAL_OK)

@@ -57,6 +57,10 @@ expect 2 "nope" -- "$AAL" kcheck --backend cpu32 --op nope
 expect 2 "random:0" -- "$AAL" kcheck --backend cpu32 --shapes random:0
 expect 0 "0 failed" -- "$AAL" kcheck --step --backend cpu32 --rule asa:2,2,2,2 --batch 4 --size 32
 expect 2 "nope" -- "$AAL" kcheck --step --backend cpu32 --rule nope
+expect 2 "size 0 must be >= 8" -- "$AAL" kcheck --step --backend cpu32 --size 0
+expect 2 "tol-c -1 must be > 0" -- "$AAL" kcheck --step --backend cpu32 --tol-c -1
+expect 2 "tol-c 0 must be > 0" -- "$AAL" kcheck --step --backend cpu32 --tol-c=0
+expect 2 "blocks '1,1,1,1,': trailing comma" -- "$AAL" memory --blocks 1,1,1,1,
 
 # the trainer on the float32 CPU backend: a tiny run, the backend in the config, resume
 if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >/dev/null 2>&1; then
@@ -78,6 +82,14 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
     --width 0.125 --batch 8 --data "$tmp/d4/" --backend cpu32 --steps 4 --plain
   expect 0 "^4," -- cat "$tmp/r32/metrics.csv"
   expect 0 "it takes --steps" -- "$AAL" train --help
+  expect 1 "steps -3 must be >= 0" -- "$AAL" train --resume "$tmp/r32" --steps -3
+  expect 1 "stop-after -1 must be >= 0" -- "$AAL" train --resume "$tmp/r32" --stop-after -1
+  expect 1 "stop-after -1 must be >= 0" -- "$AAL" train --data "$tmp/d4" --out "$tmp/rs" \
+    --batch 8 --steps 1 --stop-after -1
+  expect 1 "warmup -5 must be >= 0" -- "$AAL" train --data "$tmp/d4" --out "$tmp/rw" \
+    --batch 8 --steps 1 --warmup -5
+  expect 1 "blocks '1,1,1,1,': trailing comma" -- "$AAL" train --data "$tmp/d4" \
+    --out "$tmp/rb" --batch 8 --steps 1 --blocks 1,1,1,1,
   # a run directory another process writes is refused at once (flock(1) holds its lock)
   if command -v flock >/dev/null 2>&1; then
     mkdir -p "$tmp/busy"
