@@ -171,6 +171,23 @@ int cli_parse(const char *cmd, const char *usage, const cli_option *opts, int ar
   return CLI_RUN;
 }
 
+int cli_given(const cli_option *opts, int argc, char **argv, int first, const char *name)
+{
+  for (int i = first; i < argc; i++) {
+    const char *arg = argv[i];
+    if (strncmp(arg, "--", 2) != 0 || is_help(arg))
+      continue;
+    const char *eq = strchr(arg + 2, '=');
+    const size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+    if (strlen(name) == len && strncmp(arg + 2, name, len) == 0)
+      return 1;
+    const cli_option *o = find_option(opts, arg + 2, len);
+    if (eq == NULL && !(o != NULL && o->kind == CLI_FLAG))
+      i++; /* its value */
+  }
+  return 0;
+}
+
 int cli_require(const char *cmd, const void *value, const char *what)
 {
   if (value != NULL)

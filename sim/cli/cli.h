@@ -34,6 +34,10 @@ int cli_parse(const char *cmd, const char *usage, const cli_option *opts, int ar
               char **argv, int first);
 void cli_usage(const char *cmd, const char *usage, const cli_option *opts);
 
+/* 1 when argv[first..argc), a line cli_parse accepted, gives the option `name` (as
+ * --name VALUE, --name=VALUE or, for a flag, --name), else 0. */
+int cli_given(const cli_option *opts, int argc, char **argv, int first, const char *name);
+
 /* 0 when value is set; else prints "aal CMD: WHAT is required (see aal CMD --help)" and
  * returns 2. */
 int cli_require(const char *cmd, const void *value, const char *what);

@@ -117,6 +117,14 @@ int aal_cmd_kcheck(int argc, char **argv)
     fprintf(stderr, "aal kcheck: --batch: %d (must be >= 1)\n", batch);
     return 2;
   }
+  if (cli_given(opts, argc, argv, 2, "size") && in_size < 8) {
+    fprintf(stderr, "aal kcheck: --size %d must be >= 8 (default 64)\n", in_size);
+    return 2;
+  }
+  if (cli_given(opts, argc, argv, 2, "tol-c") && !(c > 0)) {
+    fprintf(stderr, "aal kcheck: --tol-c %g must be > 0 (default 4)\n", c);
+    return 2;
+  }
   o.batch = batch;
   aal_error err;
   aal_error_clear(&err);

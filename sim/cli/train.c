@@ -7,6 +7,24 @@
 #include "sim/train/train.h"
 #include "sim/cli/cli.h"
 
+/* The options of the run given on the command line (for a resume to check). */
+static unsigned resume_set(const cli_option *opts, int argc, char **argv)
+{
+  static const struct { const char *name; unsigned bit; } run[] = {
+      {"rule", AAL_SET_RULE}, {"data", AAL_SET_DATA}, {"batch", AAL_SET_BATCH},
+      {"lr", AAL_SET_LR}, {"warmup", AAL_SET_WARMUP}, {"momentum", AAL_SET_MOMENTUM},
+      {"weight-decay", AAL_SET_WEIGHT_DECAY}, {"eval-every", AAL_SET_EVAL_EVERY},
+      {"checkpoint-every", AAL_SET_CHECKPOINT_EVERY}, {"li-every", AAL_SET_LI_EVERY},
+      {"width", AAL_SET_WIDTH}, {"blocks", AAL_SET_BLOCKS}, {"seed", AAL_SET_SEED},
+      {"backend", AAL_SET_BACKEND}, {"epochs", AAL_SET_EPOCHS}, {"cache", AAL_SET_CACHE},
+      {"out", AAL_SET_OUT}};
+  unsigned set = 0;
+  for (size_t i = 0; i < sizeof run / sizeof run[0]; i++)
+    if (cli_given(opts, argc, argv, 2, run[i].name))
+      set |= run[i].bit;
+  return set;
+}
+
 int aal_cmd_train(int argc, char **argv)
 {
   aal_train_opts o;
@@ -40,7 +58,12 @@ int aal_cmd_train(int argc, char **argv)
       {0}};
   int rc = cli_parse("train", "[options]\n\nTrains the ResNet with a learning rule; writes "
                      "RUN/config, RUN/metrics.csv,\nRUN/checkpoint.bin (atomically) and, with "
-                     "--li-every, RUN/li.csv and RUN/li_summary.csv.", opts, argc, argv, 2);
+                     "--li-every, RUN/li.csv and RUN/li_summary.csv.\nOne process writes a "
+                     "RUN at a time (RUN/.lock).\n\n--resume RUN continues the run as "
+                     "RUN/config sets it up; it takes --steps (a new total),\n--stop-after, "
+                     "--threads, --plain and --bar. Any other option of the run must agree\n"
+                     "with RUN/config (a contradiction is an error naming both values); "
+                     "--epochs and\n--cache are refused.", opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;
   if (cli_set_threads("train", threads) != 0)
@@ -48,8 +71,11 @@ int aal_cmd_train(int argc, char **argv)
   aal_error err;
   aal_error_clear(&err);
   o.progress = bar ? 1 : plain ? 0 : -1;
-  if (resume != NULL)
-    return cli_report("train", aal_train_resume(resume, o.steps, o.stop_after, o.progress,
-                                                stderr, &err), &err);
+  if (resume != NULL) {
+    rc = aal_train_resume_check(resume, &o, resume_set(opts, argc, argv), &err);
+    if (rc == AAL_OK)
+      rc = aal_train_resume(resume, o.steps, o.stop_after, o.progress, stderr, &err);
+    return cli_report("train", rc, &err);
+  }
   return cli_report("train", aal_train(&o, stderr, &err), &err);
 }

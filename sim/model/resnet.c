@@ -48,6 +48,8 @@ int aal_resnet_config_set_blocks(aal_resnet_config *cfg, const char *text, aal_e
                       text, AAL_MAX_STAGES);
     blocks[n++] = (int)v;
     p = *end == ',' ? end + 1 : end;
+    if (*end == ',' && *p == '\0')
+      return aal_fail(err, AAL_EINVAL, "--blocks '%s': trailing comma", text);
   }
   if (n != AAL_MAX_STAGES)
     return aal_fail(err, AAL_EINVAL, "--blocks '%s': expected %d block counts, e.g. 2,2,2,2",

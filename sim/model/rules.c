@@ -1,6 +1,7 @@
 #include "sim/model/rules.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,8 +52,11 @@ static int parse_option(const char *opt, size_t len, aal_rule *rule, const char 
   char *end;
   errno = 0;
   const double v = strtod(value, &end);
-  if (*end != '\0' || errno != 0 || !isfinite(v) || !(v > 0))
-    return aal_fail(err, AAL_EINVAL, "rule '%s': '%s' is not a positive number", whole, value);
+  /* normal numbers only: a subnormal one would be written in a form that reads back with
+   * an underflow (ERANGE) */
+  if (end == value || *end != '\0' || errno != 0 || !isnormal(v) || !(v > 0))
+    return aal_fail(err, AAL_EINVAL, "rule '%s': '%s' is not a positive normal number "
+                    "(%g..%g)", whole, value, DBL_MIN, DBL_MAX);
   if (rule->kind != AAL_RULE_ASA)
     return aal_fail(err, AAL_EINVAL, "rule '%s': options apply to asa only", whole);
   if (nlen == 3 && strncmp(opt, "eps", 3) == 0)
@@ -123,6 +127,17 @@ int aal_rule_parse(const char *text, aal_rule *rule, aal_error *err)
   return parse_options(p, rule, text, err);
 }
 
+/* v in the shortest of %.6g (%g, what the format always wrote) .. %.17g that reads back
+ * as v exactly. */
+static void format_exact(char *buf, size_t len, double v)
+{
+  for (int digits = 6; digits <= 17; digits++) {
+    snprintf(buf, len, "%.*g", digits, v);
+    if (strtod(buf, NULL) == v)
+      return;
+  }
+}
+
 void aal_rule_format(const aal_rule *rule, char *buf, size_t len)
 {
   static const char *const names[] = {"bp", "ara", "asa", "noise", "flip"};
@@ -133,9 +148,12 @@ void aal_rule_format(const aal_rule *rule, char *buf, size_t len)
     used += (size_t)snprintf(buf + used, len - used, ":all");
   for (int g = 0; g < rule->ngroups_given && used < len; g++)
     used += (size_t)snprintf(buf + used, len - used, "%c%d", g ? ',' : ':', rule->k[g]);
-  if (rule->kind == AAL_RULE_ASA && used < len)
-    snprintf(buf + used, len - used, ";eps=%g;lr_expansion=%g", rule->eps,
-             rule->lr_expansion);
+  if (rule->kind == AAL_RULE_ASA && used < len) {
+    char eps[32], lr_expansion[32];
+    format_exact(eps, sizeof eps, rule->eps);
+    format_exact(lr_expansion, sizeof lr_expansion, rule->lr_expansion);
+    snprintf(buf + used, len - used, ";eps=%s;lr_expansion=%s", eps, lr_expansion);
+  }
 }
 
 /* Groups end after every stride-2 block and after the last block. */

@@ -37,7 +37,9 @@ typedef struct {
 } aal_rule;
 
 int aal_rule_parse(const char *text, aal_rule *rule, aal_error *err);
-/* Canonical text, e.g. "ara:2,2,2,2" or "asa:2,2,2,2;eps=0.01;lr_expansion=100". */
+/* Canonical text, e.g. "ara:2,2,2,2" or "asa:2,2,2,2;eps=0.01;lr_expansion=100"; eps and
+ * lr_expansion in the shortest form that reads back exactly, so that aal_rule_parse of
+ * the text gives the same rule. */
 void aal_rule_format(const aal_rule *rule, char *buf, size_t len);
 
 /* What a conv's weight gradient uses in place of its input h. */

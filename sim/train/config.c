@@ -1,8 +1,11 @@
 /* The run's config file: every option that determines the run, written at the start and
  * read back by --resume. */
 #include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "sim/train/checkpoint.h"
 #include "sim/train/train_internal.h"
@@ -63,6 +66,49 @@ static int parse_number(const char *path, int line, const char *key, const char 
   return AAL_OK;
 }
 
+/* The keys a config must hold, in the order they are written (backend may be absent: a
+ * run written before backends existed ran on ref). */
+static const char *const required[] = {
+    "rule", "data", "steps", "batch", "lr", "warmup", "momentum", "weight_decay",
+    "eval_every", "checkpoint_every", "li_every", "width", "blocks", "seed"};
+#define NREQUIRED (sizeof required / sizeof required[0])
+
+static int key_index(const char *key)
+{
+  for (size_t i = 0; i < NREQUIRED; i++)
+    if (strcmp(key, required[i]) == 0)
+      return (int)i;
+  return strcmp(key, "backend") == 0 ? (int)NREQUIRED : -1;
+}
+
+/* A whole decimal integer in min..max (no fraction, no exponent, no rounding). */
+static int parse_long(const char *path, int line, const char *key, const char *value,
+                      long min, long max, long *out, aal_error *err)
+{
+  char *end;
+  errno = 0;
+  const long v = strtol(value, &end, 10);
+  if (end == value || *end != '\0' || errno != 0 || v < min || v > max)
+    return aal_fail(err, AAL_EFORMAT, "%s:%d: %s = '%s' is not an integer in %ld..%ld", path,
+                    line, key, value, min, max);
+  *out = v;
+  return AAL_OK;
+}
+
+/* The seed exactly: a decimal integer in 0..ULONG_MAX (strtoull would take a sign). */
+static int parse_seed(const char *path, int line, const char *value, unsigned long *out,
+                      aal_error *err)
+{
+  char *end;
+  errno = 0;
+  const unsigned long long v = strtoull(value, &end, 10);
+  if (!(*value >= '0' && *value <= '9') || *end != '\0' || errno != 0 || v > ULONG_MAX)
+    return aal_fail(err, AAL_EFORMAT, "%s:%d: seed = '%s' is not an integer in 0..%lu", path,
+                    line, value, ULONG_MAX);
+  *out = (unsigned long)v;
+  return AAL_OK;
+}
+
 static int set_key(aal_train_opts *o, const char *path, int line, const char *key,
                    const char *value, char **arena, size_t *left, aal_error *err)
 {
@@ -78,23 +124,52 @@ static int set_key(aal_train_opts *o, const char *path, int line, const char *ke
   for (size_t i = 0; i < sizeof derived / sizeof derived[0]; i++)
     if (strcmp(key, derived[i]) == 0)
       return AAL_OK;
-  double v;
-  int rc = parse_number(path, line, key, value, &v, err);
-  if (rc != AAL_OK)
-    return rc;
-  if (strcmp(key, "steps") == 0) o->steps = (long)v;
-  else if (strcmp(key, "batch") == 0) o->batch = (int)v;
-  else if (strcmp(key, "lr") == 0) o->lr = v;
-  else if (strcmp(key, "warmup") == 0) o->warmup = (long)v;
-  else if (strcmp(key, "momentum") == 0) o->momentum = v;
-  else if (strcmp(key, "weight_decay") == 0) o->weight_decay = v;
-  else if (strcmp(key, "eval_every") == 0) o->eval_every = (long)v;
-  else if (strcmp(key, "checkpoint_every") == 0) o->checkpoint_every = (long)v;
-  else if (strcmp(key, "li_every") == 0) o->li_every = (long)v;
-  else if (strcmp(key, "width") == 0) o->width = v;
-  else if (strcmp(key, "seed") == 0) o->seed = (unsigned long)v;
-  else
-    return aal_fail(err, AAL_EFORMAT, "%s:%d: unknown key '%s'", path, line, key);
+  static const struct { const char *key; long min, max; } integers[] = {
+      {"steps", 0, LONG_MAX}, {"batch", INT_MIN, INT_MAX}, {"warmup", LONG_MIN, LONG_MAX},
+      {"eval_every", 0, LONG_MAX}, {"checkpoint_every", 0, LONG_MAX},
+      {"li_every", 0, LONG_MAX}};
+  long *const long_targets[] = {&o->steps, NULL, &o->warmup, &o->eval_every,
+                                &o->checkpoint_every, &o->li_every};
+  for (size_t i = 0; i < sizeof integers / sizeof integers[0]; i++)
+    if (strcmp(key, integers[i].key) == 0) {
+      long v = 0;
+      int rc = parse_long(path, line, key, value, integers[i].min, integers[i].max, &v, err);
+      if (rc == AAL_OK && long_targets[i] != NULL)
+        *long_targets[i] = v;
+      else if (rc == AAL_OK)
+        o->batch = (int)v;
+      return rc;
+    }
+  if (strcmp(key, "seed") == 0)
+    return parse_seed(path, line, value, &o->seed, err);
+  static const char *const doubles[] = {"lr", "momentum", "weight_decay", "width"};
+  double *const double_targets[] = {&o->lr, &o->momentum, &o->weight_decay, &o->width};
+  for (size_t i = 0; i < sizeof doubles / sizeof doubles[0]; i++)
+    if (strcmp(key, doubles[i]) == 0)
+      return parse_number(path, line, key, value, double_targets[i], err);
+  return aal_fail(err, AAL_EFORMAT, "%s:%d: unknown key '%s'", path, line, key);
+}
+
+/* A key given twice is an error; so is a required one never given. */
+static int note_key(const char *path, int line, const char *key, unsigned *seen,
+                    aal_error *err)
+{
+  const int i = key_index(key);
+  if (i < 0)
+    return AAL_OK;
+  if (*seen & (1u << i))
+    return aal_fail(err, AAL_EFORMAT, "%s:%d: '%s' is given twice", path, line, key);
+  *seen |= 1u << i;
+  return AAL_OK;
+}
+
+static int check_complete(const char *path, unsigned seen, aal_error *err)
+{
+  for (size_t i = 0; i < NREQUIRED; i++)
+    if (!(seen & (1u << i)))
+      return aal_fail(err, AAL_EFORMAT, "%s: the key '%s' is missing; a run's config must "
+                      "give every setting of the run, and this one cannot be resumed as it "
+                      "was set up", path, required[i]);
   return AAL_OK;
 }
 
@@ -112,6 +187,7 @@ int aal_train_config_read(const char *run_dir, aal_train_opts *o, char *strings,
   aal_train_opts_default(o);
   o->out_dir = run_dir;
   int line = 0;
+  unsigned seen = 0;
   while (rc == AAL_OK && fgets(buf, sizeof buf, f) != NULL) {
     line++;
     char *s = trim(buf);
@@ -123,8 +199,130 @@ int aal_train_config_read(const char *run_dir, aal_train_opts *o, char *strings,
       break;
     }
     *eq = '\0';
-    rc = set_key(o, path, line, trim(s), trim(eq + 1), &strings, &strings_len, err);
+    const char *key = trim(s);
+    rc = note_key(path, line, key, &seen, err);
+    if (rc == AAL_OK)
+      rc = set_key(o, path, line, key, trim(eq + 1), &strings, &strings_len, err);
   }
   fclose(f);
+  return rc == AAL_OK ? check_complete(path, seen, err) : rc;
+}
+
+/* ------------------------------------------------------------ what a resume may be given */
+
+typedef enum { KIND_STRING, KIND_INT, KIND_LONG, KIND_ULONG, KIND_DOUBLE } value_kind;
+
+typedef struct {
+  unsigned bit;
+  const char *option;
+  value_kind kind;
+  size_t offset;
+} run_setting;
+
+static const run_setting settings[] = {
+    {AAL_SET_DATA, "data", KIND_STRING, offsetof(aal_train_opts, data_dir)},
+    {AAL_SET_BATCH, "batch", KIND_INT, offsetof(aal_train_opts, batch)},
+    {AAL_SET_LR, "lr", KIND_DOUBLE, offsetof(aal_train_opts, lr)},
+    {AAL_SET_WARMUP, "warmup", KIND_LONG, offsetof(aal_train_opts, warmup)},
+    {AAL_SET_MOMENTUM, "momentum", KIND_DOUBLE, offsetof(aal_train_opts, momentum)},
+    {AAL_SET_WEIGHT_DECAY, "weight-decay", KIND_DOUBLE, offsetof(aal_train_opts, weight_decay)},
+    {AAL_SET_EVAL_EVERY, "eval-every", KIND_LONG, offsetof(aal_train_opts, eval_every)},
+    {AAL_SET_CHECKPOINT_EVERY, "checkpoint-every", KIND_LONG,
+     offsetof(aal_train_opts, checkpoint_every)},
+    {AAL_SET_LI_EVERY, "li-every", KIND_LONG, offsetof(aal_train_opts, li_every)},
+    {AAL_SET_WIDTH, "width", KIND_DOUBLE, offsetof(aal_train_opts, width)},
+    {AAL_SET_BLOCKS, "blocks", KIND_STRING, offsetof(aal_train_opts, blocks)},
+    {AAL_SET_SEED, "seed", KIND_ULONG, offsetof(aal_train_opts, seed)},
+    {AAL_SET_BACKEND, "backend", KIND_STRING, offsetof(aal_train_opts, backend)}};
+
+/* The value of a setting as text (doubles so that they read back exactly). */
+static void value_text(const run_setting *s, const aal_train_opts *o, char *buf, size_t len)
+{
+  const char *at = (const char *)o + s->offset;
+  switch (s->kind) {
+  case KIND_STRING: {
+    const char *v = *(const char *const *)(const void *)at;
+    snprintf(buf, len, "%s", v ? v : "(none)");
+    break;
+  }
+  case KIND_INT: snprintf(buf, len, "%d", *(const int *)(const void *)at); break;
+  case KIND_LONG: snprintf(buf, len, "%ld", *(const long *)(const void *)at); break;
+  case KIND_ULONG: snprintf(buf, len, "%lu", *(const unsigned long *)(const void *)at); break;
+  case KIND_DOUBLE: snprintf(buf, len, "%.17g", *(const double *)(const void *)at); break;
+  }
+}
+
+static int contradiction(const char *run_dir, const char *option, const char *asked,
+                         const char *stored, aal_error *err)
+{
+  return aal_fail(err, AAL_EINVAL, "--%s %s contradicts the run in %s, which has %s = %s: "
+                  "a resume continues a run as it was set up (leave --%s out, or start "
+                  "another run with another --out)", option, asked, run_dir, option, stored,
+                  option);
+}
+
+/* The rules of both texts parsed and formatted again, so that spellings of one rule agree. */
+static int check_rule(const char *run_dir, const char *asked, const char *stored,
+                      aal_error *err)
+{
+  aal_rule a, b;
+  char ta[160], tb[160];
+  int rc = aal_rule_parse(asked, &a, err);
+  if (rc != AAL_OK)
+    return rc;
+  rc = aal_rule_parse(stored, &b, err);
+  if (rc != AAL_OK)
+    return rc;
+  aal_rule_format(&a, ta, sizeof ta);
+  aal_rule_format(&b, tb, sizeof tb);
+  return strcmp(ta, tb) == 0 ? AAL_OK : contradiction(run_dir, "rule", asked, stored, err);
+}
+
+/* Two names of one directory agree. */
+static int same_path(const char *a, const char *b)
+{
+  if (a == NULL || b == NULL)
+    return a == b;
+  if (strcmp(a, b) == 0)
+    return 1;
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+static int check_setting(const char *run_dir, const run_setting *s, const aal_train_opts *asked,
+                         const aal_train_opts *stored, aal_error *err)
+{
+  char ta[PATH_MAX], tb[PATH_MAX];
+  aal_train_opts resolved = *asked;
+  if (s->bit == AAL_SET_LR && !(asked->lr > 0)) /* 0: the default for the run's batch */
+    resolved.lr = 0.05 * stored->batch / 512.0;
+  value_text(s, &resolved, ta, sizeof ta);
+  value_text(s, stored, tb, sizeof tb);
+  const int same = s->bit == AAL_SET_DATA ? same_path(asked->data_dir, stored->data_dir)
+                                          : strcmp(ta, tb) == 0;
+  return same ? AAL_OK : contradiction(run_dir, s->option, ta, tb, err);
+}
+
+int aal_train_resume_check(const char *run_dir, const aal_train_opts *asked, unsigned set,
+                           aal_error *err)
+{
+  static const struct { unsigned bit; const char *option; } never[] = {
+      {AAL_SET_EPOCHS, "epochs"}, {AAL_SET_CACHE, "cache"}};
+  for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
+    if (set & never[i].bit)
+      return aal_fail(err, AAL_EINVAL, "--%s is not taken by a resume (the run's length "
+                      "is --steps; its data is in %s/config)", never[i].option, run_dir);
+  if ((set & AAL_SET_OUT) && !same_path(asked->out_dir, run_dir))
+    return aal_fail(err, AAL_EINVAL, "--out %s and --resume %s: a resume writes the run's "
+                    "own directory", asked->out_dir, run_dir);
+  aal_train_opts stored;
+  char strings[3 * PATH_MAX];
+  int rc = aal_train_config_read(run_dir, &stored, strings, sizeof strings, err);
+  if (rc == AAL_OK && (set & AAL_SET_RULE))
+    rc = check_rule(run_dir, asked->rule, stored.rule, err);
+  for (size_t i = 0; rc == AAL_OK && i < sizeof settings / sizeof settings[0]; i++)
+    if (set & settings[i].bit)
+      rc = check_setting(run_dir, &settings[i], asked, &stored, err);
   return rc;
 }

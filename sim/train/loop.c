@@ -2,6 +2,7 @@
  * progress, and the resume that continues a run bit-identically. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -260,13 +261,22 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
   if (access(config, F_OK) == 0)
     return aal_fail(err, AAL_EINVAL, "%s already holds a run (%s exists); use --resume %s "
                     "or another --out", opts->out_dir, config, opts->out_dir);
-  int rc = aal_train_run_open(&r, opts, log, err);
+  int lock = -1;
+  int rc = aal_mkdir_p(opts->out_dir, err);
+  if (rc == AAL_OK)
+    rc = aal_run_lock(opts->out_dir, &lock, err);
+  if (rc == AAL_OK && access(config, F_OK) == 0) /* written before this process locked */
+    rc = aal_fail(err, AAL_EINVAL, "%s already holds a run (%s exists); use --resume %s "
+                  "or another --out", opts->out_dir, config, opts->out_dir);
+  if (rc != AAL_OK) {
+    aal_run_unlock(lock);
+    return rc;
+  }
+  rc = aal_train_run_open(&r, opts, log, err);
   r.o.progress = resolve_progress(opts->progress, log);
   if (rc == AAL_OK && snprintf(r.out_dir, sizeof r.out_dir, "%s", opts->out_dir) >=
                           (int)sizeof r.out_dir)
     rc = aal_fail(err, AAL_EINVAL, "--out path too long");
-  if (rc == AAL_OK)
-    rc = aal_mkdir_p(r.out_dir, err);
   if (rc == AAL_OK)
     rc = aal_train_config_write(&r, err);
   if (rc == AAL_OK)
@@ -280,52 +290,76 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
   if (rc == AAL_OK)
     rc = run_steps(&r, 0, 0.0, err);
   aal_train_run_close(&r);
+  aal_run_unlock(lock);
   return rc;
 }
 
-/* Drops the rows of a CSV whose first column (the step) is after `keep` (written after
- * the checkpoint the run resumes from) and returns the last column of the last kept row
- * (for metrics.csv: the seconds). */
+/* The file's whole text in a fresh buffer (*len bytes, NUL-terminated). */
+static int read_whole(const char *path, char **text, size_t *len, aal_error *err)
+{
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return aal_fail(err, AAL_EIO, "%s: cannot open: %s", path, strerror(errno));
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  while (buf != NULL) {
+    n += fread(buf + n, 1, cap - n - 1, f);
+    if (n < cap - 1)
+      break;
+    char *grown = cap <= SIZE_MAX / 2 ? realloc(buf, cap *= 2) : NULL;
+    if (grown == NULL)
+      free(buf);
+    buf = grown;
+  }
+  const int failed = buf != NULL && ferror(f);
+  fclose(f);
+  if (buf == NULL)
+    return aal_fail(err, AAL_ENOMEM, "%s: cannot hold it in memory", path);
+  if (failed) {
+    free(buf);
+    return aal_fail(err, AAL_EIO, "%s: cannot read: %s", path, strerror(errno));
+  }
+  buf[n] = '\0';
+  *text = buf;
+  *len = n;
+  return AAL_OK;
+}
+
+/* Keeps the header and the complete rows (ending in a newline) of a CSV whose first
+ * column (the step) is at most `keep`, up to the first row that is not: rows written
+ * after the checkpoint the run resumes from, and a line torn by a kill, are dropped.
+ * Returns the last column of the last kept row (for metrics.csv: the seconds). */
 static int truncate_csv(const char *run_dir, const char *name, long keep, double *seconds,
                         aal_error *err)
 {
-  char path[PATH_MAX];
+  char path[PATH_MAX], *text = NULL;
+  size_t len = 0, kept = 0;
   int rc = aal_train_path(path, sizeof path, run_dir, name, err);
-  FILE *f = rc == AAL_OK ? fopen(path, "r") : NULL;
-  if (rc == AAL_OK && f == NULL)
-    return aal_fail(err, AAL_EIO, "%s: cannot open: %s", path, strerror(errno));
+  if (rc == AAL_OK)
+    rc = read_whole(path, &text, &len, err);
   if (rc != AAL_OK)
     return rc;
-  size_t cap = 1 << 16, len = 0;
-  char *out = malloc(cap), line[1024];
   *seconds = 0;
-  while (out != NULL && fgets(line, sizeof line, f) != NULL) {
-    char *end;
+  for (size_t at = 0; at < len;) {
+    char *nl = memchr(text + at, '\n', len - at);
+    if (nl == NULL)
+      break; /* a torn last line */
+    char *line = text + at, *end;
+    errno = 0;
     const long step = strtol(line, &end, 10);
-    if (end != line && step > keep)
+    const int header = at == 0 && end == line;
+    if (!header && (end == line || *end != ',' || errno != 0 || step > keep))
       break;
-    if (end != line) {
+    if (!header) {
+      *nl = '\0';
       const char *last = strrchr(line, ',');
       *seconds = last ? atof(last + 1) : 0;
+      *nl = '\n';
     }
-    const size_t n = strlen(line);
-    if (len + n + 1 > cap) {
-      char *grown = realloc(out, cap *= 2);
-      if (grown == NULL) {
-        free(out);
-        out = NULL;
-        break;
-      }
-      out = grown;
-    }
-    memcpy(out + len, line, n);
-    len += n;
+    at = kept = (size_t)(nl - text) + 1;
   }
-  fclose(f);
-  if (out == NULL)
-    return aal_fail(err, AAL_ENOMEM, "%s: cannot hold it in memory", path);
-  rc = aal_write_atomic(path, out, len, err);
-  free(out);
+  rc = aal_write_atomic(path, text, kept, err);
+  free(text);
   return rc;
 }
 
@@ -334,7 +368,13 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
 {
   aal_train_opts o;
   char strings[3 * PATH_MAX], path[PATH_MAX];
+  if (total_steps < 0)
+    return aal_fail(err, AAL_EINVAL, "--steps %ld must be >= 0 (0: the run's own total)",
+                    total_steps);
   int rc = aal_train_config_read(run_dir, &o, strings, sizeof strings, err);
+  int lock = -1;
+  if (rc == AAL_OK)
+    rc = aal_run_lock(run_dir, &lock, err);
   if (rc != AAL_OK)
     return rc;
   if (total_steps > 0)
@@ -369,5 +409,6 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
   if (rc == AAL_OK)
     rc = run_steps(&r, (long)step, seconds, err);
   aal_train_run_close(&r);
+  aal_run_unlock(lock);
   return rc;
 }

@@ -107,6 +107,12 @@ static int check_opts(const aal_train_opts *o, aal_error *err)
     return aal_fail(err, AAL_EINVAL, "--momentum %g must be in [0, 1)", o->momentum);
   if (!(o->weight_decay >= 0 && o->weight_decay < 1))
     return aal_fail(err, AAL_EINVAL, "--weight-decay %g must be in [0, 1)", o->weight_decay);
+  if (o->warmup < -1)
+    return aal_fail(err, AAL_EINVAL, "--warmup %ld must be >= 0 (or -1: 5%% of the steps)",
+                    o->warmup);
+  if (o->stop_after < 0)
+    return aal_fail(err, AAL_EINVAL, "--stop-after %ld must be >= 0 (0: run to the end)",
+                    o->stop_after);
   if (o->eval_every < 0 || o->checkpoint_every < 0 || o->li_every < 0)
     return aal_fail(err, AAL_EINVAL, "--eval-every, --checkpoint-every and --li-every must "
                     "be >= 0");

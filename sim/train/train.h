@@ -50,6 +50,24 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
  * else $XDG_CACHE_HOME/aal, else $HOME/.cache/aal) and reused; its path into buf. */
 int aal_default_data(const char *cache_dir, char *buf, size_t len, FILE *log, aal_error *err);
 
+/* The members of aal_train_opts that a caller of aal_train_resume_check set itself (on
+ * the command line: the options given). */
+enum {
+  AAL_SET_RULE = 1u << 0, AAL_SET_DATA = 1u << 1, AAL_SET_BATCH = 1u << 2,
+  AAL_SET_LR = 1u << 3, AAL_SET_WARMUP = 1u << 4, AAL_SET_MOMENTUM = 1u << 5,
+  AAL_SET_WEIGHT_DECAY = 1u << 6, AAL_SET_EVAL_EVERY = 1u << 7,
+  AAL_SET_CHECKPOINT_EVERY = 1u << 8, AAL_SET_LI_EVERY = 1u << 9, AAL_SET_WIDTH = 1u << 10,
+  AAL_SET_BLOCKS = 1u << 11, AAL_SET_SEED = 1u << 12, AAL_SET_BACKEND = 1u << 13,
+  AAL_SET_EPOCHS = 1u << 14, AAL_SET_CACHE = 1u << 15, AAL_SET_OUT = 1u << 16
+};
+
+/* Before a resume of run_dir: each member of `asked` flagged in `set` must agree with the
+ * run's config (the error, AAL_EINVAL, names the option and both values); epochs and
+ * cache_dir, which a resume cannot take, and an out_dir other than run_dir are refused
+ * whenever set.  A resume takes only the total steps, stop_after and progress. */
+int aal_train_resume_check(const char *run_dir, const aal_train_opts *asked, unsigned set,
+                           aal_error *err);
+
 typedef struct {
   const char *rule;
   const char *data_dir;     /* NULL: built-in */

@@ -45,6 +45,11 @@ void aal_train_run_close(aal_train_run *r);
 int aal_train_batch(aal_train_run *r, long step, aal_error *err);
 int aal_train_pass(aal_train_run *r, long step, aal_resnet_pass *pass, aal_error *err);
 
+/* Locks run_dir/.lock for this process (the fd into *fd, -1 on failure); a directory another
+ * writer holds is an error naming it.  aal_run_unlock(fd) releases it (-1: nothing). */
+int aal_run_lock(const char *run_dir, int *fd, aal_error *err);
+void aal_run_unlock(int fd);
+
 /* run_dir/config: "key = value" lines; read back names the file and line of an error. */
 int aal_train_config_write(const aal_train_run *r, aal_error *err);
 int aal_train_config_read(const char *run_dir, aal_train_opts *o, char *strings,

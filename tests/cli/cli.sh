@@ -57,6 +57,10 @@ expect 2 "nope" -- "$AAL" kcheck --backend cpu32 --op nope
 expect 2 "random:0" -- "$AAL" kcheck --backend cpu32 --shapes random:0
 expect 0 "0 failed" -- "$AAL" kcheck --step --backend cpu32 --rule asa:2,2,2,2 --batch 4 --size 32
 expect 2 "nope" -- "$AAL" kcheck --step --backend cpu32 --rule nope
+expect 2 "size 0 must be >= 8" -- "$AAL" kcheck --step --backend cpu32 --size 0
+expect 2 "tol-c -1 must be > 0" -- "$AAL" kcheck --step --backend cpu32 --tol-c -1
+expect 2 "tol-c 0 must be > 0" -- "$AAL" kcheck --step --backend cpu32 --tol-c=0
+expect 2 "blocks '1,1,1,1,': trailing comma" -- "$AAL" memory --blocks 1,1,1,1,
 
 # the trainer on the float32 CPU backend: a tiny run, the backend in the config, resume
 if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >/dev/null 2>&1; then
@@ -65,6 +69,35 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
   expect 0 "backend = cpu32" -- cat "$tmp/r32/config"
   expect 0 "resuming" -- "$AAL" train --resume "$tmp/r32" --steps 3 --plain
   expect 0 "^3," -- cat "$tmp/r32/metrics.csv"
+  # a resume refuses options that contradict the run, and takes those that agree
+  expect 1 "rule bp contradicts the run in $tmp/r32, which has rule = asa:2,2,2,2" -- \
+    "$AAL" train --resume "$tmp/r32" --rule bp --steps 4
+  expect 1 "seed 9 contradicts .* seed = 1" -- "$AAL" train --resume "$tmp/r32" --seed 9
+  expect 1 "width 0.25 contradicts .* width = 0.125" -- "$AAL" train --resume "$tmp/r32" --width 0.25
+  expect 1 "batch 4 contradicts .* batch = 8" -- "$AAL" train --resume "$tmp/r32" --batch=4
+  expect 1 "lr 0.5 contradicts" -- "$AAL" train --resume "$tmp/r32" --lr 0.5
+  expect 1 "data $tmp/d contradicts .* data = $tmp/d4" -- "$AAL" train --resume "$tmp/r32" --data "$tmp/d"
+  expect 1 "epochs is not taken by a resume" -- "$AAL" train --resume "$tmp/r32" --epochs 2
+  expect 0 "resuming" -- "$AAL" train --resume "$tmp/r32" --rule "asa:2,2,2,2;eps=0.01" \
+    --width 0.125 --batch 8 --data "$tmp/d4/" --backend cpu32 --steps 4 --plain
+  expect 0 "^4," -- cat "$tmp/r32/metrics.csv"
+  expect 0 "it takes --steps" -- "$AAL" train --help
+  expect 1 "steps -3 must be >= 0" -- "$AAL" train --resume "$tmp/r32" --steps -3
+  expect 1 "stop-after -1 must be >= 0" -- "$AAL" train --resume "$tmp/r32" --stop-after -1
+  expect 1 "stop-after -1 must be >= 0" -- "$AAL" train --data "$tmp/d4" --out "$tmp/rs" \
+    --batch 8 --steps 1 --stop-after -1
+  expect 1 "warmup -5 must be >= 0" -- "$AAL" train --data "$tmp/d4" --out "$tmp/rw" \
+    --batch 8 --steps 1 --warmup -5
+  expect 1 "blocks '1,1,1,1,': trailing comma" -- "$AAL" train --data "$tmp/d4" \
+    --out "$tmp/rb" --batch 8 --steps 1 --blocks 1,1,1,1,
+  # a run directory another process writes is refused at once (flock(1) holds its lock)
+  if command -v flock >/dev/null 2>&1; then
+    mkdir -p "$tmp/busy"
+    expect 1 "$tmp/busy is in use" -- flock "$tmp/busy/.lock" "$AAL" train --data "$tmp/d4" \
+      --out "$tmp/busy" --width 0.125 --batch 8 --steps 1 --plain
+    expect 1 "$tmp/r32 is in use" -- flock "$tmp/r32/.lock" "$AAL" train --resume "$tmp/r32" \
+      --steps 5 --plain
+  fi
   expect 1 "nope" -- "$AAL" train --backend nope --data "$tmp/d4" --out "$tmp/rn" --batch 8 --steps 1
   expect 0 "loss" -- "$AAL" dump --backend cpu32 --data "$tmp/d4" --out "$tmp/dump32" --width 0.125 --batch 8
 else

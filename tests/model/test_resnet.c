@@ -55,6 +55,41 @@ START_TEST(test_rule_parse)
 }
 END_TEST
 
+/* format then parse gives the same rule, for values %g would round; a subnormal eps,
+ * whose written form would read back with an underflow, is refused. */
+START_TEST(test_rule_round_trip)
+{
+  const char *texts[] = {"asa:2,2,2,2;eps=0.0123456789",
+                         "asa:all;eps=0.1;lr_expansion=3.0000000000000004",
+                         "asa:1,3;eps=2.2250738585072014e-308;lr_expansion=1.7976931348623157e308",
+                         "asa:2,2,2,2", "ara:3,2,2,1", "flip:all", "noise", "bp"};
+  aal_error err;
+  for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+    aal_rule a, b;
+    char buf[160];
+    ck_assert_msg(aal_rule_parse(texts[i], &a, &err) == AAL_OK, "%s", err.msg);
+    aal_rule_format(&a, buf, sizeof buf);
+    ck_assert_msg(aal_rule_parse(buf, &b, &err) == AAL_OK, "'%s': %s", buf, err.msg);
+    ck_assert_msg(a.kind == b.kind && a.all == b.all && a.ngroups_given == b.ngroups_given &&
+                  memcmp(a.k, b.k, sizeof a.k) == 0 && a.eps == b.eps &&
+                  a.lr_expansion == b.lr_expansion, "'%s' reads back from '%s' as another rule",
+                  texts[i], buf);
+  }
+  aal_rule r;
+  char buf[160];
+  ck_assert_int_eq(aal_rule_parse("asa:2,2,2,2;eps=0.01;lr_expansion=100", &r, &err), AAL_OK);
+  aal_rule_format(&r, buf, sizeof buf);
+  ck_assert_str_eq(buf, "asa:2,2,2,2;eps=0.01;lr_expansion=100"); /* as %g wrote it */
+  const char *subnormal[] = {"asa:2,2,2,2;eps=0x1p-1074", "asa:2,2,2,2;eps=1e-310",
+                             "asa:all;lr_expansion=4.9e-324"};
+  for (size_t i = 0; i < sizeof subnormal / sizeof subnormal[0]; i++) {
+    ck_assert_msg(aal_rule_parse(subnormal[i], &r, &err) == AAL_EINVAL, "'%s' accepted",
+                  subnormal[i]);
+    ck_assert_msg(strstr(err.msg, "normal") != NULL, "%s", err.msg);
+  }
+}
+END_TEST
+
 /* The SPEC's rule, written out again: groups end at stride-2 blocks and the last block;
  * block i of group j is a reset point iff i mod k == k-1 or it ends the group. */
 static void spec_register_sources(int nblocks, const int *stride2, const int *k, int *source)
@@ -871,6 +906,7 @@ int main(void)
   TCase *tc = tcase_create("rules");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_rule_parse);
+  tcase_add_test(tc, test_rule_round_trip);
   tcase_add_test(tc, test_rule_plans);
   tcase_add_test(tc, test_names_and_shapes);
   tcase_add_test(tc, test_bp_gradient_fd);

@@ -2,13 +2,18 @@
  * uninterrupted one, a divergent run stops with its last good checkpoint, checkpoints
  * reject corruption, and `aal dump`'s .npy files read back through an independent
  * reader. */
+#define _DEFAULT_SOURCE /* flock */
+
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -176,6 +181,268 @@ START_TEST(test_resume_bit_identical)
   /* resume of something that is not a run names the file */
   ck_assert_int_eq(aal_train_resume(root, 0, 0, 0, NULL, &err), AAL_EIO);
   ck_assert(strstr(err.msg, "config") != NULL);
+}
+END_TEST
+
+/* The file's lines with the last column of each dropped when drop_last (the seconds of
+ * metrics.csv), as one string. */
+static char *csv_without_last_column(const char *run, const char *name, int drop_last)
+{
+  char path[600];
+  size_t len;
+  snprintf(path, sizeof path, "%s/%s", run, name);
+  char *text = slurp(path, &len), *out = malloc(len + 1), *o = out;
+  ck_assert_ptr_nonnull(out);
+  for (char *line = text; *line != '\0';) {
+    char *nl = strchr(line, '\n');
+    const size_t n = nl ? (size_t)(nl - line) : strlen(line);
+    size_t keep = n;
+    if (drop_last)
+      for (size_t i = 0; i < n; i++)
+        if (line[i] == ',')
+          keep = i;
+    memcpy(o, line, keep);
+    o += keep;
+    *o++ = '\n';
+    line += n + (nl != NULL);
+  }
+  *o = '\0';
+  free(text);
+  return out;
+}
+
+START_TEST(test_resume_torn_line)
+{
+  aal_train_opts o;
+  char a[512], b[512], pb[600];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(a, sizeof a, "%s/torn-straight", root);
+  snprintf(b, sizeof b, "%s/torn", root);
+  for (int run = 0; run < 2; run++) {
+    small_opts(&o, run ? b : a);
+    o.steps = 9;
+    o.checkpoint_every = 3;
+    o.li_every = 2;
+    o.stop_after = run ? 5 : 0;
+    ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  }
+  /* a kill in the middle of a row leaves a line without its newline; a later resume must
+   * not glue the next row to it */
+  const char *files[] = {"metrics.csv", "li_summary.csv", "li.csv"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
+    FILE *f = fopen(pb, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("1", f);
+    fclose(f);
+  }
+  ck_assert_msg(aal_train_resume(b, 0, 7, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  for (int i = 0; i < 3; i++) { /* and again, torn after a resume */
+    snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
+    FILE *f = fopen(pb, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs("8,0.5", f);
+    fclose(f);
+  }
+  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  for (int i = 0; i < 3; i++) {
+    char *ta = csv_without_last_column(a, files[i], i == 0);
+    char *tb = csv_without_last_column(b, files[i], i == 0);
+    ck_assert_msg(strcmp(ta, tb) == 0, "%s differs from the uninterrupted run's:\n%s\n---\n%s",
+                  files[i], ta, tb);
+    free(ta);
+    free(tb);
+  }
+}
+END_TEST
+
+/* Locks dir/.lock as another writer would; returns the descriptor holding it. */
+static int hold_lock(const char *dir)
+{
+  char path[600];
+  snprintf(path, sizeof path, "%s/.lock", dir);
+  const int fd = open(path, O_RDWR | O_CREAT, 0666);
+  ck_assert_msg(fd >= 0, "cannot open %s", path);
+  ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+  return fd;
+}
+
+START_TEST(test_run_lock)
+{
+  aal_train_opts o;
+  char out[512], path[600];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(out, sizeof out, "%s/locked", root);
+  ck_assert_int_eq(mkdir(out, 0777), 0);
+  small_opts(&o, out);
+  o.steps = 2;
+  /* a second writer to a directory another one holds is refused at once, and writes
+   * nothing there */
+  int fd = hold_lock(out);
+  ck_assert_int_ne(aal_train(&o, NULL, &err), AAL_OK);
+  ck_assert_msg(strstr(err.msg, "in use") != NULL && strstr(err.msg, out) != NULL, "%s",
+                err.msg);
+  snprintf(path, sizeof path, "%s/config", out);
+  ck_assert_int_ne(access(path, F_OK), 0);
+  close(fd);
+  /* the lock is released when the run ends */
+  ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  fd = hold_lock(out);
+  ck_assert_int_ne(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_OK);
+  ck_assert_msg(strstr(err.msg, "in use") != NULL && strstr(err.msg, out) != NULL, "%s",
+                err.msg);
+  double loss[8], acc[8];
+  ck_assert_int_eq(read_losses(out, loss, acc, 8), 2);
+  close(fd);
+  ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_int_eq(read_losses(out, loss, acc, 8), 3);
+  close(hold_lock(out));
+}
+END_TEST
+
+/* Rewrites run/config without the lines starting with `drop` and with `add` appended. */
+static void edit_config(const char *run, const char *drop, const char *add)
+{
+  char path[600];
+  size_t len;
+  snprintf(path, sizeof path, "%s/config", run);
+  char *text = slurp(path, &len);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n"))
+    if (strncmp(line, drop, strlen(drop)) != 0)
+      fprintf(f, "%s\n", line);
+  fputs(add, f);
+  fclose(f);
+  free(text);
+}
+
+START_TEST(test_resume_refuses)
+{
+  aal_train_opts o, asked;
+  char out[512];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(out, sizeof out, "%s/refuse", root);
+  small_opts(&o, out);
+  o.rule = "asa:2,2,2,2";
+  o.steps = 2;
+  ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  /* the options the run was set up with agree, however spelled */
+  const unsigned all = AAL_SET_RULE | AAL_SET_DATA | AAL_SET_BATCH | AAL_SET_LR |
+                       AAL_SET_WARMUP | AAL_SET_MOMENTUM | AAL_SET_WEIGHT_DECAY |
+                       AAL_SET_EVAL_EVERY | AAL_SET_CHECKPOINT_EVERY | AAL_SET_LI_EVERY |
+                       AAL_SET_WIDTH | AAL_SET_BLOCKS | AAL_SET_SEED | AAL_SET_BACKEND |
+                       AAL_SET_OUT;
+  asked = o;
+  asked.rule = "asa:2,2,2,2;lr_expansion=100";
+  ck_assert_msg(aal_train_resume_check(out, &asked, all, &err) == AAL_OK, "%s", err.msg);
+  /* one that differs is named with both values */
+  asked.rule = "bp";
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, all, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--rule bp") && strstr(err.msg, "asa:2,2,2,2"), "%s", err.msg);
+  asked = o;
+  asked.seed = 6;
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, all, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--seed 6") && strstr(err.msg, "seed = 5"), "%s", err.msg);
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, all & ~AAL_SET_SEED, &err), AAL_OK);
+  asked = o;
+  asked.width = 0.25;
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, AAL_SET_WIDTH, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--width 0.25") && strstr(err.msg, "width = 0.125"), "%s",
+                err.msg);
+  ck_assert_int_eq(aal_train_resume_check(out, &o, AAL_SET_EPOCHS, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--epochs"), "%s", err.msg);
+  /* a config whose rule line is gone, or given twice, does not resume under another rule */
+  edit_config(out, "rule", "");
+  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "'rule' is missing"), "%s",
+                err.msg);
+  edit_config(out, "rule", "rule = asa:2,2,2,2\nrule = bp\n");
+  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, "'rule' is given twice"), "%s", err.msg);
+  edit_config(out, "rule", "rule = asa:2,2,2,2\n");
+  const char *keys[] = {"seed", "width", "batch", "lr", "data", "blocks"};
+  for (int i = 0; i < 6; i++) {
+    char path[600], key[64];
+    size_t len;
+    snprintf(path, sizeof path, "%s/config", out);
+    char *saved = slurp(path, &len);
+    snprintf(key, sizeof key, "%s ", keys[i]);
+    edit_config(out, key, "");
+    ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+    snprintf(key, sizeof key, "'%s' is missing", keys[i]);
+    ck_assert_msg(strstr(err.msg, key), "%s", err.msg);
+    FILE *f = fopen(path, "w");
+    fwrite(saved, 1, len, f);
+    fclose(f);
+    free(saved);
+  }
+  ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+}
+END_TEST
+
+/* A run stopped after one step and resumed ends with the checkpoint of an uninterrupted
+ * run: every setting the resume reads back from the config is the one the run began with. */
+static void check_resume_exact(const char *name, const char *rule, unsigned long seed)
+{
+  aal_train_opts o;
+  char a[512], b[512], pa[600], pb[600];
+  aal_error err;
+  aal_error_clear(&err);
+  snprintf(a, sizeof a, "%s/%s-straight", root, name);
+  snprintf(b, sizeof b, "%s/%s", root, name);
+  for (int run = 0; run < 2; run++) {
+    small_opts(&o, run ? b : a);
+    o.rule = rule;
+    o.seed = seed;
+    o.steps = 3;
+    o.stop_after = run ? 1 : 0;
+    ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+  }
+  ck_assert_msg(aal_train_resume_check(b, &o, AAL_SET_SEED | AAL_SET_RULE, &err) == AAL_OK,
+                "%s: %s", name, err.msg);
+  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  size_t la, lb;
+  snprintf(pa, sizeof pa, "%s/checkpoint.bin", a);
+  snprintf(pb, sizeof pb, "%s/checkpoint.bin", b);
+  char *ca = slurp(pa, &la), *cb = slurp(pb, &lb);
+  ck_assert_msg(la == lb && memcmp(ca, cb, la) == 0, "%s: the resumed run differs", name);
+  free(ca);
+  free(cb);
+}
+
+START_TEST(test_config_round_trip)
+{
+  check_resume_exact("seed-max", "bp", ULONG_MAX);            /* 2^64-1 */
+  check_resume_exact("seed-2p53", "bp", (1ul << 53) + 1);     /* not a double */
+  check_resume_exact("eps", "asa:2,2,2,2;eps=0.0123456789", 5); /* %g: 0.0123457 */
+  char path[600];
+  size_t len;
+  snprintf(path, sizeof path, "%s/eps/config", root);
+  char *text = slurp(path, &len);
+  ck_assert_msg(strstr(text, "eps=0.0123456789;") != NULL, "%s", text);
+  free(text);
+  snprintf(path, sizeof path, "%s/seed-max/config", root);
+  text = slurp(path, &len);
+  ck_assert_msg(strstr(text, "seed = 18446744073709551615\n") != NULL, "%s", text);
+  free(text);
+  /* a seed the reader cannot hold exactly is refused, naming the file and the value */
+  snprintf(path, sizeof path, "%s/seed-max", root);
+  const char *bad[] = {"seed = 18446744073709551616\n", "seed = -1\n", "seed = 1e3\n",
+                       "seed = 5.5\n"};
+  aal_error err;
+  for (int i = 0; i < 4; i++) {
+    edit_config(path, "seed", bad[i]);
+    ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, &err), AAL_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "seed"), "%s", err.msg);
+  }
+  edit_config(path, "seed", "seed = 18446744073709551615\n");
+  edit_config(path, "steps ", "steps = 3.5\n");
+  ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, "steps = '3.5'"), "%s", err.msg);
 }
 END_TEST
 
@@ -372,6 +639,10 @@ int main(void)
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_learns);
   tcase_add_test(tc, test_resume_bit_identical);
+  tcase_add_test(tc, test_resume_torn_line);
+  tcase_add_test(tc, test_run_lock);
+  tcase_add_test(tc, test_resume_refuses);
+  tcase_add_test(tc, test_config_round_trip);
   tcase_add_test(tc, test_divergence_keeps_checkpoint);
   tcase_add_test(tc, test_checkpoint_corruption);
   tcase_add_test(tc, test_dump_npy);

@@ -1,0 +1,46 @@
+/* The lock of a run directory: RUN/.lock, held (flock, exclusive) by the one process that
+ * writes the run, for as long as it writes it.  flock rather than fcntl: its lock belongs
+ * to the open file, so two writers in one process exclude each other too.  The file is
+ * never removed (removing it would let a third writer lock a new file beside a held one). */
+#define _DEFAULT_SOURCE /* flock */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "sim/train/train_internal.h"
+
+int aal_run_lock(const char *run_dir, int *fd, aal_error *err)
+{
+  char path[PATH_MAX];
+  *fd = -1;
+  int rc = aal_train_path(path, sizeof path, run_dir, ".lock", err);
+  if (rc != AAL_OK)
+    return rc;
+  const int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (f < 0)
+    return aal_fail(err, AAL_EIO, "%s: cannot open the run's lock file: %s", path,
+                    strerror(errno));
+  int r;
+  while ((r = flock(f, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+    ;
+  if (r != 0) {
+    const int e = errno;
+    close(f);
+    if (e == EWOULDBLOCK)
+      return aal_fail(err, AAL_EIO, "%s is in use: another aal process is writing this run "
+                      "(it holds %s); wait for it to end or use another directory", run_dir,
+                      path);
+    return aal_fail(err, AAL_EIO, "%s: cannot lock: %s", path, strerror(e));
+  }
+  *fd = f;
+  return AAL_OK;
+}
+
+void aal_run_unlock(int fd)
+{
+  if (fd >= 0)
+    close(fd); /* releases the lock */
+}
