@@ -385,25 +385,32 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
   r.o.progress = resolve_progress(progress, log);
   snprintf(r.out_dir, sizeof r.out_dir, "%s", run_dir);
   uint64_t step = 0;
+  int fresh = 0; /* killed before its first checkpoint: the run starts again from step 0 */
+  struct stat st;
   if (rc == AAL_OK)
     rc = aal_train_path(path, sizeof path, run_dir, "checkpoint.bin", err);
   if (rc == AAL_OK)
+    fresh = stat(path, &st) != 0 && errno == ENOENT;
+  if (rc == AAL_OK && !fresh)
     rc = aal_checkpoint_load(&r.net, &step, path, err);
   if (rc == AAL_OK && (long)step > r.total_steps)
     rc = aal_fail(err, AAL_EINVAL, "%s is at step %llu, past the requested total %ld", path,
                   (unsigned long long)step, r.total_steps);
   double seconds = 0, unused;
-  if (rc == AAL_OK)
+  if (rc == AAL_OK && !fresh)
     rc = truncate_csv(run_dir, "metrics.csv", (long)step, &seconds, err);
-  if (rc == AAL_OK && r.o.li_every > 0)
+  if (rc == AAL_OK && !fresh && r.o.li_every > 0)
     rc = truncate_csv(run_dir, "li.csv", (long)step, &unused, err);
-  if (rc == AAL_OK && r.o.li_every > 0)
+  if (rc == AAL_OK && !fresh && r.o.li_every > 0)
     rc = truncate_csv(run_dir, "li_summary.csv", (long)step, &unused, err);
   if (rc == AAL_OK && total_steps > 0)
     rc = aal_train_config_write(&r, err);
   if (rc == AAL_OK)
-    rc = open_outputs(&r, "a", err);
-  if (rc == AAL_OK && log != NULL)
+    rc = open_outputs(&r, fresh ? "w" : "a", err);
+  if (rc == AAL_OK && log != NULL && fresh)
+    fprintf(log, "resuming %s: it has no checkpoint yet, so it starts again from step 0 of "
+            "%ld\n", run_dir, r.total_steps);
+  else if (rc == AAL_OK && log != NULL)
     fprintf(log, "resuming %s at step %llu of %ld\n", run_dir, (unsigned long long)step,
             r.total_steps);
   if (rc == AAL_OK)

@@ -46,7 +46,8 @@ int aal_train_batch(aal_train_run *r, long step, aal_error *err);
 int aal_train_pass(aal_train_run *r, long step, aal_resnet_pass *pass, aal_error *err);
 
 /* Locks run_dir/.lock for this process (the fd into *fd, -1 on failure); a directory another
- * writer holds is an error naming it.  aal_run_unlock(fd) releases it (-1: nothing). */
+ * writer holds is an error naming it.  Once locked, removes the NAME.tmp.XXXXXX files a
+ * killed writer left beside the run's files.  aal_run_unlock(fd) releases it (-1: nothing). */
 int aal_run_lock(const char *run_dir, int *fd, aal_error *err);
 void aal_run_unlock(int fd);
 

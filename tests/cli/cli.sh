@@ -98,6 +98,15 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
     expect 1 "$tmp/r32 is in use" -- flock "$tmp/r32/.lock" "$AAL" train --resume "$tmp/r32" \
       --steps 5 --plain
   fi
+  # a run killed before its first checkpoint resumes from step 0; a killed writer's
+  # temporary files are removed when the run is next opened
+  mkdir -p "$tmp/r0"
+  sed 's/^backend = cpu32$/backend = ref/' "$tmp/r32/config" >"$tmp/r0/config"
+  : >"$tmp/r0/checkpoint.bin.tmp.AbC123"
+  : >"$tmp/r0/metrics.csv.tmp.xYz789"
+  expect 0 "no checkpoint yet, so it starts again from step 0" -- "$AAL" train --resume "$tmp/r0" --plain
+  expect 0 "^4," -- tail -1 "$tmp/r0/metrics.csv"
+  expect 0 "removed" -- sh -c "test ! -e '$tmp/r0/checkpoint.bin.tmp.AbC123' && test ! -e '$tmp/r0/metrics.csv.tmp.xYz789' && echo removed"
   expect 1 "nope" -- "$AAL" train --backend nope --data "$tmp/d4" --out "$tmp/rn" --batch 8 --steps 1
   expect 0 "loss" -- "$AAL" dump --backend cpu32 --data "$tmp/d4" --out "$tmp/dump32" --width 0.125 --batch 8
 else

@@ -1,0 +1,90 @@
+#!/bin/sh
+# The kill test (issue 15): a short run killed with SIGKILL at seeded random moments and
+# resumed each time ends byte-identical to the same run left alone: metrics.csv (every
+# column but the wall-clock seconds), li.csv, li_summary.csv and checkpoint.bin.  A kill
+# may land before the first checkpoint (the resume starts again from step 0) or while a
+# file is being replaced (its *.tmp.* file is removed by the next writer).
+# AAL_KILL_SEED=N repeats a run of kills; the seed is printed either way.
+set -u
+AAL=${AAL_BIN:-./aal}
+seed=${AAL_KILL_SEED:-$(date +%s)}
+kills_wanted=${AAL_KILL_COUNT:-20}
+tmp=$(mktemp -d)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+echo "kill.sh: seed $seed (AAL_KILL_SEED=$seed repeats it)"
+run="--cache $tmp/cache --width 0.125 --batch 4 --steps 12 --checkpoint-every 1 --li-every 2 --plain"
+
+# shellcheck disable=SC2086
+if ! "$AAL" train $run --out "$tmp/ref" >"$tmp/ref.log" 2>&1; then
+  echo "FAIL: the uninterrupted run"; cat "$tmp/ref.log"; exit 1
+fi
+start=$(date +%s%N)
+# shellcheck disable=SC2086
+"$AAL" train $run --out "$tmp/timed" >/dev/null 2>&1
+span=$((($(date +%s%N) - start) / 1000000))  # one whole run, in ms
+[ "$span" -gt 0 ] || span=1000
+
+# the moments: uniform in 0..span ms, from the seed
+awk -v s="$seed" -v n=${AAL_KILL_TRIES:-200} -v span="$span" \
+  'BEGIN { srand(s); for (i = 0; i < n; i++) printf "%.3f\n", rand() * span / 1000 }' \
+  >"$tmp/delays"
+
+# one session in DIR: a resume once DIR holds a run, else a fresh run; killed after DELAY
+# seconds unless it ends first.  Sets $status: 137 killed, else the exit status.
+session() {
+  if [ -f "$1/config" ]; then
+    "$AAL" train --resume "$1" --plain >>"$tmp/run.log" 2>&1 &
+  else
+    # shellcheck disable=SC2086
+    "$AAL" train $run --out "$1" >>"$tmp/run.log" 2>&1 &
+  fi
+  pid=$!
+  sleep "$2"
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  status=$?
+  echo "kill.sh: session of $1 after ${2}s: status $status" >>"$tmp/run.log"
+}
+
+# rounds of sessions, each round until its run ends by itself, until 10 kills landed
+fail=0
+kills=0
+tries=0
+round=0
+exec 3<"$tmp/delays"
+while [ "$kills" -lt "$kills_wanted" ] && [ "$fail" -eq 0 ]; do
+  round=$((round + 1))
+  dir="$tmp/run$round"
+  status=137
+  while [ "$status" -eq 137 ]; do
+    if ! read -r delay <&3; then
+      echo "FAIL: only $kills kills landed in $tries tries (seed $seed)"; exit 1
+    fi
+    tries=$((tries + 1))
+    session "$dir" "$delay"
+    [ "$status" -eq 137 ] && kills=$((kills + 1))
+  done
+  if [ "$status" -ne 0 ]; then
+    echo "FAIL: a session of $dir ended with status $status (seed $seed)"
+    tail -20 "$tmp/run.log"; exit 1
+  fi
+  cut -d, -f1-9 "$tmp/ref/metrics.csv" >"$tmp/ref.metrics"
+  cut -d, -f1-9 "$dir/metrics.csv" >"$tmp/run.metrics"
+  for f in ref.metrics:run.metrics ref/li.csv:$dir/li.csv ref/li_summary.csv:$dir/li_summary.csv \
+      ref/checkpoint.bin:$dir/checkpoint.bin; do
+    case ${f#*:} in /*) b=${f#*:} ;; *) b=$tmp/${f#*:} ;; esac
+    if ! cmp "$tmp/${f%%:*}" "$b"; then
+      echo "FAIL: $(basename "$b") of round $round differs from the uninterrupted run (seed $seed)"
+      fail=1
+    fi
+  done
+  left=$(find "$dir" -name '*.tmp.*' | wc -l)
+  if [ "$left" -ne 0 ]; then
+    echo "FAIL: $left *.tmp.* files left in $dir (seed $seed)"; fail=1
+  fi
+done
+exec 3<&-
+if [ "$fail" -ne 0 ]; then
+  tail -40 "$tmp/run.log"; exit 1
+fi
+echo "kill.sh: $kills kills in $tries sessions over $round runs, each byte-identical (seed $seed)"
