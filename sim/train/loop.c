@@ -115,10 +115,63 @@ static void progress(const aal_train_run *r, clock_state *c, long done, double l
   fflush(r->log);
 }
 
+/* The loss beyond which a run counts as diverged: 1e6 times ln(classes), the loss of a
+ * uniform guess (a fixed bound, so a resumed run stops where the whole run would). */
+static double loss_bound(const aal_train_run *r)
+{
+  return 1e6 * log((double)r->ds.classes);
+}
+
+static int diverged(const aal_train_run *r, long done, const char *what, aal_error *err)
+{
+  char path[PATH_MAX];
+  aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", NULL);
+  const int have = access(path, R_OK) == 0;
+  return aal_fail(err, AAL_ENUMERIC,
+                  "step %ld: %s: the run diverged and stops here; %s%s (try a lower --lr)",
+                  done, what,
+                  have ? "its last good checkpoint is kept in " : "no checkpoint was written yet",
+                  have ? path : "");
+}
+
+/* The first parameter (value or momentum) holding a non-finite number, or NULL. */
+static int first_non_finite(const aal_train_run *r, const char **name, aal_error *err)
+{
+  *name = NULL;
+  for (int i = 0; i < r->net.nparams && *name == NULL; i++) {
+    const aal_param *p = &r->net.params[i];
+    const aal_tensor *t[2] = {p->value, p->momentum};
+    for (int k = 0; k < 2 && *name == NULL; k++) {
+      if (t[k] == NULL)
+        continue;
+      aal_tensor *h = aal_tensor_host_view(t[k], err);
+      if (h == NULL)
+        return AAL_ENOMEM;
+      for (size_t j = 0; j < h->size; j++)
+        if (!isfinite(h->data[j])) {
+          *name = p->name;
+          break;
+        }
+      aal_tensor_release(h);
+    }
+  }
+  return AAL_OK;
+}
+
+/* Saves the checkpoint after step `done`, unless a parameter is no longer finite: then
+ * the run has diverged and the previous checkpoint is kept. */
 static int checkpoint(aal_train_run *r, long done, aal_error *err)
 {
   char path[PATH_MAX];
-  int rc = aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", err);
+  const char *bad = NULL;
+  int rc = first_non_finite(r, &bad, err);
+  if (rc == AAL_OK && bad != NULL) {
+    char what[160];
+    snprintf(what, sizeof what, "parameter %s is not finite after the update", bad);
+    return diverged(r, done, what, err);
+  }
+  if (rc == AAL_OK)
+    rc = aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", err);
   FILE *files[] = {r->metrics, r->li, r->li_summary};
   for (int i = 0; i < 3 && rc == AAL_OK; i++)
     if (files[i] != NULL && (fflush(files[i]) != 0 || fsync(fileno(files[i])) != 0))
@@ -129,16 +182,15 @@ static int checkpoint(aal_train_run *r, long done, aal_error *err)
   return rc;
 }
 
-static int diverged(const aal_train_run *r, long step, double loss, aal_error *err)
+static int loss_diverged(const aal_train_run *r, long s, double loss, aal_error *err)
 {
-  char path[PATH_MAX];
-  aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", NULL);
-  const int have = access(path, R_OK) == 0;
-  return aal_fail(err, AAL_ENUMERIC,
-                  "the loss is %g at step %ld: the run diverged and stops here; %s%s "
-                  "(try a lower --lr)", loss, step + 1,
-                  have ? "its last good checkpoint is kept in " : "no checkpoint was written yet",
-                  have ? path : "");
+  char what[160];
+  if (isfinite(loss))
+    snprintf(what, sizeof what, "the loss is %g, beyond 1e6 ln(%d classes) = %g", loss,
+             r->ds.classes, loss_bound(r));
+  else
+    snprintf(what, sizeof what, "the loss is %g", loss);
+  return diverged(r, s + 1, what, err);
 }
 
 /* One training step s; fills loss, accuracy and tape bytes. */
@@ -163,12 +215,12 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, 
     rc = aal_li_recorder_finish(&li, rc, err);
   if (rc == AAL_ENUMERIC) { /* non-finite logits: the same divergence, caught earlier */
     aal_tape_clear(tape);
-    return diverged(r, s, NAN, err);
+    return loss_diverged(r, s, NAN, err);
   }
   if (rc != AAL_OK)
     return rc;
-  if (!isfinite(*loss))
-    return diverged(r, s, *loss, err);
+  if (!(*loss <= loss_bound(r)))
+    return loss_diverged(r, s, *loss, err);
   *acc = (double)correct / r->o.batch;
   *bytes = aal_tape_bytes(tape);
   *bytes_f32 = aal_tape_bytes_f32(tape);

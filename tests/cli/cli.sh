@@ -107,6 +107,11 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
   expect 0 "no checkpoint yet, so it starts again from step 0" -- "$AAL" train --resume "$tmp/r0" --plain
   expect 0 "^4," -- tail -1 "$tmp/r0/metrics.csv"
   expect 0 "removed" -- sh -c "test ! -e '$tmp/r0/checkpoint.bin.tmp.AbC123' && test ! -e '$tmp/r0/metrics.csv.tmp.xYz789' && echo removed"
+  # divergence stops the run with exit 1 naming the step; the last checkpoint is kept
+  expect 1 "step 3: the loss is .* beyond 1e6 ln(4 classes) .*the run diverged.*$tmp/rdiv/checkpoint.bin" \
+    -- "$AAL" train --data "$tmp/d4" --out "$tmp/rdiv" --width 0.125 --batch 8 --steps 20 \
+    --lr 999 --warmup 0 --checkpoint-every 1 --plain
+  expect 0 "^2," -- tail -1 "$tmp/rdiv/metrics.csv"
   expect 1 "nope" -- "$AAL" train --backend nope --data "$tmp/d4" --out "$tmp/rn" --batch 8 --steps 1
   expect 0 "loss" -- "$AAL" dump --backend cpu32 --data "$tmp/d4" --out "$tmp/dump32" --width 0.125 --batch 8
 else
