@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAGIC "AALCKPT"
@@ -160,22 +162,55 @@ static int take(reader *r, void *out, size_t n, const char *what, aal_error *err
   return AAL_OK;
 }
 
+/* What a path that is not a regular file is, for a message. */
+static const char *file_kind(mode_t mode)
+{
+  if (S_ISDIR(mode))
+    return "a directory";
+  if (S_ISFIFO(mode))
+    return "a FIFO";
+  if (S_ISCHR(mode) || S_ISBLK(mode))
+    return "a device";
+  if (S_ISSOCK(mode))
+    return "a socket";
+  return "not a regular file";
+}
+
+/* The whole file: a regular file only (O_NONBLOCK: opening a FIFO does not wait for a
+ * writer; fstat then refuses it, as it refuses a directory or a device). */
 static int read_file(const char *path, unsigned char **data, size_t *len, aal_error *err)
 {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
+  *data = NULL;
+  *len = 0;
+  const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
     return aal_fail(err, AAL_EIO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
   int rc = AAL_OK;
-  long size = -1;
-  if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-    rc = aal_fail(err, AAL_EIO, "%s: cannot determine its size", path);
-  *data = rc == AAL_OK ? malloc(size > 0 ? (size_t)size : 1) : NULL;
-  if (rc == AAL_OK && *data == NULL)
-    rc = aal_fail(err, AAL_ENOMEM, "%s: cannot allocate %ld bytes", path, size);
-  if (rc == AAL_OK && fread(*data, 1, (size_t)size, f) != (size_t)size)
-    rc = aal_fail(err, AAL_EIO, "%s: read failed", path);
-  fclose(f);
-  *len = (size_t)size;
+  if (fstat(fd, &st) != 0)
+    rc = aal_fail(err, AAL_EIO, "%s: cannot stat: %s", path, strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    rc = aal_fail(err, AAL_EIO, "%s is %s, not a checkpoint file", path,
+                  file_kind(st.st_mode));
+  else if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX - 1)
+    rc = aal_fail(err, AAL_ENOMEM, "%s: %jd bytes cannot be held in memory", path,
+                  (intmax_t)st.st_size);
+  const size_t size = rc == AAL_OK ? (size_t)st.st_size : 0;
+  if (rc == AAL_OK && (*data = malloc(size > 0 ? size : 1)) == NULL)
+    rc = aal_fail(err, AAL_ENOMEM, "%s: cannot allocate %zu bytes", path, size);
+  size_t done = 0;
+  while (rc == AAL_OK && done < size) {
+    const ssize_t got = read(fd, *data + done, size - done);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      rc = aal_fail(err, AAL_EIO, "%s: read failed%s%s", path, got < 0 ? ": " : " (it shrank)",
+                    got < 0 ? strerror(errno) : "");
+    else
+      done += (size_t)got;
+  }
+  close(fd);
+  *len = done;
   return rc;
 }
 

@@ -107,6 +107,20 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
   expect 0 "no checkpoint yet, so it starts again from step 0" -- "$AAL" train --resume "$tmp/r0" --plain
   expect 0 "^4," -- tail -1 "$tmp/r0/metrics.csv"
   expect 0 "removed" -- sh -c "test ! -e '$tmp/r0/checkpoint.bin.tmp.AbC123' && test ! -e '$tmp/r0/metrics.csv.tmp.xYz789' && echo removed"
+  # a directory or a FIFO given as a checkpoint is refused at once, named
+  mkdir -p "$tmp/ckdir"
+  expect 1 "$tmp/ckdir is a directory, not a checkpoint file" -- timeout 30 "$AAL" dump \
+    --data "$tmp/d4" --out "$tmp/dumpdir" --width 0.125 --batch 8 --checkpoint "$tmp/ckdir"
+  cp -r "$tmp/r0" "$tmp/rdir"
+  rm "$tmp/rdir/checkpoint.bin" && mkdir "$tmp/rdir/checkpoint.bin"
+  expect 1 "$tmp/rdir/checkpoint.bin is a directory" -- timeout 30 "$AAL" train --resume "$tmp/rdir"
+  if command -v mkfifo >/dev/null 2>&1 && mkfifo "$tmp/ckfifo"; then
+    expect 1 "$tmp/ckfifo is a FIFO, not a checkpoint file" -- timeout 30 "$AAL" dump \
+      --data "$tmp/d4" --out "$tmp/dumpfifo" --width 0.125 --batch 8 --checkpoint "$tmp/ckfifo"
+    cp -r "$tmp/r0" "$tmp/rfifo"
+    rm "$tmp/rfifo/checkpoint.bin" && mkfifo "$tmp/rfifo/checkpoint.bin"
+    expect 1 "$tmp/rfifo/checkpoint.bin is a FIFO" -- timeout 30 "$AAL" train --resume "$tmp/rfifo"
+  fi
   # divergence stops the run with exit 1 naming the step; the last checkpoint is kept
   expect 1 "step 3: the loss is .* beyond 1e6 ln(4 classes) .*the run diverged.*$tmp/rdiv/checkpoint.bin" \
     -- "$AAL" train --data "$tmp/d4" --out "$tmp/rdiv" --width 0.125 --batch 8 --steps 20 \
