@@ -214,7 +214,8 @@ static int read_file(const char *path, unsigned char **data, size_t *len, aal_er
   return rc;
 }
 
-static int load_tensor(reader *r, aal_resnet *net, aal_error *err)
+/* seen[i]: parameter i of the network was read already (a tensor twice is refused). */
+static int load_tensor(reader *r, aal_resnet *net, unsigned char *seen, aal_error *err)
 {
   uint32_t name_len = 0, ndim = 0;
   char name[AAL_PARAM_NAME_LEN];
@@ -230,6 +231,10 @@ static int load_tensor(reader *r, aal_resnet *net, aal_error *err)
   if (p == NULL)
     return aal_fail(err, AAL_EFORMAT, "%s: tensor '%s' is not a parameter of this network",
                     r->path, name);
+  if (seen[p - net->params])
+    return aal_fail(err, AAL_EFORMAT, "%s: tensor '%s' appears twice (so another tensor is "
+                    "missing)", r->path, name);
+  seen[p - net->params] = 1;
   if ((rc = take(r, &ndim, 4, "a rank", err)) != AAL_OK)
     return rc;
   if ((int)ndim != p->value->ndim)
@@ -285,8 +290,12 @@ static int parse(reader *r, aal_resnet *net, uint64_t *step, aal_error *err)
   if ((int)count != net->nparams)
     return aal_fail(err, AAL_EFORMAT, "%s: %u tensors, the network has %d (another "
                     "configuration?)", r->path, count, net->nparams);
+  unsigned char *seen = calloc((size_t)count + 1, 1);
+  if (seen == NULL)
+    return aal_fail(err, AAL_ENOMEM, "%s: out of memory", r->path);
   for (uint32_t i = 0; i < count && rc == AAL_OK; i++)
-    rc = load_tensor(r, net, err);
+    rc = load_tensor(r, net, seen, err);
+  free(seen);
   if (rc == AAL_OK && r->pos != r->len)
     rc = aal_fail(err, AAL_EFORMAT, "%s: %zu unexpected bytes at the end", r->path,
                   r->len - r->pos);

@@ -16,7 +16,8 @@
 int aal_checkpoint_save(const aal_resnet *net, uint64_t step, const char *path,
                         aal_error *err);
 /* Loads into a network built with the same configuration: every name must be present
- * with the same shape (errors name the file and the tensor).  A bad checksum, a short
+ * once with the same shape (errors name the file and the tensor; a tensor given twice,
+ * and so another missing, is AAL_EFORMAT naming it).  A bad checksum, a short
  * file or an unknown version is AAL_EFORMAT; a path that is not a regular file (a
  * directory, a FIFO) is AAL_EIO naming it, found before anything is read. */
 int aal_checkpoint_load(aal_resnet *net, uint64_t *step, const char *path, aal_error *err);

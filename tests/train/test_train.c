@@ -560,6 +560,71 @@ static int npy_parse(const char *buf, size_t len, npy *out)
   return 1;
 }
 
+/* The byte length of the tensor record at buf + at in a checkpoint (checkpoint.h). */
+static size_t record_len(const unsigned char *buf, size_t at)
+{
+  uint32_t name_len, ndim;
+  memcpy(&name_len, buf + at, 4);
+  size_t pos = at + 4 + name_len;
+  memcpy(&ndim, buf + pos, 4);
+  pos += 4;
+  uint64_t size = 1;
+  for (uint32_t d = 0; d < ndim; d++, pos += 8) {
+    uint64_t extent;
+    memcpy(&extent, buf + pos, 8);
+    size *= extent;
+  }
+  const unsigned char has_momentum = buf[pos];
+  pos += 1 + (size_t)size * sizeof(double) * (1u + has_momentum);
+  return pos - at;
+}
+
+START_TEST(test_checkpoint_duplicate_tensor)
+{
+  aal_resnet net;
+  aal_resnet_config cfg;
+  aal_error err;
+  char path[512];
+  aal_resnet_config_default(&cfg);
+  aal_resnet_config_set_width(&cfg, 0.125, &err);
+  cfg.classes = 4;
+  ck_assert_int_eq(aal_resnet_init(&net, &cfg, 3, &err), AAL_OK);
+  snprintf(path, sizeof path, "%s/ckpt-dup.bin", root);
+  ck_assert_int_eq(aal_checkpoint_save(&net, 5, path, &err), AAL_OK);
+  size_t len;
+  unsigned char *buf = (unsigned char *)slurp(path, &len);
+  ck_assert_ptr_nonnull(buf);
+  /* the same count of tensors, the first one twice in place of the second */
+  const size_t header = 8 + 4 + 8 + 4, first = record_len(buf, header),
+               second = record_len(buf, header + first);
+  const size_t out_len = len - second + first;
+  unsigned char *out = malloc(out_len);
+  ck_assert_ptr_nonnull(out);
+  memcpy(out, buf, header + first);
+  memcpy(out + header + first, buf + header, first);
+  memcpy(out + header + 2 * first, buf + header + first + second,
+         len - 8 - (header + first + second));
+  const uint64_t sum = aal_data_fnv1a64(AAL_FNV1A64_INIT, out, out_len - 8);
+  memcpy(out + out_len - 8, &sum, 8);
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(out, 1, out_len, f), out_len);
+  fclose(f);
+  char name[64] = {0};
+  uint32_t name_len;
+  memcpy(&name_len, buf + header, 4);
+  ck_assert_uint_lt(name_len, sizeof name);
+  memcpy(name, buf + header + 4, name_len);
+  uint64_t step = 0;
+  ck_assert_int_eq(aal_checkpoint_load(&net, &step, path, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, name) && strstr(err.msg, "twice") && strstr(err.msg, path),
+                "%s", err.msg);
+  free(out);
+  free(buf);
+  aal_resnet_free(&net);
+}
+END_TEST
+
 START_TEST(test_dump_npy)
 {
   aal_dump_opts o;
@@ -645,6 +710,7 @@ int main(void)
   tcase_add_test(tc, test_config_round_trip);
   tcase_add_test(tc, test_divergence_keeps_checkpoint);
   tcase_add_test(tc, test_checkpoint_corruption);
+  tcase_add_test(tc, test_checkpoint_duplicate_tensor);
   tcase_add_test(tc, test_dump_npy);
   suite_add_tcase(s, tc);
   const int status = aal_check_run(s);
