@@ -4,6 +4,7 @@
 # column but the wall-clock seconds), li.csv, li_summary.csv and checkpoint.bin.  A kill
 # may land before the first checkpoint (the resume starts again from step 0) or while a
 # file is being replaced (its *.tmp.* file is removed by the next writer).
+# Then two writers started together on one directory: one is refused, the run intact.
 # AAL_KILL_SEED=N repeats a run of kills; the seed is printed either way.
 set -u
 AAL=${AAL_BIN:-./aal}
@@ -86,5 +87,30 @@ done
 exec 3<&-
 if [ "$fail" -ne 0 ]; then
   tail -40 "$tmp/run.log"; exit 1
+fi
+# two writers started together on one directory: one runs, the other is refused (the
+# lock, or the config the first wrote), and the run is the one left alone
+compare() {
+  cut -d, -f1-9 "$1/metrics.csv" >"$tmp/run.metrics"
+  for f in li.csv li_summary.csv checkpoint.bin; do
+    cmp "$tmp/ref/$f" "$1/$f" || return 1
+  done
+  cmp "$tmp/ref.metrics" "$tmp/run.metrics"
+}
+# shellcheck disable=SC2086
+"$AAL" train $run --out "$tmp/pair" >"$tmp/pair1.log" 2>&1 &
+p1=$!
+# shellcheck disable=SC2086
+"$AAL" train $run --out "$tmp/pair" >"$tmp/pair2.log" 2>&1 &
+p2=$!
+wait "$p1"; s1=$?
+wait "$p2"; s2=$?
+if [ $((s1 + s2)) -ne 1 ] || ! cat "$tmp/pair1.log" "$tmp/pair2.log" |
+    grep -q "is in use\|already holds a run"; then
+  echo "FAIL: two writers of one directory exited $s1 and $s2, want 0 and 1"
+  cat "$tmp/pair1.log" "$tmp/pair2.log"; exit 1
+fi
+if ! compare "$tmp/pair"; then
+  echo "FAIL: the run two writers were started on differs from the run left alone"; exit 1
 fi
 echo "kill.sh: $kills kills in $tries sessions over $round runs, each byte-identical (seed $seed)"
