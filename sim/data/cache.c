@@ -284,6 +284,29 @@ static int write_split(FILE *f, const aal_data_split *sp, int pass_crc, aal_data
   return 0;
 }
 
+/* Whether path may be replaced by a cache: it does not exist, or it is a regular file
+ * that begins with the cache's magic (a stale or damaged cache).  Any other file (a
+ * --cache naming the tree's wnids.txt, a directory, a FIFO) is left alone. */
+static int replaceable(const char *path, aal_error *err)
+{
+  const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? AAL_OK
+                           : aal_fail(err, AAL_EIO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat sb;
+  unsigned char magic[8];
+  int rc = AAL_OK;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+    rc = aal_fail(err, AAL_EIO, "%s is not a regular file; it is not replaced by a cache",
+                  path);
+  else if (read(fd, magic, sizeof magic) != (ssize_t)sizeof magic ||
+           memcmp(magic, CACHE_MAGIC, 8) != 0)
+    rc = aal_fail(err, AAL_EIO, "%s exists and is not an aal data cache; it is left as it "
+                  "is (give --cache another path)", path);
+  close(fd);
+  return rc;
+}
+
 /* Writes ds to path atomically: a temp file in the same directory, fwrite, fflush,
  * fsync, rename, then fsync of the directory so that the rename itself is durable. */
 static int write_cache(const char *path, const aal_data_set *ds, aal_data_crc32 *crc,
@@ -296,6 +319,9 @@ static int write_cache(const char *path, const aal_data_set *ds, aal_data_crc32 
   write_split(NULL, &ds->train, 1, crc);
   write_split(NULL, &ds->val, 1, crc);
   h.payload_crc = crc->crc;
+  const int rc = replaceable(path, err);
+  if (rc != AAL_OK)
+    return rc;
   unsigned char b[HEADER_BYTES];
   header_encode(&h, b, crc);
 

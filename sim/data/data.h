@@ -79,7 +79,9 @@ int aal_data_read_tree(const char *dir, aal_data_set *ds, FILE *log, aal_error *
  * (equal to the tree's current one) and its checksums all verify; otherwise the tree is
  * decoded and the cache rewritten atomically (temp file in the same directory, fsync,
  * rename).  The reason for a rebuild is written to log.  Failing to write the cache is
- * not an error (ds->cache_written says so). */
+ * not an error (ds->cache_written says so).  An existing cache_path is replaced only when
+ * it is a regular file beginning with the cache's magic: any other file (the tree's
+ * wnids.txt given as --cache, say) is left as it is, with a warning naming it. */
 int aal_data_load(const char *dir, const char *cache_path, aal_data_set *ds, FILE *log,
                   aal_error *err);
 

@@ -620,6 +620,21 @@ START_TEST(test_cache)
   ck_assert(strstr(log, "warning") != NULL);
   aal_data_free(&ds);
 
+  /* a cache path naming a file that is not a cache (the tree's own wnids.txt): the load
+   * succeeds, the file is left as it was, and the warning names it */
+  path_of(p, sizeof p, &t, "wnids.txt");
+  long before_len, after_len;
+  unsigned char *before = slurp(p, &before_len);
+  load_cached(&t, p, &ds, log, sizeof log);
+  ck_assert_int_eq(ds.cache_written, 0);
+  ck_assert_msg(strstr(log, p) && strstr(log, "not an aal data cache"), "log: %s", log);
+  aal_data_free(&ds);
+  unsigned char *after = slurp(p, &after_len);
+  ck_assert_int_eq(before_len, after_len);
+  ck_assert(memcmp(before, after, (size_t)before_len) == 0);
+  free(before);
+  free(after);
+
   aal_data_free(&ref);
   tree_free(&t);
 }
