@@ -87,9 +87,9 @@ int aal_dump(const aal_dump_opts *d, FILE *log, aal_error *err)
   o.blocks = d->blocks;
   o.seed = d->seed;
   o.backend = d->backend;
+  if (d->step < 0 || d->step >= LONG_MAX)
+    return aal_fail(err, AAL_EINVAL, "--step %ld must be in 0..%ld", d->step, LONG_MAX - 1);
   o.steps = d->step + 1;
-  if (d->step < 0)
-    return aal_fail(err, AAL_EINVAL, "--step %ld must be >= 0", d->step);
   aal_train_run r;
   int rc = aal_train_run_open(&r, &o, log, err);
   uint64_t ckpt_step = 0;

@@ -445,7 +445,7 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
     fresh = stat(path, &st) != 0 && errno == ENOENT;
   if (rc == AAL_OK && !fresh)
     rc = aal_checkpoint_load(&r.net, &step, path, err);
-  if (rc == AAL_OK && (long)step > r.total_steps)
+  if (rc == AAL_OK && step > (uint64_t)r.total_steps)
     rc = aal_fail(err, AAL_EINVAL, "%s is at step %llu, past the requested total %ld", path,
                   (unsigned long long)step, r.total_steps);
   double seconds = 0, unused;

@@ -1,5 +1,6 @@
 #include "sim/train/npy.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,15 @@ static int write_npy(const char *path, const char *descr, int ndim, const size_t
   if (path == NULL || (ndim > 0 && shape == NULL) || data == NULL || ndim < 0 || ndim > 8)
     return aal_fail(err, AAL_EINVAL, "npy: bad arguments for %s", path ? path : "(null)");
   size_t count = 1;
-  for (int d = 0; d < ndim; d++)
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] != 0 && count > SIZE_MAX / shape[d])
+      return aal_fail(err, AAL_EINVAL, "npy: the shape of %s overflows its element count at "
+                      "dimension %d (%zu)", path, d, shape[d]);
     count *= shape[d];
+  }
+  if (count > (SIZE_MAX - 4096) / elem_size)
+    return aal_fail(err, AAL_EINVAL, "npy: %zu elements of %s overflow its byte count", count,
+                    path);
   char dict[512];
   int n = header_dict(dict, sizeof dict, descr, ndim, shape);
   if (n < 0)

@@ -10,7 +10,8 @@
 
 #include "sim/core/error.h"
 
-/* Writes float64 (descr '<f8') or int64 ('<i8') data atomically.  ndim 0..8. */
+/* Writes float64 (descr '<f8') or int64 ('<i8') data atomically.  ndim 0..8; a shape
+ * whose element or byte count overflows size_t is AAL_EINVAL naming the file. */
 int aal_npy_write_f64(const char *path, int ndim, const size_t *shape, const double *data,
                       aal_error *err);
 int aal_npy_write_i64(const char *path, int ndim, const size_t *shape, const int64_t *data,

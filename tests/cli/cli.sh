@@ -121,6 +121,9 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
     rm "$tmp/rfifo/checkpoint.bin" && mkfifo "$tmp/rfifo/checkpoint.bin"
     expect 1 "$tmp/rfifo/checkpoint.bin is a FIFO" -- timeout 30 "$AAL" train --resume "$tmp/rfifo"
   fi
+  # a step whose successor overflows is refused, named
+  expect 1 "step 9223372036854775807 must be in 0..9223372036854775806" -- "$AAL" dump \
+    --data "$tmp/d4" --out "$tmp/dumpbig" --width 0.125 --batch 8 --step 9223372036854775807
   # divergence stops the run with exit 1 naming the step; the last checkpoint is kept
   expect 1 "step 3: the loss is .* beyond 1e6 ln(4 classes) .*the run diverged.*$tmp/rdiv/checkpoint.bin" \
     -- "$AAL" train --data "$tmp/d4" --out "$tmp/rdiv" --width 0.125 --batch 8 --steps 20 \

@@ -625,6 +625,24 @@ START_TEST(test_checkpoint_duplicate_tensor)
 }
 END_TEST
 
+START_TEST(test_npy_shape_overflow)
+{
+  aal_error err;
+  char path[512];
+  const double data[4] = {0};
+  snprintf(path, sizeof path, "%s/overflow.npy", root);
+  /* 2^62 x 8 elements: the count wraps to 0 in size_t */
+  const size_t shape[2] = {((size_t)SIZE_MAX >> 2) + 1, 8};
+  aal_error_clear(&err);
+  ck_assert_int_eq(aal_npy_write_f64(path, 2, shape, data, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, path) && strstr(err.msg, "overflow"), "%s", err.msg);
+  const size_t big[1] = {SIZE_MAX / 4};  /* the count fits, its bytes do not */
+  ck_assert_int_eq(aal_npy_write_f64(path, 1, big, data, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "overflow"), "%s", err.msg);
+  ck_assert_int_eq(access(path, F_OK), -1);
+}
+END_TEST
+
 START_TEST(test_dump_npy)
 {
   aal_dump_opts o;
@@ -712,6 +730,7 @@ int main(void)
   tcase_add_test(tc, test_checkpoint_corruption);
   tcase_add_test(tc, test_checkpoint_duplicate_tensor);
   tcase_add_test(tc, test_dump_npy);
+  tcase_add_test(tc, test_npy_shape_overflow);
   suite_add_tcase(s, tc);
   const int status = aal_check_run(s);
   if (!remove_tree(root))
