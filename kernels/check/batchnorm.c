@@ -96,41 +96,84 @@ static void bn_forward_bounds(kc_run *run, kc_case *k, double *by, double *bm, d
   }
 }
 
-int kc_bn_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
+/* Forward declarations: the fused op's call and its comparison with the unfused ops. */
+static int bn_relu_forward_call(const aal_backend *be, int v, kc_case *k, aal_error *err);
+static int bn_relu_forward_unfused(kc_run *run, kc_case *k, kc_row *row);
+
+/* z_ref [n, c, hw] in double from the reference's mean and invstd, as
+ * sim/layers/batchnorm.c computes it: where a mask bit may tie. */
+static void bn_z_ref(const kc_case *k, int im, double *z)
+{
+  const kc_shape *sh = k->sh;
+  const size_t nx = (size_t)sh->a * sh->b * sh->c, nc = (size_t)sh->b;
+  const double *x = k->buf[0].val[KC_REF], *g = k->buf[1].val[KC_REF];
+  const double *b = k->buf[2].val[KC_REF], *m = k->buf[im].val[KC_REF];
+  const double *is = k->buf[im + 1].val[KC_REF];
+  for (size_t i = 0; i < nx; i++) {
+    const size_t ch = (i / (size_t)sh->c) % nc;
+    z[i] = (x[i] - m[ch]) * (g[ch] * is[ch]) + b[ch];
+  }
+}
+
+/* bn_forward, and with relu the fused bn_relu_forward: the same bounds (y = max(z, 0) is
+ * 1-Lipschitz, so z's bound holds for y); a mask bit may differ from the reference only
+ * where |z_ref| is within that bound of 0 (a tie), and the fused op must equal the
+ * unfused ops bit for bit. */
+static int bn_train_case(kc_run *run, const kc_shape *sh, kc_row *row, int relu)
 {
   const size_t nx = (size_t)sh->a * sh->b * sh->c, nc = (size_t)sh->b;
+  const int im = relu ? 5 : 4; /* the statistics follow y, and the mask if there is one */
   kc_case k = {.sh = sh, .eps = AAL_BN_EPS};
   kc_add(&k, "x", KC_IN, nx, 0);
   kc_add(&k, "gamma", KC_IN, nc, 0);
   kc_add(&k, "beta", KC_IN, nc, 0);
   kc_add(&k, "y", KC_OUT, nx, 0);
+  if (relu)
+    kc_add(&k, "mask", KC_OUT, nx, 1);
   kc_add(&k, "mean", KC_OUT, nc, 0);
   kc_add(&k, "invstd", KC_OUT, nc, 0);
   kc_add(&k, "var", KC_OUT, nc, 0);
-  double *by = NULL, *bm = NULL, *bi = NULL, *bv = NULL;
+  double *by = NULL, *bm = NULL, *bi = NULL, *bv = NULL, *z = NULL;
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK && ((by = kc_bounds(run, nx)) == NULL || (bm = kc_bounds(run, nc)) == NULL ||
-                       (bi = kc_bounds(run, nc)) == NULL || (bv = kc_bounds(run, nc)) == NULL))
+                       (bi = kc_bounds(run, nc)) == NULL || (bv = kc_bounds(run, nc)) == NULL ||
+                       (relu && (z = kc_bounds(run, nx)) == NULL)))
     rc = AAL_ENOMEM;
   if (rc == AAL_OK) {
     fill_bn_x(run, &k.buf[0], sh->a, sh->b, sh->c);
     kc_fill_sym(run, &k.buf[1], 1.0);
     kc_fill_sym(run, &k.buf[2], 1.0);
-    rc = kc_execute(run, &k, bn_forward_call, 0, row, &ran);
+    rc = kc_execute(run, &k, relu ? bn_relu_forward_call : bn_forward_call, 0, row, &ran);
   }
   if (rc == AAL_OK && ran) {
-    bn_forward_bounds(run, &k, by, bm, bi, bv);
+    bn_forward_bounds(run, &k, by, bm, bi, bv); /* reads x, gamma, beta: buffers 0-2 */
     kc_check_bound(row, &k.buf[3], by, 0);
-    kc_check_bound(row, &k.buf[4], bm, 0);
-    kc_check_bound(row, &k.buf[5], bi, 0);
-    kc_check_bound(row, &k.buf[6], bv, 0);
+    size_t ties = 0;
+    if (relu) {
+      bn_z_ref(&k, im, z);
+      ties = kc_check_bits_ties(row, &k.buf[4], z, by);
+    }
+    kc_check_bound(row, &k.buf[im], bm, 0);
+    kc_check_bound(row, &k.buf[im + 1], bi, 0);
+    kc_check_bound(row, &k.buf[im + 2], bv, 0);
+    if (relu)
+      rc = bn_relu_forward_unfused(run, &k, row);
+    if (ties > 0 && row->note[0] == '\0')
+      snprintf(row->note, sizeof row->note, "%zu mask ties (|z_ref| within the bound of 0)",
+               ties);
   }
   free(by);
   free(bm);
   free(bi);
   free(bv);
+  free(z);
   kc_free(run, &k);
   return rc;
+}
+
+int kc_bn_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
+{
+  return bn_train_case(run, sh, row, 0);
 }
 
 static int bn_forward_eval_call(const aal_backend *be, int v, kc_case *k, aal_error *err)
@@ -327,60 +370,9 @@ static int bn_relu_forward_unfused(kc_run *run, kc_case *k, kc_row *row)
   return rc;
 }
 
-/* The bounds of bn_forward (y = max(z, 0) is 1-Lipschitz, so z's bound holds for y);
- * a mask bit may differ from the reference only where |z_ref| is within that bound of 0
- * (a tie: z_ref recomputed in double from the reference's mean and invstd, as
- * sim/layers/batchnorm.c computes it). */
 int kc_bn_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
-  const size_t nx = (size_t)sh->a * sh->b * sh->c, nc = (size_t)sh->b;
-  kc_case k = {.sh = sh, .eps = AAL_BN_EPS};
-  kc_add(&k, "x", KC_IN, nx, 0);
-  kc_add(&k, "gamma", KC_IN, nc, 0);
-  kc_add(&k, "beta", KC_IN, nc, 0);
-  kc_add(&k, "y", KC_OUT, nx, 0);
-  kc_add(&k, "mask", KC_OUT, nx, 1);
-  kc_add(&k, "mean", KC_OUT, nc, 0);
-  kc_add(&k, "invstd", KC_OUT, nc, 0);
-  kc_add(&k, "var", KC_OUT, nc, 0);
-  double *by = NULL, *bm = NULL, *bi = NULL, *bv = NULL, *z = NULL;
-  int ran = 0, rc = kc_alloc(run, &k);
-  if (rc == AAL_OK && ((by = kc_bounds(run, nx)) == NULL || (bm = kc_bounds(run, nc)) == NULL ||
-                       (bi = kc_bounds(run, nc)) == NULL || (bv = kc_bounds(run, nc)) == NULL ||
-                       (z = kc_bounds(run, nx)) == NULL))
-    rc = AAL_ENOMEM;
-  if (rc == AAL_OK) {
-    fill_bn_x(run, &k.buf[0], sh->a, sh->b, sh->c);
-    kc_fill_sym(run, &k.buf[1], 1.0);
-    kc_fill_sym(run, &k.buf[2], 1.0);
-    rc = kc_execute(run, &k, bn_relu_forward_call, 0, row, &ran);
-  }
-  if (rc == AAL_OK && ran) {
-    bn_forward_bounds(run, &k, by, bm, bi, bv); /* reads x, gamma, beta: buffers 0-2 */
-    const double *x = k.buf[0].val[KC_REF], *g = k.buf[1].val[KC_REF];
-    const double *b = k.buf[2].val[KC_REF], *m = k.buf[5].val[KC_REF];
-    const double *is = k.buf[6].val[KC_REF];
-    for (size_t i = 0; i < nx; i++) {
-      const size_t ch = (i / (size_t)sh->c) % nc;
-      z[i] = (x[i] - m[ch]) * (g[ch] * is[ch]) + b[ch];
-    }
-    kc_check_bound(row, &k.buf[3], by, 0);
-    const size_t ties = kc_check_bits_ties(row, &k.buf[4], z, by);
-    kc_check_bound(row, &k.buf[5], bm, 0);
-    kc_check_bound(row, &k.buf[6], bi, 0);
-    kc_check_bound(row, &k.buf[7], bv, 0);
-    rc = bn_relu_forward_unfused(run, &k, row);
-    if (ties > 0 && row->note[0] == '\0')
-      snprintf(row->note, sizeof row->note, "%zu mask ties (|z_ref| within the bound of 0)",
-               ties);
-  }
-  free(by);
-  free(bm);
-  free(bi);
-  free(bv);
-  free(z);
-  kc_free(run, &k);
-  return rc;
+  return bn_train_case(run, sh, row, 1);
 }
 
 /* ---- bn_relu_backward */
