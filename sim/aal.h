@@ -17,5 +17,6 @@
 #include "sim/train/npy.h"
 #include "sim/data/data.h"
 #include "sim/model/li_record.h"
+#include "sim/model/align.h"
 
 #endif

@@ -37,7 +37,7 @@ typedef struct {
   double width;       /* width multiplier (default 1: ResNet-18) */
   const char *rules;  /* space-separated rule texts (default "bp ara:2,2,2,2 asa:2,2,2,2") */
   unsigned long seed;
-  int li;             /* also time each step with the learning indicator recorded */
+  int li;             /* also time each step with LI and alignment recorded */
   const char *backend;  /* ops of the step (sim/ops/ops.h): "ref" (default), "cpu32",
                            "cuda"; a float backend is also held against cblas_sgemm */
 } aal_bench_step_opts;

@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 
+#include "sim/model/align.h"
 #include "sim/model/li_record.h"
 #include "sim/model/memory.h"
 #include "sim/ops/ops.h"
@@ -53,14 +54,15 @@ static double step_flops(const aal_resnet *net, long batch)
   return total + 3.0 * 2.0 * (double)batch * (double)fc->size;
 }
 
-/* One step; with li_sink non-NULL the learning indicator is recorded into it, as
- * `aal train --li-every` does on the steps it measures. */
+/* One step; with li_sink non-NULL the learning indicator and the gradient alignment are
+ * recorded into it, as `aal train --li-every` does on the steps it measures. */
 static int one_step(aal_resnet *net, const aal_ops *ops, const aal_rule *rule,
                     const aal_tensor *x, const int *labels, unsigned long step, FILE *li_sink,
                     aal_error *err)
 {
   aal_resnet_pass pass;
   aal_li_recorder rec;
+  aal_align_recorder align;
   aal_tape *tape = aal_tape_new(err);
   double loss;
   int rc = tape ? aal_resnet_pass_init(&pass, net, rule, 1, step, err) : AAL_ENOMEM;
@@ -69,12 +71,16 @@ static int one_step(aal_resnet *net, const aal_ops *ops, const aal_rule *rule,
     rc = aal_resnet_move(net, aal_ops_or_ref(ops), err);
   if (rc == AAL_OK && li_sink != NULL)
     rc = aal_li_recorder_attach(&rec, &pass, li_sink, li_sink, (long)step, 0, err);
+  if (rc == AAL_OK && li_sink != NULL)
+    rc = aal_align_recorder_attach(&align, &pass, li_sink, (long)step, 0, err);
   if (rc == AAL_OK)
     rc = aal_resnet_forward(net, &pass, x, labels, tape, &loss, NULL, err);
   if (li_sink != NULL)
     rc = aal_li_recorder_finish(&rec, rc, err);
   if (rc == AAL_OK)
     rc = aal_resnet_backward(net, &pass, tape, labels, err);
+  if (li_sink != NULL)
+    rc = aal_align_recorder_finish(&align, rc, err);
   if (rc == AAL_OK)
     rc = aal_resnet_sgd_step_ops(net, ops, 1e-3, 0.9, 1e-4, err);
   aal_tape_free(tape);
@@ -192,7 +198,7 @@ static void print_rows(rule_bench *b, int nrules, const aal_bench_step_opts *o, 
   }
   fprintf(out, "\n(median of %d interleaved rounds; 'vs first' is the median of the per-round "
           "time ratios to the first rule;\n 'LI cost' the median extra time of the same step "
-          "with the learning indicator recorded)\n", o->repeats);
+          "with the learning indicator and the gradient alignment recorded)\n", o->repeats);
   free(ratio);
   free(copy);
 }

@@ -55,7 +55,7 @@ int aal_cmd_bench_step(int argc, char **argv)
       {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
       {"repeats", CLI_INT, &o.repeats, "interleaved rounds, one step per rule each (default 3)"},
       {"width", CLI_DOUBLE, &o.width, "width multiplier of ResNet-18 (default 1)"},
-      {"li", CLI_FLAG, &o.li, "also time each step with the learning indicator recorded"},
+      {"li", CLI_FLAG, &o.li, "also time each step with the LI and gradient alignment recorded"},
       {"dgemm-n", CLI_INT, &o.dgemm_n, "size of the reference dgemm (default 2048)"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
       {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},

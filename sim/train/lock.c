@@ -17,7 +17,7 @@
 static int stale_tmp(const char *entry)
 {
   static const char *const names[] = {"config", "metrics.csv", "li.csv", "li_summary.csv",
-                                      "checkpoint.bin"};
+                                      "align.csv", "checkpoint.bin"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     const size_t n = strlen(names[i]);
     if (strncmp(entry, names[i], n) == 0 && strncmp(entry + n, ".tmp.", 5) == 0 &&

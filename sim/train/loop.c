@@ -11,6 +11,7 @@
 #include "sim/core/clock.h"
 #include "sim/train/checkpoint.h"
 #include "sim/layers/layers.h"
+#include "sim/model/align.h"
 #include "sim/model/li_record.h"
 #include "sim/train/train_internal.h"
 
@@ -172,8 +173,8 @@ static int checkpoint(aal_train_run *r, long done, aal_error *err)
   }
   if (rc == AAL_OK)
     rc = aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", err);
-  FILE *files[] = {r->metrics, r->li, r->li_summary};
-  for (int i = 0; i < 3 && rc == AAL_OK; i++)
+  FILE *files[] = {r->metrics, r->li, r->li_summary, r->align};
+  for (int i = 0; i < 4 && rc == AAL_OK; i++)
     if (files[i] != NULL && (fflush(files[i]) != 0 || fsync(fileno(files[i])) != 0))
       rc = aal_fail(err, AAL_EIO, "%s: cannot flush a CSV file: %s", r->out_dir,
                     strerror(errno));
@@ -205,26 +206,33 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, 
   if (rc == AAL_OK)
     rc = aal_train_pass(r, s, &pass, err);
   aal_li_recorder li;
+  aal_align_recorder align;
   const int measure = r->o.li_every > 0 && s % r->o.li_every == 0;
+  const int bp = r->rule.kind == AAL_RULE_BP;
   if (rc == AAL_OK && measure)
-    rc = aal_li_recorder_attach(&li, &pass, r->li, r->li_summary, s, r->rule.kind == AAL_RULE_BP,
-                                err);
+    rc = aal_li_recorder_attach(&li, &pass, r->li, r->li_summary, s, bp, err);
+  if (rc == AAL_OK && measure)
+    rc = aal_align_recorder_attach(&align, &pass, r->align, s, bp, err);
   if (rc == AAL_OK)
     rc = aal_resnet_forward(&r->net, &pass, r->x, r->labels, tape, loss, &correct, err);
   if (measure)
     rc = aal_li_recorder_finish(&li, rc, err);
-  if (rc == AAL_ENUMERIC) { /* non-finite logits: the same divergence, caught earlier */
-    aal_tape_clear(tape);
-    return loss_diverged(r, s, NAN, err);
+  if (rc == AAL_ENUMERIC) /* non-finite logits: the same divergence, caught earlier */
+    rc = loss_diverged(r, s, NAN, err);
+  else if (rc == AAL_OK && !(*loss <= loss_bound(r)))
+    rc = loss_diverged(r, s, *loss, err);
+  if (rc == AAL_OK) {
+    *acc = (double)correct / r->o.batch;
+    *bytes = aal_tape_bytes(tape);
+    *bytes_f32 = aal_tape_bytes_f32(tape);
+    rc = aal_resnet_backward(&r->net, &pass, tape, r->labels, err);
   }
-  if (rc != AAL_OK)
+  if (measure)
+    rc = aal_align_recorder_finish(&align, rc, err);
+  if (rc != AAL_OK) {
+    aal_tape_clear(tape);
     return rc;
-  if (!(*loss <= loss_bound(r)))
-    return loss_diverged(r, s, *loss, err);
-  *acc = (double)correct / r->o.batch;
-  *bytes = aal_tape_bytes(tape);
-  *bytes_f32 = aal_tape_bytes_f32(tape);
-  rc = aal_resnet_backward(&r->net, &pass, tape, r->labels, err);
+  }
   if (rc == AAL_OK)
     rc = aal_resnet_sgd_step_ops(&r->net, r->ops.table, aal_train_lr(r, s), r->o.momentum,
                                  r->o.weight_decay, err);
@@ -293,6 +301,12 @@ static int open_outputs(aal_train_run *r, const char *mode, aal_error *err)
     fputs(METRICS_HEADER, r->metrics);
   if (rc == AAL_OK && r->o.li_every > 0)
     rc = aal_li_files_open(r->out_dir, mode, &r->li, &r->li_summary, err);
+  if (rc == AAL_OK && r->o.li_every > 0)
+    rc = aal_train_path(path, sizeof path, r->out_dir, "align.csv", err);
+  if (rc == AAL_OK && r->o.li_every > 0 && (r->align = fopen(path, mode)) == NULL)
+    rc = aal_fail(err, AAL_EIO, "%s: cannot open: %s", path, strerror(errno));
+  if (rc == AAL_OK && r->o.li_every > 0 && mode[0] == 'w')
+    fputs(AAL_ALIGN_CSV_HEADER, r->align);
   return rc;
 }
 
@@ -455,6 +469,8 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
     rc = truncate_csv(run_dir, "li.csv", (long)step, &unused, err);
   if (rc == AAL_OK && !fresh && r.o.li_every > 0)
     rc = truncate_csv(run_dir, "li_summary.csv", (long)step, &unused, err);
+  if (rc == AAL_OK && !fresh && r.o.li_every > 0)
+    rc = truncate_csv(run_dir, "align.csv", (long)step, &unused, err);
   if (rc == AAL_OK && total_steps > 0)
     rc = aal_train_config_write(&r, err);
   if (rc == AAL_OK)

@@ -182,8 +182,8 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
 
 void aal_train_run_close(aal_train_run *r)
 {
-  FILE *files[] = {r->metrics, r->li, r->li_summary};
-  for (int i = 0; i < 3; i++)
+  FILE *files[] = {r->metrics, r->li, r->li_summary, r->align};
+  for (int i = 0; i < 4; i++)
     if (files[i] != NULL)
       fclose(files[i]);
   if (r->net_ready)

@@ -33,7 +33,7 @@ typedef struct {
   aal_tensor *x;              /* [batch, 3, 64, 64] */
   int *labels;                /* [batch] */
   FILE *metrics, *log;
-  FILE *li, *li_summary;
+  FILE *li, *li_summary, *align;
 } aal_train_run;
 
 unsigned long aal_mix_seed(unsigned long seed, unsigned long what, unsigned long index);

@@ -1,7 +1,11 @@
 /* The learning indicator recorded during ResNet training (SPEC sections 2 and 4):
  * ASA's LI equals its closed form (2 eps ||x||_1 + eps^2 nnz(s)) / ||x + eps s||^2 for
  * every sample and conv; ARA with k = 1 (= BP) and BP give exactly 1; flip exactly -3;
- * the CSV rows are complete and the summary agrees with them. */
+ * the CSV rows are complete and the summary agrees with them.
+ * Gradient alignment (SPEC section 4b): the recorded cosine and projection equal those
+ * computed here from the rule's gradients and those of a separate BP forward/backward
+ * of the same state and batch; flip gives exactly -1, BP 1; recording changes no
+ * gradient. */
 #include <check.h>
 #include <float.h>
 #include <math.h>
@@ -222,6 +226,162 @@ START_TEST(test_exact_values)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ gradient alignment */
+
+typedef struct {
+  char layer[AAL_PARAM_NAME_LEN];
+  double cosine, projection, norm_rule, norm_bp;
+} align_row;
+
+/* Forward and backward of s (its pass as set up), with the alignment recorder when rows
+ * is not NULL; returns the rows read back from align.csv. */
+static size_t align_step(setup *s, int include_bp, align_row *rows)
+{
+  aal_error err;
+  aal_error_clear(&err);
+  FILE *out = rows != NULL ? tmpfile() : NULL;
+  aal_align_recorder rec;
+  if (rows != NULL)
+    ck_assert_int_eq(aal_align_recorder_attach(&rec, &s->pass, out, 2, include_bp, &err), AAL_OK);
+  aal_tape *tape = aal_tape_new(&err);
+  double loss;
+  int rc = aal_resnet_forward(&s->net, &s->pass, s->x, s->labels, tape, &loss, NULL, &err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_backward(&s->net, &s->pass, tape, s->labels, &err);
+  if (rows != NULL)
+    rc = aal_align_recorder_finish(&rec, rc, &err);
+  ck_assert_msg(rc == AAL_OK, "%s", err.msg);
+  aal_tape_free(tape);
+  s->pass.observer = (aal_resnet_observer){0};
+  if (rows == NULL)
+    return 0;
+  rewind(out);
+  char line[512];
+  size_t n = 0;
+  while (fgets(line, sizeof line, out) != NULL && n < MAXROWS) {
+    char *p = line;
+    ck_assert_uint_eq(strtoul(p, &p, 10), 3);
+    char *comma = strchr(++p, ',');
+    ck_assert_ptr_nonnull(comma);
+    snprintf(rows[n].layer, sizeof rows[n].layer, "%.*s", (int)(comma - p), p);
+    ck_assert_int_eq(sscanf(comma + 1, "%lf,%lf,%lf,%lf", &rows[n].cosine, &rows[n].projection,
+                            &rows[n].norm_rule, &rows[n].norm_bp), 4);
+    n++;
+  }
+  fclose(out);
+  return n;
+}
+
+static const aal_tensor *weight_grad(aal_resnet *net, const char *conv)
+{
+  char name[AAL_PARAM_NAME_LEN + 8];
+  snprintf(name, sizeof name, "%s.weight", conv);
+  const aal_param *p = aal_resnet_find(net, name);
+  ck_assert_msg(p != NULL && p->grad != NULL, "no parameter %s", name);
+  return p->grad;
+}
+
+/* |got - want| <= bound * |want|, NaN-safe, with the worst ratio kept */
+static void near(const char *what, const char *layer, double got, double want, double bound,
+                 double *worst)
+{
+  const double e = fabs(got - want) / fabs(want);
+  ck_assert_msg(e <= bound, "%s %s: recorded %.17g, by hand %.17g (rel %.3g > %.3g)", layer,
+                what, got, want, e, bound);
+  *worst = fmax(*worst, e / bound);
+}
+
+START_TEST(test_align_by_hand)
+{
+  const char *rules[] = {"ara:2,2,2,2", "noise", "ara:1,2,1,1"};
+  for (int t = 0; t < 3; t++) {
+    setup rule, bp;
+    setup_init(&rule, rules[t]);
+    setup_init(&bp, "bp");
+    align_row *rows = malloc(MAXROWS * sizeof *rows);
+    const size_t n = align_step(&rule, 0, rows);
+    align_step(&bp, 0, NULL);
+    size_t want_rows = 0;
+    for (int b = 0; b < rule.net.nblocks; b++)
+      want_rows += (rule.pass.plan.first_conv[b] != AAL_R_INPUT) *
+                       (1 + rule.net.blocks[b].has_downsample) +
+                   (rule.pass.plan.second_conv[b] != AAL_R_INPUT);
+    ck_assert_uint_eq(n, want_rows);
+    ck_assert_uint_gt(n, 0);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+      const aal_tensor *gr = weight_grad(&rule.net, rows[i].layer);
+      const aal_tensor *gb = weight_grad(&bp.net, rows[i].layer);
+      long double dot = 0, aa = 0, bb = 0, abs_dot = 0;
+      for (size_t k = 0; k < gr->size; k++) {
+        dot += (long double)gr->data[k] * gb->data[k];
+        abs_dot += fabsl((long double)gr->data[k] * gb->data[k]);
+        aa += (long double)gr->data[k] * gr->data[k];
+        bb += (long double)gb->data[k] * gb->data[k];
+      }
+      /* the recorder sums n products in double: relative error <= n u on the norms and
+       * n u sum|a b| / |<a, b>| on the dot; a few u more for sqrt, division and the
+       * %.17g round trip */
+      const double u = DBL_EPSILON / 2, m = (double)gr->size;
+      const double e_norm = m * u + 4 * u, e_dot = m * u * (double)(abs_dot / fabsl(dot)) + 4 * u;
+      near("norm_rule", rows[i].layer, rows[i].norm_rule, (double)sqrtl(aa), e_norm, &worst);
+      near("norm_bp", rows[i].layer, rows[i].norm_bp, (double)sqrtl(bb), e_norm, &worst);
+      near("cosine", rows[i].layer, rows[i].cosine, (double)(dot / sqrtl(aa * bb)),
+           e_dot + 2 * e_norm, &worst);
+      near("projection", rows[i].layer, rows[i].projection, (double)(dot / bb), e_dot + 2 * e_norm,
+           &worst);
+      ck_assert_msg(rows[i].cosine < 1 - 1e-6, "%s %s: cosine %.17g: r = h?", rules[t],
+                    rows[i].layer, rows[i].cosine);
+    }
+    fprintf(stderr, "%s: alignment of %zu convs vs a separate BP step, worst error/bound %.3g\n",
+            rules[t], n, worst);
+    free(rows);
+    setup_free(&rule);
+    setup_free(&bp);
+  }
+}
+END_TEST
+
+START_TEST(test_align_exact_and_inert)
+{
+  struct { const char *rule; int include_bp; double want; } cases[] = {
+      {"flip:all", 0, -1.0}, {"bp", 1, 1.0}, {"asa:all", 0, 0.0}};
+  for (int t = 0; t < 3; t++) {
+    setup a, b;
+    setup_init(&a, cases[t].rule);
+    setup_init(&b, cases[t].rule);
+    align_row *rows = malloc(MAXROWS * sizeof *rows);
+    const size_t n = align_step(&a, cases[t].include_bp, rows);
+    align_step(&b, 0, NULL);
+    ck_assert_uint_eq(n, (size_t)(2 * a.net.nblocks + 3 + cases[t].include_bp));
+    for (size_t i = 0; i < n && cases[t].want != 0; i++) {
+      /* r = -h (or h) through the same op: g_r = -g_h exactly, so <g_r, g_h> = -||g_h||^2
+       * and only the square roots of the cosine round */
+      ck_assert_msg(rows[i].projection == cases[t].want, "%s %s: projection %.17g",
+                    cases[t].rule, rows[i].layer, rows[i].projection);
+      ck_assert_msg(fabs(rows[i].cosine - cases[t].want) <= 4 * DBL_EPSILON,
+                    "%s %s: cosine %.17g", cases[t].rule, rows[i].layer, rows[i].cosine);
+      ck_assert(rows[i].norm_rule == rows[i].norm_bp);
+    }
+    for (size_t i = 0; i < n; i++)
+      ck_assert_msg(fabs(rows[i].cosine) <= 1 + 4 * DBL_EPSILON, "%s: |cosine| %.17g > 1",
+                    rows[i].layer, rows[i].cosine);
+    /* recording changes nothing: every gradient is bit-identical to the unrecorded step */
+    for (int p = 0; p < a.net.nparams; p++) {
+      const aal_tensor *ga = a.net.params[p].grad, *gb = b.net.params[p].grad;
+      if (ga != NULL)
+        ck_assert_msg(memcmp(ga->data, gb->data, ga->size * sizeof *ga->data) == 0,
+                      "%s: recording the alignment changed %s's gradient", cases[t].rule,
+                      a.net.params[p].name);
+    }
+    free(rows);
+    setup_free(&a);
+    setup_free(&b);
+  }
+}
+END_TEST
+
 int main(void)
 {
   seed = fd_test_seed();
@@ -230,6 +390,8 @@ int main(void)
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_asa_closed_form);
   tcase_add_test(tc, test_exact_values);
+  tcase_add_test(tc, test_align_by_hand);
+  tcase_add_test(tc, test_align_exact_and_inert);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
 }

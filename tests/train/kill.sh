@@ -1,9 +1,10 @@
 #!/bin/sh
 # The kill test (issue 15): a short run killed with SIGKILL at seeded random moments and
 # resumed each time ends byte-identical to the same run left alone: metrics.csv (every
-# column but the wall-clock seconds), li.csv, li_summary.csv and checkpoint.bin.  A kill
-# may land before the first checkpoint (the resume starts again from step 0) or while a
-# file is being replaced (its *.tmp.* file is removed by the next writer).
+# column but the wall-clock seconds), li.csv, li_summary.csv, align.csv and
+# checkpoint.bin.  A kill may land before the first checkpoint (the resume starts again
+# from step 0) or while a file is being replaced (its *.tmp.* file is removed by the
+# next writer).
 # Then two writers started together on one directory: one is refused, the run intact.
 # AAL_KILL_SEED=N repeats a run of kills; the seed is printed either way.
 set -u
@@ -72,7 +73,7 @@ while [ "$kills" -lt "$kills_wanted" ] && [ "$fail" -eq 0 ]; do
   cut -d, -f1-9 "$tmp/ref/metrics.csv" >"$tmp/ref.metrics"
   cut -d, -f1-9 "$dir/metrics.csv" >"$tmp/run.metrics"
   for f in ref.metrics:run.metrics ref/li.csv:$dir/li.csv ref/li_summary.csv:$dir/li_summary.csv \
-      ref/checkpoint.bin:$dir/checkpoint.bin; do
+      ref/align.csv:$dir/align.csv ref/checkpoint.bin:$dir/checkpoint.bin; do
     case ${f#*:} in /*) b=${f#*:} ;; *) b=$tmp/${f#*:} ;; esac
     if ! cmp "$tmp/${f%%:*}" "$b"; then
       echo "FAIL: $(basename "$b") of round $round differs from the uninterrupted run (seed $seed)"
@@ -92,7 +93,7 @@ fi
 # lock, or the config the first wrote), and the run is the one left alone
 compare() {
   cut -d, -f1-9 "$1/metrics.csv" >"$tmp/run.metrics"
-  for f in li.csv li_summary.csv checkpoint.bin; do
+  for f in li.csv li_summary.csv align.csv checkpoint.bin; do
     cmp "$tmp/ref/$f" "$1/$f" || return 1
   done
   cmp "$tmp/ref.metrics" "$tmp/run.metrics"

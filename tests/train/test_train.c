@@ -149,8 +149,8 @@ START_TEST(test_resume_bit_identical)
   o.stop_after = 6;  /* stops at 6 with a checkpoint; rows 7.. never existed */
   ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
   /* a crash between checkpoints leaves rows past the checkpoint: resume drops them */
-  const char *files[] = {"metrics.csv", "li_summary.csv", "li.csv"};
-  for (int i = 0; i < 3; i++) {
+  const char *files[] = {"metrics.csv", "li_summary.csv", "li.csv", "align.csv"};
+  for (int i = 0; i < 4; i++) {
     snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
     FILE *f = fopen(pb, "a");
     ck_assert_ptr_nonnull(f);
@@ -176,6 +176,13 @@ START_TEST(test_resume_bit_identical)
   ca = slurp(pa, &la);
   cb = slurp(pb, &lb);
   ck_assert_msg(la == lb && memcmp(ca, cb, la) == 0, "li_summary.csv differs after resume");
+  free(ca);
+  free(cb);
+  snprintf(pa, sizeof pa, "%s/align.csv", a);
+  snprintf(pb, sizeof pb, "%s/align.csv", b);
+  ca = slurp(pa, &la);
+  cb = slurp(pb, &lb);
+  ck_assert_msg(la > 100 && la == lb && memcmp(ca, cb, la) == 0, "align.csv differs after resume");
   free(ca);
   free(cb);
   /* resume of something that is not a run names the file */
@@ -229,8 +236,8 @@ START_TEST(test_resume_torn_line)
   }
   /* a kill in the middle of a row leaves a line without its newline; a later resume must
    * not glue the next row to it */
-  const char *files[] = {"metrics.csv", "li_summary.csv", "li.csv"};
-  for (int i = 0; i < 3; i++) {
+  const char *files[] = {"metrics.csv", "li_summary.csv", "li.csv", "align.csv"};
+  for (int i = 0; i < 4; i++) {
     snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
     FILE *f = fopen(pb, "a");
     ck_assert_ptr_nonnull(f);
@@ -238,7 +245,7 @@ START_TEST(test_resume_torn_line)
     fclose(f);
   }
   ck_assert_msg(aal_train_resume(b, 0, 7, 0, NULL, &err) == AAL_OK, "%s", err.msg);
-  for (int i = 0; i < 3; i++) { /* and again, torn after a resume */
+  for (int i = 0; i < 4; i++) { /* and again, torn after a resume */
     snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
     FILE *f = fopen(pb, "a");
     ck_assert_ptr_nonnull(f);
@@ -246,7 +253,7 @@ START_TEST(test_resume_torn_line)
     fclose(f);
   }
   ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 4; i++) {
     char *ta = csv_without_last_column(a, files[i], i == 0);
     char *tb = csv_without_last_column(b, files[i], i == 0);
     ck_assert_msg(strcmp(ta, tb) == 0, "%s differs from the uninterrupted run's:\n%s\n---\n%s",
