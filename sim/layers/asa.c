@@ -1,6 +1,8 @@
 /* ASA's stored activation (SPEC section 4) for a conv input x that follows a ReLU
  * (x >= 0): one sign bit per element, s = (x > 0), decoded as eps * s in both passes.
- * Forward uses h = x + eps*s; the weight gradient uses r = eps*s. */
+ * Forward uses h = x + eps*s; the weight gradient uses r = eps*s.  The published variant
+ * (rule option decode=pm1) decodes the same bits as +-eps for the weight gradient only:
+ * aal_asa_decode_pm1. */
 #include <stdint.h>
 
 #include "sim/layers/layers.h"
@@ -54,6 +56,21 @@ int aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out, aal_erro
     const size_t end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
     for (size_t i = w * 32; i < end; i++)
       out->data[i] = ((word >> (i & 31)) & 1u) ? eps : 0.0;
+  }
+  return AAL_OK;
+}
+
+int aal_asa_decode_pm1(const aal_tensor *bits, double eps, aal_tensor *out, aal_error *err)
+{
+  int rc = aal_asa_args("asa decode pm1", out, bits, out, err);
+  if (rc != AAL_OK)
+    return rc;
+  const size_t n = bits->size;
+  for (size_t w = 0; w * 32 < n; w++) {
+    const uint32_t word = bits->bits[w];
+    const size_t end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
+    for (size_t i = w * 32; i < end; i++)
+      out->data[i] = ((word >> (i & 31)) & 1u) ? eps : -eps;
   }
   return AAL_OK;
 }

@@ -132,6 +132,10 @@ int aal_xent_backward_args(const char *op, const aal_tensor *prob, const int *la
 int aal_asa_input(const aal_tensor *x, double eps, aal_tensor *h, aal_tensor *bits,
                   aal_error *err);
 int aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out, aal_error *err);
+/* The published variant's backward decoding (rule option decode=pm1): out = +eps where
+ * the bit is 1 (x > 0), -eps where it is 0 (x == 0), exactly; the forward still
+ * computes on x + eps * bit (aal_asa_input). */
+int aal_asa_decode_pm1(const aal_tensor *bits, double eps, aal_tensor *out, aal_error *err);
 /* Their argument contract, for every implementation of the op (op names the caller):
  * a and b F64, bits BITS, all of one shape. */
 int aal_asa_args(const char *op, const aal_tensor *a, const aal_tensor *bits,
