@@ -30,7 +30,9 @@ static void shape_of(const aal_tensor *t, long *shape)
 }
 
 /* s = 1 bit per element, 1 where x > 0; h = x + eps*s.  x follows a ReLU (x >= 0),
- * so the bit decodes to {0, 1} in both passes (SPEC section 4). */
+ * so the bit decodes to {0, 1} in both passes (SPEC section 4); under the rule option
+ * decode=pm1 (the published variant) the forward is the same and only the backward's r
+ * differs (aal_conv_r_from_stored). */
 static int asa_input(const aal_resnet_pass *pass, aal_tensor *x, aal_conv_input *in,
                      aal_error *err)
 {
@@ -133,18 +135,23 @@ int aal_conv_r_from_stored(const aal_resnet_pass *pass, const aal_conv_bn *u,
     return AAL_OK;
   }
   const aal_ops *ops = aal_pass_ops(pass);
-  if (source == AAL_R_ASA) {
+  if (source == AAL_R_ASA && !pass->rule.decode_pm1) {
     *scale = pass->rule.lr_expansion;
     *r = aal_ops_tensor_new(ops, 4, x_shape, AAL_F64, err);
     return *r != NULL ? ops->asa_decode(ops, stored, pass->rule.eps, *r, err) : AAL_ENOMEM;
   }
-  /* the noise and flip rules make their r on the host, in double, and copy it to where
-   * the table's tensors live */
+  /* the noise and flip rules, and ASA's published decoding (+-eps, decode=pm1), make
+   * their r on the host, in double, and copy it to where the table's tensors live */
   aal_tensor *host = aal_tensor_new(4, x_shape, err);
   if (host == NULL)
     return AAL_ENOMEM;
   int rc = AAL_OK;
-  if (source == AAL_R_NOISE) {
+  if (source == AAL_R_ASA) {
+    *scale = pass->rule.lr_expansion;
+    aal_tensor *bits = aal_tensor_host_view(stored, err);
+    rc = bits != NULL ? aal_asa_decode_pm1(bits, pass->rule.eps, host, err) : AAL_ENOMEM;
+    aal_tensor_release(bits);
+  } else if (source == AAL_R_NOISE) {
     rc = noise_r(pass, u, stored, host, err);
   } else if (source == AAL_R_FLIP) {
     aal_tensor *x = aal_tensor_host_view(stored, err);

@@ -49,6 +49,28 @@ static int parse_option(const char *opt, size_t len, aal_rule *rule, const char 
     return aal_fail(err, AAL_EINVAL, "rule '%s': bad value in '%.*s'", whole, (int)len, opt);
   memcpy(value, eq + 1, vlen);
   value[vlen] = '\0';
+  if (rule->kind != AAL_RULE_ASA)
+    return aal_fail(err, AAL_EINVAL, "rule '%s': options apply to asa only", whole);
+  if (nlen == 6 && strncmp(opt, "decode", 6) == 0) {
+    /* SPEC section 4: {0,1} in both passes (the default), or the published variant:
+     * {0,1} forward, {-1,+1} backward */
+    if (strcmp(value, "01") == 0)
+      rule->decode_pm1 = 0;
+    else if (strcmp(value, "pm1") == 0)
+      rule->decode_pm1 = 1;
+    else
+      return aal_fail(err, AAL_EINVAL, "rule '%s': decode '%s' is not 01 or pm1", whole,
+                      value);
+    return AAL_OK;
+  }
+  double *slot;
+  if (nlen == 3 && strncmp(opt, "eps", 3) == 0)
+    slot = &rule->eps;
+  else if (nlen == 12 && strncmp(opt, "lr_expansion", 12) == 0)
+    slot = &rule->lr_expansion;
+  else
+    return aal_fail(err, AAL_EINVAL, "rule '%s': unknown option '%.*s' (eps, lr_expansion, "
+                    "decode)", whole, (int)nlen, opt);
   char *end;
   errno = 0;
   const double v = strtod(value, &end);
@@ -57,15 +79,7 @@ static int parse_option(const char *opt, size_t len, aal_rule *rule, const char 
   if (end == value || *end != '\0' || errno != 0 || !isnormal(v) || !(v > 0))
     return aal_fail(err, AAL_EINVAL, "rule '%s': '%s' is not a positive normal number "
                     "(%g..%g)", whole, value, DBL_MIN, DBL_MAX);
-  if (rule->kind != AAL_RULE_ASA)
-    return aal_fail(err, AAL_EINVAL, "rule '%s': options apply to asa only", whole);
-  if (nlen == 3 && strncmp(opt, "eps", 3) == 0)
-    rule->eps = v;
-  else if (nlen == 12 && strncmp(opt, "lr_expansion", 12) == 0)
-    rule->lr_expansion = v;
-  else
-    return aal_fail(err, AAL_EINVAL, "rule '%s': unknown option '%.*s' (eps, lr_expansion)",
-                    whole, (int)nlen, opt);
+  *slot = v;
   return AAL_OK;
 }
 
@@ -152,7 +166,10 @@ void aal_rule_format(const aal_rule *rule, char *buf, size_t len)
     char eps[32], lr_expansion[32];
     format_exact(eps, sizeof eps, rule->eps);
     format_exact(lr_expansion, sizeof lr_expansion, rule->lr_expansion);
-    snprintf(buf + used, len - used, ";eps=%s;lr_expansion=%s", eps, lr_expansion);
+    n = snprintf(buf + used, len - used, ";eps=%s;lr_expansion=%s", eps, lr_expansion);
+    used += n > 0 ? (size_t)n : 0;
+    if (rule->decode_pm1 && used < len)
+      snprintf(buf + used, len - used, ";decode=pm1");
   }
 }
 

@@ -5,7 +5,7 @@
  * Text forms (aal_rule_parse):
  *   bp
  *   ara:K1,K2,...      one k per block group (ResNet-18: 4 groups, [3,2,2,1] blocks)
- *   asa:K1,K2,...[;eps=E][;lr_expansion=X]     asa:all[;...]
+ *   asa:K1,K2,...[;eps=E][;lr_expansion=X][;decode=01|pm1]     asa:all[;...]
  *   noise[:K1,...|:all]   flip[:K1,...|:all]   (default k = 2 in every group)
  *
  * Block groups: the blocks are cut after every block that changes the resolution
@@ -34,12 +34,18 @@ typedef struct {
   int all;                /* ":all": every conv but the stem */
   double eps;             /* ASA: auxiliary amplitude (default 0.01) */
   double lr_expansion;    /* ASA: weight-gradient multiplier (default 100) */
+  int decode_pm1;         /* ASA, "decode=pm1": the published variant (SPEC section 4):
+                           * forward on x + eps*b, b in {0,1}, but r = eps*(2b - 1)
+                           * (+eps where x > 0, -eps where x == 0).  0 ("decode=01",
+                           * the default): r = eps*b, the decoding of the forward. */
 } aal_rule;
 
 int aal_rule_parse(const char *text, aal_rule *rule, aal_error *err);
 /* Canonical text, e.g. "ara:2,2,2,2" or "asa:2,2,2,2;eps=0.01;lr_expansion=100"; eps and
  * lr_expansion in the shortest form that reads back exactly, so that aal_rule_parse of
- * the text gives the same rule. */
+ * the text gives the same rule; ";decode=pm1" follows only when it is set (the default
+ * decoding is not written, so texts from before the option are unchanged).  At most 119
+ * characters (8 groups of 1000, eps and lr_expansion of 23 characters each). */
 void aal_rule_format(const aal_rule *rule, char *buf, size_t len);
 
 /* What a conv's weight gradient uses in place of its input h. */

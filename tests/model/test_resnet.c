@@ -6,6 +6,9 @@
  *  - ASA: stored bits = the forward's signs, ASA weight gradients = lr_expansion *
  *    backward_filter(eps*s, delta), every other gradient = exact backprop of the
  *    modified forward (finite differences);
+ *  - ASA's published decoding (decode=pm1): forward, loss and every gradient but the ASA
+ *    convs' weights bit-identical to default ASA, ASA weight gradients = lr_expansion *
+ *    backward_filter(eps*(2s - 1), delta) with s recomputed from the conv's input;
  *  - noise and flip: r as defined; tape bytes against closed forms; reproducibility. */
 #include <check.h>
 #include <math.h>
@@ -44,6 +47,7 @@ START_TEST(test_rule_parse)
   ck_assert(r.all && r.eps == 0.01 && r.lr_expansion == 100);
   ck_assert_int_eq(aal_rule_parse("noise", &r, &err), AAL_OK);
   ck_assert_int_eq(aal_rule_parse("flip:all", &r, &err), AAL_OK);
+  ck_assert(!r.decode_pm1);
   const char *bad[] = {"", "sgd", "ara", "ara:", "ara:2,,2", "ara:0,1,1,1", "ara:2,2,x,2",
                        "ara:all", "asa", "asa:2,2,2,2;eps=-1", "asa:2;foo=1", "bp:1",
                        "ara:2,2,2,2;eps=0.1", "ara:2,2,2,", "asa:2,2,2,2;eps=nan"};
@@ -55,6 +59,72 @@ START_TEST(test_rule_parse)
 }
 END_TEST
 
+/* decode=pm1 (the published variant) and decode=01 (the default, spelled out): with
+ * asa:K... and asa:all, beside eps and lr_expansion in any order; written back only
+ * when set; anything else after decode=, or decode on another rule, is an error that
+ * names it. */
+START_TEST(test_rule_decode)
+{
+  aal_rule r;
+  aal_error err;
+  char buf[160];
+  struct { const char *text; int pm1; double eps, lr_expansion; const char *canonical; } ok[] = {
+      {"asa:2,2,2,2;decode=pm1", 1, 0.01, 100, "asa:2,2,2,2;eps=0.01;lr_expansion=100;decode=pm1"},
+      {"asa:all;decode=pm1", 1, 0.01, 100, "asa:all;eps=0.01;lr_expansion=100;decode=pm1"},
+      {"asa:2,2,2,2;decode=pm1;eps=0.05;lr_expansion=10", 1, 0.05, 10,
+       "asa:2,2,2,2;eps=0.05;lr_expansion=10;decode=pm1"},
+      {"asa:3,2,2,1;lr_expansion=10;decode=pm1;eps=0.05", 1, 0.05, 10,
+       "asa:3,2,2,1;eps=0.05;lr_expansion=10;decode=pm1"},
+      {"asa:all;eps=0.02;decode=pm1", 1, 0.02, 100, "asa:all;eps=0.02;lr_expansion=100;decode=pm1"},
+      {"asa:2,2,2,2;decode=01", 0, 0.01, 100, "asa:2,2,2,2;eps=0.01;lr_expansion=100"},
+      {"asa:all;decode=01;eps=0.05", 0, 0.05, 100, "asa:all;eps=0.05;lr_expansion=100"},
+      {"asa:2,2,2,2;decode=01;decode=pm1", 1, 0.01, 100,
+       "asa:2,2,2,2;eps=0.01;lr_expansion=100;decode=pm1"}, /* the last one counts, as eps */
+      {"asa:2,2,2,2;decode=pm1;decode=01", 0, 0.01, 100, "asa:2,2,2,2;eps=0.01;lr_expansion=100"},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    aal_error_clear(&err);
+    ck_assert_msg(aal_rule_parse(ok[i].text, &r, &err) == AAL_OK, "'%s': %s", ok[i].text,
+                  err.msg);
+    ck_assert_int_eq(r.kind, AAL_RULE_ASA);
+    ck_assert_msg(r.decode_pm1 == ok[i].pm1 && r.eps == ok[i].eps &&
+                  r.lr_expansion == ok[i].lr_expansion, "'%s' read as decode_pm1 %d, eps %g, "
+                  "lr_expansion %g", ok[i].text, r.decode_pm1, r.eps, r.lr_expansion);
+    aal_rule_format(&r, buf, sizeof buf);
+    ck_assert_str_eq(buf, ok[i].canonical);
+  }
+  /* the longest canonical text the header promises fits in 120 bytes */
+  ck_assert_int_eq(aal_rule_parse("asa:1000,1000,1000,1000,1000,1000,1000,1000;decode=pm1;"
+                                  "eps=2.2250738585072014e-308;lr_expansion=1.7976931348623157e308",
+                                  &r, &err), AAL_OK);
+  aal_rule_format(&r, buf, sizeof buf);
+  ck_assert_uint_eq(strlen(buf), 119);
+  ck_assert_str_eq(buf + strlen(buf) - 11, ";decode=pm1");
+  struct { const char *text, *named; } bad[] = {
+      {"asa:2,2,2,2;decode=pm2", "'pm2'"},
+      {"asa:2,2,2,2;decode=PM1", "'PM1'"},
+      {"asa:all;decode=pm1x", "'pm1x'"},
+      {"asa:2,2,2,2;decode=1", "'1'"},
+      {"asa:2,2,2,2;decode=", "decode="},
+      {"asa:2,2,2,2;decode", "decode"},
+      {"asa:2,2,2,2;decode=pm1;", "''"},
+      {"asa:2,2,2,2;Decode=pm1", "'Decode'"},
+      {"asa:2,2,2,2;foo=pm1", "'foo'"},
+      {"ara:2,2,2,2;decode=pm1", "asa only"},
+      {"noise;decode=pm1", "asa only"},
+      {"noise:all;decode=01", "asa only"},
+      {"flip:2,2,2,2;decode=pm1", "asa only"},
+      {"bp;decode=pm1", "asa only"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    aal_error_clear(&err);
+    ck_assert_msg(aal_rule_parse(bad[i].text, &r, &err) == AAL_EINVAL, "'%s' accepted",
+                  bad[i].text);
+    ck_assert_msg(strstr(err.msg, bad[i].named) != NULL, "'%s': the message does not name "
+                  "%s: %s", bad[i].text, bad[i].named, err.msg);
+  }
+}
+END_TEST
+
 /* format then parse gives the same rule, for values %g would round; a subnormal eps,
  * whose written form would read back with an underflow, is refused. */
 START_TEST(test_rule_round_trip)
@@ -62,7 +132,9 @@ START_TEST(test_rule_round_trip)
   const char *texts[] = {"asa:2,2,2,2;eps=0.0123456789",
                          "asa:all;eps=0.1;lr_expansion=3.0000000000000004",
                          "asa:1,3;eps=2.2250738585072014e-308;lr_expansion=1.7976931348623157e308",
-                         "asa:2,2,2,2", "ara:3,2,2,1", "flip:all", "noise", "bp"};
+                         "asa:2,2,2,2", "ara:3,2,2,1", "flip:all", "noise", "bp",
+                         "asa:2,2,2,2;decode=pm1",
+                         "asa:all;decode=pm1;eps=0.0123456789;lr_expansion=3.0000000000000004"};
   aal_error err;
   for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
     aal_rule a, b;
@@ -72,7 +144,8 @@ START_TEST(test_rule_round_trip)
     ck_assert_msg(aal_rule_parse(buf, &b, &err) == AAL_OK, "'%s': %s", buf, err.msg);
     ck_assert_msg(a.kind == b.kind && a.all == b.all && a.ngroups_given == b.ngroups_given &&
                   memcmp(a.k, b.k, sizeof a.k) == 0 && a.eps == b.eps &&
-                  a.lr_expansion == b.lr_expansion, "'%s' reads back from '%s' as another rule",
+                  a.lr_expansion == b.lr_expansion && a.decode_pm1 == b.decode_pm1,
+                  "'%s' reads back from '%s' as another rule",
                   texts[i], buf);
   }
   aal_rule r;
@@ -642,6 +715,81 @@ START_TEST(test_asa_identities)
 }
 END_TEST
 
+/* decode=pm1 against default ASA from the same initial state and batch: the forward
+ * (h, the stored bits, the loss) is the same bit for bit, and so is every error signal
+ * dy and every gradient but the ASA convs' weights; those are lr_expansion *
+ * backward_filter(r, dy) exactly, with r = +eps where the conv's input x > 0 and -eps
+ * where x == 0, rebuilt here from x (not from the model's bits or decoder). */
+START_TEST(test_asa_pm1_identities)
+{
+  const char *rules[2][2] = {
+      {"asa:2,2,2,2;eps=0.05;lr_expansion=30", "asa:2,2,2,2;eps=0.05;lr_expansion=30;decode=pm1"},
+      {"asa:all;eps=0.05;lr_expansion=30", "asa:all;decode=pm1;lr_expansion=30;eps=0.05"}};
+  const double eps = 0.05;
+  for (int t = 0; t < 2; t++) {
+    small_net def, pm1;
+    capture cd, cp;
+    small_init(&def, rules[t][0]);
+    small_init(&pm1, rules[t][1]);
+    ck_assert(!def.pass.rule.decode_pm1 && pm1.pass.rule.decode_pm1);
+    observe(&def, &cd);
+    observe(&pm1, &cp);
+    double loss_def, loss_pm1;
+    aal_tape *td = small_step(&def, &loss_def), *tp = small_step(&pm1, &loss_pm1);
+    ck_assert_msg(memcmp(&loss_def, &loss_pm1, sizeof loss_def) == 0, "%s: loss %.17g vs %.17g",
+                  rules[t][1], loss_pm1, loss_def);
+    ck_assert_uint_eq(aal_tape_bytes(tp), aal_tape_bytes(td)); /* one bit per element too */
+    int *asa_conv = rule_convs(&pm1, &cp);
+    int nasa = 0;
+    size_t npos = 0, nneg = 0;
+    for (int i = 0; i < pm1.net.nparams; i++) {
+      const aal_param *p = &pm1.net.params[i], *q = &def.net.params[i];
+      if (cp.x[i] != NULL) { /* a conv: the same forward and error signal */
+        ck_assert_int_eq(cp.source[i], cd.source[i]);
+        ck_assert_msg(bits_equal(cp.h[i], cd.h[i]), "%s: h differs", p->name);
+        ck_assert_msg(bits_equal(cp.dy[i], cd.dy[i]), "%s: dy differs", p->name);
+      }
+      if (!asa_conv[i]) {
+        if (p->grad != NULL)
+          ck_assert_msg(bits_equal(p->grad, q->grad), "%s: %s: gradient differs from default "
+                        "ASA", rules[t][1], p->name);
+        continue;
+      }
+      nasa++;
+      ck_assert_int_eq(cp.source[i], AAL_R_ASA);
+      const aal_tensor *x = cp.x[i];
+      aal_error err;
+      aal_tensor *r = aal_tensor_new_like(x, &err);
+      ck_assert_ptr_nonnull(r);
+      for (size_t k = 0; k < x->size; k++) {
+        ck_assert(x->data[k] >= 0);
+        r->data[k] = x->data[k] > 0 ? eps : -eps;
+        npos += x->data[k] > 0;
+        nneg += !(x->data[k] > 0);
+        /* the forward added eps * {0,1}, as default ASA does */
+        ck_assert(cp.h[i]->data[k] == x->data[k] + (x->data[k] > 0 ? eps : 0.0));
+      }
+      /* the r of both passes (the observer's, so the LI recorder's, and backward's) */
+      ck_assert_msg(bits_equal(cp.r_fwd[i], r), "%s: forward's r is not +-eps", p->name);
+      ck_assert_msg(bits_equal(cp.r_bwd[i], r), "%s: backward's r is not +-eps", p->name);
+      check_weight_grad(&pm1, i, r, cp.dy[i], 30.0);
+      ck_assert_msg(!bits_equal(p->grad, q->grad), "%s: the same gradient as default ASA",
+                    p->name);
+      aal_tensor_release(r);
+    }
+    ck_assert_int_eq(nasa, t == 0 ? 5 : 2 * pm1.net.nblocks + 3);
+    ck_assert(npos > 0 && nneg > 0); /* both signs of r were asked about */
+    free(asa_conv);
+    aal_tape_free(td);
+    aal_tape_free(tp);
+    capture_free(&cd);
+    capture_free(&cp);
+    small_free(&def);
+    small_free(&pm1);
+  }
+}
+END_TEST
+
 START_TEST(test_controls)
 {
   const char *rules[] = {"flip", "noise", "noise:all"};
@@ -907,11 +1055,13 @@ int main(void)
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_rule_parse);
   tcase_add_test(tc, test_rule_round_trip);
+  tcase_add_test(tc, test_rule_decode);
   tcase_add_test(tc, test_rule_plans);
   tcase_add_test(tc, test_names_and_shapes);
   tcase_add_test(tc, test_bp_gradient_fd);
   tcase_add_test(tc, test_ara_identities);
   tcase_add_test(tc, test_asa_identities);
+  tcase_add_test(tc, test_asa_pm1_identities);
   tcase_add_test(tc, test_controls);
   tcase_add_test(tc, test_tape_bytes_resnet18);
   tcase_add_test(tc, test_reproducible);
