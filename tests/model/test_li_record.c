@@ -1,7 +1,9 @@
 /* The learning indicator recorded during ResNet training (SPEC sections 2 and 4):
  * ASA's LI equals its closed form (2 eps ||x||_1 + eps^2 nnz(s)) / ||x + eps s||^2 for
- * every sample and conv; ARA with k = 1 (= BP) and BP give exactly 1; flip exactly -3;
- * the CSV rows are complete and the summary agrees with them.
+ * every sample and conv, and under decode=pm1 (r = eps (2s - 1), the r backward uses)
+ * (eps (2 ||x||_1 + eps nnz(x)) - eps^2 (n - nnz(x))) / ||x + eps s||^2; ARA with k = 1
+ * (= BP) and BP give exactly 1; flip exactly -3; the CSV rows are complete and the
+ * summary agrees with them.
  * Gradient alignment (SPEC section 4b): the recorded cosine and projection equal those
  * computed here from the rule's gradients and those of a separate BP forward/backward
  * of the same state and batch; flip gives exactly -1, BP 1; recording changes no
@@ -130,10 +132,13 @@ static void on_forward(void *ctx, const aal_conv_bn *u, aal_r_source source, con
   }
 }
 
-START_TEST(test_asa_closed_form)
+/* The recorder's LI of every ASA conv and sample against the closed form, computed
+ * here from the conv's input x alone. */
+static void check_asa_closed_form(const char *rule_text, double eps, int pm1)
 {
   setup s;
-  setup_init(&s, "asa:all;eps=0.03");
+  setup_init(&s, rule_text);
+  ck_assert_int_eq(s.pass.rule.decode_pm1, pm1);
   li_row *rows = malloc(MAXROWS * sizeof *rows);
   const size_t n = record(&s, 0, rows, NULL);
   inputs in = {.n = 0};
@@ -146,8 +151,8 @@ START_TEST(test_asa_closed_form)
                    AAL_OK);
   aal_tape_free(tape);
   int asa_convs = 0;
-  double worst = 0;
-  size_t checked = 0;
+  double worst = 0, lo = INFINITY, hi = -INFINITY;
+  size_t checked = 0, with_zeros = 0;
   for (int c = 0; c < in.n; c++) {
     if (in.source[c] != AAL_R_ASA)
       continue;
@@ -161,32 +166,65 @@ START_TEST(test_asa_closed_form)
         const double v = x->data[smp * per + k], sgn = v > 0;
         l1 += fabs(v);
         nnz += sgn;
-        hh += (v + 0.03 * sgn) * (v + 0.03 * sgn);
+        hh += (v + eps * sgn) * (v + eps * sgn);
       }
-      const double want = (2 * 0.03 * l1 + 0.03 * 0.03 * nnz) / hh;
+      with_zeros += nnz < per;
+      double want, bound;
+      if (!pm1) {
+        want = (2 * eps * l1 + eps * eps * nnz) / hh;
+        ck_assert_msg(want > 0, "ASA LI must be positive");
+        /* both sides are sums of `per` rounded terms: relative error <= 4 per eps each,
+         * plus the %.17g round trip */
+        bound = 8.0 * per * DBL_EPSILON * want;
+      } else {
+        /* r = +eps where x > 0, -eps where x == 0 */
+        want = (eps * (2 * l1 + eps * nnz) - eps * eps * ((double)per - nnz)) / hh;
+        /* the terms of r^T(2h - r) have both signs and may cancel: the bound is absolute,
+         * on the scale of the sums of magnitudes, 2 |r|^T|h| + r^T r = 2 eps (||x||_1 +
+         * eps nnz) + per eps^2 (over hh); each side errs by about 3 per u times that
+         * (tests/layers/test_asa.c, test_decode_pm1_li_closed_form) */
+        bound = 8.0 * per * DBL_EPSILON * (2 * eps * (l1 + eps * nnz) + per * eps * eps) / hh;
+      }
       const li_row *row = NULL;
       for (size_t i = 0; i < n && row == NULL; i++)
         if (strcmp(rows[i].layer, in.name[c]) == 0 && rows[i].sample == smp)
           row = &rows[i];
       ck_assert_msg(row != NULL, "no LI row for %s sample %zu", in.name[c], smp);
       ck_assert(row->valid);
-      ck_assert_msg(want > 0, "ASA LI must be positive");
-      /* both sides are sums of `per` rounded terms: relative error <= 4 per eps each,
-       * plus the %.17g round trip */
-      const double err_rel = fabs(row->li - want) / want, bound = 8.0 * per * DBL_EPSILON;
-      ck_assert_msg(err_rel <= bound, "%s sample %zu: LI %.17g, closed form %.17g (rel %.3g > %.3g)",
-                    in.name[c], smp, row->li, want, err_rel, bound);
-      worst = fmax(worst, err_rel / bound);
+      const double e = fabs(row->li - want);
+      ck_assert_msg(e <= bound, "%s %s sample %zu: LI %.17g, closed form %.17g (|err| %.3g > "
+                    "%.3g)", rule_text, in.name[c], smp, row->li, want, e, bound);
+      worst = fmax(worst, e / bound);
+      lo = fmin(lo, row->li);
+      hi = fmax(hi, row->li);
       checked++;
     }
   }
-  fprintf(stderr, "ASA LI vs closed form: %zu values, worst error/bound %.3g\n", checked, worst);
+  fprintf(stderr, "%s: LI vs closed form: %zu values in [%.4g, %.4g], worst error/bound %.3g\n",
+          rule_text, checked, lo, hi, worst);
   ck_assert_int_eq(asa_convs, 2 * s.net.nblocks + 3);  /* every conv but the stem */
   ck_assert_uint_eq(n, (size_t)asa_convs * NB);
+  ck_assert_uint_gt(with_zeros, 0);  /* where the two decodings differ */
   for (int c = 0; c < in.n; c++)
     aal_tensor_release(in.x[c]);
   free(rows);
   setup_free(&s);
+}
+
+START_TEST(test_asa_closed_form)
+{
+  check_asa_closed_form("asa:all;eps=0.03", 0.03, 0);
+}
+END_TEST
+
+/* The recorder measures decode=pm1 with the r backward uses (+-eps), not the forward's
+ * {0, eps}: its LI is the published variant's closed form, below the default's by
+ * eps^2 (n - nnz(x)) / ||h||^2 (far beyond the bound wherever x has a zero, which the
+ * check requires of some sample); at eps = 0.5 that term is large. */
+START_TEST(test_asa_pm1_closed_form)
+{
+  check_asa_closed_form("asa:all;eps=0.03;decode=pm1", 0.03, 1);
+  check_asa_closed_form("asa:all;decode=pm1;eps=0.5", 0.5, 1);
 }
 END_TEST
 
@@ -389,6 +427,7 @@ int main(void)
   TCase *tc = tcase_create("li");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_asa_closed_form);
+  tcase_add_test(tc, test_asa_pm1_closed_form);
   tcase_add_test(tc, test_exact_values);
   tcase_add_test(tc, test_align_by_hand);
   tcase_add_test(tc, test_align_exact_and_inert);
