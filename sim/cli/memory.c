@@ -60,8 +60,12 @@ int aal_cmd_memory(int argc, char **argv)
   int rc = cli_parse("memory", "[options]\n\nBytes on the tape at the end of the forward "
                      "pass, per layer and in total,\nat double and at float32, beside BP's "
                      "(one forward pass of each on a random batch).\nRules: bp, "
-                     "ara:K1,K2,K3,K4, asa:K1,K2,K3,K4[;eps=E;lr_expansion=X], asa:all,\n"
-                     "noise[:K...|:all], flip[:K...|:all].", opts, argc, argv, 2);
+                     "ara:K1,K2,K3,K4, asa:K1,K2,K3,K4[;eps=E;lr_expansion=X;decode=pm1],\n"
+                     "asa:all[;...], noise[:K...|:all], flip[:K...|:all].\n"
+                     "ASA's decode=pm1 is the published variant: the forward adds eps*{0,1} as "
+                     "always,\nthe weight gradient uses r = +eps where x > 0 and -eps where "
+                     "x = 0 (default\ndecode=01: r = eps*{0,1}); the tape is the same, one bit "
+                     "per element.", opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;
   aal_resnet_config cfg;

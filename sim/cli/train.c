@@ -32,7 +32,8 @@ int aal_cmd_train(int argc, char **argv)
   const char *resume = NULL;
   int threads = 0, plain = 0, bar = 0;
   const cli_option opts[] = {
-      {"rule", CLI_STRING, &o.rule, "learning rule (default bp; see aal memory --help)"},
+      {"rule", CLI_STRING, &o.rule, "learning rule (default bp; the forms, decode=pm1 too: "
+       "aal memory --help)"},
       {"data", CLI_STRING, &o.data_dir, "Tiny ImageNet directory (default: built-in generated set)"},
       {"out", CLI_STRING, &o.out_dir, "run directory (default runs/train)"},
       {"steps", CLI_LONG, &o.steps, "total steps (default: --epochs)"},

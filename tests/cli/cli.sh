@@ -57,6 +57,21 @@ expect 2 "nope" -- "$AAL" kcheck --backend cpu32 --op nope
 expect 2 "random:0" -- "$AAL" kcheck --backend cpu32 --shapes random:0
 expect 0 "0 failed" -- "$AAL" kcheck --step --backend cpu32 --rule asa:2,2,2,2 --batch 4 --size 32
 expect 2 "nope" -- "$AAL" kcheck --step --backend cpu32 --rule nope
+# ASA's published decoding (decode=pm1): listed, parsed, the same tape as default ASA
+expect 0 "decode=pm1" -- "$AAL" memory --help
+expect 0 "decode=pm1" -- "$AAL" train --help
+expect 0 "rule asa:2,2,2,2;eps=0.01;lr_expansion=100;decode=pm1," -- "$AAL" memory \
+  --rule "asa:2,2,2,2;decode=pm1" --batch 2 --width 0.125 --size 16 --classes 4
+"$AAL" memory --rule "asa:2,2,2,2;decode=pm1" --batch 2 --width 0.125 --size 16 --classes 4 \
+  | grep '^total' >"$tmp/mem_pm1"
+"$AAL" memory --rule "asa:2,2,2,2" --batch 2 --width 0.125 --size 16 --classes 4 \
+  | grep '^total' >"$tmp/mem_01"
+if [ -s "$tmp/mem_01" ] && cmp -s "$tmp/mem_01" "$tmp/mem_pm1"; then ok; else
+  bad "aal memory: decode=pm1's total differs from default ASA's"; fi
+expect 2 "decode 'pm2' is not 01 or pm1" -- "$AAL" memory --rule "asa:all;decode=pm2"
+expect 2 "options apply to asa only" -- "$AAL" memory --rule "ara:2,2,2,2;decode=pm1"
+expect 0 "0 failed" -- "$AAL" kcheck --step --backend cpu32 --rule "asa:2,2,2,2;decode=pm1" \
+  --batch 4 --size 32
 expect 2 "size 0 must be >= 8" -- "$AAL" kcheck --step --backend cpu32 --size 0
 expect 2 "tol-c -1 must be > 0" -- "$AAL" kcheck --step --backend cpu32 --tol-c -1
 expect 2 "tol-c 0 must be > 0" -- "$AAL" kcheck --step --backend cpu32 --tol-c=0
@@ -82,6 +97,18 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
     --width 0.125 --batch 8 --data "$tmp/d4/" --backend cpu32 --steps 4 --plain
   expect 0 "^4," -- cat "$tmp/r32/metrics.csv"
   expect 0 "it takes --steps" -- "$AAL" train --help
+  # decode=pm1 is kept in the config and by a resume; the default decoding contradicts it
+  expect 0 "training asa:2,2,2,2;eps=0.01;lr_expansion=100;decode=pm1 " -- "$AAL" train \
+    --backend cpu32 --data "$tmp/d4" --out "$tmp/rpm1" --width 0.125 --batch 8 --steps 2 \
+    --rule "asa:2,2,2,2;decode=pm1" --li-every 1 --plain
+  expect 0 "^rule = asa:2,2,2,2;eps=0.01;lr_expansion=100;decode=pm1$" -- cat "$tmp/rpm1/config"
+  expect 0 "^2,layer1.1.conv1," -- cat "$tmp/rpm1/li.csv"
+  expect 1 "rule asa:2,2,2,2 contradicts .*;decode=pm1" -- "$AAL" train --resume "$tmp/rpm1" \
+    --rule asa:2,2,2,2 --steps 3
+  expect 0 "resuming" -- "$AAL" train --resume "$tmp/rpm1" --rule "asa:2,2,2,2;decode=pm1;eps=0.01" \
+    --steps 3 --plain
+  expect 0 "^rule = asa:2,2,2,2;eps=0.01;lr_expansion=100;decode=pm1$" -- cat "$tmp/rpm1/config"
+  expect 0 "^3," -- cat "$tmp/rpm1/metrics.csv"
   expect 1 "steps -3 must be >= 0" -- "$AAL" train --resume "$tmp/r32" --steps -3
   expect 1 "stop-after -1 must be >= 0" -- "$AAL" train --resume "$tmp/r32" --stop-after -1
   expect 1 "stop-after -1 must be >= 0" -- "$AAL" train --data "$tmp/d4" --out "$tmp/rs" \
