@@ -16,7 +16,8 @@
  * table keeps them: an adapter op given a host tensor (or one of another backend) fails
  * with a message naming the op and the tensor.  Values cross between the host and a
  * backend only through explicit copies: aal_ops_tensor_to (a tensor's values where the
- * table keeps its tensors: the caller's batch, the noise and flip rules' r),
+ * table keeps its tensors: the caller's batch, the noise and flip rules' r, ASA's
+ * decode=pm1 r),
  * aal_ops_move (a parameter moving there: aal_resnet_move), aal_tensor_read /
  * aal_tensor_copy / aal_tensor_host_view (values coming home: logits, observers,
  * checkpoints).  There is no shadow copy to keep in step, so nothing can be read stale
@@ -32,8 +33,9 @@
  *     reference does) and copied to scratch buffers for the backend's bn_forward_eval.
  * Masks need nothing: sim's BITS tensors and the table's bit buffers share one layout.
  *
- * Host glue that stays in the model, in double: the noise rule's r and the flip rule's
- * -x (made on the host and copied with aal_ops_tensor_to).  The ASA input (x + eps*s and
+ * Host glue that stays in the model, in double: the noise rule's r, the flip rule's -x
+ * and ASA's published decoding +-eps (rule option decode=pm1) (made on the host and
+ * copied with aal_ops_tensor_to).  The ASA input (x + eps*s and
  * its sign bits), its decoding, the lr_expansion scale of its weight gradients, the sum
  * of a block's two input gradients and the ARA register run as ops. */
 #ifndef AAL_OPS_H
