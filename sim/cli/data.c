@@ -43,25 +43,58 @@ int aal_cmd_gen_data(int argc, char **argv)
   return cli_report("gen-data", rc, &err);
 }
 
-/* Per-channel mean and standard deviation of the pixels (in [0, 1]), over a split. */
-static void channel_stats(const aal_data_split *sp, double mean[3], double sd[3])
+/* Per-channel mean and standard deviation of the pixels (in [0, 1]) over a split, within
+ * the source's pixels (without the border a reader added: the window the set's
+ * normalisation constants describe). */
+static void channel_stats(const aal_data_geom *g, const aal_data_split *sp,
+                          double mean[AAL_DATA_MAX_CHANNELS], double sd[AAL_DATA_MAX_CHANNELS])
 {
-  const size_t plane = (size_t)AAL_DATA_SIZE * AAL_DATA_SIZE;
-  for (int c = 0; c < 3; c++) {
-    /* integer sums are exact: at most 255^2 * 4096 * n, far below 2^64 for any n here */
+  const size_t S = (size_t)g->size, plane = S * S, bytes = aal_data_geom_bytes(g);
+  const size_t lo = (size_t)g->border, hi = S - (size_t)g->border;
+  for (int c = 0; c < g->channels; c++) {
+    /* integer sums are exact: at most 255^2 * 4096^2 * n, far below 2^64 for any n here */
     unsigned long long s = 0, s2 = 0;
     for (size_t i = 0; i < sp->n; i++) {
-      const uint8_t *p = sp->pixels + i * AAL_DATA_IMAGE_BYTES + (size_t)c * plane;
-      for (size_t k = 0; k < plane; k++) {
-        s += p[k];
-        s2 += (unsigned long long)p[k] * p[k];
-      }
+      const uint8_t *p = sp->pixels + i * bytes + (size_t)c * plane;
+      for (size_t y = lo; y < hi; y++)
+        for (size_t x = lo; x < hi; x++) {
+          const unsigned long long v = p[y * S + x];
+          s += v;
+          s2 += v * v;
+        }
     }
-    const double n = (double)sp->n * (double)plane;
+    const double n = (double)sp->n * (double)((hi - lo) * (hi - lo));
     const double m = (double)s / n;
     const double var = (double)s2 / n - m * m;
     mean[c] = m / 255.0;
     sd[c] = sqrt(var > 0 ? var : 0) / 255.0;
+  }
+}
+
+/* The normalisation the trainer uses, then the measured statistics of both splits. */
+static void print_stats(const aal_data_set *ds)
+{
+  const aal_data_geom *g = &ds->geom;
+  const char *names = g->channels == 3 ? "(R, G, B)" : g->channels == 1 ? "(gray)" : "";
+  printf("normalisation %s: mean", names);
+  for (int c = 0; c < g->channels; c++)
+    printf(" %.4f", (double)g->mean_e4[c] / 1e4);
+  printf("  std");
+  for (int c = 0; c < g->channels; c++)
+    printf(" %.4f", (double)g->std_e4[c] / 1e4);
+  printf("\n");
+  const aal_data_split *splits[2] = {&ds->train, &ds->val};
+  const char *split_names[2] = {"train", "val"};
+  for (int s = 0; s < 2; s++) {
+    double m[AAL_DATA_MAX_CHANNELS], sd[AAL_DATA_MAX_CHANNELS];
+    channel_stats(g, splits[s], m, sd);
+    printf("%s pixel mean %s:", split_names[s], names);
+    for (int c = 0; c < g->channels; c++)
+      printf(" %.4f", m[c]);
+    printf("  std:");
+    for (int c = 0; c < g->channels; c++)
+      printf(" %.4f", sd[c]);
+    printf("\n");
   }
 }
 
@@ -88,6 +121,13 @@ int aal_cmd_data_info(int argc, char **argv)
   if (rc != AAL_OK)
     return cli_report("data-info", rc, &err);
   printf("data: %s\n", dir);
+  printf("format: %s\n", aal_data_format_name(ds.format));
+  printf("images: %dx%dx%d (channels x height x width", ds.geom.channels, ds.geom.size,
+         ds.geom.size);
+  if (ds.geom.border > 0)
+    printf("; %dx%d padded with %d zero pixels on every side",
+           ds.geom.size - 2 * ds.geom.border, ds.geom.size - 2 * ds.geom.border, ds.geom.border);
+  printf(")\n");
   printf("classes: %d\n", ds.classes);
   printf("train images: %zu\n", ds.train.n);
   printf("val images: %zu\n", ds.val.n);
@@ -99,14 +139,7 @@ int aal_cmd_data_info(int argc, char **argv)
     printf("class %d: %s %s\n", k, ds.wnids[k], ds.words[k]);
   if (ds.classes > show)
     printf("... %d more classes\n", ds.classes - show);
-  const aal_data_split *splits[2] = {&ds.train, &ds.val};
-  const char *names[2] = {"train", "val"};
-  for (int s = 0; s < 2; s++) {
-    double m[3], sd[3];
-    channel_stats(splits[s], m, sd);
-    printf("%s pixel mean (R, G, B): %.4f %.4f %.4f  std: %.4f %.4f %.4f\n", names[s], m[0],
-           m[1], m[2], sd[0], sd[1], sd[2]);
-  }
+  print_stats(&ds);
   aal_data_free(&ds);
   return EXIT_SUCCESS;
 }

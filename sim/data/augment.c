@@ -1,46 +1,84 @@
-/* Batch assembly (SPEC section 6): uint8 CHW images -> a double tensor [N, 3, 64, 64],
- * with random crop (4-pixel zero padding) and horizontal flip for training, and the
- * per-channel normalisation for both training and evaluation.
+/* Batch assembly (SPEC section 6): uint8 CHW images of a data set's geometry -> a double
+ * tensor [N, C, S, S], with random crop (4-pixel zero padding) and horizontal flip for
+ * training, and the per-channel normalisation for both training and evaluation.
  *
  * The padding is uint8 0 (black) before normalisation, as torchvision's
- * RandomCrop(64, padding=4) pads the image before ToTensor/Normalize; a padded pixel
+ * RandomCrop(S, padding=4) pads the image before ToTensor/Normalize; a padded pixel
  * therefore normalises to -mean[c]/std[c], not to 0. */
 #include "sim/data/data.h"
 
 #include <string.h>
 
-/* The SPEC's constants in units of 1e-4, exactly (AAL_AUGMENT_MEAN_R = 0.4802, ...). */
-static const long aug_mean_e4[3] = {4802, 4481, 3975};
-static const long aug_std_e4[3] = {2770, 2691, 2821};
+/* ------------------------------------------------------------------ geometry */
+
+/* The constants of data.h in units of 1e-4, exactly (AAL_AUGMENT_MEAN_R = 0.4802, ...;
+ * AAL_FMNIST_MEAN = 0.2860, AAL_FMNIST_STD = 0.3530). */
+void aal_data_geom_tiny(aal_data_geom *g)
+{
+  *g = (aal_data_geom){AAL_TINY_CHANNELS, AAL_TINY_SIZE, 0, {4802, 4481, 3975},
+                       {2770, 2691, 2821}};
+}
+
+void aal_data_geom_fmnist(aal_data_geom *g)
+{
+  *g = (aal_data_geom){1, AAL_FMNIST_SIZE, AAL_FMNIST_BORDER, {2860}, {3530}};
+}
+
+int aal_data_geom_check(const aal_data_geom *g, aal_error *err)
+{
+  if (g == NULL)
+    return aal_fail(err, AAL_EINVAL, "image geometry missing");
+  if (g->channels < 1 || g->channels > AAL_DATA_MAX_CHANNELS)
+    return aal_fail(err, AAL_EINVAL, "image geometry: %d channels (1..%d)", g->channels,
+                    AAL_DATA_MAX_CHANNELS);
+  if (g->size < 1 || g->size > 4096)
+    return aal_fail(err, AAL_EINVAL, "image geometry: size %d (1..4096)", g->size);
+  if (g->border < 0 || 2 * g->border >= g->size)
+    return aal_fail(err, AAL_EINVAL, "image geometry: border %d of a %dx%d image (0..%d)",
+                    g->border, g->size, g->size, (g->size - 1) / 2);
+  for (int c = 0; c < g->channels; c++)
+    if (g->mean_e4[c] < 0 || g->mean_e4[c] > 10000 || g->std_e4[c] < 1 ||
+        g->std_e4[c] > 10000)
+      return aal_fail(err, AAL_EINVAL, "image geometry: channel %d has mean %ld and std %ld "
+                      "(units of 1e-4: 0..10000 and 1..10000)", c, g->mean_e4[c], g->std_e4[c]);
+  return AAL_OK;
+}
+
+size_t aal_data_geom_bytes(const aal_data_geom *g)
+{
+  return (size_t)g->channels * (size_t)g->size * (size_t)g->size;
+}
+
+/* ------------------------------------------------------------------ normalisation */
 
 /* (v/255 - m/1e4) / (s/1e4) = (1e4 v - 255 m) / (255 s): an integer over an integer,
  * both exact in double, so one IEEE division gives the correctly rounded value of the
  * normalisation with the decimal constants.  The textbook ((double)v/255 - mean)/std
  * rounds v/255 and the mean first and, where v/255 is close to the mean, the cancellation
  * turns those roundings into errors of hundreds of ulps. */
-double aal_augment_normalise(int c, uint8_t v)
+double aal_augment_normalise(const aal_data_geom *g, int c, uint8_t v)
 {
-  return (double)(10000L * v - 255L * aug_mean_e4[c]) / (double)(255L * aug_std_e4[c]);
+  return (double)(10000L * v - 255L * g->mean_e4[c]) / (double)(255L * g->std_e4[c]);
 }
 
-/* lut[c][v] = aal_augment_normalise(c, v): the same expression, so the same bits. */
+/* lut[c][v] = aal_augment_normalise(g, c, v): the same expression, so the same bits. */
 typedef struct {
-  double v[3][256];
+  double v[AAL_DATA_MAX_CHANNELS][256];
 } norm_lut;
 
-static void lut_init(norm_lut *l)
+static void lut_init(norm_lut *l, const aal_data_geom *g)
 {
-  for (int c = 0; c < 3; c++)
+  for (int c = 0; c < g->channels; c++)
     for (int v = 0; v < 256; v++)
-      l->v[c][v] = aal_augment_normalise(c, (uint8_t)v);
+      l->v[c][v] = aal_augment_normalise(g, c, (uint8_t)v);
 }
 
-static void augment_lut(const norm_lut *l, const uint8_t *src, int oy, int ox, int flip,
-                        double *dst)
+static void augment_lut(const norm_lut *l, const aal_data_geom *g, const uint8_t *src, int oy,
+                        int ox, int flip, double *dst)
 {
-  const int S = AAL_DATA_SIZE, P = AAL_AUGMENT_PAD;
+  const int S = g->size, P = AAL_AUGMENT_PAD;
   const size_t plane = (size_t)S * S;
-  for (int c = 0; c < 3; c++) {
+  for (int c = 0; c < g->channels; c++) {
     const double zero = l->v[c][0];
     for (int y = 0; y < S; y++) {
       const int sy = y + oy - P;
@@ -59,30 +97,34 @@ static void augment_lut(const norm_lut *l, const uint8_t *src, int oy, int ox, i
   }
 }
 
-void aal_augment_image(const uint8_t *src, int oy, int ox, int flip, double *dst)
+void aal_augment_image(const aal_data_geom *g, const uint8_t *src, int oy, int ox, int flip,
+                       double *dst)
 {
   norm_lut l;
-  lut_init(&l);
-  augment_lut(&l, src, oy, ox, flip, dst);
+  lut_init(&l, g);
+  augment_lut(&l, g, src, oy, ox, flip, dst);
 }
 
-static int check_batch(const uint8_t *images, const int *labels, size_t n_images,
-                       const size_t *idx, size_t batch, const aal_tensor *out,
-                       const int *labels_out, aal_error *err)
+static int check_batch(const aal_data_geom *g, const uint8_t *images, const int *labels,
+                       size_t n_images, const size_t *idx, size_t batch,
+                       const aal_tensor *out, const int *labels_out, aal_error *err)
 {
+  int rc = aal_data_geom_check(g, err);
+  if (rc != AAL_OK)
+    return rc;
   if (images == NULL || idx == NULL)
     return aal_fail(err, AAL_EINVAL, "batch: images or indices missing");
   if (labels_out != NULL && labels == NULL)
     return aal_fail(err, AAL_EINVAL, "batch: labels requested but no labels given");
-  int rc = aal_tensor_require(out, 4, AAL_F64, "batch output", err);
+  rc = aal_tensor_require(out, 4, AAL_F64, "batch output", err);
   if (rc != AAL_OK)
     return rc;
-  if (out->shape[0] != batch || out->shape[1] != 3 || out->shape[2] != AAL_DATA_SIZE ||
-      out->shape[3] != AAL_DATA_SIZE) {
+  const size_t C = (size_t)g->channels, S = (size_t)g->size;
+  if (out->shape[0] != batch || out->shape[1] != C || out->shape[2] != S || out->shape[3] != S) {
     char s[64];
     aal_tensor_shape_str(out, s, sizeof s);
-    return aal_fail(err, AAL_ESHAPE, "batch output is %s, expected %zux3x%dx%d", s, batch,
-                    AAL_DATA_SIZE, AAL_DATA_SIZE);
+    return aal_fail(err, AAL_ESHAPE, "batch output is %s, expected %zux%zux%zux%zu", s, batch,
+                    C, S, S);
   }
   for (size_t b = 0; b < batch; b++)
     if (idx[b] >= n_images)
@@ -91,43 +133,45 @@ static int check_batch(const uint8_t *images, const int *labels, size_t n_images
   return AAL_OK;
 }
 
-int aal_augment_train_batch(const uint8_t *images, const int *labels, size_t n_images,
-                            const size_t *idx, size_t batch, gsl_rng *rng,
+int aal_augment_train_batch(const aal_data_geom *g, const uint8_t *images, const int *labels,
+                            size_t n_images, const size_t *idx, size_t batch, gsl_rng *rng,
                             aal_tensor *out, int *labels_out, aal_error *err)
 {
   if (rng == NULL)
     return aal_fail(err, AAL_EINVAL, "batch: no random generator");
-  const int rc = check_batch(images, labels, n_images, idx, batch, out, labels_out, err);
+  const int rc = check_batch(g, images, labels, n_images, idx, batch, out, labels_out, err);
   if (rc != AAL_OK)
     return rc;
+  const size_t bytes = aal_data_geom_bytes(g);
   norm_lut l;
-  lut_init(&l);
+  lut_init(&l, g);
   for (size_t b = 0; b < batch; b++) {
+    /* three draws per image in this order, whatever the geometry (reproducible runs) */
     const int oy = (int)gsl_rng_uniform_int(rng, 2 * AAL_AUGMENT_PAD + 1);
     const int ox = (int)gsl_rng_uniform_int(rng, 2 * AAL_AUGMENT_PAD + 1);
     const int flip = (int)gsl_rng_uniform_int(rng, 2);
-    augment_lut(&l, images + idx[b] * AAL_DATA_IMAGE_BYTES, oy, ox, flip,
-                out->data + b * AAL_DATA_IMAGE_BYTES);
+    augment_lut(&l, g, images + idx[b] * bytes, oy, ox, flip, out->data + b * bytes);
     if (labels_out != NULL)
       labels_out[b] = labels[idx[b]];
   }
   return AAL_OK;
 }
 
-int aal_augment_eval_batch(const uint8_t *images, const int *labels, size_t n_images,
-                           const size_t *idx, size_t batch, aal_tensor *out,
+int aal_augment_eval_batch(const aal_data_geom *g, const uint8_t *images, const int *labels,
+                           size_t n_images, const size_t *idx, size_t batch, aal_tensor *out,
                            int *labels_out, aal_error *err)
 {
-  const int rc = check_batch(images, labels, n_images, idx, batch, out, labels_out, err);
+  const int rc = check_batch(g, images, labels, n_images, idx, batch, out, labels_out, err);
   if (rc != AAL_OK)
     return rc;
+  const size_t bytes = aal_data_geom_bytes(g), plane = (size_t)g->size * (size_t)g->size;
   norm_lut l;
-  lut_init(&l);
+  lut_init(&l, g);
   for (size_t b = 0; b < batch; b++) {
-    const uint8_t *src = images + idx[b] * AAL_DATA_IMAGE_BYTES;
-    double *dst = out->data + b * AAL_DATA_IMAGE_BYTES;
-    for (size_t i = 0; i < AAL_DATA_IMAGE_BYTES; i++)
-      dst[i] = l.v[i / ((size_t)AAL_DATA_SIZE * AAL_DATA_SIZE)][src[i]];
+    const uint8_t *src = images + idx[b] * bytes;
+    double *dst = out->data + b * bytes;
+    for (size_t i = 0; i < bytes; i++)
+      dst[i] = l.v[i / plane][src[i]];
     if (labels_out != NULL)
       labels_out[b] = labels[idx[b]];
   }

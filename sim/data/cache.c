@@ -147,7 +147,7 @@ static void header_decode(const unsigned char *b, cache_header *h)
  * when the split was allocated. */
 static uint64_t split_bytes(size_t n)
 {
-  return (uint64_t)n * (4u + AAL_DATA_IMAGE_BYTES);
+  return (uint64_t)n * (4u + AAL_TINY_IMAGE_BYTES);
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -173,7 +173,7 @@ static int read_split(FILE *f, aal_data_split *sp, aal_data_crc32 *crc, char *wh
       }
     i += m;
   }
-  const size_t total = sp->n * AAL_DATA_IMAGE_BYTES;
+  const size_t total = sp->n * AAL_TINY_IMAGE_BYTES;
   for (size_t off = 0; off < total;) {
     const size_t m = total - off < CHUNK_BYTES ? total - off : CHUNK_BYTES;
     if (fread(sp->pixels + off, 1, m, f) != m) {
@@ -230,8 +230,8 @@ static enum aal_data_cache_status read_cache(const char *path, const aal_data_sc
     st = AAL_DATA_CACHE_STALE;
     goto done;
   }
-  if (h.header_bytes != HEADER_BYTES || h.image_size != AAL_DATA_SIZE ||
-      h.channels != AAL_DATA_CHANNELS || h.classes != (uint32_t)s->classes ||
+  if (h.header_bytes != HEADER_BYTES || h.image_size != AAL_TINY_SIZE ||
+      h.channels != AAL_TINY_CHANNELS || h.classes != (uint32_t)s->classes ||
       h.n_train != s->n_train || h.n_val != s->n_val ||
       h.payload_bytes != split_bytes(s->n_train) + split_bytes(s->n_val)) {
     snprintf(why, whylen, "header disagrees with the tree (%llu train, %llu val, %u "
@@ -276,7 +276,7 @@ static int write_split(FILE *f, const aal_data_split *sp, int pass_crc, aal_data
       return -1;
     i += m;
   }
-  const size_t total = sp->n * AAL_DATA_IMAGE_BYTES;
+  const size_t total = sp->n * AAL_TINY_IMAGE_BYTES;
   if (pass_crc)
     aal_data_crc32_update(crc, sp->pixels, total);
   else if (total > 0 && fwrite(sp->pixels, 1, total, f) != total)
@@ -312,7 +312,7 @@ static int replaceable(const char *path, aal_error *err)
 static int write_cache(const char *path, const aal_data_set *ds, aal_data_crc32 *crc,
                        aal_error *err)
 {
-  cache_header h = {CACHE_VERSION, HEADER_BYTES, AAL_DATA_SIZE, AAL_DATA_CHANNELS,
+  cache_header h = {CACHE_VERSION, HEADER_BYTES, AAL_TINY_SIZE, AAL_TINY_CHANNELS,
                     (uint32_t)ds->classes, 0, ds->train.n, ds->val.n, ds->fingerprint,
                     split_bytes(ds->train.n) + split_bytes(ds->val.n), 0};
   crc->crc = 0; /* first pass: the payload CRC, which the header carries */

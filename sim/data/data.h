@@ -1,18 +1,25 @@
-/* Tiny ImageNet data: the loader (JPEG tree -> memory, with a binary cache), a generator
- * of miniature datasets in the same layout, and batch assembly with the training
- * augmentation of SPEC section 6.
+/* The data sets: Tiny ImageNet (the loader: JPEG tree -> memory, with a binary cache, and
+ * a generator of miniature datasets in the same layout), Fashion-MNIST (the IDX reader),
+ * and batch assembly with the training augmentation of SPEC section 6, for any image
+ * geometry.
  *
- * The on-disk layout (that of the real Tiny ImageNet, tiny-imagenet-200/):
+ * The Tiny ImageNet layout on disk (that of the real Tiny ImageNet, tiny-imagenet-200/):
  *   DIR/wnids.txt                 one wnid per line; class index = line order
  *   DIR/words.txt                 optional: wnid<TAB>words
  *   DIR/train/<wnid>/images/NAME.JPEG
  *   DIR/val/images/NAME.JPEG
  *   DIR/val/val_annotations.txt   filename<TAB>wnid<TAB>x0<TAB>y0<TAB>x1<TAB>y1
  *
- * In memory an image is uint8 [3][64][64] (CHW, RGB); a split holds n of them back to
- * back, [n][3][64][64], with an int label per image.  Within a split the order is
- * deterministic: train by class index, then file name (strcmp order); val by file
- * name. */
+ * The Fashion-MNIST layout (Debian's dataset-fashion-mnist, /usr/share/datasets/fashion-mnist):
+ *   DIR/train-images-idx3-ubyte.gz  DIR/train-labels-idx1-ubyte.gz   (60000 images)
+ *   DIR/t10k-images-idx3-ubyte.gz   DIR/t10k-labels-idx1-ubyte.gz    (10000: the val split)
+ *
+ * In memory an image is uint8 [channels][size][size] (CHW) as the set's geometry says
+ * (ds->geom): [3][64][64] RGB for Tiny ImageNet, [1][32][32] for Fashion-MNIST (28x28
+ * padded with 2 zero pixels on every side).  A split holds n of them back to back, with
+ * an int label per image.  Within a split the order is deterministic: Tiny ImageNet's
+ * train by class index, then file name (strcmp order), val by file name; Fashion-MNIST's
+ * as in the files. */
 #ifndef AAL_DATA_H
 #define AAL_DATA_H
 
@@ -25,16 +32,61 @@
 #include "sim/core/error.h"
 #include "sim/core/tensor.h"
 
-#define AAL_DATA_SIZE 64                                   /* height = width */
-#define AAL_DATA_CHANNELS 3
-#define AAL_DATA_IMAGE_BYTES (AAL_DATA_CHANNELS * AAL_DATA_SIZE * AAL_DATA_SIZE)
-#define AAL_DATA_WNID_MAX 32                               /* including the NUL */
+/* Tiny ImageNet's geometry: the JPEG reader, the cache and the generator work in it */
+#define AAL_TINY_SIZE 64 /* height = width */
+#define AAL_TINY_CHANNELS 3
+#define AAL_TINY_IMAGE_BYTES (AAL_TINY_CHANNELS * AAL_TINY_SIZE * AAL_TINY_SIZE)
+#define AAL_DATA_WNID_MAX 32 /* including the NUL */
+#define AAL_DATA_MAX_CHANNELS 3
+/* Fashion-MNIST's geometry: 28x28 gray images padded with 2 zero pixels on every side to
+ * 32x32, so that the ResNet's stride-2 stem and three stride-2 stages halve it evenly
+ * (16, 8, 4, 2) */
+#define AAL_FMNIST_SIDE 28
+#define AAL_FMNIST_BORDER 2
+#define AAL_FMNIST_SIZE (AAL_FMNIST_SIDE + 2 * AAL_FMNIST_BORDER)
+#define AAL_FMNIST_CLASSES 10
+
+/* ------------------------------------------------------------ image geometry */
+
+/* A data set's images and their normalisation: an image is uint8 [channels][size][size]
+ * (CHW); channel c normalises as x = (v/255 - mean[c]) / std[c], with mean and std given
+ * exactly in units of 1e-4 (0.4802 is 4802), so that the normalisation is one correctly
+ * rounded division (aal_augment_normalise). */
+typedef struct {
+  int channels;                        /* 1..AAL_DATA_MAX_CHANNELS */
+  int size;                            /* height = width, 1..4096 */
+  int border;                          /* zero pixels the reader added on every side
+                                          (Fashion-MNIST: 2); the source's pixels, over
+                                          which mean and std were measured, are the
+                                          inner (size - 2 border)^2; 0..(size-1)/2 */
+  long mean_e4[AAL_DATA_MAX_CHANNELS]; /* 0..10000 */
+  long std_e4[AAL_DATA_MAX_CHANNELS];  /* 1..10000 */
+} aal_data_geom;
+
+/* Tiny ImageNet: 3x64x64, SPEC section 6's mean and std (AAL_AUGMENT_MEAN_R, ...). */
+void aal_data_geom_tiny(aal_data_geom *g);
+/* Fashion-MNIST: 1x32x32 (28x28 padded), mean AAL_FMNIST_MEAN, std AAL_FMNIST_STD. */
+void aal_data_geom_fmnist(aal_data_geom *g);
+/* AAL_EINVAL naming the member when g is outside the ranges above. */
+int aal_data_geom_check(const aal_data_geom *g, aal_error *err);
+/* Bytes of one image: channels * size * size. */
+size_t aal_data_geom_bytes(const aal_data_geom *g);
+
+/* Where a data set came from. */
+enum aal_data_format {
+  AAL_DATA_NONE = 0,
+  AAL_DATA_TINY_IMAGENET = 1, /* a JPEG tree in the Tiny ImageNet layout */
+  AAL_DATA_FASHION_MNIST = 2  /* the four IDX files of Fashion-MNIST */
+};
+
+/* "tiny-imagenet", "fashion-mnist" (for messages and data-info). */
+const char *aal_data_format_name(enum aal_data_format f);
 
 /* ------------------------------------------------------------------ the dataset */
 
 typedef struct {
   size_t n;
-  uint8_t *pixels; /* [n][3][64][64] */
+  uint8_t *pixels; /* [n][channels][size][size] (the set's geom) */
   int *labels;     /* [n], each in 0..classes-1 */
 } aal_data_split;
 
@@ -50,11 +102,15 @@ enum aal_data_cache_status {
 };
 
 typedef struct {
+  enum aal_data_format format;
+  aal_data_geom geom;               /* of every image of both splits */
   int classes;
-  char (*wnids)[AAL_DATA_WNID_MAX]; /* [classes] */
+  char (*wnids)[AAL_DATA_WNID_MAX]; /* [classes]; Fashion-MNIST: the labels "0".."9" */
   char **words;                     /* [classes]; "" where words.txt has no entry */
   aal_data_split train, val;
-  uint64_t fingerprint;             /* of the source tree, see aal_data_fingerprint */
+  uint64_t fingerprint;             /* of the source: aal_data_fingerprint for a tree,
+                                       FNV-1a 64 of the IDX files' content for
+                                       Fashion-MNIST */
   enum aal_data_cache_status cache_status;
   int cache_rebuilt; /* 1 when the JPEGs were decoded (status NONE, NEW, STALE,
                         CORRUPT), 0 when the pixels came from the cache */
@@ -149,39 +205,46 @@ int aal_gen_val_class(unsigned long seed, int classes, int per_class_val, int j,
 
 /* ------------------------------------------------------------- augmentation */
 
-/* SPEC section 6 normalisation: x = (v/255 - mean[c]) / std[c]. */
+/* SPEC section 6 normalisation of Tiny ImageNet: x = (v/255 - mean[c]) / std[c]. */
 #define AAL_AUGMENT_MEAN_R 0.4802
 #define AAL_AUGMENT_MEAN_G 0.4481
 #define AAL_AUGMENT_MEAN_B 0.3975
 #define AAL_AUGMENT_STD_R 0.2770
 #define AAL_AUGMENT_STD_G 0.2691
 #define AAL_AUGMENT_STD_B 0.2821
+/* Fashion-MNIST's pixel mean and standard deviation over its 60000 training images
+ * (28x28, before the padding) */
+#define AAL_FMNIST_MEAN 0.2860
+#define AAL_FMNIST_STD 0.3530
 #define AAL_AUGMENT_PAD 4 /* zero padding of the random crop */
 
-/* The normalised value (v/255 - mean[c]) / std[c] of uint8 v in channel c, correctly
- * rounded (within 0.5 ulp of the exact value with the decimal constants above). */
-double aal_augment_normalise(int c, uint8_t v);
+/* The normalised value (v/255 - mean[c]) / std[c] of uint8 v in channel c of g,
+ * correctly rounded (within 0.5 ulp of the exact value with g's decimal constants). */
+double aal_augment_normalise(const aal_data_geom *g, int c, uint8_t v);
 
-/* One image: crop 64x64 at (oy, ox) in 0..8 from the image padded by 4 pixels of
- * value 0 on every side (the pad is uint8 0, i.e. black before normalisation, which
- * normalises to -mean/std, not to 0), then mirror left-right when flip, then normalise:
+/* One image of geometry g (C channels, S = g->size; g must pass aal_data_geom_check):
+ * crop SxS at (oy, ox) in 0..8 from the image padded by 4 pixels of value 0 on every
+ * side (the pad is uint8 0, i.e. black before normalisation, which normalises to
+ * -mean/std, not to 0), then mirror left-right when flip, then normalise:
  *   crop(c, y, x) = src(c, y + oy - 4, x + ox - 4), or 0 outside the image
- *   dst(c, y, x)  = normalise(c, crop(c, y, flip ? 63 - x : x))
- * src [3][64][64], dst [3][64][64] doubles.  oy = ox = 4, flip = 0 is the identity
- * crop (evaluation). */
-void aal_augment_image(const uint8_t *src, int oy, int ox, int flip, double *dst);
+ *   dst(c, y, x)  = normalise(c, crop(c, y, flip ? S-1 - x : x))
+ * src [C][S][S], dst [C][S][S] doubles.  oy = ox = 4, flip = 0 is the identity crop
+ * (evaluation). */
+void aal_augment_image(const aal_data_geom *g, const uint8_t *src, int oy, int ox, int flip,
+                       double *dst);
 
-/* Training batch: out is F64 [batch, 3, 64, 64]; image b is images[idx[b]] (images
- * [n_images][3][64][64]) augmented with, drawn from rng in this order per image:
- * oy = uniform_int(9), ox = uniform_int(9), flip = uniform_int(2).  labels_out (may be
- * NULL) [batch] receives labels[idx[b]] (labels may be NULL when labels_out is). */
-int aal_augment_train_batch(const uint8_t *images, const int *labels, size_t n_images,
-                            const size_t *idx, size_t batch, gsl_rng *rng,
+/* Training batch: out is F64 [batch, C, S, S] (g's geometry); image b is images[idx[b]]
+ * (images [n_images][C][S][S]) augmented with, drawn from rng in this order per image
+ * whatever the geometry: oy = uniform_int(9), ox = uniform_int(9), flip =
+ * uniform_int(2).  labels_out (may be NULL) [batch] receives labels[idx[b]] (labels may
+ * be NULL when labels_out is). */
+int aal_augment_train_batch(const aal_data_geom *g, const uint8_t *images, const int *labels,
+                            size_t n_images, const size_t *idx, size_t batch, gsl_rng *rng,
                             aal_tensor *out, int *labels_out, aal_error *err);
 
 /* Evaluation batch: normalisation only (no crop, no flip). */
-int aal_augment_eval_batch(const uint8_t *images, const int *labels, size_t n_images,
-                           const size_t *idx, size_t batch, aal_tensor *out,
+int aal_augment_eval_batch(const aal_data_geom *g, const uint8_t *images, const int *labels,
+                           size_t n_images, const size_t *idx, size_t batch, aal_tensor *out,
                            int *labels_out, aal_error *err);
 
 /* order[0..n) = a permutation of 0..n-1: identity, then Fisher-Yates from the top
@@ -215,6 +278,9 @@ int aal_data_set_from_scan(const aal_data_scan *scan, aal_data_set *ds, aal_erro
 /* Decodes every image of the scan into ds (allocated by aal_data_set_from_scan). */
 int aal_data_decode_scan(const aal_data_scan *scan, aal_data_set *ds, FILE *log,
                          aal_error *err);
+/* sp->pixels [n][image_bytes] and sp->labels [n], uninitialised; sp->n = n.  On failure
+ * (AAL_ENOMEM) whatever was allocated stays in sp for aal_data_free. */
+int aal_data_alloc_split(aal_data_split *sp, size_t n, size_t image_bytes, aal_error *err);
 /* a + "/" + b, malloc'd; NULL when out of memory. */
 char *aal_data_join(const char *a, const char *b);
 /* Monotonic seconds, for progress messages. */

@@ -119,9 +119,9 @@ static void render(unsigned long seed, enum aal_gen_split split, int cls, int in
   const double cy = rad + (63.0 - 2.0 * rad) * gsl_rng_uniform(r);
   const double bright = 0.75 + 0.5 * gsl_rng_uniform(r);
   const double ct = cos(theta), st = sin(theta);
-  const size_t plane = (size_t)AAL_DATA_SIZE * AAL_DATA_SIZE;
-  for (int y = 0; y < AAL_DATA_SIZE; y++)
-    for (int x = 0; x < AAL_DATA_SIZE; x++) {
+  const size_t plane = (size_t)AAL_TINY_SIZE * AAL_TINY_SIZE;
+  for (int y = 0; y < AAL_TINY_SIZE; y++)
+    for (int x = 0; x < AAL_TINY_SIZE; x++) {
       const double g = sin(2.0 * gen_pi * freq * (x * ct + y * st) + phase);
       /* shape coverage from 4x4 subsamples: soft edges, as a camera would see them */
       int inside = 0;
@@ -132,7 +132,7 @@ static void render(unsigned long seed, enum aal_gen_split split, int cls, int in
       for (int k = 0; k < 3; k++) {
         const double v = alpha * (fg[k] + 0.4 * p.amp * g) + (1.0 - alpha) * (bg[k] + p.amp * g);
         const double n = gsl_ran_gaussian_ziggurat(r, 0.03);
-        out[k * plane + (size_t)y * AAL_DATA_SIZE + (size_t)x] =
+        out[k * plane + (size_t)y * AAL_TINY_SIZE + (size_t)x] =
             (uint8_t)lround(255.0 * clamp01(bright * v + n));
       }
     }
@@ -260,7 +260,7 @@ static int encode_stream(FILE *f, const char *path, const uint8_t *img, int gray
 {
   struct jpeg_compress_struct cinfo;
   enc_trap trap;
-  JSAMPLE row[AAL_DATA_SIZE * 3];
+  JSAMPLE row[AAL_TINY_SIZE * 3];
   cinfo.err = jpeg_std_error(&trap.pub);
   trap.pub.error_exit = enc_error_exit;
   if (setjmp(trap.jump) != 0) {
@@ -271,8 +271,8 @@ static int encode_stream(FILE *f, const char *path, const uint8_t *img, int gray
   }
   jpeg_create_compress(&cinfo);
   jpeg_stdio_dest(&cinfo, f);
-  cinfo.image_width = AAL_DATA_SIZE;
-  cinfo.image_height = AAL_DATA_SIZE;
+  cinfo.image_width = AAL_TINY_SIZE;
+  cinfo.image_height = AAL_TINY_SIZE;
   cinfo.input_components = gray ? 1 : 3;
   cinfo.in_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_set_defaults(&cinfo);
@@ -283,15 +283,15 @@ static int encode_stream(FILE *f, const char *path, const uint8_t *img, int gray
     cinfo.comp_info[c].h_samp_factor = cinfo.comp_info[c].v_samp_factor = 1;
   cinfo.dct_method = JDCT_ISLOW;
   jpeg_start_compress(&cinfo, TRUE);
-  const size_t plane = (size_t)AAL_DATA_SIZE * AAL_DATA_SIZE;
+  const size_t plane = (size_t)AAL_TINY_SIZE * AAL_TINY_SIZE;
   while (cinfo.next_scanline < cinfo.image_height) {
     const size_t y = cinfo.next_scanline;
-    for (size_t x = 0; x < AAL_DATA_SIZE; x++) /* CHW -> the row libjpeg wants */
+    for (size_t x = 0; x < AAL_TINY_SIZE; x++) /* CHW -> the row libjpeg wants */
       if (gray)
-        row[x] = img[y * AAL_DATA_SIZE + x];
+        row[x] = img[y * AAL_TINY_SIZE + x];
       else
         for (size_t c = 0; c < 3; c++)
-          row[x * 3 + c] = img[c * plane + y * AAL_DATA_SIZE + x];
+          row[x * 3 + c] = img[c * plane + y * AAL_TINY_SIZE + x];
     JSAMPROW rp = row;
     jpeg_write_scanlines(&cinfo, &rp, 1);
   }
@@ -478,7 +478,7 @@ int aal_gen_data(const char *out_dir, int classes, int per_class_train, int per_
   const long total = (long)classes * per_class_train + n_val;
   const long max_per = per_class_train > n_val ? per_class_train : n_val;
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
-  uint8_t *img = malloc(AAL_DATA_IMAGE_BYTES);
+  uint8_t *img = malloc(AAL_TINY_IMAGE_BYTES);
   int(*boxes)[4] = malloc((size_t)(max_per > 0 ? max_per : 1) * sizeof *boxes);
   int *vlabels = NULL;
   char *path = NULL;

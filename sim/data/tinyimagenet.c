@@ -708,7 +708,7 @@ static int decode_stream(FILE *f, const char *path, uint8_t *out, aal_error *err
 {
   struct jpeg_decompress_struct cinfo;
   jpeg_trap trap;
-  JSAMPLE row[AAL_DATA_SIZE * 3];
+  JSAMPLE row[AAL_TINY_SIZE * 3];
   cinfo.err = jpeg_std_error(&trap.pub);
   trap.pub.error_exit = trap_error_exit;
   trap.pub.emit_message = trap_emit_message;
@@ -721,29 +721,29 @@ static int decode_stream(FILE *f, const char *path, uint8_t *out, aal_error *err
   jpeg_create_decompress(&cinfo);
   jpeg_stdio_src(&cinfo, f);
   jpeg_read_header(&cinfo, TRUE);
-  if (cinfo.image_width != AAL_DATA_SIZE || cinfo.image_height != AAL_DATA_SIZE) {
+  if (cinfo.image_width != AAL_TINY_SIZE || cinfo.image_height != AAL_TINY_SIZE) {
     const unsigned w = cinfo.image_width, h = cinfo.image_height;
     jpeg_destroy_decompress(&cinfo);
     return aal_fail(err, AAL_EFORMAT, "%s: image is %ux%u, expected %dx%d", path, w, h,
-                    AAL_DATA_SIZE, AAL_DATA_SIZE);
+                    AAL_TINY_SIZE, AAL_TINY_SIZE);
   }
   cinfo.out_color_space = JCS_RGB; /* grayscale is replicated to R=G=B */
   cinfo.dct_method = JDCT_ISLOW;   /* the accurate integer IDCT, the same on every host */
   jpeg_start_decompress(&cinfo);
-  if (cinfo.output_components != 3 || cinfo.output_width != AAL_DATA_SIZE) {
+  if (cinfo.output_components != 3 || cinfo.output_width != AAL_TINY_SIZE) {
     const int nc = cinfo.output_components;
     jpeg_destroy_decompress(&cinfo);
     return aal_fail(err, AAL_EFORMAT, "%s: decoded to %d components, expected RGB", path, nc);
   }
-  const size_t plane = (size_t)AAL_DATA_SIZE * AAL_DATA_SIZE;
+  const size_t plane = (size_t)AAL_TINY_SIZE * AAL_TINY_SIZE;
   while (cinfo.output_scanline < cinfo.output_height) {
     JSAMPROW rp = row;
     const size_t y = cinfo.output_scanline;
     if (jpeg_read_scanlines(&cinfo, &rp, 1) != 1)
       continue; /* a stdio source never suspends; kept for safety */
-    for (size_t x = 0; x < AAL_DATA_SIZE; x++) /* HWC row -> CHW */
+    for (size_t x = 0; x < AAL_TINY_SIZE; x++) /* HWC row -> CHW */
       for (size_t c = 0; c < 3; c++)
-        out[c * plane + y * AAL_DATA_SIZE + x] = row[x * 3 + c];
+        out[c * plane + y * AAL_TINY_SIZE + x] = row[x * 3 + c];
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
@@ -792,15 +792,25 @@ const char *aal_data_cache_status_name(enum aal_data_cache_status st)
   return "unknown";
 }
 
-static int alloc_split(aal_data_split *sp, size_t n, aal_error *err)
+const char *aal_data_format_name(enum aal_data_format f)
 {
-  if (n > SIZE_MAX / AAL_DATA_IMAGE_BYTES)
+  switch (f) {
+  case AAL_DATA_NONE: return "none";
+  case AAL_DATA_TINY_IMAGENET: return "tiny-imagenet";
+  case AAL_DATA_FASHION_MNIST: return "fashion-mnist";
+  }
+  return "unknown";
+}
+
+int aal_data_alloc_split(aal_data_split *sp, size_t n, size_t image_bytes, aal_error *err)
+{
+  if (image_bytes == 0 || n > SIZE_MAX / image_bytes || n > SIZE_MAX / sizeof *sp->labels)
     return aal_fail(err, AAL_ENOMEM, "%zu images overflow the address space", n);
-  sp->pixels = malloc(n * AAL_DATA_IMAGE_BYTES);
+  sp->pixels = malloc(n * image_bytes);
   sp->labels = malloc(n * sizeof *sp->labels);
   if (sp->pixels == NULL || sp->labels == NULL)
     return aal_fail(err, AAL_ENOMEM, "out of memory for %zu images (%zu bytes)", n,
-                    n * AAL_DATA_IMAGE_BYTES);
+                    n * image_bytes);
   sp->n = n;
   return AAL_OK;
 }
@@ -808,6 +818,8 @@ static int alloc_split(aal_data_split *sp, size_t n, aal_error *err)
 int aal_data_set_from_scan(const aal_data_scan *s, aal_data_set *ds, aal_error *err)
 {
   aal_data_init(ds);
+  ds->format = AAL_DATA_TINY_IMAGENET;
+  aal_data_geom_tiny(&ds->geom);
   ds->classes = s->classes;
   ds->fingerprint = s->fingerprint;
   ds->wnids = malloc((size_t)s->classes * sizeof *ds->wnids);
@@ -821,9 +833,9 @@ int aal_data_set_from_scan(const aal_data_scan *s, aal_data_set *ds, aal_error *
       rc = aal_fail(err, AAL_ENOMEM, "out of memory");
   }
   if (rc == AAL_OK)
-    rc = alloc_split(&ds->train, s->n_train, err);
+    rc = aal_data_alloc_split(&ds->train, s->n_train, AAL_TINY_IMAGE_BYTES, err);
   if (rc == AAL_OK)
-    rc = alloc_split(&ds->val, s->n_val, err);
+    rc = aal_data_alloc_split(&ds->val, s->n_val, AAL_TINY_IMAGE_BYTES, err);
   if (rc == AAL_OK) {
     memcpy(ds->train.labels, s->train_labels, s->n_train * sizeof *s->train_labels);
     memcpy(ds->val.labels, s->val_labels, s->n_val * sizeof *s->val_labels);
@@ -844,7 +856,7 @@ int aal_data_decode_scan(const aal_data_scan *s, aal_data_set *ds, FILE *log,
     char *full = aal_data_join(s->dir, is_train ? s->train_paths[j] : s->val_paths[j]);
     if (full == NULL)
       return aal_fail(err, AAL_ENOMEM, "out of memory");
-    uint8_t *dst = (is_train ? ds->train.pixels : ds->val.pixels) + j * AAL_DATA_IMAGE_BYTES;
+    uint8_t *dst = (is_train ? ds->train.pixels : ds->val.pixels) + j * AAL_TINY_IMAGE_BYTES;
     const int rc = aal_data_decode_jpeg(full, dst, err);
     free(full);
     if (rc != AAL_OK)

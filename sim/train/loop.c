@@ -42,14 +42,15 @@ static int evaluate(aal_train_run *r, double *loss, double *acc, aal_error *err)
     aal_tensor_release(x);
     aal_tensor_release(logits);
     aal_tensor_release(prob);
-    x = aal_tensor_new4((long)m, 3, AAL_DATA_SIZE, AAL_DATA_SIZE, err);
+    x = aal_tensor_new4((long)m, r->ds.geom.channels, r->ds.geom.size, r->ds.geom.size, err);
     logits = aal_tensor_new2((long)m, r->ds.classes, err);
     prob = aal_tensor_new2((long)m, r->ds.classes, err);
     if (x == NULL || logits == NULL || prob == NULL) {
       rc = AAL_ENOMEM;
       break;
     }
-    rc = aal_augment_eval_batch(r->ds.val.pixels, r->ds.val.labels, n, idx, m, x, labels, err);
+    rc = aal_augment_eval_batch(&r->ds.geom, r->ds.val.pixels, r->ds.val.labels, n, idx, m, x,
+                                labels, err);
     double mean = 0;
     if (rc == AAL_OK)
       rc = aal_resnet_move(&r->net, r->ops.table, err);

@@ -159,6 +159,8 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
   if (rc == AAL_OK)
     rc = aal_resnet_config_set_blocks(&cfg, o->blocks, err);
   cfg.classes = r->ds.classes;
+  cfg.in_channels = r->ds.geom.channels; /* the stem takes the data set's images */
+  cfg.in_size = r->ds.geom.size;
   if (rc == AAL_OK && cfg.classes < 2)
     rc = aal_fail(err, AAL_EINVAL, "%s has %d class; at least 2 are needed", r->data_dir,
                   cfg.classes);
@@ -174,7 +176,7 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
   r->order = malloc(r->ds.train.n * sizeof *r->order);
   r->labels = malloc((size_t)o->batch * sizeof *r->labels);
   r->rng = gsl_rng_alloc(gsl_rng_mt19937);
-  r->x = aal_tensor_new4(o->batch, 3, AAL_DATA_SIZE, AAL_DATA_SIZE, err);
+  r->x = aal_tensor_new4(o->batch, r->ds.geom.channels, r->ds.geom.size, r->ds.geom.size, err);
   if (r->order == NULL || r->labels == NULL || r->rng == NULL || r->x == NULL)
     return aal_fail(err, AAL_ENOMEM, "cannot allocate the training buffers");
   return AAL_OK;
@@ -212,9 +214,9 @@ int aal_train_batch(aal_train_run *r, long step, aal_error *err)
     r->order_epoch = epoch;
   }
   gsl_rng_set(r->rng, aal_mix_seed(r->o.seed, 2, (unsigned long)step));
-  return aal_augment_train_batch(r->ds.train.pixels, r->ds.train.labels, r->ds.train.n,
-                                 r->order + pos * r->o.batch, (size_t)r->o.batch, r->rng,
-                                 r->x, r->labels, err);
+  return aal_augment_train_batch(&r->ds.geom, r->ds.train.pixels, r->ds.train.labels,
+                                 r->ds.train.n, r->order + pos * r->o.batch,
+                                 (size_t)r->o.batch, r->rng, r->x, r->labels, err);
 }
 
 int aal_train_pass(aal_train_run *r, long step, aal_resnet_pass *pass, aal_error *err)

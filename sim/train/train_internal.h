@@ -30,7 +30,7 @@ typedef struct {
   size_t *order;              /* the current epoch's order of training images */
   long order_epoch;
   gsl_rng *rng;
-  aal_tensor *x;              /* [batch, 3, 64, 64] */
+  aal_tensor *x;              /* [batch, C, S, S]: the data set's geometry (ds.geom) */
   int *labels;                /* [batch] */
   FILE *metrics, *log;
   FILE *li, *li_summary, *align;

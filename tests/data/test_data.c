@@ -180,12 +180,12 @@ static cmp_result compare(const uint8_t *a, const uint8_t *b)
 {
   long s = 0;
   int mx = 0;
-  for (size_t k = 0; k < AAL_DATA_IMAGE_BYTES; k++) {
+  for (size_t k = 0; k < AAL_TINY_IMAGE_BYTES; k++) {
     const int d = abs((int)a[k] - (int)b[k]);
     s += d;
     mx = d > mx ? d : mx;
   }
-  return (cmp_result){(double)s / AAL_DATA_IMAGE_BYTES, mx};
+  return (cmp_result){(double)s / AAL_TINY_IMAGE_BYTES, mx};
 }
 
 /* Components in a JPEG file's frame header (1 for grayscale). */
@@ -223,8 +223,8 @@ START_TEST(test_load_counts_labels_pixels)
   ck_assert_int_eq(ds.cache_status, AAL_DATA_CACHE_NONE);
   ck_assert_int_eq(ds.cache_rebuilt, 1);
 
-  uint8_t gen[AAL_DATA_IMAGE_BYTES], other[AAL_DATA_IMAGE_BYTES];
-  const size_t plane = (size_t)AAL_DATA_SIZE * AAL_DATA_SIZE;
+  uint8_t gen[AAL_TINY_IMAGE_BYTES], other[AAL_TINY_IMAGE_BYTES];
+  const size_t plane = (size_t)AAL_TINY_SIZE * AAL_TINY_SIZE;
   double worst_mean = 0, min_other = 1e9;
   int worst_max = 0, grays = 0, colour_seen = 0;
   /* train: by class, then name; names n9000000c_0 .. _5 sort in index order */
@@ -234,7 +234,7 @@ START_TEST(test_load_counts_labels_pixels)
     int gray = 0;
     ck_assert_int_eq(aal_gen_image(seed, CLASSES, AAL_GEN_TRAIN, c, i, gen, &gray, &err),
                      AAL_OK);
-    const uint8_t *dec = ds.train.pixels + n * AAL_DATA_IMAGE_BYTES;
+    const uint8_t *dec = ds.train.pixels + n * AAL_TINY_IMAGE_BYTES;
     const cmp_result r = compare(dec, gen);
     ck_assert_msg(r.mean <= JPEG_MEAN_BOUND && r.max <= JPEG_MAX_BOUND,
                   "train class %d image %d: mean |err| %.3f, max %d", c, i, r.mean, r.max);
@@ -267,7 +267,7 @@ START_TEST(test_load_counts_labels_pixels)
     ck_assert_int_eq(aal_gen_val_class(seed, CLASSES, VAL_PER_CLASS, j, &c, &err), AAL_OK);
     ck_assert_int_eq(ds.val.labels[j], c);
     ck_assert_int_eq(aal_gen_image(seed, CLASSES, AAL_GEN_VAL, c, j, gen, &gray, &err), AAL_OK);
-    const cmp_result r = compare(ds.val.pixels + (size_t)j * AAL_DATA_IMAGE_BYTES, gen);
+    const cmp_result r = compare(ds.val.pixels + (size_t)j * AAL_TINY_IMAGE_BYTES, gen);
     ck_assert_msg(r.mean <= JPEG_MEAN_BOUND && r.max <= JPEG_MAX_BOUND,
                   "val image %d: mean |err| %.3f, max %d", j, r.mean, r.max);
     worst_mean = r.mean > worst_mean ? r.mean : worst_mean;
@@ -299,7 +299,7 @@ START_TEST(test_corrupt_truncated)
   unsigned char *b = slurp(p, &len);
   spit(p, b, len / 2);
   free(b);
-  uint8_t img[AAL_DATA_IMAGE_BYTES];
+  uint8_t img[AAL_TINY_IMAGE_BYTES];
   aal_error err;
   aal_error_clear(&err);
   ck_assert_int_eq(aal_data_decode_jpeg(p, img, &err), AAL_EFORMAT);
@@ -541,8 +541,8 @@ START_TEST(test_cache)
   ck_assert_int_eq(ds.cache_written, 0);
   ck_assert_uint_eq(ds.train.n, ref.train.n);
   ck_assert_uint_eq(ds.val.n, ref.val.n);
-  ck_assert(memcmp(ds.train.pixels, ref.train.pixels, ref.train.n * AAL_DATA_IMAGE_BYTES) == 0);
-  ck_assert(memcmp(ds.val.pixels, ref.val.pixels, ref.val.n * AAL_DATA_IMAGE_BYTES) == 0);
+  ck_assert(memcmp(ds.train.pixels, ref.train.pixels, ref.train.n * AAL_TINY_IMAGE_BYTES) == 0);
+  ck_assert(memcmp(ds.val.pixels, ref.val.pixels, ref.val.n * AAL_TINY_IMAGE_BYTES) == 0);
   ck_assert(memcmp(ds.val.labels, ref.val.labels, ref.val.n * sizeof(int)) == 0);
   ck_assert(strstr(log, "from the cache") != NULL);
   aal_data_free(&ds);
@@ -711,7 +711,7 @@ START_TEST(test_gen_bad_args)
   ck_assert(strstr(err.msg, "classes") != NULL);
   ck_assert_int_eq(aal_gen_data(p, 2, 0, 1, 1, NULL, &err), AAL_EINVAL);
   ck_assert_int_eq(aal_gen_data(p, 2, 2, 0, 1, NULL, &err), AAL_EINVAL);
-  uint8_t img[AAL_DATA_IMAGE_BYTES];
+  uint8_t img[AAL_TINY_IMAGE_BYTES];
   ck_assert_int_eq(aal_gen_image(1, 3, AAL_GEN_TRAIN, 3, 0, img, NULL, &err), AAL_EINVAL);
   int c;
   ck_assert_int_eq(aal_gen_val_class(1, 3, 2, 6, &c, &err), AAL_EINVAL);
@@ -738,20 +738,23 @@ static double ulps_from_rational(double x, long num, long den)
 
 static void random_image(gsl_rng *r, uint8_t *img)
 {
-  for (size_t k = 0; k < AAL_DATA_IMAGE_BYTES; k++)
+  for (size_t k = 0; k < AAL_TINY_IMAGE_BYTES; k++)
     img[k] = (uint8_t)gsl_rng_uniform_int(r, 256);
 }
 
 START_TEST(test_augment_image)
 {
+  aal_data_geom g;
+  aal_data_geom_tiny(&g);
+  ck_assert(g.channels == 3 && g.size == 64 && g.border == 0);
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
   gsl_rng_set(r, test_seed());
-  uint8_t *img = malloc(AAL_DATA_IMAGE_BYTES);
-  double *out = malloc(AAL_DATA_IMAGE_BYTES * sizeof *out);
-  double *id = malloc(AAL_DATA_IMAGE_BYTES * sizeof *id);
+  uint8_t *img = malloc(AAL_TINY_IMAGE_BYTES);
+  double *out = malloc(AAL_TINY_IMAGE_BYTES * sizeof *out);
+  double *id = malloc(AAL_TINY_IMAGE_BYTES * sizeof *id);
   ck_assert(img != NULL && out != NULL && id != NULL);
   random_image(r, img);
-  const int S = AAL_DATA_SIZE, P = 4, W = S + 2 * P;
+  const int S = AAL_TINY_SIZE, P = 4, W = S + 2 * P;
 
   /* normalisation: every value within 0.5 ulp (+ slack for the residual's rounding) of
    * the exact rational; the header's double constants are those decimals */
@@ -762,7 +765,7 @@ START_TEST(test_augment_image)
     ck_assert(hdr_mean[c] == (double)ref_mean_e4[c] / 1e4);
     ck_assert(hdr_std[c] == (double)ref_std_e4[c] / 1e4);
     for (int v = 0; v < 256; v++) {
-      const double x = aal_augment_normalise(c, (uint8_t)v);
+      const double x = aal_augment_normalise(&g, c, (uint8_t)v);
       const double u = ulps_from_rational(x, 10000L * v - 255L * ref_mean_e4[c],
                                           255L * ref_std_e4[c]);
       worst = u > worst ? u : worst;
@@ -774,10 +777,10 @@ START_TEST(test_augment_image)
   /* the identity crop without flip is normalisation only */
   /* (mismatches are counted and asserted once: a ck_assert per pixel costs Check an
    * allocation each in no-fork mode) */
-  aal_augment_image(img, P, P, 0, id);
+  aal_augment_image(&g, img, P, P, 0, id);
   long bad = 0;
-  for (size_t k = 0; k < AAL_DATA_IMAGE_BYTES; k++)
-    bad += id[k] != aal_augment_normalise((int)(k / (size_t)(S * S)), img[k]);
+  for (size_t k = 0; k < AAL_TINY_IMAGE_BYTES; k++)
+    bad += id[k] != aal_augment_normalise(&g, (int)(k / (size_t)(S * S)), img[k]);
   ck_assert_int_eq(bad, 0);
 
   /* every crop offset and flip against a naive pad-crop-flip of a 72x72 uint8 image */
@@ -790,20 +793,20 @@ START_TEST(test_augment_image)
   for (int oy = 0; oy <= 2 * P; oy++)
     for (int ox = 0; ox <= 2 * P; ox++)
       for (int flip = 0; flip < 2; flip++) {
-        aal_augment_image(img, oy, ox, flip, out);
+        aal_augment_image(&g, img, oy, ox, flip, out);
         for (int c = 0; c < 3; c++)
           for (int y = 0; y < S; y++)
             for (int x = 0; x < S; x++) {
               const int cx = flip ? S - 1 - x : x;
               const uint8_t v = pad[((size_t)c * W + y + oy) * W + cx + ox];
-              bad += out[((size_t)c * S + y) * S + x] != aal_augment_normalise(c, v);
+              bad += out[((size_t)c * S + y) * S + x] != aal_augment_normalise(&g, c, v);
             }
         ck_assert_msg(bad == 0, "crop (%d, %d) flip %d: %ld pixels differ", oy, ox, flip, bad);
         /* the flip is an exact mirror of the unflipped crop */
         if (flip) {
-          double *plain = malloc(AAL_DATA_IMAGE_BYTES * sizeof *plain);
+          double *plain = malloc(AAL_TINY_IMAGE_BYTES * sizeof *plain);
           ck_assert_ptr_nonnull(plain);
-          aal_augment_image(img, oy, ox, 0, plain);
+          aal_augment_image(&g, img, oy, ox, 0, plain);
           for (int c = 0; c < 3; c++)
             for (int y = 0; y < S; y++)
               for (int x = 0; x < S; x++)
@@ -814,11 +817,11 @@ START_TEST(test_augment_image)
         }
       }
   /* a shift by (dy, dx) = (oy - 4, ox - 4): out(y, x) = img(y + dy, x + dx), padding 0 */
-  aal_augment_image(img, 1, 7, 0, out);
-  ck_assert(out[0] == aal_augment_normalise(0, 0));                 /* y - 3 < 0 */
-  ck_assert(out[3 * S + 0] == aal_augment_normalise(0, img[0 * S + 3])); /* (3,0) <- (0,3) */
-  ck_assert(out[3 * S + 61] == aal_augment_normalise(0, 0));        /* x + 3 = 64 */
-  ck_assert(out[10 * S + 60] == aal_augment_normalise(0, img[7 * S + 63]));
+  aal_augment_image(&g, img, 1, 7, 0, out);
+  ck_assert(out[0] == aal_augment_normalise(&g, 0, 0));                 /* y - 3 < 0 */
+  ck_assert(out[3 * S + 0] == aal_augment_normalise(&g, 0, img[0 * S + 3])); /* (3,0) <- (0,3) */
+  ck_assert(out[3 * S + 61] == aal_augment_normalise(&g, 0, 0));        /* x + 3 = 64 */
+  ck_assert(out[10 * S + 60] == aal_augment_normalise(&g, 0, img[7 * S + 63]));
   free(pad);
   free(img);
   free(out);
@@ -830,13 +833,15 @@ END_TEST
 START_TEST(test_augment_batch)
 {
   const unsigned long seed = test_seed();
+  aal_data_geom g;
+  aal_data_geom_tiny(&g);
   gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
   gsl_rng_set(r, seed);
   enum { NIMG = 5, B = 4 };
-  uint8_t *imgs = malloc((size_t)NIMG * AAL_DATA_IMAGE_BYTES);
+  uint8_t *imgs = malloc((size_t)NIMG * AAL_TINY_IMAGE_BYTES);
   ck_assert_ptr_nonnull(imgs);
   for (int i = 0; i < NIMG; i++)
-    random_image(r, imgs + (size_t)i * AAL_DATA_IMAGE_BYTES);
+    random_image(r, imgs + (size_t)i * AAL_TINY_IMAGE_BYTES);
   const int labels[NIMG] = {4, 3, 2, 1, 0};
   const size_t idx[B] = {3, 0, 3, 4};
   aal_error err;
@@ -847,53 +852,158 @@ START_TEST(test_augment_batch)
 
   /* the same seed gives the same batch; it is the documented sequence of draws */
   gsl_rng_set(r, seed);
-  ck_assert_int_eq(aal_augment_train_batch(imgs, labels, NIMG, idx, B, r, a, la, &err), AAL_OK);
+  ck_assert_int_eq(aal_augment_train_batch(&g, imgs, labels, NIMG, idx, B, r, a, la, &err), AAL_OK);
   gsl_rng_set(r, seed);
-  ck_assert_int_eq(aal_augment_train_batch(imgs, labels, NIMG, idx, B, r, b, lb, &err), AAL_OK);
+  ck_assert_int_eq(aal_augment_train_batch(&g, imgs, labels, NIMG, idx, B, r, b, lb, &err), AAL_OK);
   ck_assert(memcmp(a->data, b->data, a->size * sizeof(double)) == 0);
   ck_assert(memcmp(la, lb, sizeof la) == 0);
   gsl_rng_set(r, seed);
-  double *one = malloc(AAL_DATA_IMAGE_BYTES * sizeof *one);
+  double *one = malloc(AAL_TINY_IMAGE_BYTES * sizeof *one);
   ck_assert_ptr_nonnull(one);
   int flips = 0;
   for (int k = 0; k < B; k++) {
     const int oy = (int)gsl_rng_uniform_int(r, 9), ox = (int)gsl_rng_uniform_int(r, 9);
     const int flip = (int)gsl_rng_uniform_int(r, 2);
     flips += flip;
-    aal_augment_image(imgs + idx[k] * AAL_DATA_IMAGE_BYTES, oy, ox, flip, one);
-    ck_assert(memcmp(one, a->data + (size_t)k * AAL_DATA_IMAGE_BYTES,
-                     AAL_DATA_IMAGE_BYTES * sizeof(double)) == 0);
+    aal_augment_image(&g, imgs + idx[k] * AAL_TINY_IMAGE_BYTES, oy, ox, flip, one);
+    ck_assert(memcmp(one, a->data + (size_t)k * AAL_TINY_IMAGE_BYTES,
+                     AAL_TINY_IMAGE_BYTES * sizeof(double)) == 0);
     ck_assert_int_eq(la[k], labels[idx[k]]);
   }
   /* a different seed gives a different batch */
   gsl_rng_set(r, seed + 1);
-  ck_assert_int_eq(aal_augment_train_batch(imgs, labels, NIMG, idx, B, r, b, NULL, &err), AAL_OK);
+  ck_assert_int_eq(aal_augment_train_batch(&g, imgs, labels, NIMG, idx, B, r, b, NULL, &err), AAL_OK);
   ck_assert(memcmp(a->data, b->data, a->size * sizeof(double)) != 0);
 
   /* evaluation: normalisation only */
-  ck_assert_int_eq(aal_augment_eval_batch(imgs, labels, NIMG, idx, B, a, la, &err), AAL_OK);
+  ck_assert_int_eq(aal_augment_eval_batch(&g, imgs, labels, NIMG, idx, B, a, la, &err), AAL_OK);
   for (int k = 0; k < B; k++) {
-    aal_augment_image(imgs + idx[k] * AAL_DATA_IMAGE_BYTES, 4, 4, 0, one);
-    ck_assert(memcmp(one, a->data + (size_t)k * AAL_DATA_IMAGE_BYTES,
-                     AAL_DATA_IMAGE_BYTES * sizeof(double)) == 0);
+    aal_augment_image(&g, imgs + idx[k] * AAL_TINY_IMAGE_BYTES, 4, 4, 0, one);
+    ck_assert(memcmp(one, a->data + (size_t)k * AAL_TINY_IMAGE_BYTES,
+                     AAL_TINY_IMAGE_BYTES * sizeof(double)) == 0);
     ck_assert_int_eq(la[k], labels[idx[k]]);
   }
 
   /* errors: wrong shape, index out of range, labels wanted but absent */
   aal_tensor *bad = aal_tensor_new4(B + 1, 3, 64, 64, &err);
-  ck_assert_int_eq(aal_augment_eval_batch(imgs, labels, NIMG, idx, B, bad, NULL, &err),
+  ck_assert_int_eq(aal_augment_eval_batch(&g, imgs, labels, NIMG, idx, B, bad, NULL, &err),
                    AAL_ESHAPE);
   const size_t far[B] = {0, 1, 5, 2};
-  ck_assert_int_eq(aal_augment_train_batch(imgs, labels, NIMG, far, B, r, a, NULL, &err),
+  ck_assert_int_eq(aal_augment_train_batch(&g, imgs, labels, NIMG, far, B, r, a, NULL, &err),
                    AAL_EINVAL);
   ck_assert(strstr(err.msg, "index 5") != NULL);
-  ck_assert_int_eq(aal_augment_eval_batch(imgs, NULL, NIMG, idx, B, a, la, &err), AAL_EINVAL);
+  ck_assert_int_eq(aal_augment_eval_batch(&g, imgs, NULL, NIMG, idx, B, a, la, &err), AAL_EINVAL);
 
   aal_tensor_release(a);
   aal_tensor_release(b);
   aal_tensor_release(bad);
   free(one);
   free(imgs);
+  gsl_rng_free(r);
+}
+END_TEST
+
+/* Fashion-MNIST's geometry, 1x32x32: a few random crops and flips against a naive
+ * pad-crop-flip and the textbook normalisation written out here, and the batches. */
+START_TEST(test_augment_fmnist)
+{
+  const unsigned long seed = test_seed();
+  aal_data_geom g;
+  aal_data_geom_fmnist(&g);
+  ck_assert(g.channels == 1 && g.size == 32 && g.border == 2);
+  ck_assert(g.mean_e4[0] == 2860 && g.std_e4[0] == 3530);
+  ck_assert((double)g.mean_e4[0] / 1e4 == AAL_FMNIST_MEAN);
+  ck_assert((double)g.std_e4[0] / 1e4 == AAL_FMNIST_STD);
+  enum { S = 32, P = 4, W = S + 2 * P, NIMG = 3, B = 5 };
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(r, seed);
+  uint8_t imgs[NIMG][S * S];
+  long nonzero = 0;
+  for (int i = 0; i < NIMG; i++)
+    for (int k = 0; k < S * S; k++)
+      nonzero += (imgs[i][k] = (uint8_t)gsl_rng_uniform_int(r, 256)) != 0;
+  ck_assert_int_gt(nonzero, NIMG * S * S / 2);
+
+  /* normalisation: within 0.5 ulp of the exact (1e4 v - 255*2860) / (255*3530), and
+   * within 1e-12 of the textbook (v/255 - 0.2860) / 0.3530 */
+  double worst = 0;
+  for (int v = 0; v < 256; v++) {
+    const double x = aal_augment_normalise(&g, 0, (uint8_t)v);
+    const double u = ulps_from_rational(x, 10000L * v - 255L * 2860, 255L * 3530);
+    worst = u > worst ? u : worst;
+    ck_assert(fabs(x - ((double)v / 255.0 - 0.2860) / 0.3530) < 1e-12);
+  }
+  ck_assert_msg(worst <= 0.5 + 1e-6, "normalisation is %.3f ulps from the exact value", worst);
+
+  /* single images: random offsets and flips against a naive 40x40 padded copy */
+  static double out[S * S];
+  for (int t = 0; t < 8; t++) {
+    const int i = t % NIMG, oy = (int)gsl_rng_uniform_int(r, 9);
+    const int ox = (int)gsl_rng_uniform_int(r, 9), flip = t % 2;
+    uint8_t pad[W][W];
+    memset(pad, 0, sizeof pad);
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++)
+        pad[y + P][x + P] = imgs[i][y * S + x];
+    aal_augment_image(&g, imgs[i], oy, ox, flip, out);
+    long bad = 0;
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++) {
+        const uint8_t v = pad[y + oy][(flip ? S - 1 - x : x) + ox];
+        const double want = ((double)v / 255.0 - 0.2860) / 0.3530;
+        bad += !(fabs(out[y * S + x] - want) < 1e-12);  /* NaN counts as a mismatch */
+      }
+    ck_assert_msg(bad == 0, "image %d crop (%d, %d) flip %d: %ld pixels differ", i, oy, ox,
+                  flip, bad);
+  }
+
+  /* a training batch draws oy, ox, flip per image, as for any geometry */
+  aal_error err;
+  aal_tensor *x = aal_tensor_new4(B, 1, S, S, &err);
+  ck_assert_ptr_nonnull(x);
+  const int labels[NIMG] = {7, 0, 9};
+  const size_t idx[B] = {2, 0, 1, 2, 0};
+  int lab[B];
+  gsl_rng_set(r, seed + 1);
+  ck_assert_int_eq(aal_augment_train_batch(&g, &imgs[0][0], labels, NIMG, idx, B, r, x, lab,
+                                           &err), AAL_OK);
+  gsl_rng_set(r, seed + 1);
+  for (int b = 0; b < B; b++) {
+    const int oy = (int)gsl_rng_uniform_int(r, 9), ox = (int)gsl_rng_uniform_int(r, 9);
+    const int flip = (int)gsl_rng_uniform_int(r, 2);
+    aal_augment_image(&g, imgs[idx[b]], oy, ox, flip, out);
+    ck_assert(memcmp(out, x->data + (size_t)b * S * S, sizeof out) == 0);
+    ck_assert_int_eq(lab[b], labels[idx[b]]);
+  }
+  /* evaluation: normalisation only */
+  ck_assert_int_eq(aal_augment_eval_batch(&g, &imgs[0][0], labels, NIMG, idx, B, x, lab, &err),
+                   AAL_OK);
+  for (int b = 0; b < B; b++)
+    for (int k = 0; k < S * S; k++)
+      ck_assert(x->data[(size_t)b * S * S + k] == aal_augment_normalise(&g, 0, imgs[idx[b]][k]));
+  /* a batch of Tiny ImageNet's shape does not fit this geometry */
+  aal_tensor *big = aal_tensor_new4(B, 3, 64, 64, &err);
+  ck_assert_ptr_nonnull(big);
+  ck_assert_int_eq(aal_augment_eval_batch(&g, &imgs[0][0], NULL, NIMG, idx, B, big, NULL, &err),
+                   AAL_ESHAPE);
+  ck_assert_msg(strstr(err.msg, "expected 5x1x32x32") != NULL, "%s", err.msg);
+
+  /* a geometry outside its ranges is refused, naming what is wrong */
+  const struct { aal_data_geom g; const char *needle; } bad_geom[] = {
+      {{0, 32, 0, {0}, {1}}, "0 channels"},
+      {{4, 32, 0, {0}, {1}}, "4 channels"},
+      {{1, 0, 0, {0}, {1}}, "size 0"},
+      {{1, 32, 16, {0}, {1}}, "border 16"},
+      {{1, 32, 0, {2860}, {0}}, "std 0"},
+      {{1, 32, 0, {10001}, {3530}}, "mean 10001"}};
+  for (size_t k = 0; k < sizeof bad_geom / sizeof bad_geom[0]; k++) {
+    ck_assert_int_eq(aal_data_geom_check(&bad_geom[k].g, &err), AAL_EINVAL);
+    ck_assert_msg(strstr(err.msg, bad_geom[k].needle) != NULL, "%s", err.msg);
+    ck_assert_int_eq(aal_augment_eval_batch(&bad_geom[k].g, &imgs[0][0], NULL, NIMG, idx, B, x,
+                                            NULL, &err), AAL_EINVAL);
+  }
+  aal_tensor_release(x);
+  aal_tensor_release(big);
   gsl_rng_free(r);
 }
 END_TEST
@@ -957,6 +1067,7 @@ int main(void)
   tcase_add_test(tc, test_gen_bad_args);
   tcase_add_test(tc, test_augment_image);
   tcase_add_test(tc, test_augment_batch);
+  tcase_add_test(tc, test_augment_fmnist);
   tcase_add_test(tc, test_epoch_order);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
