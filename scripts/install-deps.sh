@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what AAL needs from Debian's packages (build tools, GSL, OpenBLAS, Check,
-# libjpeg, gnuplot).  Run as root, or as a user with sudo.  The CUDA toolkit is not a
+# libjpeg, zlib, gnuplot) and the Fashion-MNIST data set (dataset-fashion-mnist: its
+# IDX files in /usr/share/datasets/fashion-mnist).  Run as root, or as a user with sudo.  The CUDA toolkit is not a
 # Debian package here: install it separately to build the GPU parts (optional).
 set -eu
 SUDO=
@@ -9,4 +10,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
   build-essential autoconf automake libtool pkg-config \
-  libgsl-dev libopenblas-dev check libjpeg-dev gnuplot-nox
+  libgsl-dev libopenblas-dev check libjpeg-dev zlib1g-dev gnuplot-nox \
+  dataset-fashion-mnist

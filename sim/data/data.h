@@ -173,6 +173,26 @@ typedef struct {
 void aal_data_crc32_init(aal_data_crc32 *c);
 void aal_data_crc32_update(aal_data_crc32 *c, const void *data, size_t len);
 
+/* --------------------------------------------------------------- Fashion-MNIST */
+
+/* 1 when dir holds train-images-idx3-ubyte.gz (or train-images-idx3-ubyte): the layout
+ * of Fashion-MNIST (and of MNIST). */
+int aal_fmnist_detect(const char *dir);
+
+/* Reads DIR/{train,t10k}-{labels-idx1,images-idx3}-ubyte.gz (each name without .gz
+ * when only that file exists; the .gz ones must be gzip data) into ds, no cache:
+ * format AAL_DATA_FASHION_MNIST, geometry aal_data_geom_fmnist (each 28x28 image in the
+ * middle of a zeroed 32x32), 10 classes (wnids "0".."9", words "T-shirt/top",
+ * "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle
+ * boot"), train from train-*, val from t10k-* (the test set), both in file order;
+ * fingerprint: FNV-1a 64 of the decompressed bytes of the four files in that order.
+ * Errors: AAL_EIO (a file missing or unreadable), AAL_EFORMAT (a bad magic, dimensions
+ * other than 28x28, a count of 0 or above 2^24, images and labels of different counts,
+ * a label outside 0..9, data that ends early or goes on after the last item, a
+ * truncated or corrupt gzip stream), AAL_ENOMEM; every message names the file.  One line
+ * to log (may be NULL) when done. */
+int aal_fmnist_read(const char *dir, aal_data_set *ds, FILE *log, aal_error *err);
+
 /* --------------------------------------------------------------- the generator */
 
 enum aal_gen_split { AAL_GEN_TRAIN = 0, AAL_GEN_VAL = 1 };

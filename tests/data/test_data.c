@@ -25,6 +25,7 @@
 
 #include <gsl/gsl_rng.h>
 #include <jpeglib.h>
+#include <zlib.h>
 
 #include "tests/aal_check.h"
 #include "sim/data/data.h"
@@ -719,6 +720,436 @@ START_TEST(test_gen_bad_args)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ Fashion-MNIST */
+
+/* A miniature Fashion-MNIST written here with zlib, in IDX as the format defines it:
+ * 5 train and 3 test images of 28x28 with pixels drawn from the test seed (never all
+ * zero), and labels drawn from 0..9. */
+enum { FX_TRAIN = 5, FX_TEST = 3, FX_SIDE = 28, FX_PIXELS = FX_SIDE * FX_SIDE };
+
+typedef struct {
+  char dir[256];
+  uint8_t train_px[FX_TRAIN][FX_PIXELS], test_px[FX_TEST][FX_PIXELS];
+  uint8_t train_lab[FX_TRAIN], test_lab[FX_TEST];
+} idx_fixture;
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+  p[0] = (unsigned char)(v >> 24);
+  p[1] = (unsigned char)(v >> 16);
+  p[2] = (unsigned char)(v >> 8);
+  p[3] = (unsigned char)v;
+}
+
+static void write_gz(const char *path, const void *data, size_t len)
+{
+  gzFile f = gzopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(gzwrite(f, data, (unsigned)len), (int)len);
+  ck_assert_int_eq(gzclose(f), Z_OK);
+}
+
+/* An IDX images file: magic, count, rows, cols, then the pixels (rows x cols each). */
+static unsigned char *idx_images(uint32_t magic, uint32_t n, uint32_t rows, uint32_t cols,
+                                 const uint8_t *pixels, size_t npixels, size_t *len)
+{
+  *len = 16 + npixels;
+  unsigned char *b = malloc(*len);
+  ck_assert_ptr_nonnull(b);
+  put_be32(b, magic);
+  put_be32(b + 4, n);
+  put_be32(b + 8, rows);
+  put_be32(b + 12, cols);
+  memcpy(b + 16, pixels, npixels);
+  return b;
+}
+
+static unsigned char *idx_labels(uint32_t magic, uint32_t n, const uint8_t *labels,
+                                 size_t nlabels, size_t *len)
+{
+  *len = 8 + nlabels;
+  unsigned char *b = malloc(*len);
+  ck_assert_ptr_nonnull(b);
+  put_be32(b, magic);
+  put_be32(b + 4, n);
+  memcpy(b + 8, labels, nlabels);
+  return b;
+}
+
+static void fx_path(char *buf, size_t len, const idx_fixture *fx, const char *name)
+{
+  snprintf(buf, len, "%s/%s", fx->dir, name);
+}
+
+/* Writes one of the four files of fx, gzip-compressed (name ends in .gz) or not. */
+static void fx_write(const idx_fixture *fx, const char *name, const unsigned char *b, size_t len)
+{
+  char path[512];
+  fx_path(path, sizeof path, fx, name);
+  const size_t l = strlen(name);
+  if (l > 3 && strcmp(name + l - 3, ".gz") == 0)
+    write_gz(path, b, len);
+  else
+    spit(path, b, (long)len);
+}
+
+static void fx_write_split(const idx_fixture *fx, const char *prefix, const char *suffix)
+{
+  const int train = strcmp(prefix, "train") == 0;
+  const uint32_t n = train ? FX_TRAIN : FX_TEST;
+  size_t len;
+  char name[64];
+  unsigned char *b = idx_images(0x803, n, FX_SIDE, FX_SIDE,
+                                train ? &fx->train_px[0][0] : &fx->test_px[0][0],
+                                n * FX_PIXELS, &len);
+  snprintf(name, sizeof name, "%s-images-idx3-ubyte%s", prefix, suffix);
+  fx_write(fx, name, b, len);
+  free(b);
+  b = idx_labels(0x801, n, train ? fx->train_lab : fx->test_lab, n, &len);
+  snprintf(name, sizeof name, "%s-labels-idx1-ubyte%s", prefix, suffix);
+  fx_write(fx, name, b, len);
+  free(b);
+}
+
+/* A new fixture directory with random content; gz: write the .gz names, else the plain. */
+static void fx_make(idx_fixture *fx, unsigned long seed, int gz)
+{
+  strcpy(fx->dir, "/tmp/aal-test-idx-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(fx->dir));
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  ck_assert_ptr_nonnull(r);
+  gsl_rng_set(r, seed);
+  long nonzero = 0;
+  for (int i = 0; i < FX_TRAIN; i++)
+    for (int k = 0; k < FX_PIXELS; k++)
+      nonzero += (fx->train_px[i][k] = (uint8_t)gsl_rng_uniform_int(r, 256)) != 0;
+  for (int i = 0; i < FX_TEST; i++)
+    for (int k = 0; k < FX_PIXELS; k++)
+      nonzero += (fx->test_px[i][k] = (uint8_t)gsl_rng_uniform_int(r, 256)) != 0;
+  for (int i = 0; i < FX_TRAIN; i++)
+    fx->train_lab[i] = (uint8_t)gsl_rng_uniform_int(r, 10);
+  for (int i = 0; i < FX_TEST; i++)
+    fx->test_lab[i] = (uint8_t)gsl_rng_uniform_int(r, 10);
+  gsl_rng_free(r);
+  ck_assert_int_gt(nonzero, (FX_TRAIN + FX_TEST) * FX_PIXELS / 2);
+  fx_write_split(fx, "train", gz ? ".gz" : "");
+  fx_write_split(fx, "t10k", gz ? ".gz" : "");
+}
+
+/* Every loaded pixel against the written one at its padded place, the pad zero. */
+static long fx_compare_split(const aal_data_split *sp, const uint8_t *px, const uint8_t *lab,
+                             int n)
+{
+  const int S = AAL_FMNIST_SIZE, B = AAL_FMNIST_BORDER;
+  long bad = sp->n != (size_t)n;
+  for (int i = 0; i < n && !bad; i++) {
+    const uint8_t *img = sp->pixels + (size_t)i * S * S;
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++) {
+        const int iy = y - B, ix = x - B;
+        const int inside = iy >= 0 && iy < FX_SIDE && ix >= 0 && ix < FX_SIDE;
+        bad += img[y * S + x] != (inside ? px[(size_t)i * FX_PIXELS + iy * FX_SIDE + ix] : 0);
+      }
+    bad += sp->labels[i] != lab[i];
+  }
+  return bad;
+}
+
+static void fx_check_loaded(const idx_fixture *fx, const aal_data_set *ds)
+{
+  ck_assert_int_eq(ds->format, AAL_DATA_FASHION_MNIST);
+  ck_assert_int_eq(ds->geom.channels, 1);
+  ck_assert_int_eq(ds->geom.size, 32);
+  ck_assert_int_eq(ds->geom.border, 2);
+  ck_assert_int_eq(ds->classes, 10);
+  static const char *const words[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+  for (int k = 0; k < 10; k++) {
+    ck_assert_str_eq(ds->words[k], words[k]);
+    char w[4];
+    snprintf(w, sizeof w, "%d", k);
+    ck_assert_str_eq(ds->wnids[k], w);
+  }
+  ck_assert_int_eq(fx_compare_split(&ds->train, &fx->train_px[0][0], fx->train_lab, FX_TRAIN), 0);
+  ck_assert_int_eq(fx_compare_split(&ds->val, &fx->test_px[0][0], fx->test_lab, FX_TEST), 0);
+}
+
+START_TEST(test_fmnist_read)
+{
+  idx_fixture fx;
+  fx_make(&fx, test_seed(), 1);
+  ck_assert(aal_fmnist_detect(fx.dir));
+  aal_data_set ds;
+  aal_error err;
+  aal_error_clear(&err);
+  ck_assert_msg(aal_fmnist_read(fx.dir, &ds, NULL, &err) == AAL_OK, "%s", err.msg);
+  fx_check_loaded(&fx, &ds);
+  const uint64_t fp = ds.fingerprint;
+  aal_data_free(&ds);
+
+  /* the same files without .gz read the same (and hash the same content) */
+  idx_fixture plain;
+  fx_make(&plain, test_seed(), 0);
+  ck_assert(aal_fmnist_detect(plain.dir));
+  ck_assert_msg(aal_fmnist_read(plain.dir, &ds, NULL, &err) == AAL_OK, "%s", err.msg);
+  fx_check_loaded(&plain, &ds);
+  ck_assert(ds.fingerprint == fp);
+  aal_data_free(&ds);
+  /* a file of two gzip members (as `cat a.gz b.gz` makes) reads as their concatenation */
+  {
+    char path[512];
+    size_t len;
+    unsigned char *b = idx_labels(0x801, FX_TRAIN, fx.train_lab, FX_TRAIN, &len);
+    fx_path(path, sizeof path, &fx, "train-labels-idx1-ubyte.gz");
+    write_gz(path, b, 6);
+    long l1;
+    unsigned char *first = slurp(path, &l1);
+    write_gz(path, b + 6, len - 6);
+    long l2;
+    unsigned char *second = slurp(path, &l2);
+    unsigned char *both = malloc((size_t)(l1 + l2));
+    ck_assert_ptr_nonnull(both);
+    memcpy(both, first, (size_t)l1);
+    memcpy(both + l1, second, (size_t)l2);
+    spit(path, both, l1 + l2);
+    free(both);
+    free(first);
+    free(second);
+    free(b);
+    ck_assert_msg(aal_fmnist_read(fx.dir, &ds, NULL, &err) == AAL_OK, "%s", err.msg);
+    fx_check_loaded(&fx, &ds);
+    ck_assert(ds.fingerprint == fp);
+    aal_data_free(&ds);
+  }
+  /* a different seed is different content */
+  rm_rf(plain.dir);
+  fx_make(&plain, test_seed() + 1, 0);
+  ck_assert_msg(aal_fmnist_read(plain.dir, &ds, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert(ds.fingerprint != fp);
+  aal_data_free(&ds);
+  rm_rf(plain.dir);
+
+  /* a Tiny ImageNet tree is not Fashion-MNIST */
+  tree t;
+  tree_make(&t, test_seed());
+  ck_assert(!aal_fmnist_detect(t.data));
+  tree_free(&t);
+  rm_rf(fx.dir);
+}
+END_TEST
+
+/* Reads fx's directory and expects failure rc with the file name (and needle) in the
+ * message, and ds left empty. */
+static void fx_expect_error(const idx_fixture *fx, int rc, const char *file, const char *needle)
+{
+  aal_data_set ds;
+  aal_error err;
+  aal_error_clear(&err);
+  const int got = aal_fmnist_read(fx->dir, &ds, NULL, &err);
+  ck_assert_msg(got == rc, "expected %s, got %s: %s", aal_status_name(rc),
+                aal_status_name(got), err.msg);
+  char path[512];
+  fx_path(path, sizeof path, fx, file);
+  ck_assert_msg(strstr(err.msg, path) != NULL, "message lacks '%s': %s", path, err.msg);
+  ck_assert_msg(needle == NULL || strstr(err.msg, needle) != NULL, "message lacks '%s': %s",
+                needle, err.msg);
+  ck_assert(ds.train.pixels == NULL && ds.val.pixels == NULL && ds.classes == 0);
+  fprintf(stderr, "test_data: refused as expected: %s\n", err.msg);
+}
+
+/* Each damage on a fresh fixture; the message names the damaged file. */
+START_TEST(test_fmnist_errors)
+{
+  const unsigned long seed = test_seed();
+  idx_fixture fx;
+  size_t len;
+  unsigned char *b;
+  char path[512];
+
+  /* a bad magic (an images file with 0x00000804) */
+  fx_make(&fx, seed, 1);
+  b = idx_images(0x804, FX_TRAIN, FX_SIDE, FX_SIDE, &fx.train_px[0][0], sizeof fx.train_px, &len);
+  fx_write(&fx, "train-images-idx3-ubyte.gz", b, len);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "train-images-idx3-ubyte.gz", "bad magic 0x00000804");
+  rm_rf(fx.dir);
+
+  /* the gzip file cut in half */
+  fx_make(&fx, seed, 1);
+  fx_path(path, sizeof path, &fx, "t10k-images-idx3-ubyte.gz");
+  long flen;
+  b = slurp(path, &flen);
+  spit(path, b, flen / 2);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "t10k-images-idx3-ubyte.gz", "truncated gzip stream");
+  rm_rf(fx.dir);
+
+  /* the gzip file without its last 4 bytes (the length of the trailer): all the data is
+   * there, the stream is not whole */
+  fx_make(&fx, seed, 1);
+  fx_path(path, sizeof path, &fx, "train-labels-idx1-ubyte.gz");
+  b = slurp(path, &flen);
+  spit(path, b, flen - 4);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "train-labels-idx1-ubyte.gz", "gzip");
+  rm_rf(fx.dir);
+
+  /* bytes after the gzip stream (zlib's gzread would skip them) */
+  fx_make(&fx, seed, 1);
+  fx_path(path, sizeof path, &fx, "t10k-labels-idx1-ubyte.gz");
+  b = slurp(path, &flen);
+  b = realloc(b, (size_t)flen + 4);
+  ck_assert_ptr_nonnull(b);
+  memcpy(b + flen, "JUNK", 4);
+  spit(path, b, flen + 4);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "t10k-labels-idx1-ubyte.gz",
+                  "trailing bytes after the gzip stream");
+  rm_rf(fx.dir);
+
+  /* one compressed byte changed: zlib's checks (CRC or the code itself) refuse it */
+  fx_make(&fx, seed, 1);
+  fx_path(path, sizeof path, &fx, "train-images-idx3-ubyte.gz");
+  b = slurp(path, &flen);
+  b[flen / 2] ^= 0x55;
+  spit(path, b, flen);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "train-images-idx3-ubyte.gz", "corrupt gzip data");
+  rm_rf(fx.dir);
+
+  /* a valid gzip whose payload stops inside the last image */
+  fx_make(&fx, seed, 1);
+  b = idx_images(0x803, FX_TRAIN, FX_SIDE, FX_SIDE, &fx.train_px[0][0],
+                 sizeof fx.train_px - FX_PIXELS / 2, &len);
+  fx_write(&fx, "train-images-idx3-ubyte.gz", b, len);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "train-images-idx3-ubyte.gz",
+                  "the data ends in image 4 (392 of 784 bytes)");
+  rm_rf(fx.dir);
+
+  /* bytes after the last image */
+  fx_make(&fx, seed, 1);
+  {
+    uint8_t more[FX_TRAIN * FX_PIXELS + 3];
+    memcpy(more, fx.train_px, sizeof fx.train_px);
+    memcpy(more + sizeof fx.train_px, "abc", 3);
+    b = idx_images(0x803, FX_TRAIN, FX_SIDE, FX_SIDE, more, sizeof more, &len);
+  }
+  fx_write(&fx, "train-images-idx3-ubyte.gz", b, len);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "train-images-idx3-ubyte.gz", "trailing bytes after the 5 images");
+  rm_rf(fx.dir);
+
+  /* 4 labels for 5 images: both files named */
+  fx_make(&fx, seed, 1);
+  b = idx_labels(0x801, FX_TRAIN - 1, fx.train_lab, FX_TRAIN - 1, &len);
+  fx_write(&fx, "train-labels-idx1-ubyte.gz", b, len);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "train-images-idx3-ubyte.gz", "holds 5 images but");
+  fx_expect_error(&fx, AAL_EFORMAT, "train-labels-idx1-ubyte.gz", "holds 4 labels");
+  rm_rf(fx.dir);
+
+  /* a label of 10 */
+  fx_make(&fx, seed, 1);
+  {
+    uint8_t lab[FX_TEST];
+    memcpy(lab, fx.test_lab, sizeof lab);
+    lab[1] = 10;
+    b = idx_labels(0x801, FX_TEST, lab, FX_TEST, &len);
+  }
+  fx_write(&fx, "t10k-labels-idx1-ubyte.gz", b, len);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "t10k-labels-idx1-ubyte.gz", "label 10 of item 1 is outside 0..9");
+  rm_rf(fx.dir);
+
+  /* 27x28 images (the same bytes, as 5 images of 27x28 and change) */
+  fx_make(&fx, seed, 1);
+  b = idx_images(0x803, FX_TRAIN, 27, FX_SIDE, &fx.train_px[0][0], (size_t)FX_TRAIN * 27 * 28, &len);
+  fx_write(&fx, "train-images-idx3-ubyte.gz", b, len);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "train-images-idx3-ubyte.gz", "images are 27x28, expected 28x28");
+  rm_rf(fx.dir);
+
+  /* a labels file that is not gzip data under a .gz name */
+  fx_make(&fx, seed, 1);
+  b = idx_labels(0x801, FX_TRAIN, fx.train_lab, FX_TRAIN, &len);
+  fx_path(path, sizeof path, &fx, "train-labels-idx1-ubyte.gz");
+  spit(path, b, (long)len);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "train-labels-idx1-ubyte.gz", "not gzip-compressed");
+  rm_rf(fx.dir);
+
+  /* a header that claims no images */
+  fx_make(&fx, seed, 1);
+  b = idx_labels(0x801, 0, fx.test_lab, 0, &len);
+  fx_write(&fx, "t10k-labels-idx1-ubyte.gz", b, len);
+  free(b);
+  fx_expect_error(&fx, AAL_EFORMAT, "t10k-labels-idx1-ubyte.gz", "counts 0 items");
+  rm_rf(fx.dir);
+
+  /* a missing file */
+  fx_make(&fx, seed, 1);
+  fx_path(path, sizeof path, &fx, "t10k-labels-idx1-ubyte.gz");
+  ck_assert_int_eq(unlink(path), 0);
+  fx_expect_error(&fx, AAL_EIO, "t10k-labels-idx1-ubyte.gz", "cannot open");
+  rm_rf(fx.dir);
+}
+END_TEST
+
+/* The real Fashion-MNIST, when Debian's dataset-fashion-mnist is installed (or
+ * $AAL_FMNIST_DIR names a copy): counts, balanced classes, and the normalisation
+ * constants recomputed from the 60000 training images (28x28, without the pad). */
+START_TEST(test_fmnist_real)
+{
+  const char *dir = getenv("AAL_FMNIST_DIR");
+  if (dir == NULL || *dir == '\0')
+    dir = "/usr/share/datasets/fashion-mnist";
+  if (!aal_fmnist_detect(dir)) {
+    fprintf(stderr, "test_data: %s holds no Fashion-MNIST: its check is skipped\n", dir);
+    return;
+  }
+  aal_data_set ds;
+  aal_error err;
+  aal_error_clear(&err);
+  ck_assert_msg(aal_fmnist_read(dir, &ds, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_uint_eq(ds.train.n, 60000);
+  ck_assert_uint_eq(ds.val.n, 10000);
+  long count[2][10] = {{0}};
+  for (size_t i = 0; i < ds.train.n; i++)
+    count[0][ds.train.labels[i]]++;
+  for (size_t i = 0; i < ds.val.n; i++)
+    count[1][ds.val.labels[i]]++;
+  for (int k = 0; k < 10; k++) {
+    ck_assert_int_eq(count[0][k], 6000);
+    ck_assert_int_eq(count[1][k], 1000);
+  }
+  /* exact integer sums over the source pixels; the pad is zero */
+  const int S = AAL_FMNIST_SIZE, B = AAL_FMNIST_BORDER;
+  unsigned long long s = 0, s2 = 0, pad = 0;
+  for (size_t i = 0; i < ds.train.n; i++) {
+    const uint8_t *img = ds.train.pixels + i * (size_t)S * S;
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++) {
+        const unsigned long long v = img[y * S + x];
+        if (y < B || y >= S - B || x < B || x >= S - B) {
+          pad += v;
+          continue;
+        }
+        s += v;
+        s2 += v * v;
+      }
+  }
+  ck_assert(pad == 0);
+  const double n = 60000.0 * 28 * 28, mean = (double)s / n / 255.0;
+  const double sd = sqrt((double)s2 / n / (255.0 * 255.0) - mean * mean);
+  fprintf(stderr, "test_data: Fashion-MNIST train pixels: mean %.6f std %.6f (constants "
+          "%.4f, %.4f)\n", mean, sd, AAL_FMNIST_MEAN, AAL_FMNIST_STD);
+  ck_assert_msg(fabs(mean - AAL_FMNIST_MEAN) < 1e-3, "mean %.6f", mean);
+  ck_assert_msg(fabs(sd - AAL_FMNIST_STD) < 1e-3, "std %.6f", sd);
+  aal_data_free(&ds);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ augmentation */
 
 /* SPEC section 6 constants in units of 1e-4: the exact normalised value of v is the
@@ -1068,6 +1499,9 @@ int main(void)
   tcase_add_test(tc, test_augment_image);
   tcase_add_test(tc, test_augment_batch);
   tcase_add_test(tc, test_augment_fmnist);
+  tcase_add_test(tc, test_fmnist_read);
+  tcase_add_test(tc, test_fmnist_errors);
+  tcase_add_test(tc, test_fmnist_real);
   tcase_add_test(tc, test_epoch_order);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
