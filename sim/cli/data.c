@@ -102,13 +102,16 @@ int aal_cmd_data_info(int argc, char **argv)
 {
   const char *dir = NULL, *cache = NULL;
   const cli_option opts[] = {
-      {"data", CLI_STRING, &dir, "dataset directory in the Tiny ImageNet layout (required)"},
-      {"cache", CLI_STRING, &cache, "cache file (default DATA/.aal-cache.bin)"},
+      {"data", CLI_STRING, &dir, "a Tiny ImageNet tree or Fashion-MNIST's IDX files (required)"},
+      {"cache", CLI_STRING, &cache, "Tiny ImageNet: cache file (default DATA/.aal-cache.bin)"},
       {0}};
-  int rc = cli_parse("data-info", "--data DIR [options]\n\nLoads a Tiny ImageNet tree "
-                     "(through its cache, which it builds or rebuilds\nwhen needed) and "
-                     "prints counts, classes, the cache status and the\nper-channel pixel "
-                     "mean and standard deviation.",
+  int rc = cli_parse("data-info", "--data DIR [options]\n\nLoads a data set and prints "
+                     "its format, image geometry, counts, classes, the\nnormalisation the "
+                     "trainer uses and the per-channel pixel mean and standard\ndeviation "
+                     "of each split.  DIR holding train-images-idx3-ubyte.gz is read as\n"
+                     "Fashion-MNIST (four IDX files, no cache); any other DIR as a Tiny "
+                     "ImageNet tree,\nthrough its cache, which it builds or rebuilds when "
+                     "needed.",
                      opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;
@@ -117,7 +120,7 @@ int aal_cmd_data_info(int argc, char **argv)
   aal_error err;
   aal_error_clear(&err);
   aal_data_set ds;
-  rc = aal_data_load(dir, cache, &ds, stderr, &err);
+  rc = aal_data_open(dir, cache, &ds, stderr, &err);
   if (rc != AAL_OK)
     return cli_report("data-info", rc, &err);
   printf("data: %s\n", dir);
@@ -132,8 +135,9 @@ int aal_cmd_data_info(int argc, char **argv)
   printf("train images: %zu\n", ds.train.n);
   printf("val images: %zu\n", ds.val.n);
   printf("fingerprint: %016llx\n", (unsigned long long)ds.fingerprint);
-  printf("cache: %s%s\n", aal_data_cache_status_name(ds.cache_status),
-         ds.cache_rebuilt && !ds.cache_written ? " (cache not written, see above)" : "");
+  if (ds.format == AAL_DATA_TINY_IMAGENET)
+    printf("cache: %s%s\n", aal_data_cache_status_name(ds.cache_status),
+           ds.cache_rebuilt && !ds.cache_written ? " (cache not written, see above)" : "");
   const int show = ds.classes < 5 ? ds.classes : 5;
   for (int k = 0; k < show; k++)
     printf("class %d: %s %s\n", k, ds.wnids[k], ds.words[k]);

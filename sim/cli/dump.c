@@ -16,7 +16,7 @@ int aal_cmd_dump(int argc, char **argv)
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
       {"out", CLI_STRING, &o.out_dir, "output directory (default dump)"},
       {"checkpoint", CLI_STRING, &o.checkpoint, "start from this checkpoint (default: fresh)"},
-      {"data", CLI_STRING, &o.data_dir, "Tiny ImageNet directory (default: built-in)"},
+      {"data", CLI_STRING, &o.data_dir, "Tiny ImageNet tree or Fashion-MNIST IDX directory (default: built-in)"},
       {"cache", CLI_STRING, &o.cache_dir, "cache directory for the built-in data set"},
       {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
       {"step", CLI_LONG, &o.step, "which step's batch and noise stream (default 0)"},

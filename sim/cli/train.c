@@ -34,7 +34,7 @@ int aal_cmd_train(int argc, char **argv)
   const cli_option opts[] = {
       {"rule", CLI_STRING, &o.rule, "learning rule (default bp; the forms, decode=pm1 too: "
        "aal memory --help)"},
-      {"data", CLI_STRING, &o.data_dir, "Tiny ImageNet directory (default: built-in generated set)"},
+      {"data", CLI_STRING, &o.data_dir, "Tiny ImageNet tree or Fashion-MNIST IDX directory (default: built-in generated set)"},
       {"out", CLI_STRING, &o.out_dir, "run directory (default runs/train)"},
       {"steps", CLI_LONG, &o.steps, "total steps (default: --epochs)"},
       {"epochs", CLI_DOUBLE, &o.epochs, "total epochs when --steps is not given (default 1)"},

@@ -141,6 +141,12 @@ int aal_data_read_tree(const char *dir, aal_data_set *ds, FILE *log, aal_error *
 int aal_data_load(const char *dir, const char *cache_path, aal_data_set *ds, FILE *log,
                   aal_error *err);
 
+/* The data set in dir, whatever its format: Fashion-MNIST when dir holds its IDX files
+ * (aal_fmnist_detect; read without a cache, so cache_path must be NULL, else
+ * AAL_EINVAL), else a Tiny ImageNet tree through its cache (aal_data_load). */
+int aal_data_open(const char *dir, const char *cache_path, aal_data_set *ds, FILE *log,
+                  aal_error *err);
+
 /* "hit", "new", ... for messages. */
 const char *aal_data_cache_status_name(enum aal_data_cache_status s);
 

@@ -349,11 +349,12 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
   if (rc == AAL_OK)
     rc = open_outputs(&r, "w", err);
   if (rc == AAL_OK && log != NULL)
-    fprintf(log, "training %s on %s (backend %s): %zu train / %zu val images, %d classes; %ld "
-            "steps of %d (%ld per epoch), lr %g, warm-up %ld; run in %s\n", r.rule_text,
-            r.data_dir, r.backend,
-            r.ds.train.n, r.ds.val.n, r.ds.classes, r.total_steps, r.o.batch,
-            r.steps_per_epoch, r.lr, r.warmup, r.out_dir);
+    fprintf(log, "training %s on %s (%s, %dx%dx%d; backend %s): %zu train / %zu val images, "
+            "%d classes; %ld steps of %d (%ld per epoch), lr %g, warm-up %ld; run in %s\n",
+            r.rule_text, r.data_dir, aal_data_format_name(r.ds.format), r.ds.geom.channels,
+            r.ds.geom.size, r.ds.geom.size, r.backend, r.ds.train.n, r.ds.val.n,
+            r.ds.classes, r.total_steps, r.o.batch, r.steps_per_epoch, r.lr, r.warmup,
+            r.out_dir);
   if (rc == AAL_OK)
     rc = run_steps(&r, 0, 0.0, err);
   aal_train_run_close(&r);

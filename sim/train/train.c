@@ -1,5 +1,5 @@
-/* `aal train`: the training loop on Tiny ImageNet (or the built-in generated set),
- * metrics, checkpoints and resume. */
+/* `aal train`: the training loop on Tiny ImageNet, Fashion-MNIST or the built-in
+ * generated set, metrics, checkpoints and resume. */
 #include "sim/train/train.h"
 
 #include <errno.h>
@@ -147,7 +147,7 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
            (int)sizeof r->data_dir)
     rc = aal_fail(err, AAL_EINVAL, "--data path too long");
   if (rc == AAL_OK)
-    rc = aal_data_load(r->data_dir, NULL, &r->ds, log, err);
+    rc = aal_data_open(r->data_dir, NULL, &r->ds, log, err);
   if (rc != AAL_OK)
     return rc;
   if (r->ds.train.n < (size_t)o->batch)

@@ -13,7 +13,9 @@
 
 typedef struct {
   const char *rule;        /* default "bp" */
-  const char *data_dir;    /* NULL: the built-in generated set (aal_default_data) */
+  const char *data_dir;    /* a Tiny ImageNet tree or Fashion-MNIST's IDX files
+                              (aal_data_open); NULL: the built-in generated set
+                              (aal_default_data) */
   const char *out_dir;     /* run directory (created) */
   long steps;              /* total steps; 0: use epochs */
   double epochs;           /* total epochs when steps == 0 (default 1) */

@@ -162,6 +162,40 @@ else
   bad "aal gen-data failed"
 fi
 
+# Fashion-MNIST: a miniature set in IDX, gzip-compressed as Debian ships the real one
+# (printf and gzip only): N images of 28x28 whose bytes cycle through printable text
+# (never all zero), and labels i mod 10.
+be32() { printf "\\0\\0\\$(printf %03o $(($1 / 256)))\\$(printf %03o $(($1 % 256)))"; }
+idx_split() {  # DIR PREFIX N [LABELS]: LABELS (default N) labels for N images
+  n=$3; nl=${4:-$3}
+  { printf '\0\0\10\3'; be32 "$n"; be32 28; be32 28
+    yes 'Fashion-MNIST in IDX, 0123456789' | tr -d '\n' | head -c $((n * 784)); } |
+    gzip -c >"$1/$2-images-idx3-ubyte.gz"
+  { printf '\0\0\10\1'; be32 "$nl"
+    i=0; while [ $i -lt "$nl" ]; do printf "\\$(printf %03o $((i % 10)))"; i=$((i + 1)); done; } |
+    gzip -c >"$1/$2-labels-idx1-ubyte.gz"
+}
+mkdir -p "$tmp/fm" && idx_split "$tmp/fm" train 8 && idx_split "$tmp/fm" t10k 4
+expect 0 "format: fashion-mnist" -- "$AAL" data-info --data "$tmp/fm"
+expect 0 "images: 1x32x32 (channels x height x width; 28x28 padded" -- "$AAL" data-info --data "$tmp/fm"
+expect 0 "class 4: 4 Coat" -- "$AAL" data-info --data "$tmp/fm"
+expect 1 "holds Fashion-MNIST (IDX files), which is read without a cache" -- \
+  "$AAL" data-info --data "$tmp/fm" --cache "$tmp/fm.cache"
+expect 0 "on $tmp/fm (fashion-mnist, 1x32x32; backend ref): 8 train / 4 val images, 10 classes" -- \
+  "$AAL" train --data "$tmp/fm" --steps 2 --width 0.125 --batch 4 --out "$tmp/rfm" --plain
+expect 0 "^2,.*,0\.[0-9]*,[0-9]" -- tail -1 "$tmp/rfm/metrics.csv"
+# stopped and resumed (the data found again from the config), it ends as the whole run did
+expect 0 "stopped after step 1" -- "$AAL" train --data "$tmp/fm" --steps 2 --width 0.125 \
+  --batch 4 --out "$tmp/rfm2" --plain --stop-after 1
+expect 0 "resuming $tmp/rfm2 at step 1 of 2" -- "$AAL" train --resume "$tmp/rfm2" --plain
+expect 0 "identical" -- sh -c "cmp '$tmp/rfm/checkpoint.bin' '$tmp/rfm2/checkpoint.bin' && echo identical"
+expect 0 "'shape': (4, 1, 32, 32)" -- sh -c "'$AAL' dump --data '$tmp/fm' --out '$tmp/dfm' \
+  --width 0.125 --batch 4 && head -c 128 '$tmp/dfm/input.npy'"
+# a damaged set is refused, naming the file: 3 labels for the 4 test images
+mkdir -p "$tmp/fmbad" && idx_split "$tmp/fmbad" train 8 && idx_split "$tmp/fmbad" t10k 4 3
+expect 1 "$tmp/fmbad/t10k-images-idx3-ubyte.gz holds 4 images but $tmp/fmbad/t10k-labels-idx1-ubyte.gz holds 3 labels" \
+  -- "$AAL" train --data "$tmp/fmbad" --steps 1 --width 0.125 --batch 4 --out "$tmp/rfmbad"
+
 # the smoke run learns: the last loss is well below the first
 "$AAL" smoke --steps 20 --seed 7 >"$tmp/smoke" 2>&1
 if [ $? -ne 0 ]; then
