@@ -17,7 +17,8 @@
 #    shapes, and the 20-seed false-alarm sweep experiments/kcheck-sweep.sh), the
 #    step check (aal kcheck --step) and a 5-step ASA training run with LI on the device,
 #    the CUDA backend test (also with AAL_CUDA_SYNC=1), the kernel benchmark and the
-#    training-step benchmark at batch 256.
+#    training-step benchmark at batch 256; then experiments/li-theorem.sh --full (every
+#    rule at full width on a Tiny-ImageNet-sized built-in set; FULL_TIMEOUT, default 540 s).
 # Every step's command, output, exit status and time go to the log; the script goes on
 # after a failure and exits non-zero if any step failed (a skip, exit 77, counts as a
 # failure here: this script exists to run on a device).
@@ -197,6 +198,14 @@ if [ -n "$AAL" ] && "$AAL" bench kernels --help >/dev/null 2>&1; then
     --batch 256 --li
 elif [ -x "$sa/aal-cuda-bench" ]; then
   step "aal-cuda-bench 256 (standalone)" "$sa/aal-cuda-bench" 256
+fi
+
+# The full-scale Theorem-1 experiment (issue 11): every rule, ResNet-18 at width 1 on the
+# built-in set at Tiny ImageNet's size, 2 epochs; its verdict table goes into the log
+if [ -n "$AAL" ]; then
+  STEP_TIMEOUT=${FULL_TIMEOUT:-540} step "experiments/li-theorem.sh --full" \
+    "$top/experiments/li-theorem.sh" --full --aal "$AAL" --out "$OUT/li-theorem" --no-figures
+  [ -f "$OUT/li-theorem/verdict.txt" ] && cat "$OUT/li-theorem/verdict.txt" >>"$log"
 fi
 
 say ""

@@ -94,8 +94,7 @@ echo "plot no_such_function(x)" >>"$tmp/badplots/li_hist.gp"
 expect 1 "gnuplot failed on $tmp/badplots/li_hist.gp" -- "$AAL" plot "$tmp/asa" --plots "$tmp/badplots"
 
 # the experiment script: --help, and a bad option named
-expect 0 "usage: experiments/li-resnet18.sh" -- sh "$srcdir/experiments/li-resnet18.sh" --help
-expect 2 "steps expects a positive integer, got 'ten'" -- sh "$srcdir/experiments/li-resnet18.sh" --steps ten
+expect 0 "usage: experiments/li-theorem.sh" -- bash "$srcdir/experiments/li-theorem.sh" --help
 
 echo "plot: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

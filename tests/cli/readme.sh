@@ -25,7 +25,7 @@ else
   if "$AAL" train $train --out "$tmp/run" --steps 2 --width 0.125 --batch 8 \
        --cache "$tmp/cache" --li-every 1 --plain >"$tmp/log" 2>&1; then
     ok
-    for f in config metrics.csv li.csv li_summary.csv checkpoint.bin; do
+    for f in config metrics.csv li.csv li_summary.csv align.csv checkpoint.bin; do
       if [ -s "$tmp/run/$f" ]; then ok; else bad "the run has no $f"; fi
     done
     rows=$(($(wc -l <"$tmp/run/metrics.csv") - 1))
