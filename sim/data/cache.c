@@ -11,7 +11,8 @@
  *       28     4  payload CRC-32 (over all payload bytes, see aal_data_crc32)
  *       32     8  train images
  *       40     8  val images
- *       48     8  fingerprint of the source tree (aal_data_fingerprint)
+ *       48     8  fingerprint of the source tree (aal_data_fingerprint; its definition
+ *                 is part of the format: version 2 added the images' ctime)
  *       56     8  payload bytes
  *       64     4  header CRC-32 (over bytes 0..63)
  *       68     4  zero
@@ -38,7 +39,7 @@
 #include <unistd.h>
 
 #define CACHE_MAGIC "AALDATA\n"
-#define CACHE_VERSION 1u
+#define CACHE_VERSION 2u /* 2: the fingerprint folds in each image's ctime */
 #define HEADER_BYTES 72
 #define CHUNK_BYTES ((size_t)1 << 22)
 #define DEFAULT_CACHE_NAME ".aal-cache.bin"

@@ -158,8 +158,13 @@ int aal_data_decode_jpeg(const char *path, uint8_t *out, aal_error *err);
 
 /* Fingerprint of the tree: FNV-1a 64 over, in a fixed order, the content of wnids.txt,
  * words.txt (or a marker that it is absent) and val/val_annotations.txt, then for every
- * image (train by class and name, then val by name) its path relative to DIR, its size
- * and its modification time in nanoseconds.  Validates the text files like the loader. */
+ * image (train by class and name, then val by name) its path relative to DIR, its size,
+ * its modification time and its status-change time (ctime), both in nanoseconds.  The
+ * ctime catches an image rewritten with the same size and its old mtime put back
+ * (utimensat, touch -r, tar -x): the kernel moves it on every write and no call sets it
+ * back.  It also moves on chmod, chown, a new hard link, and when the tree is copied
+ * (cp -a, rsync), so those rebuild the cache once.  Validates the text files like the
+ * loader. */
 int aal_data_fingerprint(const char *dir, uint64_t *fingerprint, aal_error *err);
 
 /* FNV-1a 64 (offset basis 14695981039346656037, prime 1099511628211), continuing from h;

@@ -458,8 +458,11 @@ static int cmp_annot(const void *a, const void *b)
   return strcmp(((const annotation *)a)->file, ((const annotation *)b)->file);
 }
 
-/* Appends a file's relative path, size and mtime to the fingerprint; the file must be a
- * regular file. */
+/* Appends a file's relative path, size, mtime and ctime to the fingerprint; the file
+ * must be a regular file.  The ctime is what catches a file rewritten with the same size
+ * and its old mtime put back (touch -r, utimensat, an archive restored over it): the
+ * kernel sets it to now on every change of content or metadata, and no call sets it
+ * back. */
 static int fingerprint_file(aal_data_scan *s, const char *rel, aal_error *err)
 {
   char *full = aal_data_join(s->dir, rel);
@@ -478,6 +481,8 @@ static int fingerprint_file(aal_data_scan *s, const char *rel, aal_error *err)
   s->fingerprint = fnv_u64(s->fingerprint, (uint64_t)st.st_size);
   s->fingerprint = fnv_u64(s->fingerprint, (uint64_t)st.st_mtim.tv_sec);
   s->fingerprint = fnv_u64(s->fingerprint, (uint64_t)st.st_mtim.tv_nsec);
+  s->fingerprint = fnv_u64(s->fingerprint, (uint64_t)st.st_ctim.tv_sec);
+  s->fingerprint = fnv_u64(s->fingerprint, (uint64_t)st.st_ctim.tv_nsec);
   return AAL_OK;
 }
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -636,6 +637,104 @@ START_TEST(test_cache)
   free(before);
   free(after);
 
+  aal_data_free(&ref);
+  tree_free(&t);
+}
+END_TEST
+
+/* An image rewritten in place with other pixels, the same byte size and its old mtime
+ * put back (utimensat) must not be read from the cache: its ctime changed (issue 15,
+ * finding 7).  The new content is another image of the tree (a smaller one) padded to
+ * the target's size with a JPEG comment segment (FF FE, length) after SOI, which libjpeg
+ * skips, so its decoded pixels are exactly the donor's. */
+START_TEST(test_cache_same_size_mtime)
+{
+  tree t;
+  tree_make(&t, test_seed());
+  aal_data_set ref, ds;
+  aal_error err;
+  aal_error_clear(&err);
+  ck_assert_msg(aal_data_read_tree(t.data, &ref, NULL, &err) == AAL_OK, "%s", err.msg);
+  char log[1024], pa[512], pb[512], rel[128];
+  load_cached(&t, NULL, &ds, log, sizeof log);
+  ck_assert_int_eq(ds.cache_status, AAL_DATA_CACHE_NEW);
+  aal_data_free(&ds);
+
+  /* the target: the largest train image; the donor: one at least 4 bytes smaller */
+  long size[CLASSES * PER_CLASS], target = -1, donor = -1;
+  for (int n = 0; n < CLASSES * PER_CLASS; n++) {
+    const int c = n / PER_CLASS, i = n % PER_CLASS;
+    snprintf(rel, sizeof rel, "train/n9000000%d/images/n9000000%d_%d.JPEG", c, c, i);
+    path_of(pa, sizeof pa, &t, rel);
+    size[n] = file_size(pa);
+    if (target < 0 || size[n] > size[target])
+      target = n;
+  }
+  for (int n = 0; n < CLASSES * PER_CLASS && donor < 0; n++)
+    if (size[n] + 4 <= size[target] && size[target] - size[n] - 2 <= 65535)
+      donor = n;
+  ck_assert_msg(donor >= 0, "no train image 4..65537 bytes smaller than %ld", size[target]);
+  snprintf(rel, sizeof rel, "train/n9000000%ld/images/n9000000%ld_%ld.JPEG",
+           target / PER_CLASS, target / PER_CLASS, target % PER_CLASS);
+  path_of(pa, sizeof pa, &t, rel);
+  snprintf(rel, sizeof rel, "train/n9000000%ld/images/n9000000%ld_%ld.JPEG",
+           donor / PER_CLASS, donor / PER_CLASS, donor % PER_CLASS);
+  path_of(pb, sizeof pb, &t, rel);
+  const size_t img = AAL_TINY_IMAGE_BYTES;
+  ck_assert_msg(memcmp(ref.train.pixels + (size_t)target * img,
+                       ref.train.pixels + (size_t)donor * img, img) != 0,
+                "images %ld and %ld decode alike", target, donor);
+  struct stat before, after;
+  ck_assert_int_eq(stat(pa, &before), 0);
+
+  long lb;
+  unsigned char *b = slurp(pb, &lb);
+  const long com = size[target] - lb - 2; /* the comment's length field (itself included) */
+  unsigned char *out = malloc((size_t)size[target]);
+  ck_assert_ptr_nonnull(out);
+  memcpy(out, b, 2); /* SOI */
+  out[2] = 0xFF;
+  out[3] = 0xFE;
+  out[4] = (unsigned char)(com >> 8);
+  out[5] = (unsigned char)(com & 0xff);
+  memset(out + 6, 'x', (size_t)com - 2);
+  memcpy(out + 4 + com, b + 2, (size_t)lb - 2);
+  spit(pa, out, size[target]); /* in place: same inode, truncated and written */
+  free(out);
+  free(b);
+  /* the old mtime back; ctime moves with every change, utimensat's own included (retry
+   * on a clock that has not ticked since the tree was written) */
+  const struct timespec times[2] = {before.st_atim, before.st_mtim};
+  for (int tries = 0; tries < 200; tries++) {
+    ck_assert_int_eq(utimensat(AT_FDCWD, pa, times, 0), 0);
+    ck_assert_int_eq(stat(pa, &after), 0);
+    if (after.st_ctim.tv_sec != before.st_ctim.tv_sec ||
+        after.st_ctim.tv_nsec != before.st_ctim.tv_nsec)
+      break;
+    struct timespec ms10 = {0, 10000000};
+    nanosleep(&ms10, NULL);
+  }
+  ck_assert_int_eq(after.st_size, before.st_size);
+  ck_assert_int_eq(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+  ck_assert_int_eq(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+  ck_assert_int_eq(after.st_ino, before.st_ino);
+
+  /* stale: decoded again, and the target now holds the donor's pixels */
+  load_cached(&t, NULL, &ds, log, sizeof log);
+  ck_assert_msg(ds.cache_status == AAL_DATA_CACHE_STALE, "status %s, want stale; log: %s",
+                aal_data_cache_status_name(ds.cache_status), log);
+  ck_assert(memcmp(ds.train.pixels + (size_t)target * img,
+                   ref.train.pixels + (size_t)donor * img, img) == 0);
+  ck_assert(ds.fingerprint != ref.fingerprint);
+  aal_data_free(&ds);
+  load_cached(&t, NULL, &ds, log, sizeof log);
+  ck_assert_int_eq(ds.cache_status, AAL_DATA_CACHE_HIT);
+  ck_assert(memcmp(ds.train.pixels + (size_t)target * img,
+                   ref.train.pixels + (size_t)donor * img, img) == 0);
+  fprintf(stderr, "test_data: image %ld (%ld bytes) rewritten with image %ld (%ld bytes + "
+          "a %ld-byte comment), mtime kept: %s\n", target, size[target], donor, lb, com + 2,
+          "stale, decoded again");
+  aal_data_free(&ds);
   aal_data_free(&ref);
   tree_free(&t);
 }
@@ -1494,6 +1593,7 @@ int main(void)
   tcase_add_test(tc, test_missing_files);
   tcase_add_test(tc, test_wrong_size);
   tcase_add_test(tc, test_cache);
+  tcase_add_test(tc, test_cache_same_size_mtime);
   tcase_add_test(tc, test_gen_deterministic);
   tcase_add_test(tc, test_gen_bad_args);
   tcase_add_test(tc, test_augment_image);
