@@ -17,7 +17,7 @@ static unsigned resume_set(const cli_option *opts, int argc, char **argv)
       {"checkpoint-every", AAL_SET_CHECKPOINT_EVERY}, {"li-every", AAL_SET_LI_EVERY},
       {"width", AAL_SET_WIDTH}, {"blocks", AAL_SET_BLOCKS}, {"seed", AAL_SET_SEED},
       {"backend", AAL_SET_BACKEND}, {"epochs", AAL_SET_EPOCHS}, {"cache", AAL_SET_CACHE},
-      {"out", AAL_SET_OUT}};
+      {"out", AAL_SET_OUT}, {"threads", AAL_SET_THREADS}};
   unsigned set = 0;
   for (size_t i = 0; i < sizeof run / sizeof run[0]; i++)
     if (cli_given(opts, argc, argv, 2, run[i].name))
@@ -62,9 +62,13 @@ int aal_cmd_train(int argc, char **argv)
                      "--li-every, RUN/li.csv and RUN/li_summary.csv.\nOne process writes a "
                      "RUN at a time (RUN/.lock).\n\n--resume RUN continues the run as "
                      "RUN/config sets it up; it takes --steps (a new total),\n--stop-after, "
-                     "--threads, --plain and --bar. Any other option of the run must agree\n"
+                     "--plain and --bar. Any other option of the run must agree\n"
                      "with RUN/config (a contradiction is an error naming both values); "
-                     "--epochs and\n--cache are refused.", opts, argc, argv, 2);
+                     "--epochs and\n--cache are refused. RUN/config records the OpenBLAS "
+                     "thread count (blas_threads):\non the ref backend (bit-identical for "
+                     "any count) a resume takes any --threads;\non cpu32 and cuda, whose "
+                     "results may depend on it, the resume runs with the run's\ncount and "
+                     "refuses another --threads.", opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;
   if (cli_set_threads("train", threads) != 0)
@@ -73,6 +77,7 @@ int aal_cmd_train(int argc, char **argv)
   aal_error_clear(&err);
   o.progress = bar ? 1 : plain ? 0 : -1;
   if (resume != NULL) {
+    o.blas_threads = threads;
     rc = aal_train_resume_check(resume, &o, resume_set(opts, argc, argv), &err);
     if (rc == AAL_OK)
       rc = aal_train_resume(resume, o.steps, o.stop_after, o.progress, stderr, &err);

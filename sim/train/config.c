@@ -7,8 +7,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cblas.h>
+
 #include "sim/train/checkpoint.h"
 #include "sim/train/train_internal.h"
+
+#define BLAS_THREADS_MAX 4096 /* above any OpenBLAS build's MAX_CPU_NUMBER */
 
 int aal_train_config_write(const aal_train_run *r, aal_error *err)
 {
@@ -19,13 +23,14 @@ int aal_train_config_write(const aal_train_run *r, aal_error *err)
                    "rule = %s\ndata = %s\nsteps = %ld\nbatch = %d\nlr = %.17g\n"
                    "warmup = %ld\nmomentum = %.17g\nweight_decay = %.17g\neval_every = %ld\n"
                    "checkpoint_every = %ld\nli_every = %ld\nwidth = %.17g\nblocks = %s\n"
-                   "seed = %lu\nbackend = %s\n"
+                   "seed = %lu\nbackend = %s\nblas_threads = %d\n"
                    "# derived, for the reader\nclasses = %d\ntrain_images = %zu\n"
                    "val_images = %zu\nsteps_per_epoch = %ld\ndata_fingerprint = %016llx\n",
                    r->rule_text, r->data_dir, r->total_steps, o->batch, r->lr, r->warmup,
                    o->momentum, o->weight_decay, o->eval_every, o->checkpoint_every,
-                   o->li_every, o->width, r->blocks, o->seed, r->backend, r->ds.classes, r->ds.train.n,
-                   r->ds.val.n, r->steps_per_epoch, (unsigned long long)r->ds.fingerprint);
+                   o->li_every, o->width, r->blocks, o->seed, r->backend, o->blas_threads,
+                   r->ds.classes, r->ds.train.n, r->ds.val.n, r->steps_per_epoch,
+                   (unsigned long long)r->ds.fingerprint);
   if (n < 0 || n >= (int)sizeof text)
     return aal_fail(err, AAL_EINVAL, "config too long");
   int rc = aal_train_path(path, sizeof path, r->out_dir, "config", err);
@@ -67,7 +72,8 @@ static int parse_number(const char *path, int line, const char *key, const char 
 }
 
 /* The keys a config must hold, in the order they are written (backend may be absent: a
- * run written before backends existed ran on ref). */
+ * run written before backends existed ran on ref; so may blas_threads, written since
+ * issue 15: such a resume checks no thread count). */
 static const char *const required[] = {
     "rule", "data", "steps", "batch", "lr", "warmup", "momentum", "weight_decay",
     "eval_every", "checkpoint_every", "li_every", "width", "blocks", "seed"};
@@ -78,7 +84,9 @@ static int key_index(const char *key)
   for (size_t i = 0; i < NREQUIRED; i++)
     if (strcmp(key, required[i]) == 0)
       return (int)i;
-  return strcmp(key, "backend") == 0 ? (int)NREQUIRED : -1;
+  if (strcmp(key, "backend") == 0)
+    return (int)NREQUIRED;
+  return strcmp(key, "blas_threads") == 0 ? (int)NREQUIRED + 1 : -1;
 }
 
 /* A whole decimal integer in min..max (no fraction, no exponent, no rounding). */
@@ -142,6 +150,13 @@ static int set_key(aal_train_opts *o, const char *path, int line, const char *ke
     }
   if (strcmp(key, "seed") == 0)
     return parse_seed(path, line, value, &o->seed, err);
+  if (strcmp(key, "blas_threads") == 0) {
+    long v = 0;
+    int rc = parse_long(path, line, key, value, 1, BLAS_THREADS_MAX, &v, err);
+    if (rc == AAL_OK)
+      o->blas_threads = (int)v;
+    return rc;
+  }
   static const char *const doubles[] = {"lr", "momentum", "weight_decay", "width"};
   double *const double_targets[] = {&o->lr, &o->momentum, &o->weight_decay, &o->width};
   for (size_t i = 0; i < sizeof doubles / sizeof doubles[0]; i++)
@@ -324,5 +339,35 @@ int aal_train_resume_check(const char *run_dir, const aal_train_opts *asked, uns
   for (size_t i = 0; rc == AAL_OK && i < sizeof settings / sizeof settings[0]; i++)
     if (set & settings[i].bit)
       rc = check_setting(run_dir, &settings[i], asked, &stored, err);
+  /* the thread count: free on ref (bit-identical for any count), the run's own on any
+   * other backend; 0 asks for OpenBLAS's default, which the resume replaces with it */
+  if (rc == AAL_OK && (set & AAL_SET_THREADS) && asked->blas_threads > 0 &&
+      stored.blas_threads > 0 && !aal_train_backend_is_ref(stored.backend) &&
+      asked->blas_threads != stored.blas_threads)
+    rc = aal_fail(err, AAL_EINVAL, "--threads %d contradicts the run in %s, which has "
+                  "blas_threads = %d: the %s backend's results depend on OpenBLAS's thread "
+                  "count, so its resume runs with the run's count (leave --threads out)",
+                  asked->blas_threads, run_dir, stored.blas_threads, stored.backend);
   return rc;
+}
+
+int aal_train_backend_is_ref(const char *backend)
+{
+  return backend == NULL || strcmp(backend, "ref") == 0;
+}
+
+int aal_train_blas_threads_apply(const char *run_dir, const aal_train_opts *o,
+                                 aal_error *err)
+{
+  if (aal_train_backend_is_ref(o->backend) || o->blas_threads <= 0)
+    return AAL_OK;
+  const int before = openblas_get_num_threads();
+  openblas_set_num_threads(o->blas_threads);
+  const int got = openblas_get_num_threads();
+  if (got == o->blas_threads)
+    return AAL_OK;
+  openblas_set_num_threads(before);
+  return aal_fail(err, AAL_EINVAL, "%s/config has blas_threads = %d, but OpenBLAS here runs "
+                  "at most %d: the %s backend's results depend on the count, so the run "
+                  "cannot continue as it began", run_dir, o->blas_threads, got, o->backend);
 }

@@ -443,8 +443,12 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
   int lock = -1;
   if (rc == AAL_OK)
     rc = aal_run_lock(run_dir, &lock, err);
-  if (rc != AAL_OK)
+  if (rc == AAL_OK) /* before the backend opens: its thread team is sized from it */
+    rc = aal_train_blas_threads_apply(run_dir, &o, err);
+  if (rc != AAL_OK) {
+    aal_run_unlock(lock);
     return rc;
+  }
   if (total_steps > 0)
     o.steps = total_steps;
   aal_train_run r;
@@ -483,6 +487,9 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
   else if (rc == AAL_OK && log != NULL)
     fprintf(log, "resuming %s at step %llu of %ld\n", run_dir, (unsigned long long)step,
             r.total_steps);
+  if (rc == AAL_OK && log != NULL && o.blas_threads > 0 && !aal_train_backend_is_ref(o.backend))
+    fprintf(log, "OpenBLAS threads: %d, as the run recorded (the %s backend's results "
+            "depend on the count)\n", o.blas_threads, o.backend);
   if (rc == AAL_OK)
     rc = run_steps(&r, (long)step, seconds, err);
   aal_train_run_close(&r);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cblas.h>
 #include <gsl/gsl_rng.h>
 
 #include "sim/train/checkpoint.h"
@@ -124,6 +125,7 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
 {
   memset(r, 0, sizeof *r);
   r->o = *o;
+  r->o.blas_threads = openblas_get_num_threads(); /* what the run's config records */
   r->log = log;
   r->order_epoch = -1;
   aal_data_init(&r->ds);

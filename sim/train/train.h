@@ -36,6 +36,11 @@ typedef struct {
                               as an interruption would; 0: run to the end */
   const char *backend;     /* ops of every step: "ref" (default), "cpu32", "cuda"
                               (sim/ops/ops.h); recorded in the config */
+  int blas_threads;        /* OpenBLAS's thread count.  The run records the count it
+                              runs with (blas_threads in the config); a config read back
+                              gives it (0: a config written before it was recorded).
+                              For aal_train_resume_check: the --threads asked for (0:
+                              none, OpenBLAS's default) */
 } aal_train_opts;
 
 void aal_train_opts_default(aal_train_opts *opts);
@@ -44,7 +49,11 @@ void aal_train_opts_default(aal_train_opts *opts);
 int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err);
 
 /* Continues the run in run_dir from its checkpoint up to total_steps (0: the run's own
- * total), reading every other option from run_dir/config. */
+ * total), reading every other option from run_dir/config.  On a backend other than ref
+ * (cpu32, cuda), whose results depend on OpenBLAS's thread count, it first sets OpenBLAS
+ * to the count the config records (blas_threads; AAL_EINVAL naming both counts when
+ * OpenBLAS here cannot run that many); the ref backend is bit-identical for any count
+ * and keeps the process's. */
 int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int progress,
                      FILE *log, aal_error *err);
 
@@ -60,13 +69,17 @@ enum {
   AAL_SET_WEIGHT_DECAY = 1u << 6, AAL_SET_EVAL_EVERY = 1u << 7,
   AAL_SET_CHECKPOINT_EVERY = 1u << 8, AAL_SET_LI_EVERY = 1u << 9, AAL_SET_WIDTH = 1u << 10,
   AAL_SET_BLOCKS = 1u << 11, AAL_SET_SEED = 1u << 12, AAL_SET_BACKEND = 1u << 13,
-  AAL_SET_EPOCHS = 1u << 14, AAL_SET_CACHE = 1u << 15, AAL_SET_OUT = 1u << 16
+  AAL_SET_EPOCHS = 1u << 14, AAL_SET_CACHE = 1u << 15, AAL_SET_OUT = 1u << 16,
+  AAL_SET_THREADS = 1u << 17
 };
 
 /* Before a resume of run_dir: each member of `asked` flagged in `set` must agree with the
  * run's config (the error, AAL_EINVAL, names the option and both values); epochs and
  * cache_dir, which a resume cannot take, and an out_dir other than run_dir are refused
- * whenever set.  A resume takes only the total steps, stop_after and progress. */
+ * whenever set.  A resume takes only the total steps, stop_after and progress, and the
+ * thread count (blas_threads, AAL_SET_THREADS) where the backend is ref; for any other
+ * backend a count other than the one the config records is refused (0 is taken: the
+ * resume runs with the run's count), and a config without the key checks nothing. */
 int aal_train_resume_check(const char *run_dir, const aal_train_opts *asked, unsigned set,
                            aal_error *err);
 

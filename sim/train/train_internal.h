@@ -55,5 +55,12 @@ void aal_run_unlock(int fd);
 int aal_train_config_write(const aal_train_run *r, aal_error *err);
 int aal_train_config_read(const char *run_dir, aal_train_opts *o, char *strings,
                           size_t strings_len, aal_error *err);
+/* 1 for the ref backend (NULL: a config from before backends, which ran on ref). */
+int aal_train_backend_is_ref(const char *backend);
+/* Before a resume: on a backend other than ref, sets OpenBLAS to the run's recorded
+ * o->blas_threads (nothing when 0: not recorded); AAL_EINVAL naming both counts when
+ * OpenBLAS does not take it. */
+int aal_train_blas_threads_apply(const char *run_dir, const aal_train_opts *o,
+                                 aal_error *err);
 
 #endif

@@ -158,6 +158,31 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
   expect 0 "^2," -- tail -1 "$tmp/rdiv/metrics.csv"
   expect 1 "nope" -- "$AAL" train --backend nope --data "$tmp/d4" --out "$tmp/rn" --batch 8 --steps 1
   expect 0 "loss" -- "$AAL" dump --backend cpu32 --data "$tmp/d4" --out "$tmp/dump32" --width 0.125 --batch 8
+  # the OpenBLAS thread count (issue 15, finding 12): cpu32's sums depend on it (the
+  # control: 1 and 2 threads end apart), so the config records it and a cpu32 resume
+  # runs with the run's count whatever OPENBLAS_NUM_THREADS says, refusing another
+  # --threads; a ref resume takes any count; a config without the key checks nothing
+  thr="--backend cpu32 --data $tmp/d4 --width 0.125 --batch 8 --steps 3 --plain"
+  # shellcheck disable=SC2086
+  "$AAL" train $thr --out "$tmp/rt" --threads 2 >/dev/null 2>&1
+  # shellcheck disable=SC2086
+  "$AAL" train $thr --out "$tmp/rt1thr" --threads 1 >/dev/null 2>&1
+  expect 0 "^blas_threads = 2$" -- cat "$tmp/rt/config"
+  expect 0 "differ" -- sh -c "cmp -s '$tmp/rt/checkpoint.bin' '$tmp/rt1thr/checkpoint.bin' || echo differ"
+  # shellcheck disable=SC2086
+  expect 0 "stopped after step 1" -- "$AAL" train $thr --out "$tmp/rts" --threads 2 --stop-after 1
+  cp -r "$tmp/rts" "$tmp/rtold"
+  expect 1 "threads 1 contradicts the run in $tmp/rts, which has blas_threads = 2" -- \
+    "$AAL" train --resume "$tmp/rts" --threads 1
+  expect 0 "OpenBLAS threads: 2, as the run recorded" -- env OPENBLAS_NUM_THREADS=1 \
+    "$AAL" train --resume "$tmp/rts" --threads 0 --plain
+  expect 0 "identical" -- sh -c "cmp '$tmp/rt/checkpoint.bin' '$tmp/rts/checkpoint.bin' && echo identical"
+  sed -i '/^blas_threads = /d' "$tmp/rtold/config"
+  expect 0 "resuming $tmp/rtold at step 1 of 3" -- "$AAL" train --resume "$tmp/rtold" --threads 1 --plain
+  expect 0 "stopped after step 1" -- "$AAL" train --data "$tmp/d4" --width 0.125 --batch 8 \
+    --steps 3 --plain --out "$tmp/rtref" --threads 1 --stop-after 1
+  expect 0 "^blas_threads = 1$" -- cat "$tmp/rtref/config"
+  expect 0 "resuming $tmp/rtref at step 1 of 3" -- "$AAL" train --resume "$tmp/rtref" --threads 2 --plain
 else
   bad "aal gen-data failed"
 fi

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "sim/aal.h"
 #include "tests/aal_check.h"
 
@@ -391,6 +393,78 @@ START_TEST(test_resume_refuses)
 }
 END_TEST
 
+/* The OpenBLAS thread count (issue 15, finding 12): recorded in the config; a resume
+ * of a cpu32 run refuses another --threads (naming both counts) and takes 0 or the same;
+ * of a ref run takes any; a config without the key checks nothing; the key is read as a
+ * whole count, once; a count OpenBLAS cannot run is refused before anything runs. */
+START_TEST(test_resume_threads)
+{
+  aal_train_opts o, asked;
+  char cpu[512], ref[512], path[600];
+  aal_error err;
+  aal_error_clear(&err);
+  openblas_set_num_threads(2);
+  const int n = openblas_get_num_threads();
+  ck_assert_int_eq(n, 2);
+  snprintf(cpu, sizeof cpu, "%s/threads-cpu32", root);
+  snprintf(ref, sizeof ref, "%s/threads-ref", root);
+  for (int run = 0; run < 2; run++) {
+    small_opts(&o, run ? ref : cpu);
+    o.backend = run ? "ref" : "cpu32";
+    o.steps = 2;
+    o.stop_after = 1;
+    ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/config", run ? ref : cpu);
+    size_t len;
+    char *text = slurp(path, &len);
+    ck_assert_msg(strstr(text, "\nblas_threads = 2\n") != NULL, "%s", text);
+    free(text);
+  }
+  asked = o;
+  asked.blas_threads = 3;
+  ck_assert_int_eq(aal_train_resume_check(cpu, &asked, AAL_SET_THREADS, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--threads 3") && strstr(err.msg, "blas_threads = 2") &&
+                strstr(err.msg, cpu), "%s", err.msg);
+  ck_assert_int_eq(aal_train_resume_check(cpu, &asked, 0, &err), AAL_OK); /* not given */
+  ck_assert_int_eq(aal_train_resume_check(ref, &asked, AAL_SET_THREADS, &err), AAL_OK);
+  asked.blas_threads = 2;
+  ck_assert_int_eq(aal_train_resume_check(cpu, &asked, AAL_SET_THREADS, &err), AAL_OK);
+  asked.blas_threads = 0;
+  ck_assert_int_eq(aal_train_resume_check(cpu, &asked, AAL_SET_THREADS, &err), AAL_OK);
+  /* a resume runs cpu32 with the recorded count, whatever the process had */
+  openblas_set_num_threads(1);
+  ck_assert_msg(aal_train_resume(cpu, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_int_eq(openblas_get_num_threads(), 2);
+  /* ... and ref with the process's count */
+  openblas_set_num_threads(1);
+  ck_assert_msg(aal_train_resume(ref, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_int_eq(openblas_get_num_threads(), 1);
+  /* the key's values, and a config without it */
+  const char *bad[] = {"blas_threads = 0\n", "blas_threads = 2.0\n", "blas_threads = -2\n",
+                       "blas_threads = 2\nblas_threads = 2\n"};
+  for (int i = 0; i < 4; i++) {
+    edit_config(cpu, "blas_threads", bad[i]);
+    ck_assert_int_eq(aal_train_resume(cpu, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "blas_threads"), "%s", err.msg);
+  }
+  edit_config(cpu, "blas_threads", "blas_threads = 4096\n"); /* above OpenBLAS's maximum */
+  ck_assert_int_eq(aal_train_resume(cpu, 3, 0, 0, NULL, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "blas_threads = 4096") && strstr(err.msg, "cpu32"), "%s",
+                err.msg);
+  ck_assert_int_eq(openblas_get_num_threads(), 1); /* left as it was */
+  edit_config(cpu, "blas_threads", "");
+  asked.blas_threads = 1;
+  ck_assert_int_eq(aal_train_resume_check(cpu, &asked, AAL_SET_THREADS, &err), AAL_OK);
+  ck_assert_msg(aal_train_resume(cpu, 3, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_int_eq(openblas_get_num_threads(), 1);
+  snprintf(path, sizeof path, "%s/config", cpu);
+  size_t len;
+  char *text = slurp(path, &len); /* rewritten for the new total: the count it ran with */
+  ck_assert_msg(strstr(text, "\nblas_threads = 1\n") != NULL, "%s", text);
+  free(text);
+}
+END_TEST
+
 /* A run stopped after one step and resumed ends with the checkpoint of an uninterrupted
  * run: every setting the resume reads back from the config is the one the run began with. */
 static void check_resume_exact(const char *name, const char *rule, unsigned long seed)
@@ -729,6 +803,7 @@ int main(void)
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_learns);
   tcase_add_test(tc, test_resume_bit_identical);
+  tcase_add_test(tc, test_resume_threads);
   tcase_add_test(tc, test_resume_torn_line);
   tcase_add_test(tc, test_run_lock);
   tcase_add_test(tc, test_resume_refuses);
