@@ -262,6 +262,19 @@ done:
   return st;
 }
 
+int aal_data_cache_read(const char *path, const aal_data_scan *s, aal_data_set *ds,
+                        enum aal_data_cache_status *status, char *why, size_t whylen,
+                        aal_error *err)
+{
+  aal_data_crc32 *crc = malloc(sizeof *crc);
+  if (crc == NULL)
+    return aal_fail(err, AAL_ENOMEM, "out of memory");
+  aal_data_crc32_init(crc);
+  *status = read_cache(path, s, ds, crc, why, whylen);
+  free(crc);
+  return AAL_OK;
+}
+
 /* ------------------------------------------------------------------ writing */
 
 static int write_split(FILE *f, const aal_data_split *sp, int pass_crc, aal_data_crc32 *crc)

@@ -306,6 +306,14 @@ int aal_data_scan_find(const aal_data_scan *scan, const char *wnid);
 /* Allocates ds for the scan's counts and fills classes, wnids, words, labels,
  * fingerprint (pixels uninitialised). */
 int aal_data_set_from_scan(const aal_data_scan *scan, aal_data_set *ds, aal_error *err);
+/* The cache reader alone (aal_data_load's first step; tests/fuzz/cache.c): reads the
+ * cache at path for the tree s into ds (allocated by aal_data_set_from_scan for s) and
+ * sets *status to what aal_data_load would report: HIT when every check passes, else
+ * NEW (no file), STALE or CORRUPT with the reason in why; nothing is decoded or
+ * written.  AAL_ENOMEM is the only error. */
+int aal_data_cache_read(const char *path, const aal_data_scan *s, aal_data_set *ds,
+                        enum aal_data_cache_status *status, char *why, size_t whylen,
+                        aal_error *err);
 /* Decodes every image of the scan into ds (allocated by aal_data_set_from_scan). */
 int aal_data_decode_scan(const aal_data_scan *scan, aal_data_set *ds, FILE *log,
                          aal_error *err);
