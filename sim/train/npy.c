@@ -25,13 +25,19 @@ static int write_npy(const char *path, const char *descr, int ndim, const size_t
 {
   if (path == NULL || (ndim > 0 && shape == NULL) || data == NULL || ndim < 0 || ndim > 8)
     return aal_fail(err, AAL_EINVAL, "npy: bad arguments for %s", path ? path : "(null)");
+  /* the exact element count: 0 when any dimension is 0, whatever the others are */
   size_t count = 1;
-  for (int d = 0; d < ndim; d++) {
-    if (shape[d] != 0 && count > SIZE_MAX / shape[d])
+  int empty = 0;
+  for (int d = 0; d < ndim; d++)
+    empty |= shape[d] == 0;
+  for (int d = 0; d < ndim && !empty; d++) {
+    if (count > SIZE_MAX / shape[d])
       return aal_fail(err, AAL_EINVAL, "npy: the shape of %s overflows its element count at "
                       "dimension %d (%zu)", path, d, shape[d]);
     count *= shape[d];
   }
+  if (empty)
+    count = 0;
   if (count > (SIZE_MAX - 4096) / elem_size)
     return aal_fail(err, AAL_EINVAL, "npy: %zu elements of %s overflow its byte count", count,
                     path);

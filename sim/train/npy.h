@@ -11,7 +11,8 @@
 #include "sim/core/error.h"
 
 /* Writes float64 (descr '<f8') or int64 ('<i8') data atomically.  ndim 0..8; a shape
- * whose element or byte count overflows size_t is AAL_EINVAL naming the file. */
+ * whose element or byte count overflows size_t is AAL_EINVAL naming the file (a shape
+ * with a dimension of 0 holds 0 elements, whatever its other dimensions). */
 int aal_npy_write_f64(const char *path, int ndim, const size_t *shape, const double *data,
                       aal_error *err);
 int aal_npy_write_i64(const char *path, int ndim, const size_t *shape, const int64_t *data,

@@ -721,6 +721,18 @@ START_TEST(test_npy_shape_overflow)
   ck_assert_int_eq(aal_npy_write_f64(path, 1, big, data, &err), AAL_EINVAL);
   ck_assert_msg(strstr(err.msg, "overflow"), "%s", err.msg);
   ck_assert_int_eq(access(path, F_OK), -1);
+  /* a dimension of 0 makes the count 0 whatever comes before it: written, and it reads
+   * back as an empty array of that shape (found by tests/fuzz/npy.c) */
+  const size_t empty[3] = {((size_t)SIZE_MAX >> 2) + 1, 8, 0};
+  ck_assert_msg(aal_npy_write_f64(path, 3, empty, data, &err) == AAL_OK, "%s", err.msg);
+  size_t len;
+  char *buf = slurp(path, &len);
+  npy a;
+  ck_assert(npy_parse(buf, len, &a));
+  ck_assert_int_eq(a.ndim, 3);
+  ck_assert(a.shape[0] == empty[0] && a.shape[1] == 8 && a.shape[2] == 0);
+  ck_assert_uint_eq(a.data_len, 0);
+  free(buf);
 }
 END_TEST
 
