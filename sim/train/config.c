@@ -205,6 +205,13 @@ int aal_train_config_read(const char *run_dir, aal_train_opts *o, char *strings,
   unsigned seen = 0;
   while (rc == AAL_OK && fgets(buf, sizeof buf, f) != NULL) {
     line++;
+    /* a line the buffer cannot hold would be read as two: its rest as a line of its own
+     * (a key of its own), its value cut short; no config the trainer writes is this long */
+    if (strchr(buf, '\n') == NULL && !feof(f)) {
+      rc = aal_fail(err, AAL_EFORMAT, "%s:%d: line longer than %zu characters", path, line,
+                    sizeof buf - 2);
+      break;
+    }
     char *s = trim(buf);
     if (*s == '#' || *s == '\0')
       continue;

@@ -118,6 +118,24 @@ static void write_seeds(const char *dir)
   variant(dir, "old-no-backend-threads.config", t, "b", "batch = 2\nblocks = 1,1,1,1\n");
   variant(dir, "twice.config", t, NULL, "seed = 1\n");
   variant(dir, "bad-values.config", t, "steps", "steps = 3.5\nwidth = 1e999\nfoo\n");
+  /* a line longer than the reader's buffer (4160 bytes), whose rest looks like a key */
+  char *seedless = malloc(len + 1), *line = malloc(4300);
+  FUZZ_SETUP(seedless != NULL && line != NULL, "malloc");
+  seedless[0] = '\0';
+  for (const char *p = t; *p != '\0';) {
+    const char *nl = strchr(p, '\n');
+    const size_t n = nl != NULL ? (size_t)(nl - p) + 1 : strlen(p);
+    if (strncmp(p, "seed", 4) != 0 && strncmp(p, "data ", 5) != 0)
+      strncat(seedless, p, n);
+    p += n;
+  }
+  int n = snprintf(line, 4300, "data = ");
+  while (n < 7 + 4152)
+    line[n++] = 'd';
+  snprintf(line + n, 4300 - (size_t)n, "seed = 7\n");
+  variant(dir, "long-line.config", seedless, NULL, line);
+  free(seedless);
+  free(line);
   free(t);
 }
 

@@ -524,6 +524,22 @@ START_TEST(test_config_round_trip)
   edit_config(path, "steps ", "steps = 3.5\n");
   ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, &err), AAL_EFORMAT);
   ck_assert_msg(strstr(err.msg, "steps = '3.5'"), "%s", err.msg);
+  /* a line longer than the reader's buffer is refused, not read as two lines: here the
+   * second would set the seed and the first a truncated data path */
+  edit_config(path, "steps ", "steps = 3\n");
+  edit_config(path, "seed", "");
+  char *line = malloc(8200);
+  ck_assert_ptr_nonnull(line);
+  int n = snprintf(line, 8200, "data = ");
+  while (n < 7 + 4152)
+    line[n++] = 'd';
+  snprintf(line + n, 8200 - (size_t)n, "seed = 7\n");
+  edit_config(path, "data", line);
+  free(line);
+  aal_train_opts o;
+  aal_train_opts_default(&o);
+  ck_assert_int_eq(aal_train_resume_check(path, &o, 0, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "longer than"), "%s", err.msg);
 }
 END_TEST
 
