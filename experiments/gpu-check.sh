@@ -7,7 +7,7 @@
 # 1. Extracts every .deb in .device/debs into .device/root (dpkg -x, or ar + tar) and
 #    points CPATH, LIBRARY_PATH, LD_LIBRARY_PATH (and pkg-config) at it.  The .debs must
 #    include the -dev packages (headers and pkg-config files): libgsl-dev, libopenblas-dev,
-#    check, libjpeg-dev and their runtime libraries (libgsl*, libgslcblas0,
+#    check, libjpeg-dev, zlib1g-dev and their runtime libraries (libgsl*, libgslcblas0,
 #    libopenblas0-pthread, libsubunit0, libjpeg-turbo8 / libjpeg62-turbo).
 # 2. Builds: prebuilt mode when build/aal exists and runs (carry build/); otherwise
 #    autoreconf -fi (or a carried ./configure) && ./configure --with-cuda=yes && make -j16.

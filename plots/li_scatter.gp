@@ -15,6 +15,10 @@ if (!exists("out")) out = 'li_scatter'
 if (!exists("title")) title = 'Final training-loss gap to BP (same seed) against the indicators'
 set datafile separator ','
 nb = words(names)
+# ten distinct colours (gnuplot's default cycle repeats after eight)
+array palette[10] = ['#9400d3', '#009e73', '#56b4e9', '#e69f00', '#f0e442', '#0072b2', \
+                     '#e51e10', '#000000', '#a0a0a0', '#8b4513']
+col(i) = palette[(i - 1) % 10 + 1]
 set key outside right top noenhanced
 set grid lc 'gray85'
 set xzeroaxis dt 2 lc 'gray30'; set yzeroaxis dt 2 lc 'gray30'
@@ -25,12 +29,12 @@ do for [t = 1:2] {
   set xlabel 'median per-sample LI of the run'
   set ylabel 'final loss - BP final loss'
   set key off
-  plot for [i = 1:nb] csv index (i - 1) using 1:3 with points pt (4 + i % 10) ps 1.6 lw 2 lc i \
+  plot for [i = 1:nb] csv index (i - 1) using 1:3 with points pt (4 + i % 10) ps 1.6 lw 2 lc rgb col(i) \
        title word(names, i)
   set xlabel 'median gradient-alignment cosine of the run'
   set ylabel ''
   set key outside right top
-  plot for [i = 1:nb] csv index (i - 1) using 2:3 with points pt (4 + i % 10) ps 1.6 lw 2 lc i \
+  plot for [i = 1:nb] csv index (i - 1) using 2:3 with points pt (4 + i % 10) ps 1.6 lw 2 lc rgb col(i) \
        title word(names, i)
   unset multiplot
   set output
