@@ -325,15 +325,6 @@ static int read_split(const char *dir, const char *prefix, uint64_t *fp, aal_dat
   return rc;
 }
 
-static char *dup_str(const char *s)
-{
-  const size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL)
-    memcpy(p, s, n);
-  return p;
-}
-
 static int set_classes(aal_data_set *ds, aal_error *err)
 {
   ds->wnids = calloc(AAL_FMNIST_CLASSES, sizeof *ds->wnids);
@@ -343,7 +334,7 @@ static int set_classes(aal_data_set *ds, aal_error *err)
   ds->classes = AAL_FMNIST_CLASSES;
   for (int k = 0; k < AAL_FMNIST_CLASSES; k++) {
     snprintf(ds->wnids[k], sizeof ds->wnids[k], "%d", k);
-    if ((ds->words[k] = dup_str(class_words[k])) == NULL)
+    if ((ds->words[k] = strdup(class_words[k])) == NULL)
       return aal_fail(err, AAL_ENOMEM, "out of memory");
   }
   return AAL_OK;

@@ -74,15 +74,6 @@ char *aal_data_join(const char *a, const char *b)
   return p;
 }
 
-static char *dup_str(const char *s)
-{
-  const size_t n = strlen(s) + 1;
-  char *p = malloc(n);
-  if (p != NULL)
-    memcpy(p, s, n);
-  return p;
-}
-
 /* Reads a whole text file, NUL-terminated; *len excludes the NUL. */
 static int read_text(const char *path, char **text, size_t *len, aal_error *err)
 {
@@ -224,7 +215,7 @@ static int list_jpegs(const char *dir, char ***names, size_t *count, aal_error *
       v = nv;
       cap = nc;
     }
-    if ((v[n] = dup_str(e->d_name)) == NULL) {
+    if ((v[n] = strdup(e->d_name)) == NULL) {
       rc = aal_fail(err, AAL_ENOMEM, "%s: out of memory listing the directory", dir);
       break;
     }
@@ -377,7 +368,7 @@ static int words_line(void *vctx, char *line, size_t lineno, aal_error *err)
   const int k = aal_data_scan_find(c->s, trim(line));
   if (k < 0)
     return AAL_OK; /* the real words.txt covers all of ImageNet; keep only our classes */
-  char *w = dup_str(trim(tab + 1));
+  char *w = strdup(trim(tab + 1));
   if (w == NULL)
     return aal_fail(err, AAL_ENOMEM, "%s: out of memory", c->path);
   free(c->s->words[k]);
@@ -606,7 +597,7 @@ int aal_data_scan_tree(const char *dir, aal_data_scan **out, aal_error *err)
   if (dir == NULL || *dir == '\0')
     return aal_fail(err, AAL_EINVAL, "data directory not given");
   aal_data_scan *s = calloc(1, sizeof *s);
-  if (s == NULL || (s->dir = dup_str(dir)) == NULL) {
+  if (s == NULL || (s->dir = strdup(dir)) == NULL) {
     free(s);
     return aal_fail(err, AAL_ENOMEM, "out of memory");
   }
@@ -654,7 +645,7 @@ int aal_data_scan_tree(const char *dir, aal_data_scan **out, aal_error *err)
     }
   }
   for (int k = 0; rc == AAL_OK && k < s->classes; k++)
-    if (s->words[k] == NULL && (s->words[k] = dup_str("")) == NULL)
+    if (s->words[k] == NULL && (s->words[k] = strdup("")) == NULL)
       rc = aal_fail(err, AAL_ENOMEM, "out of memory");
   free(path);
   path = NULL;
@@ -834,7 +825,7 @@ int aal_data_set_from_scan(const aal_data_scan *s, aal_data_set *ds, aal_error *
     rc = aal_fail(err, AAL_ENOMEM, "out of memory");
   for (int k = 0; rc == AAL_OK && k < s->classes; k++) {
     memcpy(ds->wnids[k], s->wnids[k], sizeof ds->wnids[k]);
-    if ((ds->words[k] = dup_str(s->words[k])) == NULL)
+    if ((ds->words[k] = strdup(s->words[k])) == NULL)
       rc = aal_fail(err, AAL_ENOMEM, "out of memory");
   }
   if (rc == AAL_OK)

@@ -44,33 +44,30 @@ int aal_asa_input(const aal_tensor *x, double eps, aal_tensor *h, aal_tensor *bi
   return AAL_OK;
 }
 
-int aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out, aal_error *err)
+/* out[i] = one where bit i is set, zero where it is not: a word at a time, since this
+ * runs on every ASA conv in both passes */
+static int decode(const char *what, const aal_tensor *bits, double one, double zero,
+                  aal_tensor *out, aal_error *err)
 {
-  int rc = aal_asa_args("asa decode", out, bits, out, err);
+  int rc = aal_asa_args(what, out, bits, out, err);
   if (rc != AAL_OK)
     return rc;
-  /* a word at a time: this runs on every ASA conv in both passes */
   const size_t n = bits->size;
   for (size_t w = 0; w * 32 < n; w++) {
     const uint32_t word = bits->bits[w];
     const size_t end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
     for (size_t i = w * 32; i < end; i++)
-      out->data[i] = ((word >> (i & 31)) & 1u) ? eps : 0.0;
+      out->data[i] = ((word >> (i & 31)) & 1u) ? one : zero;
   }
   return AAL_OK;
 }
 
+int aal_asa_decode(const aal_tensor *bits, double eps, aal_tensor *out, aal_error *err)
+{
+  return decode("asa decode", bits, eps, 0.0, out, err);
+}
+
 int aal_asa_decode_pm1(const aal_tensor *bits, double eps, aal_tensor *out, aal_error *err)
 {
-  int rc = aal_asa_args("asa decode pm1", out, bits, out, err);
-  if (rc != AAL_OK)
-    return rc;
-  const size_t n = bits->size;
-  for (size_t w = 0; w * 32 < n; w++) {
-    const uint32_t word = bits->bits[w];
-    const size_t end = (w + 1) * 32 < n ? (w + 1) * 32 : n;
-    for (size_t i = w * 32; i < end; i++)
-      out->data[i] = ((word >> (i & 31)) & 1u) ? eps : -eps;
-  }
-  return AAL_OK;
+  return decode("asa decode pm1", bits, eps, -eps, out, err);
 }
