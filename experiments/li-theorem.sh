@@ -207,6 +207,7 @@ summarise_run() { # dir set rule seed seconds diverged -> dir/summary_row.csv, d
       printf "%s,%d,%.6g,%s,%s,%s,%s,%d,%d\n", head, n, n ? s / k : "nan", acc, li, cs, pr, div, secs
     }' "$dir/metrics.csv" >"$dir/summary_row.csv.tmp"
   : >"$dir/layers.csv.tmp"
+  # shellcheck disable=SC2013  # layer names hold no blanks
   for layer in $(awk -F, 'FNR > 1 { print $2 }' "$dir/li.csv" | sort -u); do
     cs=$(quantiles "$dir/align.csv" 3 "$layer")
     pr=$(quantiles "$dir/align.csv" 4 "$layer")
@@ -218,7 +219,8 @@ summarise_run() { # dir set rule seed seconds diverged -> dir/summary_row.csv, d
 
 run_one() { # set set_dir rule seed steps li_every
   local set=$1 setdir=$2 rule=$3 seed=$4 steps=$5 li=$6
-  local dir=$out/runs/$set/$(slug "$rule")/seed$seed log
+  local dir log
+  dir=$out/runs/$set/$(slug "$rule")/seed$seed
   log=$out/logs/$set-$(slug "$rule")-seed$seed.log
   [ -f "$dir/summary_row.csv" ] && return 0
   local ts diverged=0 status=0
@@ -379,21 +381,25 @@ done
 # summary.csv and layers.csv from every finished run (also those of earlier invocations)
 {
   echo "set,rule,seed,steps,final_loss,val_acc,li_median,li_p05,li_frac_pos,cos_median,proj_median,diverged,seconds"
-  find "$out/runs" -name summary_row.csv | sort | xargs cat
+  find "$out/runs" -name summary_row.csv -print0 | sort -z | xargs -0 -r cat
 } >"$out/summary.csv.tmp" && mv "$out/summary.csv.tmp" "$out/summary.csv"
 {
   echo "set,rule,seed,layer,li_median,li_p05,li_frac_pos,cos_median,proj_median"
-  find "$out/runs" -name layers.csv | sort | xargs cat
+  find "$out/runs" -name layers.csv -print0 | sort -z | xargs -0 -r cat
 } >"$out/layers.csv.tmp" && mv "$out/layers.csv.tmp" "$out/layers.csv"
 
 : >"$out/verdict.txt.tmp"
+case " $rules " in *" bp "*) ;; *) say "no verdict and no figures: they compare with bp, which --rules leaves out"; ran_sets='' ;; esac
 for set in $ran_sets; do
   nclasses=$(awk -F, -v s="$set" '$1 == s { c = $2 } END { print c }' "$out/.sets")
   nsteps=$(awk -F, -v s="$set" '$1 == s { c = $3 } END { print c }' "$out/.sets")
   verdict "$set" "$(awk -v c="$nclasses" 'BEGIN { printf "%.6g", 1 / c }')"
   {
     echo "== $set ($nclasses classes, chance $(awk -v c="$nclasses" 'BEGIN { printf "%.3f", 1 / c }'))"
-    grep -v '^#' "$out/verdict-$set.csv" | column -t -s,
+    # the CSV as aligned columns
+    awk -F, '!/^#/ { n++; for (i = 1; i <= NF; i++) { c[n, i] = $i; if (length($i) > w[i]) w[i] = length($i) } nf[n] = NF }
+      END { for (r = 1; r <= n; r++) { for (i = 1; i <= nf[r]; i++) if (i < nf[r]) printf "%-*s  ", w[i], c[r, i]; else print c[r, i] } }' \
+      "$out/verdict-$set.csv"
     grep '^#' "$out/verdict-$set.csv"
     echo
   } >>"$out/verdict.txt.tmp"
@@ -401,4 +407,6 @@ for set in $ran_sets; do
 done
 mv "$out/verdict.txt.tmp" "$out/verdict.txt"
 cat "$out/verdict.txt"
-say "done in $(($(now) - t0)) s: $out/summary.csv, $out/layers.csv, $out/verdict.txt${figures:+, figures in $out/figures}"
+figs_said=''
+[ "$figures" = 1 ] && figs_said=", figures in $out/figures"
+say "done in $(($(now) - t0)) s: $out/summary.csv, $out/layers.csv, $out/verdict.txt$figs_said"

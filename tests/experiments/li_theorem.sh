@@ -4,6 +4,7 @@
 # run counted once; summary.csv, the verdict and the figures are there; LI and alignment
 # of the controls have their exact values (flip: LI -3, cosine -1; BP: 1 and 1).
 # Fashion-MNIST is used when Debian's dataset-fashion-mnist is installed.
+# shellcheck disable=SC2015  # `test && ok || bad`: ok never fails
 set -u
 AAL=${AAL_BIN:-./aal}
 srcdir=${top_srcdir:-.}
