@@ -234,9 +234,8 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, 
     aal_tape_clear(tape);
     return rc;
   }
-  if (rc == AAL_OK)
-    rc = aal_resnet_sgd_step_ops(&r->net, r->ops.table, aal_train_lr(r, s), r->o.momentum,
-                                 r->o.weight_decay, err);
+  rc = aal_resnet_sgd_step_ops(&r->net, r->ops.table, aal_train_lr(r, s), r->o.momentum,
+                               r->o.weight_decay, err);
   aal_tape_clear(tape);
   c->step_seconds += aal_clock_now() - t0;
   c->steps_timed++;

@@ -3,27 +3,7 @@
 # non-zero exit, and the smoke run learning.
 set -u
 AAL=${AAL_BIN:-./aal}
-pass=0
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-# expect STATUS PATTERN -- CMD...: exit status and a stdout+stderr pattern
-expect() {
-  want=$1; pattern=$2; shift 3
-  "$@" >"$tmp/out" 2>&1
-  got=$?
-  if [ "$got" -ne "$want" ]; then
-    bad "$* exited $got, want $want"; sed 's/^/  | /' "$tmp/out" | head -20; return
-  fi
-  if ! grep -q -- "$pattern" "$tmp/out"; then
-    bad "$* output lacks '$pattern'"; sed 's/^/  | /' "$tmp/out" | head -20; return
-  fi
-  ok
-}
+. "${top_srcdir:-.}/tests/lib.sh"
 
 expect 0 "usage: aal COMMAND" -- "$AAL" --help
 expect 2 "usage: aal COMMAND" -- "$AAL"

@@ -5,32 +5,12 @@
 set -u
 AAL=${AAL_BIN:-./aal}
 srcdir=${top_srcdir:-.}
-pass=0
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "${top_srcdir:-.}/tests/lib.sh"
 
 if ! command -v gnuplot >/dev/null 2>&1; then
   echo "plot: gnuplot not found, skipped"
   exit 77
 fi
-
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-# expect STATUS PATTERN -- CMD...: exit status and a stdout+stderr pattern
-expect() {
-  want=$1; pattern=$2; shift 3
-  "$@" >"$tmp/out" 2>&1
-  got=$?
-  if [ "$got" -ne "$want" ]; then
-    bad "$* exited $got, want $want"; sed 's/^/  | /' "$tmp/out" | head -20; return
-  fi
-  if ! grep -q -- "$pattern" "$tmp/out"; then
-    bad "$* output lacks '$pattern'"; sed 's/^/  | /' "$tmp/out" | head -20; return
-  fi
-  ok
-}
 
 # figures DIR NAME...: each NAME.png is a PNG and each NAME.svg an SVG, both non-empty
 figures() {

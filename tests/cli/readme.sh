@@ -5,12 +5,7 @@
 set -u
 AAL=${AAL_BIN:-./aal}
 README=${top_srcdir:-.}/README.md
-pass=0
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "${top_srcdir:-.}/tests/lib.sh"
 
 first=$(grep -m1 '^    sh scripts/install-deps.sh' "$README")
 if [ -z "$first" ]; then

@@ -9,26 +9,7 @@ set -u
 AAL=${AAL_BIN:-./aal}
 srcdir=${top_srcdir:-.}
 script=$srcdir/experiments/li-theorem.sh
-pass=0
-fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-
-# expect STATUS PATTERN -- CMD...: exit status and a stdout+stderr pattern
-expect() {
-  want=$1; pattern=$2; shift 3
-  "$@" >"$tmp/out" 2>&1
-  got=$?
-  if [ "$got" -ne "$want" ]; then
-    bad "$* exited $got, want $want"; sed 's/^/  | /' "$tmp/out" | head -20; return
-  fi
-  if ! grep -q -- "$pattern" "$tmp/out"; then
-    bad "$* output lacks '$pattern'"; sed 's/^/  | /' "$tmp/out" | head -20; return
-  fi
-  ok
-}
+. "${top_srcdir:-.}/tests/lib.sh"
 
 expect 0 "usage: experiments/li-theorem.sh" -- bash "$script" --help
 expect 2 "unknown option '--bogus'" -- bash "$script" --bogus

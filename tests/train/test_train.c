@@ -76,6 +76,21 @@ static char *slurp(const char *path, size_t *len)
   return buf;
 }
 
+/* dir_a/name and dir_b/name hold the same bytes, and more than a header's worth */
+static void assert_same_file(const char *dir_a, const char *dir_b, const char *name)
+{
+  char pa[4096], pb[4096];
+  size_t la, lb;
+  snprintf(pa, sizeof pa, "%s/%s", dir_a, name);
+  snprintf(pb, sizeof pb, "%s/%s", dir_b, name);
+  char *ca = slurp(pa, &la), *cb = slurp(pb, &lb);
+  ck_assert_msg(la > 100 && la == lb && memcmp(ca, cb, la) == 0,
+                "%s differs between the straight and the resumed run (%zu and %zu bytes)", name,
+                la, lb);
+  free(ca);
+  free(cb);
+}
+
 /* metrics.csv rows as (step, loss, train_acc) */
 static int read_losses(const char *run, double *loss, double *acc, int max)
 {
@@ -160,33 +175,14 @@ START_TEST(test_resume_bit_identical)
     fclose(f);
   }
   ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
-  size_t la, lb;
-  snprintf(pa, sizeof pa, "%s/checkpoint.bin", a);
-  snprintf(pb, sizeof pb, "%s/checkpoint.bin", b);
-  char *ca = slurp(pa, &la), *cb = slurp(pb, &lb);
-  ck_assert_uint_eq(la, lb);
-  ck_assert_msg(memcmp(ca, cb, la) == 0, "resumed checkpoint differs from the straight run's");
-  free(ca);
-  free(cb);
+  assert_same_file(a, b, "checkpoint.bin");
   /* metrics identical but for the seconds column */
   double l1[32], a1[32], l2[32], a2[32];
   ck_assert_int_eq(read_losses(a, l1, a1, 32), 14);
   ck_assert_int_eq(read_losses(b, l2, a2, 32), 14);
   ck_assert(memcmp(l1, l2, 14 * sizeof *l1) == 0 && memcmp(a1, a2, 14 * sizeof *a1) == 0);
-  snprintf(pa, sizeof pa, "%s/li_summary.csv", a);
-  snprintf(pb, sizeof pb, "%s/li_summary.csv", b);
-  ca = slurp(pa, &la);
-  cb = slurp(pb, &lb);
-  ck_assert_msg(la == lb && memcmp(ca, cb, la) == 0, "li_summary.csv differs after resume");
-  free(ca);
-  free(cb);
-  snprintf(pa, sizeof pa, "%s/align.csv", a);
-  snprintf(pb, sizeof pb, "%s/align.csv", b);
-  ca = slurp(pa, &la);
-  cb = slurp(pb, &lb);
-  ck_assert_msg(la > 100 && la == lb && memcmp(ca, cb, la) == 0, "align.csv differs after resume");
-  free(ca);
-  free(cb);
+  assert_same_file(a, b, "li_summary.csv");
+  assert_same_file(a, b, "align.csv");
   /* resume of something that is not a run names the file */
   ck_assert_int_eq(aal_train_resume(root, 0, 0, 0, NULL, &err), AAL_EIO);
   ck_assert(strstr(err.msg, "config") != NULL);
