@@ -76,6 +76,31 @@ int aal_be_check_count(const char *op, size_t n, size_t elem, aal_error *err)
   return AAL_OK;
 }
 
+int aal_be_check_pool2d(const char *op, int n, int c, int h, int w, int k, int stride, int pad,
+                        int *p, int *q, aal_error *err)
+{
+  int rc;
+  if ((rc = aal_be_check_pos(op, "n", n, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "c", c, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "h", h, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "w", w, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "k", k, err)) != AAL_OK ||
+      (rc = aal_be_check_pos(op, "stride", stride, err)) != AAL_OK)
+    return rc;
+  if (pad < 0 || pad > k / 2)
+    return aal_fail(err, AAL_EINVAL, "%s: pad is %d, must be in [0, k/2] = [0, %d] (k = %d)",
+                    op, pad, k / 2, k);
+  *p = aal_pool_out(h, k, stride, pad);
+  *q = aal_pool_out(w, k, stride, pad);
+  if (*p < 1 || *q < 1)
+    return aal_fail(err, AAL_EINVAL, "%s: empty output (x %dx%d, pad %d, window %d)", op, h, w,
+                    pad, k);
+  const size_t planes = (size_t)n * (size_t)c;
+  if ((size_t)h * (size_t)w > SIZE_MAX / sizeof(float) / planes)
+    return aal_fail(err, AAL_ENOMEM, "%s: %dx%dx%dx%d elements overflow", op, n, c, h, w);
+  return AAL_OK;
+}
+
 #ifndef AAL_HAVE_CUDA
 /* Without CUDA the name still links, so that callers need no #ifdef. */
 int aal_backend_cuda(aal_backend *be, aal_error *err)

@@ -12,9 +12,9 @@
  * Every op returns an aal_status and fills err (naming the op and the failing call).
  *
  * The ops: conv (forward, backward-data, backward-filter), batch norm (forward,
- * backward), ReLU (forward, backward), add, average pooling (forward, backward), linear
- * (forward, backward), softmax cross-entropy (forward, backward), ASA signs (pack,
- * unpack), LI, SGD, and three fused ops appended after them:
+ * backward), ReLU (forward, backward), add, average pooling and 2-d max pooling
+ * (forward, backward), linear (forward, backward), softmax cross-entropy (forward,
+ * backward), ASA signs (pack, unpack), LI, SGD, and three fused ops appended after them:
  *   asa_input         sign_pack + sign_unpack + add in one pass: bits = (x > 0),
  *                     h[i] = x[i] + (bit ? eps_r : 0), eps_r = eps rounded once to the
  *                     backend's precision (float for cpu32 and cuda, eps itself for ref),
@@ -41,6 +41,17 @@ typedef struct {
 /* Fills p and q; fails (naming the sizes) for non-positive sizes, stride < 1, pad < 0 or
  * an empty output. */
 int aal_conv_shape_init(aal_conv_shape *cs, aal_error *err);
+
+/* Max pooling's output size along one axis (PyTorch, ceil_mode False):
+ * (in + 2 pad - k) / stride + 1, or 0 where the geometry is refused (in, k or stride
+ * < 1, pad < 0 or > k/2, k > in + 2 pad) -- sim/layers' aal_maxpool2d_output_size, here
+ * for the backends (the CUDA one cannot include sim/layers). */
+static inline int aal_pool_out(int in, int k, int stride, int pad)
+{
+  if (in < 1 || k < 1 || stride < 1 || pad < 0 || pad > k / 2 || (long long)in + 2LL * pad < k)
+    return 0;
+  return (int)(((long long)in + 2LL * pad - k) / stride + 1);
+}
 
 typedef struct aal_backend aal_backend;
 
@@ -102,6 +113,21 @@ struct aal_backend {
   int (*avgpool_forward)(const aal_backend *be, int rows, int hw, const void *x, void *y,
                          aal_error *err);
   int (*avgpool_backward)(const aal_backend *be, int rows, int hw, const void *dy, void *dx,
+                          aal_error *err);
+
+  /* ---- 2-d max pooling (PyTorch's MaxPool2d(k, stride, pad), ceil_mode False):
+   * x, dx [n, c, h, w]; y, dy [n, c, p, q] with p = aal_pool_out(h, k, stride, pad),
+   * q = aal_pool_out(w, ...).  y = x at each window's winner: padding never wins; in
+   * row-major scan order (kh outer, kw inner) the first input position starts as the
+   * winner and a later one takes over iff its value is > the running maximum or is NaN
+   * (ties: the first; sim/layers/pool.c).  Backward takes the forward's input x,
+   * recomputes the winners and writes dx = sum over windows of dy at their winners
+   * (overwritten; overlapping windows add).  Arguments: sizes >= 1, k >= 1, stride >= 1,
+   * 0 <= pad <= k/2, p, q >= 1. */
+  int (*maxpool_forward)(const aal_backend *be, int n, int c, int h, int w, int k, int stride,
+                         int pad, const void *x, void *y, aal_error *err);
+  int (*maxpool_backward)(const aal_backend *be, int n, int c, int h, int w, int k,
+                          int stride, int pad, const void *dy, const void *x, void *dx,
                           aal_error *err);
 
   /* ---- linear: x [n, in], w [out, in], b [out], y [n, out]; dx may be NULL */

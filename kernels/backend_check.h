@@ -16,5 +16,10 @@ int aal_be_check_ptrs(const char *op, const char *names, aal_error *err, int cou
 int aal_be_check_pos(const char *op, const char *name, long value, aal_error *err);
 /* n elements of elem bytes: 0 < n and n * elem does not overflow. */
 int aal_be_check_count(const char *op, size_t n, size_t elem, aal_error *err);
+/* Max pooling's geometry: n, c, h, w >= 1, k >= 1, stride >= 1, 0 <= pad <= k/2 and a
+ * non-empty output, whose size goes to *p, *q (aal_pool_out); n*c*h*w must not
+ * overflow a size_t of floats. */
+int aal_be_check_pool2d(const char *op, int n, int c, int h, int w, int k, int stride, int pad,
+                        int *p, int *q, aal_error *err);
 
 #endif

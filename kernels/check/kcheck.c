@@ -348,6 +348,17 @@ static int conv_shape(kc_shape *s, int n, int c, int h, int w, int k, int r, int
   return aal_conv_shape_init(&s->cs, NULL) == AAL_OK;
 }
 
+/* Max pooling of x [n, c, h, w], window k, stride st, pad: 1 if the geometry is valid. */
+static int maxpool_shape(kc_shape *s, int n, int c, int h, int w, int k, int st, int pad)
+{
+  memset(s, 0, sizeof *s);
+  s->cs = (aal_conv_shape){.n = n, .c = c, .h = h, .w = w, .k = c, .r = k, .s = k,
+                           .stride = st, .pad = pad, .p = aal_pool_out(h, k, st, pad),
+                           .q = aal_pool_out(w, k, st, pad)};
+  snprintf(s->desc, sizeof s->desc, "%dx%dx%dx%d k%d s%d p%d", n, c, h, w, k, st, pad);
+  return n >= 1 && c >= 1 && s->cs.p >= 1 && s->cs.q >= 1;
+}
+
 static void abc_shape(kc_shape *s, int a, int b, int c, size_t len, const char *fmt)
 {
   memset(s, 0, sizeof *s);
@@ -411,6 +422,9 @@ static int resnet18_shapes(enum kc_family f, int B, kc_shape *s)
     for (size_t i = 0; i < sizeof params / sizeof params[0]; i++, m++)
       abc_shape(&s[m], 0, 0, 0, params[i], "len");
     break;
+  case KC_MAXPOOL: /* the ImageNet stem's pooling (3x3, s2, p1) after its 7x7 s2 conv */
+    m += maxpool_shape(&s[m], B, 64, 32, 32, 3, 2, 1);
+    break;
   }
   return m;
 }
@@ -435,6 +449,39 @@ static void random_conv(gsl_rng *r, int i, kc_shape *s)
     }
   } while (aal_conv_shape_init(&s->cs, NULL) != AAL_OK);
   conv_desc(s);
+}
+
+/* Random max pooling shape i: i % 4 cycles the ResNet stem's geometry (k 3, stride 2,
+ * pad 1 on 17..18-pixel images, batch 2, 3..8 channels), k 2 stride 2 pad 0, k 3 stride
+ * 1 pad 1 (on 1..12-pixel images, not square), and any k 1..5, stride 1..3, pad 0..k/2. */
+static void random_maxpool(gsl_rng *r, int i, kc_shape *s)
+{
+  switch (i % 4) {
+  case 0: {
+    const int hw = uni(r, 17, 18);
+    maxpool_shape(s, 2, uni(r, 3, 8), hw, hw, 3, 2, 1);
+    break;
+  }
+  case 1:
+    maxpool_shape(s, uni(r, 1, 3), uni(r, 1, 6), uni(r, 2, 12), uni(r, 2, 12), 2, 2, 0);
+    break;
+  case 2:
+    maxpool_shape(s, uni(r, 1, 3), uni(r, 1, 6), uni(r, 1, 12), uni(r, 1, 12), 3, 1, 1);
+    break;
+  default: {
+    int k, st, pad, n, c, h, w;
+    do {
+      k = uni(r, 1, 5);
+      st = uni(r, 1, 3);
+      pad = uni(r, 0, k / 2);
+      n = uni(r, 1, 3);
+      c = uni(r, 1, 6);
+      h = uni(r, 1, 12);
+      w = uni(r, 1, 12);
+    } while (!maxpool_shape(s, n, c, h, w, k, st, pad));
+    break;
+  }
+  }
 }
 
 static void random_shape(enum kc_family f, gsl_rng *r, int i, kc_shape *s)
@@ -467,6 +514,9 @@ static void random_shape(enum kc_family f, gsl_rng *r, int i, kc_shape *s)
     break;
   case KC_SGD:
     abc_shape(s, 0, 0, 0, (size_t)uni(r, 1, 3000), "len");
+    break;
+  case KC_MAXPOOL:
+    random_maxpool(r, i, s);
     break;
   }
 }
@@ -536,6 +586,13 @@ static void boundary_shape(enum kc_family f, gsl_rng *r, int i, kc_shape *s)
     break;
   case KC_SGD:
     abc_shape(s, 0, 0, 0, near4096(r, 16), "len");
+    break;
+  case KC_MAXPOOL: /* many channels (planes) over small images, or few over 63..65 pixels */
+    if (i % 2 == 0)
+      maxpool_shape(s, uni(r, 1, 2), PICK(r, kc_chans), uni(r, 7, 9), uni(r, 7, 9), 3, 2, 1);
+    else
+      maxpool_shape(s, uni(r, 1, 2), uni(r, 1, 3), PICK(r, small_hw), PICK(r, small_hw), 3,
+                    1 + (i / 2) % 2, 1);
     break;
   }
 }
@@ -627,6 +684,8 @@ const kc_op kc_ops[] = {
     {"bn_relu_backward", KC_BN, kc_bn_relu_backward_case},
     {"scale", KC_ELEM, kc_scale_case},
     {"bn_forward_eval", KC_BN, kc_bn_forward_eval_case},
+    {"maxpool_forward", KC_MAXPOOL, kc_maxpool_forward_case},
+    {"maxpool_backward", KC_MAXPOOL, kc_maxpool_backward_case},
 };
 
 const int kc_nops = (int)(sizeof kc_ops / sizeof kc_ops[0]);

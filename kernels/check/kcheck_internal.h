@@ -16,12 +16,16 @@
  * (the (|A||B|)_ref of the bounds), the tested backend on the inputs. */
 enum { KC_REF = 0, KC_ABS = 1, KC_GOT = 2, KC_RUNS = 3 };
 
-enum kc_family { KC_CONV, KC_BN, KC_ELEM, KC_POOL, KC_LINEAR, KC_XENT, KC_LI, KC_SGD };
+/* (KC_MAXPOOL last: a family's number seeds its random shapes, so appending keeps the
+ * others' shapes.) */
+enum kc_family { KC_CONV, KC_BN, KC_ELEM, KC_POOL, KC_LINEAR, KC_XENT, KC_LI, KC_SGD,
+                 KC_MAXPOOL };
 
 /* One shape; the fields a family uses:
  *   conv: cs;  bn: a = n, b = c, c = hw;  elem: len;  pool: a = rows, b = hw;
  *   linear: a = n, b = in, c = out;  xent: a = n, b = classes;  li: a = n, len = per;
- *   sgd: len. */
+ *   sgd: len;  maxpool: cs with n, c, h, w the input, r = s the window, stride, pad,
+ *   p, q the output (aal_pool_out) and k = c. */
 typedef struct {
   aal_conv_shape cs;
   int a, b, c;
@@ -189,6 +193,8 @@ int kc_relu_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
 int kc_add_case(kc_run *run, const kc_shape *sh, kc_row *row);
 int kc_avgpool_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
 int kc_avgpool_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_maxpool_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_maxpool_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
 /* linear.c, xent.c */
 int kc_linear_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
 int kc_linear_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);

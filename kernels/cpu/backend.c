@@ -151,6 +151,8 @@ int aal_backend_cpu32(aal_backend *be, aal_error *err)
   be->scale = aal_cpu32_scale;
   be->avgpool_forward = aal_cpu32_avgpool_forward;
   be->avgpool_backward = aal_cpu32_avgpool_backward;
+  be->maxpool_forward = aal_cpu32_maxpool_forward;
+  be->maxpool_backward = aal_cpu32_maxpool_backward;
   be->linear_forward = aal_cpu32_linear_forward;
   be->linear_backward = aal_cpu32_linear_backward;
   be->xent_forward = aal_cpu32_xent_forward;

@@ -150,6 +150,12 @@ int aal_cpu32_avgpool_forward(const aal_backend *be, int rows, int hw, const voi
                               aal_error *err);
 int aal_cpu32_avgpool_backward(const aal_backend *be, int rows, int hw, const void *dy,
                                void *dx, aal_error *err);
+/* kernels/cpu/pool.c: 2-d max pooling (the winner rule of sim/layers/pool.c) */
+int aal_cpu32_maxpool_forward(const aal_backend *be, int n, int c, int h, int w, int k,
+                              int stride, int pad, const void *x, void *y, aal_error *err);
+int aal_cpu32_maxpool_backward(const aal_backend *be, int n, int c, int h, int w, int k,
+                               int stride, int pad, const void *dy, const void *x, void *dx,
+                               aal_error *err);
 
 /* kernels/cpu/linear.c: linear layer */
 int aal_cpu32_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,

@@ -233,6 +233,8 @@ extern "C" int aal_backend_cuda(aal_backend *be, aal_error *err)
   be->scale = aal_cuda_scale;
   be->avgpool_forward = aal_cuda_avgpool_forward;
   be->avgpool_backward = aal_cuda_avgpool_backward;
+  be->maxpool_forward = aal_cuda_maxpool_forward;
+  be->maxpool_backward = aal_cuda_maxpool_backward;
   be->linear_forward = aal_cuda_linear_forward;
   be->linear_backward = aal_cuda_linear_backward;
   be->xent_forward = aal_cuda_xent_forward;

@@ -270,6 +270,17 @@ int run(bench &b, int batch)
        })))
     return rc;
 
+  // ---- max pooling at the stem output, k 3 stride 2 pad 1 (the ImageNet stem's):
+  // forward reads x and writes y (a quarter of x); backward reads x, dy, writes dx
+  snprintf(shape, sizeof shape, "%zu x 64 x 32x32 k3 s2 p1", B);
+  if ((rc = row(b, "maxpool forward", shape, 5.0 * a, 0, [&]() {
+         return be->maxpool_forward(be, batch, 64, 32, 32, 3, 2, 1, x, y, err);
+       })) ||
+      (rc = row(b, "maxpool backward", shape, 9.0 * a, 0, [&]() {
+         return be->maxpool_backward(be, batch, 64, 32, 32, 3, 2, 1, dy, x, dx, err);
+       })))
+    return rc;
+
   // ---- head: avgpool 512 x 4x4, linear 512 -> 200, cross-entropy over 200 classes
   const int rows = batch * 512, classes = 200;
   snprintf(shape, sizeof shape, "%d x 16", rows);

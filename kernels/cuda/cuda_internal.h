@@ -177,6 +177,11 @@ int aal_cuda_avgpool_forward(const aal_backend *be, int rows, int hw, const void
                              aal_error *err);
 int aal_cuda_avgpool_backward(const aal_backend *be, int rows, int hw, const void *dy,
                               void *dx, aal_error *err);
+int aal_cuda_maxpool_forward(const aal_backend *be, int n, int c, int h, int w, int k,
+                             int stride, int pad, const void *x, void *y, aal_error *err);
+int aal_cuda_maxpool_backward(const aal_backend *be, int n, int c, int h, int w, int k,
+                              int stride, int pad, const void *dy, const void *x, void *dx,
+                              aal_error *err);
 // linear.cu
 int aal_cuda_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
                             const void *w, const void *b, void *y, aal_error *err);

@@ -316,6 +316,36 @@ static int ref_avgpool_backward(const aal_backend *be, int rows, int hw, const v
   return aal_avgpool_backward(&tdy, &tdx, err);
 }
 
+static int ref_maxpool_forward(const aal_backend *be, int n, int c, int h, int w, int k,
+                               int stride, int pad, const void *x, void *y, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref maxpool_forward";
+  int p, q, rc;
+  if ((rc = aal_be_check_pool2d(op, n, c, h, w, k, stride, pad, &p, &q, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, y", err, 2, x, y)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 4, (size_t)n, (size_t)c, (size_t)h, (size_t)w);
+  aal_tensor ty = view(y, 4, (size_t)n, (size_t)c, (size_t)p, (size_t)q);
+  return aal_maxpool2d_forward(&tx, k, stride, pad, &ty, err);
+}
+
+static int ref_maxpool_backward(const aal_backend *be, int n, int c, int h, int w, int k,
+                                int stride, int pad, const void *dy, const void *x, void *dx,
+                                aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref maxpool_backward";
+  int p, q, rc;
+  if ((rc = aal_be_check_pool2d(op, n, c, h, w, k, stride, pad, &p, &q, err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, x, dx", err, 3, dy, x, dx)) != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 4, (size_t)n, (size_t)c, (size_t)p, (size_t)q);
+  aal_tensor tx = view(x, 4, (size_t)n, (size_t)c, (size_t)h, (size_t)w);
+  aal_tensor tdx = view(dx, 4, (size_t)n, (size_t)c, (size_t)h, (size_t)w);
+  return aal_maxpool2d_backward(&tdy, &tx, k, stride, pad, &tdx, err);
+}
+
 /* ---------------------------------------------------------------- linear */
 
 static int ref_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
@@ -571,6 +601,8 @@ int aal_backend_ref(aal_backend *be, aal_error *err)
   be->scale = ref_scale;
   be->avgpool_forward = ref_avgpool_forward;
   be->avgpool_backward = ref_avgpool_backward;
+  be->maxpool_forward = ref_maxpool_forward;
+  be->maxpool_backward = ref_maxpool_backward;
   be->linear_forward = ref_linear_forward;
   be->linear_backward = ref_linear_backward;
   be->xent_forward = ref_xent_forward;

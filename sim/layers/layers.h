@@ -94,6 +94,33 @@ int aal_avgpool_forward_args(const char *op, const aal_tensor *x, const aal_tens
 int aal_avgpool_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *dx,
                               aal_error *err);
 
+/* ---- 2-d max pooling (PyTorch's nn.MaxPool2d(k, stride, pad), ceil_mode False) ------
+ *   x, dx [N, C, H, W];  y, dy [N, C, Ho, Wo],
+ *   Ho = aal_maxpool2d_output_size(H, k, stride, pad), Wo likewise.
+ *   y[n,c,oh,ow] = x[n,c] at the winner of the k x k window at (oh*stride - pad,
+ *   ow*stride - pad).  The winner: padding never wins (it is -infinity); scanning the
+ *   window row-major (kh outer, kw inner), the first input position is the initial
+ *   winner and a later one takes over iff its value is > the running maximum or is NaN
+ *   (PyTorch: val > maxval || isnan(val)).  So ties go to the first element, and a NaN
+ *   wins (no number displaces it; of several NaNs the last wins).
+ * Backward takes the forward's input x (not indices), recomputes the winners, and
+ *   writes dx = sum over windows of dy at their winners (overwritten: zeroed, then
+ *   accumulated; overlapping windows add).
+ * Arguments: k >= 1, stride >= 1, 0 <= pad <= k/2 (PyTorch's rule), Ho, Wo >= 1; the
+ *   outputs must not share storage with the inputs. */
+/* floor((in + 2 pad - k) / stride) + 1; 0 when the arguments are invalid (in, k or
+ * stride < 1, pad < 0 or > k/2, k > in + 2 pad). */
+long aal_maxpool2d_output_size(long in, int k, int stride, int pad);
+int aal_maxpool2d_forward(const aal_tensor *x, int k, int stride, int pad, aal_tensor *y,
+                          aal_error *err);
+int aal_maxpool2d_backward(const aal_tensor *dy, const aal_tensor *x, int k, int stride, int pad,
+                           aal_tensor *dx, aal_error *err);
+int aal_maxpool2d_forward_args(const char *op, const aal_tensor *x, int k, int stride, int pad,
+                               const aal_tensor *y, aal_error *err);
+int aal_maxpool2d_backward_args(const char *op, const aal_tensor *dy, const aal_tensor *x,
+                                int k, int stride, int pad, const aal_tensor *dx,
+                                aal_error *err);
+
 /* ---- linear -------------------------------------------------------------------
  *   x, dx [N, I];  w, dw [O, I] (PyTorch layout);  b, db [O];  y, dy [N, O].
  *   y = x w^T + b.  Backward: dx = dy w, dw = dy^T x, db = sum_n dy.  dx may be NULL

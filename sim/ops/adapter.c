@@ -343,6 +343,51 @@ static int ad_avgpool_backward(const aal_ops *ops, const aal_tensor *dy, aal_ten
               dy, dx, dx, err);
 }
 
+/* The backend's sizes of max pooling over x [N, C, H, W] (after the layer's contract):
+ * each must fit an int (the backends compute offsets in size_t). */
+static int maxpool_sizes(aal_call *c, const aal_tensor *x, int s[4])
+{
+  for (int d = 0; d < 4 && c->rc == AAL_OK; d++) {
+    static const char *const names[4] = {"N", "C", "H", "W"};
+    c->rc = fits_int(x->shape[d], c->op, names[d], c->err);
+    if (c->rc == AAL_OK)
+      s[d] = (int)x->shape[d];
+  }
+  return c->rc;
+}
+
+static int ad_maxpool_forward(const aal_ops *ops, const aal_tensor *x, int k, int stride,
+                              int pad, aal_tensor *y, aal_error *err)
+{
+  aal_call c;
+  int s[4] = {0, 0, 0, 0};
+  aal_call_begin(&c, ops, "maxpool_forward", err);
+  if ((c.rc = aal_maxpool2d_forward_args(c.op, x, k, stride, pad, y, err)) != AAL_OK)
+    return c.rc;
+  maxpool_sizes(&c, x, s);
+  void *bx = aal_call_in(&c, x), *by = aal_call_out(&c, y);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->maxpool_forward(ops->be, s[0], s[1], s[2], s[3], k, stride, pad, bx, by,
+                                    err);
+  return aal_call_end(&c);
+}
+
+static int ad_maxpool_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                               int k, int stride, int pad, aal_tensor *dx, aal_error *err)
+{
+  aal_call c;
+  int s[4] = {0, 0, 0, 0};
+  aal_call_begin(&c, ops, "maxpool_backward", err);
+  if ((c.rc = aal_maxpool2d_backward_args(c.op, dy, x, k, stride, pad, dx, err)) != AAL_OK)
+    return c.rc;
+  maxpool_sizes(&c, x, s);
+  void *bdy = aal_call_in(&c, dy), *bx = aal_call_in(&c, x), *bdx = aal_call_out(&c, dx);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->maxpool_backward(ops->be, s[0], s[1], s[2], s[3], k, stride, pad, bdy, bx,
+                                     bdx, err);
+  return aal_call_end(&c);
+}
+
 /* ---------------------------------------------------------------- linear, xent */
 
 /* The backend's sizes of a checked linear layer: x [n, in], w [out, in]. */
@@ -581,6 +626,8 @@ int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
   ops->add_forward = ad_add_forward;
   ops->avgpool_forward = ad_avgpool_forward;
   ops->avgpool_backward = ad_avgpool_backward;
+  ops->maxpool_forward = ad_maxpool_forward;
+  ops->maxpool_backward = ad_maxpool_backward;
   ops->linear_forward = ad_linear_forward;
   ops->linear_backward = ad_linear_backward;
   ops->xent_forward = ad_xent_forward;

@@ -84,6 +84,13 @@ struct aal_ops {
                          aal_error *err);
   int (*avgpool_backward)(const aal_ops *ops, const aal_tensor *dy, aal_tensor *dx,
                           aal_error *err);
+  /* 2-d max pooling (sim/layers/layers.h: aal_maxpool2d_forward / _backward; PyTorch's
+   * MaxPool2d(k, stride, pad), ties to the first element of the window, padding never
+   * wins, NaN wins).  Backward takes the forward's input x and recomputes the winners. */
+  int (*maxpool_forward)(const aal_ops *ops, const aal_tensor *x, int k, int stride, int pad,
+                         aal_tensor *y, aal_error *err);
+  int (*maxpool_backward)(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x, int k,
+                          int stride, int pad, aal_tensor *dx, aal_error *err);
   int (*linear_forward)(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
                         const aal_tensor *b, aal_tensor *y, aal_error *err);
   int (*linear_backward)(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,

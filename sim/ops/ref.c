@@ -95,6 +95,20 @@ static int ref_avgpool_backward(const aal_ops *ops, const aal_tensor *dy, aal_te
   return aal_avgpool_backward(dy, dx, err);
 }
 
+static int ref_maxpool_forward(const aal_ops *ops, const aal_tensor *x, int k, int stride,
+                               int pad, aal_tensor *y, aal_error *err)
+{
+  (void)ops;
+  return aal_maxpool2d_forward(x, k, stride, pad, y, err);
+}
+
+static int ref_maxpool_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                                int k, int stride, int pad, aal_tensor *dx, aal_error *err)
+{
+  (void)ops;
+  return aal_maxpool2d_backward(dy, x, k, stride, pad, dx, err);
+}
+
 static int ref_linear_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
                               const aal_tensor *b, aal_tensor *y, aal_error *err)
 {
@@ -226,14 +240,34 @@ static int ref_scale(const aal_ops *ops, aal_tensor *t, double s, aal_error *err
 }
 
 static const aal_ops ref_table = {
-    "ref", 53, NULL, NULL,
-    ref_conv_forward, ref_conv_backward_data, ref_conv_backward_filter,
-    ref_bn_forward_train, ref_bn_forward_eval, ref_bn_backward,
-    ref_relu_forward, ref_relu_backward, ref_add_forward,
-    ref_avgpool_forward, ref_avgpool_backward, ref_linear_forward, ref_linear_backward,
-    ref_xent_forward, ref_xent_backward, ref_sgd_update, ref_asa_input,
-    ref_bn_relu_forward_train, ref_bn_relu_backward, ref_li_reduce, ref_scale,
-    ref_asa_decode};
+    .name = "ref",
+    .precision_bits = 53,
+    .be = NULL,
+    .cache = NULL,
+    .conv_forward = ref_conv_forward,
+    .conv_backward_data = ref_conv_backward_data,
+    .conv_backward_filter = ref_conv_backward_filter,
+    .bn_forward_train = ref_bn_forward_train,
+    .bn_forward_eval = ref_bn_forward_eval,
+    .bn_backward = ref_bn_backward,
+    .relu_forward = ref_relu_forward,
+    .relu_backward = ref_relu_backward,
+    .add_forward = ref_add_forward,
+    .avgpool_forward = ref_avgpool_forward,
+    .avgpool_backward = ref_avgpool_backward,
+    .maxpool_forward = ref_maxpool_forward,
+    .maxpool_backward = ref_maxpool_backward,
+    .linear_forward = ref_linear_forward,
+    .linear_backward = ref_linear_backward,
+    .xent_forward = ref_xent_forward,
+    .xent_backward = ref_xent_backward,
+    .sgd_update = ref_sgd_update,
+    .asa_input = ref_asa_input,
+    .bn_relu_forward_train = ref_bn_relu_forward_train,
+    .bn_relu_backward = ref_bn_relu_backward,
+    .li_reduce = ref_li_reduce,
+    .scale = ref_scale,
+    .asa_decode = ref_asa_decode};
 
 const aal_ops *aal_ops_ref(void)
 {

@@ -7,7 +7,8 @@
  *     filter, a dropped image, a flipped sign bit, an unwritten last element, a wrong
  *     eps, a made-up LI for h = 0, a missing weight decay; fused: ASA input without eps
  *     or with eps one ulp low, a ReLU mask of x instead of bn(x), the mask left out of
- *     the bn reductions) must each fail a check;
+ *     the bn reductions; max pooling that ignores NaN, pools over zero padding, gives
+ *     ties to the last maximum or overwrites overlapping windows) must each fail a check;
  *  c. bad options and shapes are reported with a message;
  *  d. cpu32's fused ops (asa_input, bn_relu_forward, bn_relu_backward) equal the unfused
  *     compositions on cpu32 bit for bit (poisoned outputs, random inputs and shapes from
@@ -62,7 +63,7 @@ START_TEST(test_cpu32_resnet18)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "resnet18", 2);
-  ck_assert_int_eq(s.checks, 96);
+  ck_assert_int_eq(s.checks, 98);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   ck_assert(s.worst_ratio <= 1.0);
   be.destroy(&be);
@@ -73,7 +74,7 @@ START_TEST(test_cpu32_random)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "random:12", 0);
-  ck_assert_int_eq(s.checks, 23 * 12);
+  ck_assert_int_eq(s.checks, 25 * 12);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   be.destroy(&be);
 }
@@ -84,7 +85,7 @@ START_TEST(test_cpu32_boundary)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "boundary", 0);
-  ck_assert_int_eq(s.checks, 23 * 8);
+  ck_assert_int_eq(s.checks, 25 * 8);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   be.destroy(&be);
 }
@@ -530,6 +531,137 @@ static int bn_relu_bwd_unmasked_sums(const aal_backend *be, int n, int c, int hw
   return rc;
 }
 
+/* Max pooling with one of four slips (a plain float loop, cpu32's buffers):
+ *   MP_TIE_LAST  ties go to the last maximum (>= instead of >): the values are the same,
+ *                the gradient goes elsewhere (only backward shows it);
+ *   MP_FMAX      the maximum as fmaxf takes it: a NaN never wins;
+ *   MP_PAD_ZERO  padding taken as zeros (as a zero-padded copy would): it wins where the
+ *                window's inputs are all negative;
+ *   MP_OVERWRITE backward stores dy instead of adding it: overlapping windows lose all but
+ *                the last. */
+enum { MP_TIE_LAST = 1, MP_FMAX = 2, MP_PAD_ZERO = 4, MP_OVERWRITE = 8 };
+
+/* The winner's index in the plane, -1 where the padding wins (MP_PAD_ZERO) or nothing
+ * does (MP_FMAX on an all-NaN window). */
+static long mp_winner(const float *px, int h, int w, int h0, int w0, int k, int flags,
+                      float *value)
+{
+  long arg = -1;
+  float best = 0.0f;
+  int any = 0;
+  for (int a = 0; a < k; a++)
+    for (int b = 0; b < k; b++) {
+      const int ih = h0 + a, iw = w0 + b, in = ih >= 0 && ih < h && iw >= 0 && iw < w;
+      if (!in && !(flags & MP_PAD_ZERO))
+        continue;
+      const float v = in ? px[ih * w + iw] : 0.0f;
+      if ((flags & MP_FMAX) && isnan(v))
+        continue;
+      const int take = !any || ((flags & MP_TIE_LAST) ? v >= best : v > best) || isnan(v);
+      if (take) {
+        best = v;
+        arg = in ? (long)ih * w + iw : -1;
+        any = 1;
+      }
+    }
+  *value = any ? best : NAN;
+  return arg;
+}
+
+static int mp_forward(int n, int c, int h, int w, int k, int stride, int pad, const float *x,
+                      float *y, int flags)
+{
+  const int p = aal_pool_out(h, k, stride, pad), q = aal_pool_out(w, k, stride, pad);
+  for (long pl = 0; pl < (long)n * c; pl++)
+    for (int oh = 0; oh < p; oh++)
+      for (int ow = 0; ow < q; ow++) {
+        float v;
+        mp_winner(x + pl * h * w, h, w, oh * stride - pad, ow * stride - pad, k, flags, &v);
+        y[(pl * p + oh) * q + ow] = v;
+      }
+  return AAL_OK;
+}
+
+static int mp_backward(int n, int c, int h, int w, int k, int stride, int pad, const float *dy,
+                       const float *x, float *dx, int flags)
+{
+  const int p = aal_pool_out(h, k, stride, pad), q = aal_pool_out(w, k, stride, pad);
+  memset(dx, 0, (size_t)n * c * h * w * sizeof *dx);
+  for (long pl = 0; pl < (long)n * c; pl++)
+    for (int oh = 0; oh < p; oh++)
+      for (int ow = 0; ow < q; ow++) {
+        float v;
+        const long i = mp_winner(x + pl * h * w, h, w, oh * stride - pad, ow * stride - pad, k,
+                                 flags, &v);
+        const float g = dy[(pl * p + oh) * q + ow];
+        if (i >= 0)
+          dx[pl * h * w + i] = (flags & MP_OVERWRITE) ? g : dx[pl * h * w + i] + g;
+      }
+  return AAL_OK;
+}
+
+static int maxpool_fwd_fmax(const aal_backend *be, int n, int c, int h, int w, int k, int stride,
+                            int pad, const void *x, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return mp_forward(n, c, h, w, k, stride, pad, x, y, MP_FMAX);
+}
+
+static int maxpool_fwd_pad_zero(const aal_backend *be, int n, int c, int h, int w, int k,
+                                int stride, int pad, const void *x, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return mp_forward(n, c, h, w, k, stride, pad, x, y, MP_PAD_ZERO);
+}
+
+static int maxpool_bwd_tie_last(const aal_backend *be, int n, int c, int h, int w, int k,
+                                int stride, int pad, const void *dy, const void *x, void *dx,
+                                aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return mp_backward(n, c, h, w, k, stride, pad, dy, x, dx, MP_TIE_LAST);
+}
+
+static int maxpool_bwd_pad_zero(const aal_backend *be, int n, int c, int h, int w, int k,
+                                int stride, int pad, const void *dy, const void *x, void *dx,
+                                aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return mp_backward(n, c, h, w, k, stride, pad, dy, x, dx, MP_PAD_ZERO);
+}
+
+static int maxpool_bwd_overwrite(const aal_backend *be, int n, int c, int h, int w, int k,
+                                 int stride, int pad, const void *dy, const void *x, void *dx,
+                                 aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return mp_backward(n, c, h, w, k, stride, pad, dy, x, dx, MP_OVERWRITE);
+}
+
+/* The plain loop without a slip is right: it must pass (so that the four above fail for
+ * their slip, not for the loop). */
+static int maxpool_fwd_plain(const aal_backend *be, int n, int c, int h, int w, int k,
+                             int stride, int pad, const void *x, void *y, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return mp_forward(n, c, h, w, k, stride, pad, x, y, 0);
+}
+
+static int maxpool_bwd_plain(const aal_backend *be, int n, int c, int h, int w, int k,
+                             int stride, int pad, const void *dy, const void *x, void *dx,
+                             aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return mp_backward(n, c, h, w, k, stride, pad, dy, x, dx, 0);
+}
+
 /* Each wrong backend must fail at least one check of its op on the given shapes. */
 static void expect_caught_on(const aal_backend *be, const char *op, const char *shapes,
                              const char *what)
@@ -621,6 +753,34 @@ START_TEST(test_wrong_kernels_caught)
   be = wrong();
   be.bn_relu_backward = bn_relu_bwd_unmasked_sums;
   expect_caught(&be, "bn_relu_backward", "mask left out of the bn reductions");
+  be.destroy(&be);
+  be = wrong();
+  be.maxpool_forward = maxpool_fwd_fmax;
+  expect_caught(&be, "maxpool_forward", "max pooling that ignores NaN (fmaxf)");
+  be.destroy(&be);
+  be = wrong();
+  be.maxpool_forward = maxpool_fwd_pad_zero;
+  expect_caught(&be, "maxpool_forward", "max pooling over zero padding");
+  be.destroy(&be);
+  be = wrong();
+  be.maxpool_backward = maxpool_bwd_tie_last;
+  expect_caught(&be, "maxpool_backward", "max pooling ties to the last maximum");
+  be.destroy(&be);
+  be = wrong();
+  be.maxpool_backward = maxpool_bwd_pad_zero;
+  expect_caught(&be, "maxpool_backward", "max pooling backward over zero padding");
+  be.destroy(&be);
+  be = wrong();
+  be.maxpool_backward = maxpool_bwd_overwrite;
+  expect_caught(&be, "maxpool_backward", "max pooling backward overwriting overlaps");
+  be.destroy(&be);
+  /* the loop the five share, without its slip, passes */
+  be = wrong();
+  be.maxpool_forward = maxpool_fwd_plain;
+  be.maxpool_backward = maxpool_bwd_plain;
+  aal_kcheck_summary plain = run(&be, "maxpool", "random:8", 2);
+  ck_assert_msg(plain.failed == 0, "the plain max pooling loop failed: %s (%g)", plain.worst,
+                plain.worst_ratio);
   be.destroy(&be);
 }
 END_TEST
@@ -734,11 +894,15 @@ START_TEST(test_bad_options)
   o.op = "conv";
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 6);
-  ck_assert_int_eq(aal_kcheck_op_count(), 23);
+  ck_assert_int_eq(aal_kcheck_op_count(), 25);
   ck_assert_str_eq(aal_kcheck_op_name(0), "conv_forward");
   ck_assert_str_eq(aal_kcheck_op_name(20), "bn_relu_backward");
-  ck_assert_ptr_null(aal_kcheck_op_name(23));
+  ck_assert_str_eq(aal_kcheck_op_name(24), "maxpool_backward");
+  ck_assert_ptr_null(aal_kcheck_op_name(25));
   o.op = "bn_relu"; /* the fused family: forward and backward */
+  ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
+  ck_assert_int_eq(s.checks, 4);
+  o.op = "maxpool"; /* forward and backward */
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 4);
   be.destroy(&be);

@@ -1,7 +1,9 @@
 /* The CUDA backend's op table, a few ops held against plain CPU loops in this file:
  * ReLU forward/backward with packed masks and ASA sign pack/unpack (bit-exact), add
  * (bit-exact: one correctly rounded float add on both sides), SGD (within a bound in
- * units of u = 2^-24) and the per-sample LI (a zero-norm sample must give NaN).  The
+ * units of u = 2^-24), the per-sample LI (a zero-norm sample must give NaN) and max
+ * pooling (forward bit-exact, ties to the first maximum, NaN wins; backward within a
+ * float sum's bound and bit-identical run to run).  The
  * full bound-based comparison of every op against the reference is the harness's job
  * (`aal kcheck --backend cuda`).  Exit 77 (automake's "skipped") when built without
  * CUDA or when there is no device.
@@ -127,6 +129,106 @@ static void compare_bound(const char *what, const double *got, const double *wan
   snprintf(detail, sizeof detail, "worst err/bound %.3g at %zu (got %.9g, want %.9g)",
            worst_ratio, worst, got[worst], want[worst]);
   report(what, ok, detail);
+}
+
+/* ---- max pooling: plain float loops with the reference's winner rule (padding never
+ * wins; row-major scan, a later element takes over iff > the running maximum or NaN) */
+static long pool_winner(const double *px, int h, int w, int h0, int w0, int k)
+{
+  long arg = -1;
+  double best = 0;
+  for (int a = 0; a < k; a++)
+    for (int b = 0; b < k; b++) {
+      const int ih = h0 + a, iw = w0 + b;
+      if (ih < 0 || ih >= h || iw < 0 || iw >= w)
+        continue;
+      const double v = px[(long)ih * w + iw];
+      if (arg < 0 || v > best || isnan(v)) {
+        best = v;
+        arg = (long)ih * w + iw;
+      }
+    }
+  return arg;
+}
+
+/* Forward bit-exact; backward within the bound of a float sum of at most
+ * M = ceil(k/stride)^2 dy values, 2 M u sum|dy| (NaN fails), and bit-identical in two
+ * runs (the gather has no atomics). */
+static void check_maxpool(const aal_backend *be, int n, int c, int h, int w, int k, int stride,
+                          int pad)
+{
+  aal_error err = {0, ""};
+  const int p = aal_pool_out(h, k, stride, pad), q = aal_pool_out(w, k, stride, pad);
+  const size_t nx = (size_t)n * c * h * w, ny = (size_t)n * c * p * q;
+  double *x = malloc(nx * sizeof *x), *dy = malloc(ny * sizeof *dy), *y = malloc(ny * sizeof *y);
+  double *yw = malloc(ny * sizeof *yw), *dx = malloc(nx * sizeof *dx), *dx2 = malloc(nx * sizeof *dx2);
+  double *dxw = malloc(nx * sizeof *dxw), *bound = malloc(nx * sizeof *bound);
+  double *pois = malloc(nx * sizeof *pois);
+  void *bx = NULL, *bdy = NULL, *by = NULL, *bdx = NULL;
+  char what[96];
+  if (!x || !dy || !y || !yw || !dx || !dx2 || !dxw || !bound || !pois) {
+    report("maxpool: host memory", 0, "");
+    return;
+  }
+  for (size_t pl = 0; pl < (size_t)n * c; pl++)
+    for (size_t i = 0; i < (size_t)h * w; i++) {
+      const double v = uniform();
+      /* every other plane on a grid of 1/8: ties, which the first-wins rule decides */
+      x[pl * h * w + i] = pl % 2 ? v : (double)(float)(nearbyint(v * 8) / 8 + 1.0 / 16);
+    }
+  x[(size_t)h * w + (size_t)(h / 2) * w + w / 3] = NAN; /* plane 1: a NaN wins its windows */
+  for (size_t i = 0; i < ny; i++)
+    dy[i] = uniform();
+  for (size_t i = 0; i < nx; i++) {
+    pois[i] = NAN;
+    dxw[i] = 0;
+    bound[i] = 0;
+  }
+  const double u = 0x1p-24, m = (double)((k + stride - 1) / stride) * ((k + stride - 1) / stride);
+  for (size_t pl = 0; pl < (size_t)n * c; pl++)
+    for (int oh = 0; oh < p; oh++)
+      for (int ow = 0; ow < q; ow++) {
+        const long i = pool_winner(x + pl * h * w, h, w, oh * stride - pad, ow * stride - pad, k);
+        const size_t o = (pl * p + oh) * q + ow;
+        yw[o] = x[pl * h * w + i];
+        dxw[pl * h * w + i] += dy[o];
+        bound[pl * h * w + i] += 2 * m * u * fabs(dy[o]);
+      }
+  snprintf(what, sizeof what, "maxpool %dx%dx%dx%d k%d s%d p%d", n, c, h, w, k, stride, pad);
+  if (op_failed("alloc", be->alloc(be, nx, &bx, &err), &err) ||
+      op_failed("alloc", be->alloc(be, ny, &bdy, &err), &err) ||
+      op_failed("alloc", be->alloc(be, ny, &by, &err), &err) ||
+      op_failed("alloc", be->alloc(be, nx, &bdx, &err), &err))
+    return;
+  char name[128];
+  if (!op_failed("upload", be->upload(be, bx, x, nx, &err), &err) &&
+      !op_failed("upload", be->upload(be, bdy, dy, ny, &err), &err) &&
+      !op_failed("poison", be->upload(be, by, pois, ny, &err), &err) &&
+      !op_failed("maxpool forward",
+                 be->maxpool_forward(be, n, c, h, w, k, stride, pad, bx, by, &err), &err) &&
+      !op_failed("download", be->download(be, y, by, ny, &err), &err)) {
+    snprintf(name, sizeof name, "%s forward", what);
+    compare_exact(name, y, yw, ny);
+  }
+  for (int run = 0; run < 2; run++)
+    if (!op_failed("poison", be->upload(be, bdx, pois, nx, &err), &err) &&
+        !op_failed("maxpool backward",
+                   be->maxpool_backward(be, n, c, h, w, k, stride, pad, bdy, bx, bdx, &err),
+                   &err) &&
+        !op_failed("download", be->download(be, run ? dx2 : dx, bdx, nx, &err), &err)) {
+      if (run == 0) {
+        snprintf(name, sizeof name, "%s backward", what);
+        compare_bound(name, dx, dxw, bound, nx);
+      } else {
+        snprintf(name, sizeof name, "%s backward twice: bit-identical", what);
+        compare_exact(name, dx2, dx, nx);
+      }
+    }
+  be->release(be, bx);
+  be->release(be, bdy);
+  be->release(be, by);
+  be->release(be, bdx);
+  free(x), free(dy), free(y), free(yw), free(dx), free(dx2), free(dxw), free(bound), free(pois);
 }
 
 int main(void)
@@ -311,6 +413,11 @@ int main(void)
     free(h);
     free(r);
   }
+
+  /* ---- max pooling: the ImageNet stem's geometry, stride 1 with overlap, k 2 */
+  check_maxpool(&be, 4, 64, 32, 32, 3, 2, 1);
+  check_maxpool(&be, 2, 3, 17, 18, 3, 1, 1);
+  check_maxpool(&be, 3, 5, 9, 7, 2, 2, 0);
 
   be.release(&be, dx_);
   be.release(&be, dy_);

@@ -13,7 +13,9 @@
  *     tensors that still live there home;
  *  e. a steady-state step on cpu32 allocates no backend buffer and moves no activation
  *     between host and backend (counted on the table's memory functions);
- *  f. the adapter reports bad shapes naming the op.
+ *  f. the adapter reports bad shapes naming the op;
+ *  g. max pooling through the reference table and the adapter (cpu32, ref backend) gives
+ *     the reference's values on inputs where float arithmetic is exact.
  *
  * The seed is $AAL_TEST_SEED (default 20261128), printed. */
 #include <check.h>
@@ -26,6 +28,7 @@
 #include "tests/aal_check.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu32.h"
+#include "sim/layers/layers.h"
 #include "sim/model/memory.h"
 #include "sim/ops/ops.h"
 #include "sim/model/resnet.h"
@@ -532,6 +535,82 @@ START_TEST(test_adapter_errors)
 }
 END_TEST
 
+/* Max pooling through the tables: the reference table is the layer; the adapter over
+ * cpu32 and over the ref backend gives the reference's values exactly on inputs where
+ * float arithmetic is exact (x: floats with many ties, dy: multiples of 1/16 whose sums
+ * of up to 4 are exact in float), at the stem geometry (k 3, stride 2, pad 1) and at k 2
+ * stride 1 (heavy overlap); the adapter refuses a host tensor and bad arguments with the
+ * layer's contract, naming the op. */
+static void maxpool_on(const aal_ops *ops, int k, int stride, int pad)
+{
+  aal_error err;
+  const long xs[4] = {2, 3, 9, 8}, ho = aal_maxpool2d_output_size(9, k, stride, pad),
+             wo = aal_maxpool2d_output_size(8, k, stride, pad);
+  const long ys[4] = {2, 3, ho, wo};
+  aal_tensor *x = aal_tensor_new(4, xs, &err), *dy = aal_tensor_new(4, ys, &err);
+  aal_tensor *y_ref = aal_tensor_new(4, ys, &err), *dx_ref = aal_tensor_new(4, xs, &err);
+  ck_assert(x && dy && y_ref && dx_ref);
+  for (size_t i = 0; i < x->size; i++)
+    x->data[i] = (double)((long)(i * 37 % 29) - 14) / 8.0; /* period 29: ties in windows */
+  for (size_t i = 0; i < dy->size; i++)
+    dy->data[i] = (double)((long)(i * 13 % 17) - 8) / 16.0;
+  const aal_ops *ref = aal_ops_ref();
+  ck_assert_int_eq(ref->maxpool_forward(ref, x, k, stride, pad, y_ref, &err), AAL_OK);
+  ck_assert_int_eq(ref->maxpool_backward(ref, dy, x, k, stride, pad, dx_ref, &err), AAL_OK);
+  aal_tensor *bx = aal_ops_tensor_to(ops, x, &err), *bdy = aal_ops_tensor_to(ops, dy, &err);
+  aal_tensor *by = aal_ops_tensor_like(ops, y_ref, AAL_F64, &err);
+  aal_tensor *bdx = aal_ops_tensor_like(ops, dx_ref, AAL_F64, &err);
+  ck_assert(bx && bdy && by && bdx);
+  ck_assert_msg(ops->maxpool_forward(ops, bx, k, stride, pad, by, &err) == AAL_OK, "%s",
+                err.msg);
+  ck_assert_msg(ops->maxpool_backward(ops, bdy, bx, k, stride, pad, bdx, &err) == AAL_OK, "%s",
+                err.msg);
+  aal_tensor *hy = aal_tensor_copy(by, &err), *hdx = aal_tensor_copy(bdx, &err);
+  ck_assert(hy && hdx);
+  for (size_t i = 0; i < hy->size; i++)
+    ck_assert_msg(hy->data[i] == y_ref->data[i], "%s maxpool k%d s%d: y[%zu] = %.9g, ref %.9g",
+                  ops->name, k, stride, i, hy->data[i], y_ref->data[i]);
+  for (size_t i = 0; i < hdx->size; i++)
+    ck_assert_msg(hdx->data[i] == dx_ref->data[i],
+                  "%s maxpool k%d s%d: dx[%zu] = %.9g, ref %.9g", ops->name, k, stride, i,
+                  hdx->data[i], dx_ref->data[i]);
+  if (ops->be != NULL) { /* the adapter's refusals, with the layer's contract */
+    ck_assert_int_eq(ops->maxpool_forward(ops, x, k, stride, pad, by, &err), AAL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "maxpool_forward"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "lives on the host"));
+    ck_assert_int_eq(ops->maxpool_forward(ops, bx, 3, 2, 2, by, &err), AAL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "maxpool_forward"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "pad"));
+    ck_assert_int_eq(ops->maxpool_backward(ops, bdy, bx, k, 0, pad, bdx, &err), AAL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "maxpool_backward"));
+    ck_assert_int_eq(ops->maxpool_backward(ops, bx, bx, k, stride, pad, bdx, &err), AAL_ESHAPE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "dy"));
+  }
+  aal_tensor *all[] = {x, dy, y_ref, dx_ref, bx, bdy, by, bdx, hy, hdx};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    aal_tensor_release(all[i]);
+}
+
+START_TEST(test_maxpool_tables)
+{
+  aal_error err;
+  const char *names[] = {"ref", "cpu32"};
+  maxpool_on(aal_ops_ref(), 3, 2, 1);
+  for (size_t b = 0; b < 2; b++) {
+    aal_backend be;
+    aal_ops ops;
+    ck_assert_int_eq(aal_backend_open(names[b], &be, &err), AAL_OK);
+    ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+    aal_ops_poison_new(&ops, 1); /* an output element nobody writes stays NaN */
+    maxpool_on(&ops, 3, 2, 1);
+    maxpool_on(&ops, 2, 1, 0);
+    maxpool_on(&ops, 2, 2, 1);
+    aal_ops_free(&ops);
+    be.destroy(&be);
+  }
+}
+END_TEST
+
 int main(void)
 {
   g_seed = aal_test_seed();
@@ -546,6 +625,7 @@ int main(void)
   tcase_add_test(tc, test_tensors_know_where_they_live);
   tcase_add_test(tc, test_resident_step_traffic);
   tcase_add_test(tc, test_li_reduce_on_backend);
+  tcase_add_test(tc, test_maxpool_tables);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
 }
