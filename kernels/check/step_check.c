@@ -19,7 +19,9 @@ void aal_step_check_opts_init(aal_step_check_opts *o)
   o->batch = 8;
   o->in_size = 64;
   o->classes = 200;
-  o->blocks = "2,2,2,2";
+  o->blocks = NULL;
+  o->model = "resnet18";
+  o->stem = "tiny";
   o->c = AAL_STEP_TOL_C;
   o->lr = 0.05;
 }
@@ -96,35 +98,28 @@ static void on_conv(void *ctx, const aal_conv_bn *u, aal_r_source source, const 
  * in, N, classes). */
 static void step_sizes(const aal_resnet *net, long batch, long *depth, long *kmax)
 {
-  long h = net->cfg.in_size, k = 0;
-  const aal_conv_bn *units[3];
-  *depth = 2 + 2L * net->nblocks;
+  long k = 0;
+  *depth = aal_resnet_config_depth(&net->cfg);
   for (int b = -1; b < net->nblocks; b++) {
-    int nu = 0;
-    if (b < 0) {
-      units[nu++] = &net->stem;
-    } else {
-      units[nu++] = &net->blocks[b].conv1;
-      units[nu++] = &net->blocks[b].conv2;
-      if (net->blocks[b].has_downsample)
-        units[nu++] = &net->blocks[b].downsample;
-    }
-    long h_next = h;
+    const aal_conv_bn *units[4] = {&net->stem};
+    const int nu = b < 0 ? 1 : aal_block_convs(&net->blocks[b], units);
+    /* a block's main-path convs read each other's outputs in turn, the shortcut the
+     * block input */
+    const long hblock = b < 0 ? net->cfg.in_size : net->blocks[b].in_size;
+    long h = hblock;
     for (int j = 0; j < nu; j++) {
-      const aal_tensor *w = net->params[units[j]->weight].value;
-      /* conv2 reads conv1's output; conv1 and the shortcut the block input */
-      const long hin = (j == 1) ? h_next : h;
-      const long hout = (hin + 2L * units[j]->pad - (long)w->shape[2]) / units[j]->stride + 1;
-      const long crs = (long)(w->shape[1] * w->shape[2] * w->shape[3]);
-      const long krs = (long)(w->shape[0] * w->shape[2] * w->shape[3]);
+      const int shortcut = b >= 0 && units[j] == &net->blocks[b].downsample;
+      const long hin = shortcut ? hblock : h;
+      const long hout = (hin + 2L * units[j]->pad - units[j]->ksize) / units[j]->stride + 1;
+      const long crs = (long)units[j]->in_channels * units[j]->ksize * units[j]->ksize;
+      const long krs = (long)units[j]->out_channels * units[j]->ksize * units[j]->ksize;
       const long npq = batch * hout * hout;
       if (crs > k) k = crs;
       if (krs > k) k = krs;
       if (npq > k) k = npq;
-      if (j == 0)
-        h_next = hout;
+      if (!shortcut)
+        h = hout;
     }
-    h = h_next;
   }
   const aal_tensor *fc = net->params[net->fc_weight].value;
   if ((long)fc->shape[1] > k) k = (long)fc->shape[1];
@@ -401,8 +396,12 @@ static int check_draw(const aal_ops *ops, const aal_step_check_opts *o, const ch
   cfg.classes = o->classes;
   cfg.in_size = o->in_size;
   if (rc == AAL_OK)
-    rc = aal_resnet_config_set_width(&cfg, o->width, err);
+    rc = aal_resnet_config_set_model(&cfg, o->model, err);
   if (rc == AAL_OK)
+    rc = aal_resnet_config_set_stem(&cfg, o->stem, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_config_set_width(&cfg, o->width, err);
+  if (rc == AAL_OK && o->blocks != NULL)
     rc = aal_resnet_config_set_blocks(&cfg, o->blocks, err);
   if (rc == AAL_OK && (rc = aal_resnet_init(&a, &cfg, o->seed, err)) == AAL_OK)
     a_ready = 1;

@@ -37,7 +37,9 @@ typedef struct {
   int batch;            /* default 8 */
   int in_size;          /* input size (default 64) */
   int classes;          /* default 200 */
-  const char *blocks;   /* default "2,2,2,2" */
+  const char *model;    /* "resnet18" (default) .. "resnet152" */
+  const char *stem;     /* "tiny" (default) or "imagenet" */
+  const char *blocks;   /* blocks per stage; NULL (default): the model's */
   double c;             /* tolerance constant (<= 0: AAL_STEP_TOL_C) */
   double lr;            /* the SGD step (default 0.05, momentum 0.9, weight decay 1e-4) */
   int verbose;          /* 1: a row per tensor; 0: failing tensors and a summary per kind */

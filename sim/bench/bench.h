@@ -35,6 +35,9 @@ typedef struct {
   int repeats;        /* interleaved rounds of one step per rule (default 3) */
   int dgemm_n;        /* default 2048 */
   double width;       /* width multiplier (default 1: ResNet-18) */
+  const char *model;  /* "resnet18" (default) .. "resnet152" */
+  const char *stem;   /* "tiny" (default) or "imagenet" */
+  int size;           /* input height and width (default 64) */
   const char *rules;  /* space-separated rule texts (default "bp ara:2,2,2,2 asa:2,2,2,2") */
   unsigned long seed;
   int li;             /* also time each step with LI and alignment recorded */

@@ -21,6 +21,9 @@ void aal_bench_step_opts_default(aal_bench_step_opts *opts)
   opts->repeats = 3;
   opts->dgemm_n = 2048;
   opts->width = 1.0;
+  opts->model = "resnet18";
+  opts->stem = "tiny";
+  opts->size = 64;
   opts->rules = "bp ara:2,2,2,2 asa:2,2,2,2";
   opts->seed = 1;
   opts->li = 0;
@@ -37,18 +40,23 @@ static double conv_flops(const aal_resnet *net, const aal_conv_bn *u, long batch
 }
 
 /* FLOPs of one training step: every conv's forward, backward-filter and (except the
- * stem's) backward-data, and the fc's three products. */
+ * stem's) backward-data, and the fc's three products.  A block's main-path convs each
+ * read the previous one's output, its shortcut the block's input. */
 static double step_flops(const aal_resnet *net, long batch)
 {
-  long h, h1, hd;
-  double total = 2.0 * conv_flops(net, &net->stem, batch, net->cfg.in_size, &h);
+  long o;
+  double total = 2.0 * conv_flops(net, &net->stem, batch, net->cfg.in_size, &o);
   for (int b = 0; b < net->nblocks; b++) {
     const aal_block *blk = &net->blocks[b];
-    total += 3.0 * conv_flops(net, &blk->conv1, batch, h, &h1);
-    total += 3.0 * conv_flops(net, &blk->conv2, batch, h1, &h1);
-    if (blk->has_downsample)
-      total += 3.0 * conv_flops(net, &blk->downsample, batch, h, &hd);
-    h = h1;
+    const aal_conv_bn *units[4];
+    const int n = aal_block_convs(blk, units);
+    long in = blk->in_size;
+    for (int k = 0; k < n; k++) {
+      const int shortcut = units[k] == &blk->downsample;
+      total += 3.0 * conv_flops(net, units[k], batch, shortcut ? blk->in_size : in, &o);
+      if (!shortcut)
+        in = o;
+    }
   }
   const aal_tensor *fc = net->params[net->fc_weight].value;
   return total + 3.0 * 2.0 * (double)batch * (double)fc->size;
@@ -210,7 +218,12 @@ int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
                     o->batch, o->repeats);
   aal_resnet_config cfg;
   aal_resnet_config_default(&cfg);
-  int rc = aal_resnet_config_set_width(&cfg, o->width, err);
+  int rc = aal_resnet_config_set_model(&cfg, o->model, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_config_set_stem(&cfg, o->stem, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_config_set_width(&cfg, o->width, err);
+  cfg.in_size = o->size;
   aal_resnet net;
   if (rc == AAL_OK)
     rc = aal_resnet_init(&net, &cfg, o->seed, err);
@@ -229,8 +242,11 @@ int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
     aal_ops_close(&ops);
     return rc;
   }
-  fprintf(out, "ResNet-18 (width %g) training step on backend %s (%d-bit), batch %d, OpenBLAS "
-          "threads %d\ndgemm %dx%dx%d: %.1f GFLOP/s", o->width, ops.table->name,
+  char model[64];
+  aal_resnet_config_model_name(&cfg, model, sizeof model);
+  fprintf(out, "%s (%s stem, width %g, %dx%d) training step on backend %s (%d-bit), batch %d, "
+          "OpenBLAS threads %d\ndgemm %dx%dx%d: %.1f GFLOP/s", model,
+          aal_resnet_stem_name(cfg.stem), o->width, cfg.in_size, cfg.in_size, ops.table->name,
           ops.table->precision_bits, o->batch, openblas_get_num_threads(), o->dgemm_n,
           o->dgemm_n, o->dgemm_n, dgemm);
   if (sgemm > 0)

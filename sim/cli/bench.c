@@ -54,7 +54,10 @@ int aal_cmd_bench_step(int argc, char **argv)
        "space-separated rules (default \"bp ara:2,2,2,2 asa:2,2,2,2\")"},
       {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
       {"repeats", CLI_INT, &o.repeats, "interleaved rounds, one step per rule each (default 3)"},
-      {"width", CLI_DOUBLE, &o.width, "width multiplier of ResNet-18 (default 1)"},
+      {"model", CLI_STRING, &o.model, "resnet18 (default), resnet34, resnet50, resnet101, resnet152"},
+      {"stem", CLI_STRING, &o.stem, "tiny (default) or imagenet"},
+      {"size", CLI_INT, &o.size, "input height and width (default 64)"},
+      {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1: 64 channels)"},
       {"li", CLI_FLAG, &o.li, "also time each step with the LI and gradient alignment recorded"},
       {"dgemm-n", CLI_INT, &o.dgemm_n, "size of the reference dgemm (default 2048)"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
@@ -62,12 +65,13 @@ int aal_cmd_bench_step(int argc, char **argv)
       {"backend", CLI_STRING, &o.backend, "ops of the step: ref (default), cpu32, cuda"},
       {0}};
   int rc = cli_parse("bench step", "[options]\n\nTimes one training step (forward, backward, "
-                     "SGD) of the Tiny ImageNet ResNet-18\nper rule on --backend (default: the double "
+                     "SGD) of a ResNet (default the Tiny ImageNet ResNet-18)\nper rule on --backend (default: the double "
                      "reference), against a large dgemm\n(and, for a float backend, sgemm) "
                      "measured in the same run.", opts, argc, argv, 3);
   if (rc != CLI_RUN)
     return rc;
-  if (cli_set_threads("bench step", threads) != 0)
+  if (cli_set_threads("bench step", threads) != 0 ||
+      cli_check_model("bench step", o.model, o.stem) != 0)
     return 2;
   aal_error err;
   aal_error_clear(&err);

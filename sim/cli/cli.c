@@ -9,6 +9,8 @@
 
 #include <cblas.h>
 
+#include "sim/model/resnet.h"
+
 void cli_usage(const char *cmd, const char *usage, const cli_option *opts)
 {
   printf("usage: aal %s %s\n\n", cmd, usage);
@@ -240,4 +242,18 @@ int cli_dispatch(const char *prog, const char *noun, const cli_command *table, s
       return table[i].run(argc, argv);
   fprintf(stderr, "%s: unknown %s '%s' (see %s --help)\n", prog, noun, argv[first], prog);
   return 2;
+}
+
+int cli_check_model(const char *cmd, const char *model, const char *stem)
+{
+  aal_resnet_config cfg;
+  aal_error err;
+  aal_error_clear(&err);
+  aal_resnet_config_default(&cfg);
+  if (aal_resnet_config_set_model(&cfg, model, &err) != AAL_OK ||
+      aal_resnet_config_set_stem(&cfg, stem, &err) != AAL_OK) {
+    fprintf(stderr, "aal %s: %s\n", cmd, err.msg);
+    return 2;
+  }
+  return 0;
 }

@@ -50,6 +50,10 @@ int cli_report(const char *cmd, int rc, const aal_error *err);
  * and returns 2. */
 int cli_set_threads(const char *cmd, int threads);
 
+/* --model and --stem: 0 when both name a model and a stem (aal_resnet_config_set_model,
+ * _set_stem), else prints the error naming the option and returns 2. */
+int cli_check_model(const char *cmd, const char *model, const char *stem);
+
 /* A command of a table: its name, its body (given the whole argv) and one line of help. */
 typedef struct {
   const char *name;

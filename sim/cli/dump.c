@@ -20,8 +20,10 @@ int aal_cmd_dump(int argc, char **argv)
       {"cache", CLI_STRING, &o.cache_dir, "cache directory for the built-in data set"},
       {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
       {"step", CLI_LONG, &o.step, "which step's batch and noise stream (default 0)"},
+      {"model", CLI_STRING, &o.model, "resnet18 (default), resnet34, resnet50, resnet101, resnet152"},
+      {"stem", CLI_STRING, &o.stem, "tiny (default) or imagenet"},
       {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1)"},
-      {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default 2,2,2,2)"},
+      {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default: the model's)"},
       {"backend", CLI_STRING, &o.backend, "ops of the step: ref (default), cpu32, cuda"},
       {0}};
   int rc = cli_parse("dump", "[options]\n\nWrites one training step as numpy .npy files: "
@@ -31,6 +33,8 @@ int aal_cmd_dump(int argc, char **argv)
                      opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;
+  if (cli_check_model("dump", o.model, o.stem) != 0)
+    return 2;
   aal_error err;
   aal_error_clear(&err);
   return cli_report("dump", aal_dump(&o, stderr, &err), &err);

@@ -52,10 +52,13 @@ static int check_status(const char *cmd, int rc, const aal_error *err, int faile
 }
 
 static int step_check(const char *backend, const aal_kcheck_opts *ko, const char *rule,
-                      double width, int batch, int in_size, double c, int verbose)
+                      const char *model, const char *stem, double width, int batch,
+                      int in_size, double c, int verbose)
 {
   aal_step_check_opts o;
   aal_step_check_opts_init(&o);
+  o.model = model;
+  o.stem = stem;
   if (rule != NULL)
     o.rules = rule;
   o.seed = ko->seed;
@@ -85,7 +88,7 @@ int aal_cmd_kcheck(int argc, char **argv)
   aal_kcheck_opts o;
   aal_kcheck_opts_init(&o);
   int batch = o.batch, step = 0, verbose = 0, in_size = 0;
-  const char *rule = NULL;
+  const char *rule = NULL, *model = "resnet18", *stem = "tiny";
   double width = 0.125, c = 0;
   const cli_option opts[] = {
       {"backend", CLI_STRING, &backend, "backend to check: ref, cpu32, cuda (required)"},
@@ -95,6 +98,8 @@ int aal_cmd_kcheck(int argc, char **argv)
       {"batch", CLI_INT, &batch, "batch of the resnet18 shapes / of the step (default 8)"},
       {"step", CLI_FLAG, &step, "compare one training step instead of single ops"},
       {"rule", CLI_STRING, &rule, "--step: one rule (default: bp, ara:2,2,2,2, asa:2,2,2,2)"},
+      {"model", CLI_STRING, &model, "--step: resnet18 (default), resnet34, resnet50, resnet101, resnet152"},
+      {"stem", CLI_STRING, &stem, "--step: tiny (default) or imagenet"},
       {"width", CLI_DOUBLE, &width, "--step: width multiplier (default 0.125)"},
       {"size", CLI_INT, &in_size, "--step: input size (default 64)"},
       {"tol-c", CLI_DOUBLE, &c, "--step: the tolerance constant c (default 4)"},
@@ -105,7 +110,8 @@ int aal_cmd_kcheck(int argc, char **argv)
     list_ops(stdout);
   if (rc != CLI_RUN)
     return rc;
-  if (cli_require("kcheck", backend, "--backend NAME") != 0)
+  if (cli_require("kcheck", backend, "--backend NAME") != 0 ||
+      cli_check_model("kcheck", model, stem) != 0)
     return 2;
   if (strcmp(backend, "ref") != 0 && strcmp(backend, "cpu32") != 0 &&
       strcmp(backend, "cuda") != 0) {
@@ -129,7 +135,7 @@ int aal_cmd_kcheck(int argc, char **argv)
   aal_error err;
   aal_error_clear(&err);
   if (step)
-    return step_check(backend, &o, rule, width, batch, in_size, c, verbose);
+    return step_check(backend, &o, rule, model, stem, width, batch, in_size, c, verbose);
   aal_backend be;
   rc = aal_backend_open(backend, &be, &err);
   if (rc != AAL_OK) {

@@ -16,6 +16,7 @@ static unsigned resume_set(const cli_option *opts, int argc, char **argv)
       {"weight-decay", AAL_SET_WEIGHT_DECAY}, {"eval-every", AAL_SET_EVAL_EVERY},
       {"checkpoint-every", AAL_SET_CHECKPOINT_EVERY}, {"li-every", AAL_SET_LI_EVERY},
       {"width", AAL_SET_WIDTH}, {"blocks", AAL_SET_BLOCKS}, {"seed", AAL_SET_SEED},
+      {"model", AAL_SET_MODEL}, {"stem", AAL_SET_STEM},
       {"backend", AAL_SET_BACKEND}, {"epochs", AAL_SET_EPOCHS}, {"cache", AAL_SET_CACHE},
       {"out", AAL_SET_OUT}, {"threads", AAL_SET_THREADS}};
   unsigned set = 0;
@@ -46,8 +47,10 @@ int aal_cmd_train(int argc, char **argv)
       {"eval-every", CLI_LONG, &o.eval_every, "steps between evaluations (default: at the end)"},
       {"checkpoint-every", CLI_LONG, &o.checkpoint_every, "steps between checkpoints (default: at the end)"},
       {"li-every", CLI_LONG, &o.li_every, "steps between learning-indicator measurements (0: never)"},
-      {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1: ResNet-18)"},
-      {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default 2,2,2,2; ResNet-34: 3,4,6,3)"},
+      {"model", CLI_STRING, &o.model, "resnet18 (default), resnet34, resnet50, resnet101, resnet152"},
+      {"stem", CLI_STRING, &o.stem, "tiny (default: 3x3 s2 conv) or imagenet (7x7 s2 conv, 3x3 s2 max pool)"},
+      {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1: 64 channels in the first stage)"},
+      {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default: the model's, 2,2,2,2 for resnet18)"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
       {"resume", CLI_STRING, &resume, "continue the run in this directory from its checkpoint"},
       {"cache", CLI_STRING, &o.cache_dir, "cache directory for the built-in data set"},
@@ -71,7 +74,7 @@ int aal_cmd_train(int argc, char **argv)
                      "refuses another --threads.", opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;
-  if (cli_set_threads("train", threads) != 0)
+  if (cli_set_threads("train", threads) != 0 || cli_check_model("train", o.model, o.stem) != 0)
     return 2;
   aal_error err;
   aal_error_clear(&err);

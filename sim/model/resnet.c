@@ -20,6 +20,84 @@ void aal_resnet_config_default(aal_resnet_config *cfg)
   cfg->classes = 200;
   cfg->in_size = 64;
   cfg->in_channels = 3;
+  cfg->block = AAL_BLOCK_BASIC;
+  cfg->stem = AAL_STEM_TINY;
+}
+
+static const struct {
+  const char *name;
+  aal_block_kind block;
+  int blocks[AAL_MAX_STAGES];
+} models[] = {
+    {"resnet18", AAL_BLOCK_BASIC, {2, 2, 2, 2}},
+    {"resnet34", AAL_BLOCK_BASIC, {3, 4, 6, 3}},
+    {"resnet50", AAL_BLOCK_BOTTLENECK, {3, 4, 6, 3}},
+    {"resnet101", AAL_BLOCK_BOTTLENECK, {3, 4, 23, 3}},
+    {"resnet152", AAL_BLOCK_BOTTLENECK, {3, 8, 36, 3}},
+};
+#define NMODELS (sizeof models / sizeof models[0])
+
+int aal_resnet_config_set_model(aal_resnet_config *cfg, const char *name, aal_error *err)
+{
+  for (size_t i = 0; name != NULL && i < NMODELS; i++)
+    if (strcmp(name, models[i].name) == 0) {
+      cfg->block = models[i].block;
+      cfg->nstages = AAL_MAX_STAGES;
+      memcpy(cfg->blocks, models[i].blocks, sizeof cfg->blocks);
+      return AAL_OK;
+    }
+  return aal_fail(err, AAL_EINVAL, "--model '%s': expected resnet18, resnet34, resnet50, "
+                  "resnet101 or resnet152", name ? name : "(null)");
+}
+
+int aal_resnet_config_set_stem(aal_resnet_config *cfg, const char *name, aal_error *err)
+{
+  if (name != NULL && strcmp(name, "tiny") == 0)
+    cfg->stem = AAL_STEM_TINY;
+  else if (name != NULL && strcmp(name, "imagenet") == 0)
+    cfg->stem = AAL_STEM_IMAGENET;
+  else
+    return aal_fail(err, AAL_EINVAL, "--stem '%s': expected tiny or imagenet",
+                    name ? name : "(null)");
+  return AAL_OK;
+}
+
+const char *aal_resnet_stem_name(aal_stem_kind stem)
+{
+  return stem == AAL_STEM_IMAGENET ? "imagenet" : "tiny";
+}
+
+void aal_resnet_config_model_name(const aal_resnet_config *cfg, char *buf, size_t len)
+{
+  for (size_t i = 0; i < NMODELS; i++)
+    if (models[i].block == cfg->block &&
+        memcmp(models[i].blocks, cfg->blocks, sizeof cfg->blocks) == 0) {
+      snprintf(buf, len, "%s", models[i].name);
+      return;
+    }
+  snprintf(buf, len, "%s-%d-%d-%d-%d", cfg->block == AAL_BLOCK_BOTTLENECK ? "bottleneck" : "basic",
+           cfg->blocks[0], cfg->blocks[1], cfg->blocks[2], cfg->blocks[3]);
+}
+
+int aal_resnet_config_depth(const aal_resnet_config *cfg)
+{
+  int blocks = 0;
+  for (int j = 0; j < cfg->nstages; j++)
+    blocks += cfg->blocks[j];
+  return 2 + blocks * (cfg->block == AAL_BLOCK_BOTTLENECK ? 3 : 2);
+}
+
+/* conv output size, (in + 2 pad - k) / stride + 1 */
+static int out_size(int in, int k, int stride, int pad)
+{
+  return (in + 2 * pad - k) / stride + 1;
+}
+
+int aal_resnet_config_stem_size(const aal_resnet_config *cfg)
+{
+  if (cfg->stem == AAL_STEM_IMAGENET)
+    return out_size(out_size(cfg->in_size, 7, 2, 3), 3, 2, 1);
+  return out_size(cfg->in_size, 3, 2, 1);
 }
 
 int aal_resnet_config_set_width(aal_resnet_config *cfg, double multiplier, aal_error *err)
@@ -41,11 +119,11 @@ int aal_resnet_config_set_blocks(aal_resnet_config *cfg, const char *text, aal_e
     char *end;
     errno = 0;
     long v = strtol(p, &end, 10);
-    if (end == p || errno != 0 || v < 1 || v > 16 || n == AAL_MAX_STAGES ||
+    if (end == p || errno != 0 || v < 1 || v > AAL_MAX_BLOCKS || n == AAL_MAX_STAGES ||
         (*end != ',' && *end != '\0'))
       return aal_fail(err, AAL_EINVAL,
-                      "--blocks '%s': expected %d comma-separated block counts in 1..16",
-                      text, AAL_MAX_STAGES);
+                      "--blocks '%s': expected %d comma-separated block counts in 1..%d",
+                      text, AAL_MAX_STAGES, AAL_MAX_BLOCKS);
     blocks[n++] = (int)v;
     p = *end == ',' ? end + 1 : end;
     if (*end == ',' && *p == '\0')
@@ -66,15 +144,27 @@ static int check_config(const aal_resnet_config *c, aal_error *err)
   if (c->nstages != AAL_MAX_STAGES)
     return aal_fail(err, AAL_EINVAL, "resnet: %d stages; this model has %d", c->nstages,
                     AAL_MAX_STAGES);
-  for (int j = 0; j < c->nstages; j++)
-    if (c->blocks[j] < 1 || c->blocks[j] > 16)
-      return aal_fail(err, AAL_EINVAL, "resnet: stage %d has %d blocks (1..16)", j + 1,
-                      c->blocks[j]);
+  int total = 0;
+  for (int j = 0; j < c->nstages; j++) {
+    if (c->blocks[j] < 1 || c->blocks[j] > AAL_MAX_BLOCKS)
+      return aal_fail(err, AAL_EINVAL, "resnet: stage %d has %d blocks (1..%d)", j + 1,
+                      c->blocks[j], AAL_MAX_BLOCKS);
+    total += c->blocks[j];
+  }
+  if (total > AAL_MAX_BLOCKS)
+    return aal_fail(err, AAL_EINVAL, "resnet: %d blocks; at most %d", total, AAL_MAX_BLOCKS);
+  if (c->block != AAL_BLOCK_BASIC && c->block != AAL_BLOCK_BOTTLENECK)
+    return aal_fail(err, AAL_EINVAL, "resnet: unknown block kind %d", (int)c->block);
+  if (c->stem != AAL_STEM_TINY && c->stem != AAL_STEM_IMAGENET)
+    return aal_fail(err, AAL_EINVAL, "resnet: unknown stem %d", (int)c->stem);
   if (c->classes < 2 || c->classes > 100000)
     return aal_fail(err, AAL_EINVAL, "resnet: %d classes (2..100000)", c->classes);
-  /* the stem and three stride-2 stages halve the size four times */
-  if (c->in_size < 16 || c->in_size > 4096)
-    return aal_fail(err, AAL_EINVAL, "resnet: input size %d outside 16..4096", c->in_size);
+  /* the stem halves the size once (tiny) or twice (imagenet), the three stride-2 stages
+   * three more times: every stage must keep at least one pixel */
+  const int min_size = c->stem == AAL_STEM_IMAGENET ? 32 : 16;
+  if (c->in_size < min_size || c->in_size > 4096)
+    return aal_fail(err, AAL_EINVAL, "--size %d: outside %d..4096 for the %s stem", c->in_size,
+                    min_size, aal_resnet_stem_name(c->stem));
   if (c->in_channels < 1 || c->in_channels > 64)
     return aal_fail(err, AAL_EINVAL, "resnet: %d input channels (1..64)", c->in_channels);
   return AAL_OK;
@@ -94,6 +184,8 @@ static int add_param(aal_resnet *net, const char *name, int ndim, const long *sh
   aal_param *p = &net->params[net->nparams];
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "%s", name);
+  if (net->layout_only)
+    return net->nparams++;
   p->value = aal_tensor_new(ndim, shape, err);
   if (p->value == NULL)
     return -AAL_ENOMEM;
@@ -114,6 +206,9 @@ static int add_conv_bn(aal_resnet *net, aal_conv_bn *u, const char *conv_name,
   snprintf(u->bn_name, sizeof u->bn_name, "%s", bn_name);
   u->stride = stride;
   u->pad = ksize / 2;
+  u->in_channels = cin;
+  u->out_channels = cout;
+  u->ksize = ksize;
   const long wshape[4] = {cout, cin, ksize, ksize}, cshape[1] = {cout};
   snprintf(name, sizeof name, "%s.weight", conv_name);
   if ((u->weight = add_param(net, name, 4, wshape, 1, err)) < 0)
@@ -127,35 +222,64 @@ static int add_conv_bn(aal_resnet *net, aal_conv_bn *u, const char *conv_name,
   return AAL_OK;
 }
 
-static int add_block(aal_resnet *net, aal_block *b, int stage, int index, int cin, int cout,
-                     int stride, aal_error *err)
+static int add_unit(aal_resnet *net, aal_block *b, aal_conv_bn *u, const char *conv,
+                    const char *bn, int cin, int cout, int ksize, int stride, aal_error *err)
 {
-  char conv[AAL_PARAM_NAME_LEN], bn[AAL_PARAM_NAME_LEN];
-  snprintf(b->name, sizeof b->name, "layer%d.%d", (stage + 1) % 100, index % 100);
+  char conv_name[AAL_PARAM_NAME_LEN], bn_name[AAL_PARAM_NAME_LEN];
+  snprintf(conv_name, sizeof conv_name, "%s.%s", b->name, conv);
+  snprintf(bn_name, sizeof bn_name, "%s.%s", b->name, bn);
+  return add_conv_bn(net, u, conv_name, bn_name, cin, cout, ksize, stride, err);
+}
+
+/* planes: the block's inner width; its output has planes (basic) or 4 planes channels */
+static int add_block(aal_resnet *net, aal_block *b, int stage, int index, int cin, int planes,
+                     int stride, int in_size, aal_error *err)
+{
+  const int bottleneck = net->cfg.block == AAL_BLOCK_BOTTLENECK;
+  const int cout = bottleneck ? 4 * planes : planes;
+  snprintf(b->name, sizeof b->name, "layer%d.%d", (stage + 1) % 100, index % 1000);
   b->in_channels = cin;
   b->out_channels = cout;
   b->stride = stride;
+  b->in_size = in_size;
+  b->bottleneck = bottleneck;
   b->has_downsample = stride != 1 || cin != cout;
-  snprintf(conv, sizeof conv, "%s.conv1", b->name);
-  snprintf(bn, sizeof bn, "%s.bn1", b->name);
-  int rc = add_conv_bn(net, &b->conv1, conv, bn, cin, cout, 3, stride, err);
-  snprintf(conv, sizeof conv, "%s.conv2", b->name);
-  snprintf(bn, sizeof bn, "%s.bn2", b->name);
-  if (rc == AAL_OK)
-    rc = add_conv_bn(net, &b->conv2, conv, bn, cout, cout, 3, 1, err);
-  if (rc == AAL_OK && b->has_downsample) {
-    snprintf(conv, sizeof conv, "%s.downsample.0", b->name);
-    snprintf(bn, sizeof bn, "%s.downsample.1", b->name);
-    rc = add_conv_bn(net, &b->downsample, conv, bn, cin, cout, 1, stride, err);
+  int rc;
+  if (bottleneck) {
+    rc = add_unit(net, b, &b->conv1, "conv1", "bn1", cin, planes, 1, 1, err);
+    if (rc == AAL_OK)
+      rc = add_unit(net, b, &b->conv2, "conv2", "bn2", planes, planes, 3, stride, err);
+    if (rc == AAL_OK)
+      rc = add_unit(net, b, &b->conv3, "conv3", "bn3", planes, cout, 1, 1, err);
+  } else {
+    rc = add_unit(net, b, &b->conv1, "conv1", "bn1", cin, cout, 3, stride, err);
+    if (rc == AAL_OK)
+      rc = add_unit(net, b, &b->conv2, "conv2", "bn2", cout, cout, 3, 1, err);
   }
+  if (rc == AAL_OK && b->has_downsample)
+    rc = add_unit(net, b, &b->downsample, "downsample.0", "downsample.1", cin, cout, 1, stride,
+                  err);
   return rc;
+}
+
+int aal_block_convs(const aal_block *blk, const aal_conv_bn **units)
+{
+  int n = 0;
+  units[n++] = &blk->conv1;
+  units[n++] = &blk->conv2;
+  if (blk->bottleneck)
+    units[n++] = &blk->conv3;
+  if (blk->has_downsample)
+    units[n++] = &blk->downsample;
+  return n;
 }
 
 static int build(aal_resnet *net, aal_error *err)
 {
   const aal_resnet_config *c = &net->cfg;
-  int rc = add_conv_bn(net, &net->stem, "conv1", "bn1", c->in_channels, c->base_width, 3, 2,
-                       err);
+  const int imagenet = c->stem == AAL_STEM_IMAGENET;
+  int rc = add_conv_bn(net, &net->stem, "conv1", "bn1", c->in_channels, c->base_width,
+                       imagenet ? 7 : 3, 2, err);
   net->nblocks = 0;
   for (int j = 0; j < c->nstages; j++)
     net->nblocks += c->blocks[j];
@@ -165,12 +289,13 @@ static int build(aal_resnet *net, aal_error *err)
   net->blocks = calloc((size_t)net->nblocks, sizeof *net->blocks);
   if (net->blocks == NULL)
     return aal_fail(err, AAL_ENOMEM, "resnet: cannot allocate blocks");
-  int b = 0, cin = c->base_width;
+  int b = 0, cin = c->base_width, size = aal_resnet_config_stem_size(c);
   for (int j = 0; j < c->nstages && rc == AAL_OK; j++) {
-    const int cout = c->base_width << j;
     for (int i = 0; i < c->blocks[j] && rc == AAL_OK; i++, b++) {
-      rc = add_block(net, &net->blocks[b], j, i, cin, cout, (j > 0 && i == 0) ? 2 : 1, err);
-      cin = cout;
+      const int stride = (j > 0 && i == 0) ? 2 : 1;
+      rc = add_block(net, &net->blocks[b], j, i, cin, c->base_width << j, stride, size, err);
+      cin = net->blocks[b].out_channels;
+      size = out_size(size, 3, stride, 1);
     }
   }
   const long wshape[2] = {c->classes, cin}, bshape[1] = {c->classes};
@@ -198,10 +323,10 @@ static void init_params(aal_resnet *net, unsigned long seed)
   gsl_rng_set(rng, seed);
   init_conv_bn(net, &net->stem, rng);
   for (int b = 0; b < net->nblocks; b++) {
-    init_conv_bn(net, &net->blocks[b].conv1, rng);
-    init_conv_bn(net, &net->blocks[b].conv2, rng);
-    if (net->blocks[b].has_downsample)
-      init_conv_bn(net, &net->blocks[b].downsample, rng);
+    const aal_conv_bn *units[4];
+    const int n = aal_block_convs(&net->blocks[b], units);
+    for (int k = 0; k < n; k++)
+      init_conv_bn(net, units[k], rng);
   }
   /* nn.Linear's default: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)), same bias */
   aal_tensor *w = net->params[net->fc_weight].value, *bias = net->params[net->fc_bias].value;
@@ -229,6 +354,21 @@ int aal_resnet_init(aal_resnet *net, const aal_resnet_config *cfg, unsigned long
   }
   init_params(net, seed);
   return AAL_OK;
+}
+
+int aal_resnet_layout(aal_resnet *net, const aal_resnet_config *cfg, aal_error *err)
+{
+  if (net == NULL || cfg == NULL)
+    return aal_fail(err, AAL_EINVAL, "resnet layout: NULL argument");
+  memset(net, 0, sizeof *net);
+  int rc = check_config(cfg, err);
+  if (rc != AAL_OK)
+    return rc;
+  net->cfg = *cfg;
+  net->layout_only = 1;
+  if ((rc = build(net, err)) != AAL_OK)
+    aal_resnet_free(net);
+  return rc;
 }
 
 void aal_resnet_free(aal_resnet *net)
@@ -266,6 +406,25 @@ size_t aal_resnet_param_count(const aal_resnet *net)
     if (net->params[i].grad != NULL)
       n += net->params[i].value->size;
   return n;
+}
+
+static size_t unit_params(const aal_conv_bn *u)
+{
+  return (size_t)u->out_channels * (size_t)u->in_channels * (size_t)(u->ksize * u->ksize) +
+         2 * (size_t)u->out_channels;
+}
+
+size_t aal_resnet_layout_param_count(const aal_resnet *net)
+{
+  size_t n = unit_params(&net->stem);
+  for (int b = 0; b < net->nblocks; b++) {
+    const aal_conv_bn *units[4];
+    const int k = aal_block_convs(&net->blocks[b], units);
+    for (int i = 0; i < k; i++)
+      n += unit_params(units[i]);
+  }
+  const size_t features = (size_t)net->blocks[net->nblocks - 1].out_channels;
+  return n + (size_t)net->cfg.classes * (features + 1);
 }
 
 int aal_resnet_move(aal_resnet *net, const aal_ops *ops, aal_error *err)
@@ -325,5 +484,7 @@ int aal_resnet_pass_init(aal_resnet_pass *pass, const aal_resnet *net, const aal
   pass->rule = *rule;
   pass->noise_seed = noise_seed;
   pass->step = step;
-  return aal_rule_plan_make(rule, net->nblocks, stride2, &pass->plan, err);
+  /* the bottleneck ResNets' first block is the authors' plain `layer0` */
+  const int lead_plain = net->cfg.block == AAL_BLOCK_BOTTLENECK ? 1 : 0;
+  return aal_rule_plan_make(rule, net->nblocks, stride2, lead_plain, &pass->plan, err);
 }

@@ -1,12 +1,19 @@
-/* ResNet with BasicBlocks (SPEC section 6) on the tape, with the learning rules of
- * sim/model/rules.h.  Default: the Tiny ImageNet ResNet-18.
+/* ResNet (SPEC section 6) on the tape, with the learning rules of sim/model/rules.h.
+ * Default: the Tiny ImageNet ResNet-18.
  *
  *   input  [N, 3, S, S]                                   (S = 64)
- *   stem   conv1 3x3 s2 p1 (3 -> W) - bn1 - relu            -> x_0 [N, W, S/2, S/2]
- *   stages j = 0..3 of blocks[j] BasicBlocks, widths W, 2W, 4W, 8W; the first block of
- *          stages 1..3 has stride 2 and a projection shortcut (conv 1x1 s2 - bn)
- *   block  conv1 3x3 s - bn1 - relu1 - conv2 3x3 - bn2, + shortcut, relu2
- *   head   global average pool -> fc (8W -> classes) -> softmax cross-entropy
+ *   stem   tiny:     conv1 3x3 s2 p1 (3 -> W) - bn1 - relu  -> x_0 [N, W, S/2, S/2]
+ *          imagenet: conv1 7x7 s2 p3 (3 -> W) - bn1 - relu - maxpool 3x3 s2 p1
+ *                                                           -> x_0 [N, W, S/4, S/4]
+ *   stages j = 0..3 of blocks[j] blocks of planes W, 2W, 4W, 8W; the first block of
+ *          stages 1..3 has stride 2; a block whose shape changes has a projection
+ *          shortcut (downsample: conv 1x1 s - bn)
+ *   basic      conv1 3x3 s - bn1 - relu1 - conv2 3x3 - bn2, + shortcut, relu2
+ *              (out channels = planes)
+ *   bottleneck conv1 1x1 - bn1 - relu1 - conv2 3x3 s - bn2 - relu2 - conv3 1x1 - bn3,
+ *              + shortcut, relu3 (out channels = 4 planes; the stride on the 3x3 conv,
+ *              as torchvision's v1.5 and the authors' code)
+ *   head   global average pool -> fc (out channels -> classes) -> softmax cross-entropy
  *
  * Parameters and buffers carry PyTorch's names and layouts (conv1.weight,
  * bn1.running_mean, layer2.0.downsample.0.weight, fc.weight [classes, 8W], ...). */
@@ -24,6 +31,9 @@ typedef struct aal_ops aal_ops;
 #define AAL_MAX_STAGES 4
 #define AAL_PARAM_NAME_LEN 48
 
+typedef enum { AAL_BLOCK_BASIC, AAL_BLOCK_BOTTLENECK } aal_block_kind;
+typedef enum { AAL_STEM_TINY, AAL_STEM_IMAGENET } aal_stem_kind;
+
 typedef struct {
   int base_width;              /* W: 64 for ResNet-18 */
   int nstages;                 /* 4 */
@@ -31,12 +41,29 @@ typedef struct {
   int classes;                 /* 200 */
   int in_size;                 /* 64 */
   int in_channels;             /* 3 */
+  aal_block_kind block;        /* basic (ResNet-18/34) or bottleneck (50/101/152) */
+  aal_stem_kind stem;          /* tiny (the default) or imagenet */
 } aal_resnet_config;
 
 void aal_resnet_config_default(aal_resnet_config *cfg);
 /* Width given as a multiplier of 64 (1/8 -> 8 channels), blocks as "2,2,2,2". */
 int aal_resnet_config_set_width(aal_resnet_config *cfg, double multiplier, aal_error *err);
 int aal_resnet_config_set_blocks(aal_resnet_config *cfg, const char *text, aal_error *err);
+/* "resnet18" (the default), "resnet34", "resnet50", "resnet101", "resnet152": the block
+ * kind and the blocks per stage; width, stem, size and classes are left alone. */
+int aal_resnet_config_set_model(aal_resnet_config *cfg, const char *name, aal_error *err);
+/* "tiny" or "imagenet" */
+int aal_resnet_config_set_stem(aal_resnet_config *cfg, const char *name, aal_error *err);
+/* The canonical text of the config's model and stem: "resnet50" when the blocks are a
+ * named model's, else "basic-2-3-2-2" or "bottleneck-3-4-30-3" (no commas: it stands in
+ * CSV); and "tiny"/"imagenet". */
+void aal_resnet_config_model_name(const aal_resnet_config *cfg, char *buf, size_t len);
+const char *aal_resnet_stem_name(aal_stem_kind stem);
+/* Number of layers with weights on the main path, as the ResNet names count them:
+ * the stem conv, every block's convs (2 or 3; shortcuts not counted) and the fc. */
+int aal_resnet_config_depth(const aal_resnet_config *cfg);
+/* Spatial size of the stem's output (the first block's input). */
+int aal_resnet_config_stem_size(const aal_resnet_config *cfg);
 
 typedef struct {
   char name[AAL_PARAM_NAME_LEN];
@@ -50,15 +77,22 @@ typedef struct {
   int weight;             /* conv weight [K, C, R, R] */
   int bn[4];              /* bn weight, bias, running_mean, running_var */
   int stride, pad;
+  int in_channels, out_channels, ksize;
   char conv_name[AAL_PARAM_NAME_LEN];  /* module names, used on the tape too */
   char bn_name[AAL_PARAM_NAME_LEN];
 } aal_conv_bn;
 
 typedef struct {
   int in_channels, out_channels, stride, has_downsample;
-  char name[16];  /* "layer1.0" */
-  aal_conv_bn conv1, conv2, downsample;
+  int in_size;         /* spatial size of the block's input */
+  int bottleneck;      /* conv3 exists */
+  char name[16];       /* "layer1.0" */
+  aal_conv_bn conv1, conv2, conv3, downsample;
 } aal_block;
+
+/* The block's convs in forward order: conv1, conv2, conv3 (bottleneck), downsample (when
+ * present); returns how many (at most 4). */
+int aal_block_convs(const aal_block *blk, const aal_conv_bn **units);
 
 typedef struct {
   aal_resnet_config cfg;
@@ -68,6 +102,7 @@ typedef struct {
   aal_block *blocks;
   int nblocks;
   int fc_weight, fc_bias;
+  int layout_only;  /* aal_resnet_layout: names and shapes, no parameter tensors */
 } aal_resnet;
 
 /* Builds the network and initialises it from seed: Kaiming-normal (fan-out, ReLU) for
@@ -75,12 +110,18 @@ typedef struct {
  * for the linear layer (uniform +-1/sqrt(fan_in) for weight and bias). */
 int aal_resnet_init(aal_resnet *net, const aal_resnet_config *cfg, unsigned long seed,
                     aal_error *err);
+/* The network's structure only (blocks, units, names, parameter names): no tensor is
+ * allocated (every param's value and grad are NULL), so that any size can be laid out;
+ * free with aal_resnet_free.  For the memory plan, which needs shapes, not values. */
+int aal_resnet_layout(aal_resnet *net, const aal_resnet_config *cfg, aal_error *err);
 void aal_resnet_free(aal_resnet *net);
 /* The parameter or buffer of that name, or NULL. */
 aal_param *aal_resnet_find(aal_resnet *net, const char *name);
 /* 1 when stride2[b] is set for every stride-2 block (fills nblocks entries). */
 void aal_resnet_stride2_flags(const aal_resnet *net, int *stride2);
 size_t aal_resnet_param_count(const aal_resnet *net);  /* trainable scalars */
+/* The same from the units' shapes (works on a layout as well). */
+size_t aal_resnet_layout_param_count(const aal_resnet *net);
 /* Moves the trainable parameters, their gradients and momentum buffers to where ops
  * keeps its tensors (a backend's buffers; the host for the reference table, so that
  * aal_resnet_move(net, aal_ops_ref(), err) brings them home).  The BN running

@@ -306,11 +306,26 @@ int aal_relu_backward_taped(const aal_ops *ops, const aal_tape *tape, const char
   return mask != NULL ? ops->relu_backward(ops, dy, mask, dx, err) : AAL_ETAPE;
 }
 
-/* ---------------------------------------------------------------- the BasicBlock */
+/* ---------------------------------------------------------------- the blocks */
 
 static void layer_name(char *buf, size_t len, const aal_block *blk, const char *suffix)
 {
   snprintf(buf, len, "%s.%s", blk->name, suffix);
+}
+
+/* The main path: conv1, conv2 (and conv3 for a bottleneck); a ReLU follows every one but
+ * the last, named relu1, relu2. */
+static int main_path(const aal_block *blk, const aal_conv_bn **units)
+{
+  units[0] = &blk->conv1;
+  units[1] = &blk->conv2;
+  units[2] = &blk->conv3;
+  return blk->bottleneck ? 3 : 2;
+}
+
+void aal_block_out_relu(const aal_block *blk, char *buf, size_t len)
+{
+  layer_name(buf, len, blk, blk->bottleneck ? "relu3" : "relu2");
 }
 
 int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape, int b,
@@ -318,38 +333,58 @@ int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *ta
 {
   const aal_ops *ops = aal_pass_ops(pass);
   const aal_block *blk = &net->blocks[b];
+  const aal_conv_bn *units[3];
+  const int nmain = main_path(blk, units);
   char name[AAL_PARAM_NAME_LEN];
-  aal_conv_input in1, in2 = {0};
-  aal_tensor *h1 = NULL, *z2 = NULL, *sc = NULL, *sum = NULL;
+  aal_conv_input in1, in = {0};
+  aal_tensor *h = aal_tensor_retain(x), *sc = NULL, *sum = NULL;
   *out = NULL;
   int rc = aal_conv_input_make(pass, pass->plan.first_conv[b], x, reg, &in1, err);
-  /* conv1's batch norm and ReLU run as one op (the mask saved under relu1) */
-  layer_name(name, sizeof name, blk, "relu1");
-  if (rc == AAL_OK)
-    rc = aal_conv_bn_forward(net, pass, tape, &blk->conv1, x, &in1, name, &h1, err);
-  if (rc == AAL_OK)
-    rc = aal_conv_input_make(pass, pass->plan.second_conv[b], h1, NULL, &in2, err);
-  if (rc == AAL_OK)
-    rc = aal_conv_bn_forward(net, pass, tape, &blk->conv2, h1, &in2, NULL, &z2, err);
+  for (int k = 0; k < nmain && rc == AAL_OK; k++) {
+    aal_tensor *next = NULL;
+    /* a conv's batch norm and the ReLU after it run as one op (the mask under reluK) */
+    char relu[16];
+    snprintf(relu, sizeof relu, "relu%d", k + 1);
+    layer_name(name, sizeof name, blk, relu);
+    if (k > 0)
+      rc = aal_conv_input_make(pass, pass->plan.second_conv[b], h, NULL, &in, err);
+    if (rc == AAL_OK)
+      rc = aal_conv_bn_forward(net, pass, tape, units[k], h, k == 0 ? &in1 : &in,
+                               k < nmain - 1 ? name : NULL, &next, err);
+    aal_conv_input_release(&in);
+    aal_tensor_release(h);
+    h = next;
+  }
   /* the projection shortcut computes on the same input as conv1 (x + eps*s for ASA);
    * the identity shortcut passes x itself */
   if (rc == AAL_OK && blk->has_downsample)
     rc = aal_conv_bn_forward(net, pass, tape, &blk->downsample, x, &in1, NULL, &sc, err);
   else if (rc == AAL_OK)
     sc = aal_tensor_retain(x);
-  if (rc == AAL_OK && (sum = aal_ops_tensor_like(ops, z2, AAL_F64, err)) == NULL)
+  if (rc == AAL_OK && (sum = aal_ops_tensor_like(ops, h, AAL_F64, err)) == NULL)
     rc = AAL_ENOMEM;
   if (rc == AAL_OK)
-    rc = ops->add_forward(ops, z2, sc, sum, err);
-  layer_name(name, sizeof name, blk, "relu2");
+    rc = ops->add_forward(ops, h, sc, sum, err);
+  aal_block_out_relu(blk, name, sizeof name);
   if (rc == AAL_OK)
     rc = aal_relu_forward_taped(ops, tape, name, sum, out, err);
   aal_conv_input_release(&in1);
-  aal_conv_input_release(&in2);
-  aal_tensor *tmp[] = {h1, z2, sc, sum};
+  aal_tensor *tmp[] = {h, sc, sum};
   for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++)
     aal_tensor_release(tmp[i]);
   return rc;
+}
+
+/* A tensor for the gradient at the input of main-path unit k > 0, which is the output of
+ * the ReLU reluK before it: shaped like that ReLU's mask. */
+static aal_tensor *unit_input_like(const aal_ops *ops, const aal_tape *tape,
+                                   const aal_block *blk, int k, aal_error *err)
+{
+  char relu[16], name[AAL_PARAM_NAME_LEN];
+  snprintf(relu, sizeof relu, "relu%d", k);
+  layer_name(name, sizeof name, blk, relu);
+  const aal_tensor *mask = aal_tape_load(tape, name, "mask", err);
+  return mask != NULL ? aal_ops_tensor_like(ops, mask, AAL_F64, err) : NULL;
 }
 
 int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
@@ -357,32 +392,42 @@ int aal_block_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
 {
   const aal_ops *ops = aal_pass_ops(pass);
   const aal_block *blk = &net->blocks[b];
+  const aal_conv_bn *units[3];
+  const int nmain = main_path(blk, units);
   char name[AAL_PARAM_NAME_LEN];
   aal_tensor *dsum = aal_ops_tensor_like(ops, dout, AAL_F64, err);
-  aal_tensor *dh1 = aal_ops_tensor_like(ops, dout, AAL_F64, err);
   aal_tensor *dsc = NULL;
   if (blk->has_downsample)
     dsc = aal_ops_tensor_like(ops, dx, AAL_F64, err);
-  int rc = (dsum && dh1 && (dsc || !blk->has_downsample)) ? AAL_OK : AAL_ENOMEM;
-  layer_name(name, sizeof name, blk, "relu2");
+  int rc = (dsum && (dsc || !blk->has_downsample)) ? AAL_OK : AAL_ENOMEM;
+  aal_block_out_relu(blk, name, sizeof name);
   if (rc == AAL_OK)
     rc = aal_relu_backward_taped(ops, tape, name, dout, dsum, err);
   /* d(x + eps*s)/dx = 1 almost everywhere, so the ASA input gradient is unchanged */
-  if (rc == AAL_OK)
-    rc = aal_conv_bn_backward(net, pass, tape, &blk->conv2, pass->plan.second_conv[b], NULL,
-                              dsum, dh1, err);
-  layer_name(name, sizeof name, blk, "relu1");
-  if (rc == AAL_OK)
-    rc = aal_conv_bn_backward(net, pass, tape, &blk->conv1, pass->plan.first_conv[b], name,
-                              dh1, dx, err);
+  aal_tensor *dh = aal_tensor_retain(dsum);
+  for (int k = nmain - 1; k >= 0 && rc == AAL_OK; k--) {
+    aal_tensor *dprev = k > 0 ? unit_input_like(ops, tape, blk, k, err) : aal_tensor_retain(dx);
+    if (dprev == NULL) {
+      rc = AAL_ETAPE;
+      break;
+    }
+    char relu[16];
+    snprintf(relu, sizeof relu, "relu%d", k + 1);
+    layer_name(name, sizeof name, blk, relu);
+    rc = aal_conv_bn_backward(net, pass, tape, units[k],
+                              k == 0 ? pass->plan.first_conv[b] : pass->plan.second_conv[b],
+                              k < nmain - 1 ? name : NULL, dh, dprev, err);
+    aal_tensor_release(dh);
+    dh = dprev;
+  }
+  aal_tensor_release(dh);
   if (rc == AAL_OK && blk->has_downsample)
     rc = aal_conv_bn_backward(net, pass, tape, &blk->downsample, pass->plan.first_conv[b], NULL,
                               dsum, dsc, err);
   /* the two paths' input gradients meet: dx += the shortcut's (dsum for the identity) */
   if (rc == AAL_OK)
     rc = ops->add_forward(ops, dx, blk->has_downsample ? dsc : dsum, dx, err);
-  aal_tensor *tmp[] = {dsum, dh1, dsc};
-  for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++)
-    aal_tensor_release(tmp[i]);
+  aal_tensor_release(dsum);
+  aal_tensor_release(dsc);
   return rc;
 }

@@ -44,7 +44,9 @@ int aal_conv_bn_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal
                          const aal_conv_bn *u, aal_r_source source, const char *relu,
                          const aal_tensor *dout, aal_tensor *dx, aal_error *err);
 
-/* One BasicBlock: x -> out, saving on the tape; reg is the ARA register. */
+/* The name of the ReLU at the block's output (relu2, or relu3 for a bottleneck). */
+void aal_block_out_relu(const aal_block *blk, char *buf, size_t len);
+/* One block: x -> out, saving on the tape; reg is the ARA register. */
 int aal_block_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape, int b,
                       aal_tensor *x, aal_tensor *reg, aal_tensor **out, aal_error *err);
 /* dout (gradient of the block output) -> dx (gradient of the block input). */

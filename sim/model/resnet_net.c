@@ -78,16 +78,36 @@ static int head_forward(aal_resnet *net, const aal_ops *ops, aal_tape *tape,
   return rc;
 }
 
+/* The stem's max pooling (imagenet stem): 3x3, stride 2, padding 1 */
+enum { POOL_K = 3, POOL_STRIDE = 2, POOL_PAD = 1 };
+
 static int stem_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape,
                         const aal_tensor *x, aal_tensor **x0, aal_error *err)
 {
+  const aal_ops *ops = aal_pass_ops(pass);
   aal_conv_input in;
+  aal_tensor *r = NULL;
+  *x0 = NULL;
   /* the stem always learns by BP; the tape retains the image (where the table keeps its
    * tensors) rather than copying it */
   int rc = aal_conv_input_make(pass, AAL_R_INPUT, (aal_tensor *)x, NULL, &in, err);
   if (rc == AAL_OK)
-    rc = aal_conv_bn_forward(net, pass, tape, &net->stem, x, &in, "relu", x0, err);
+    rc = aal_conv_bn_forward(net, pass, tape, &net->stem, x, &in, "relu", &r, err);
   aal_conv_input_release(&in);
+  if (rc != AAL_OK || net->cfg.stem != AAL_STEM_IMAGENET) {
+    *x0 = r;
+    return rc;
+  }
+  const int s = aal_resnet_config_stem_size(&net->cfg);
+  const long shape[4] = {(long)r->shape[0], (long)r->shape[1], s, s};
+  if ((*x0 = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err)) == NULL)
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = ops->maxpool_forward(ops, r, POOL_K, POOL_STRIDE, POOL_PAD, *x0, err);
+  /* backward finds each window's winner again in the pooling's input */
+  if (rc == AAL_OK)
+    rc = aal_tape_save(tape, "maxpool", "x", r, err);
+  aal_tensor_release(r);
   return rc;
 }
 
@@ -127,19 +147,22 @@ int aal_resnet_forward(aal_resnet *net, const aal_resnet_pass *pass, const aal_t
   return rc;
 }
 
-/* Shape of the input of block b, read from the tape: the mask of the ReLU before it. */
+/* A tensor shaped like the input of block b (b == nblocks: the last block's output), for
+ * its gradient; the batch size is read from the tape. */
 static aal_tensor *block_input_like(const aal_resnet *net, const aal_ops *ops,
                                     const aal_tape *tape, int b, aal_error *err)
 {
-  char name[AAL_PARAM_NAME_LEN];
-  if (b == 0)
-    snprintf(name, sizeof name, "relu");
-  else
-    snprintf(name, sizeof name, "%s.relu2", net->blocks[b - 1].name);
-  const aal_tensor *mask = aal_tape_load(tape, name, "mask", err);
-  if (mask == NULL)
+  const aal_tensor *prob = aal_tape_load(tape, "loss", "prob", err);
+  if (prob == NULL)
     return NULL;
-  return aal_ops_tensor_like(ops, mask, AAL_F64, err);
+  const aal_block *blk = &net->blocks[b < net->nblocks ? b : net->nblocks - 1];
+  long size = blk->in_size, channels = blk->in_channels;
+  if (b == net->nblocks) {
+    size = (blk->in_size - 1) / blk->stride + 1;
+    channels = blk->out_channels;
+  }
+  const long shape[4] = {(long)prob->shape[0], channels, size, size};
+  return aal_ops_tensor_new(ops, 4, shape, AAL_F64, err);
 }
 
 static int head_backward(aal_resnet *net, const aal_ops *ops, const aal_tape *tape,
@@ -166,9 +189,23 @@ static int head_backward(aal_resnet *net, const aal_ops *ops, const aal_tape *ta
 static int stem_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
                          const aal_tensor *dx0, aal_error *err)
 {
+  const aal_ops *ops = aal_pass_ops(pass);
+  aal_tensor *dr = NULL;
+  int rc = AAL_OK;
+  if (net->cfg.stem == AAL_STEM_IMAGENET) {
+    const aal_tensor *r = aal_tape_load(tape, "maxpool", "x", err);
+    if (r == NULL)
+      return AAL_ETAPE;
+    if ((dr = aal_ops_tensor_like(ops, r, AAL_F64, err)) == NULL)
+      return AAL_ENOMEM;
+    rc = ops->maxpool_backward(ops, dx0, r, POOL_K, POOL_STRIDE, POOL_PAD, dr, err);
+  }
   /* the image needs no gradient */
-  return aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, "relu", dx0, NULL,
-                              err);
+  if (rc == AAL_OK)
+    rc = aal_conv_bn_backward(net, pass, tape, &net->stem, AAL_R_INPUT, "relu",
+                              dr != NULL ? dr : dx0, NULL, err);
+  aal_tensor_release(dr);
+  return rc;
 }
 
 int aal_resnet_backward(aal_resnet *net, const aal_resnet_pass *pass, const aal_tape *tape,
@@ -221,25 +258,53 @@ static int relu_inplace(const aal_ops *ops, aal_tensor *x, aal_error *err)
 static int block_eval(const aal_resnet *net, const aal_ops *ops, const aal_block *blk,
                       const aal_tensor *x, aal_tensor **out, aal_error *err)
 {
-  aal_tensor *z1 = NULL, *z2 = NULL, *sc = NULL;
-  int rc = conv_bn_eval(net, ops, &blk->conv1, x, &z1, err);
-  if (rc == AAL_OK)
-    rc = relu_inplace(ops, z1, err);
-  if (rc == AAL_OK)
-    rc = conv_bn_eval(net, ops, &blk->conv2, z1, &z2, err);
+  const aal_conv_bn *units[3] = {&blk->conv1, &blk->conv2, &blk->conv3};
+  const int nmain = blk->bottleneck ? 3 : 2;
+  aal_tensor *h = aal_tensor_retain((aal_tensor *)x), *sc = NULL;
+  int rc = AAL_OK;
+  for (int k = 0; k < nmain && rc == AAL_OK; k++) {
+    aal_tensor *next = NULL;
+    rc = conv_bn_eval(net, ops, units[k], h, &next, err);
+    if (rc == AAL_OK && k < nmain - 1)
+      rc = relu_inplace(ops, next, err);
+    aal_tensor_release(h);
+    h = next;
+  }
   if (rc == AAL_OK && blk->has_downsample)
     rc = conv_bn_eval(net, ops, &blk->downsample, x, &sc, err);
   if (rc == AAL_OK)
-    rc = ops->add_forward(ops, z2, blk->has_downsample ? sc : x, z2, err);
+    rc = ops->add_forward(ops, h, blk->has_downsample ? sc : x, h, err);
   if (rc == AAL_OK)
-    rc = relu_inplace(ops, z2, err);
-  aal_tensor_release(z1);
+    rc = relu_inplace(ops, h, err);
   aal_tensor_release(sc);
   if (rc != AAL_OK) {
-    aal_tensor_release(z2);
-    z2 = NULL;
+    aal_tensor_release(h);
+    h = NULL;
   }
-  *out = z2;
+  *out = h;
+  return rc;
+}
+
+/* stem: conv - bn - relu (- maxpool) */
+static int stem_eval(const aal_resnet *net, const aal_ops *ops, const aal_tensor *image,
+                     aal_tensor **out, aal_error *err)
+{
+  aal_tensor *r = NULL;
+  *out = NULL;
+  int rc = conv_bn_eval(net, ops, &net->stem, image, &r, err);
+  if (rc == AAL_OK)
+    rc = relu_inplace(ops, r, err);
+  if (rc != AAL_OK || net->cfg.stem != AAL_STEM_IMAGENET) {
+    *out = r;
+    return rc;
+  }
+  const int s = aal_resnet_config_stem_size(&net->cfg);
+  const long shape[4] = {(long)r->shape[0], (long)r->shape[1], s, s};
+  if ((*out = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err)) == NULL)
+    rc = AAL_ENOMEM;
+  if (rc == AAL_OK)
+    rc = ops->maxpool_forward(ops, r, POOL_K, POOL_STRIDE, POOL_PAD, *out, err);
+  aal_tensor_release(r);
   return rc;
 }
 
@@ -258,10 +323,8 @@ int aal_resnet_forward_eval_ops(const aal_resnet *net, const aal_ops *table, con
     return rc;
   aal_tensor *cur = NULL, *out = NULL;
   aal_tensor *image = aal_ops_tensor_to(ops, x, err);
-  rc = image != NULL ? conv_bn_eval(net, ops, &net->stem, image, &cur, err) : AAL_ENOMEM;
+  rc = image != NULL ? stem_eval(net, ops, image, &cur, err) : AAL_ENOMEM;
   aal_tensor_release(image);
-  if (rc == AAL_OK)
-    rc = relu_inplace(ops, cur, err);
   for (int b = 0; b < net->nblocks && rc == AAL_OK; b++) {
     aal_tensor *next = NULL;
     rc = block_eval(net, ops, &net->blocks[b], cur, &next, err);

@@ -173,8 +173,9 @@ void aal_rule_format(const aal_rule *rule, char *buf, size_t len)
   }
 }
 
-/* Groups end after every stride-2 block and after the last block. */
-static int make_groups(int nblocks, const int *stride2, aal_rule_plan *plan, aal_error *err)
+/* Groups end after every stride-2 block, after the plain lead and after the last block. */
+static int make_groups(int nblocks, const int *stride2, int lead_plain, aal_rule_plan *plan,
+                       aal_error *err)
 {
   int g = 0, i = 0;
   for (int b = 0; b < nblocks; b++) {
@@ -184,7 +185,7 @@ static int make_groups(int nblocks, const int *stride2, aal_rule_plan *plan, aal
     plan->group_of[b] = g;
     plan->index_in_group[b] = i++;
     plan->group_size[g] = i;
-    if (stride2[b] || b == nblocks - 1) {
+    if (stride2[b] || b == nblocks - 1 || b == lead_plain - 1) {
       g++;
       i = 0;
     }
@@ -193,18 +194,21 @@ static int make_groups(int nblocks, const int *stride2, aal_rule_plan *plan, aal
   return AAL_OK;
 }
 
-static int group_k(const aal_rule *rule, int g)
+/* The k of group g; the plain lead group's k is 1 (every block reads its own input). */
+static int group_k(const aal_rule *rule, const aal_rule_plan *plan, int g)
 {
+  if (plan->lead_plain && g == 0)
+    return 1;
   if (rule->ngroups_given == 0)
     return DEFAULT_CONTROL_K;
-  return rule->k[g];
+  return rule->k[g - plan->lead_plain];
 }
 
 static void plan_ara(const aal_rule *rule, aal_rule_plan *plan)
 {
   int source = 0;  /* A := x_0 after the stem */
   for (int b = 0; b < plan->nblocks; b++) {
-    const int g = plan->group_of[b], i = plan->index_in_group[b], k = group_k(rule, g);
+    const int g = plan->group_of[b], i = plan->index_in_group[b], k = group_k(rule, plan, g);
     plan->register_source[b] = source;
     plan->first_conv[b] = source == b ? AAL_R_INPUT : AAL_R_ARA;
     plan->second_conv[b] = AAL_R_INPUT;
@@ -218,29 +222,35 @@ static void plan_selected(const aal_rule *rule, aal_r_source r, aal_rule_plan *p
 {
   for (int b = 0; b < plan->nblocks; b++) {
     const int g = plan->group_of[b], i = plan->index_in_group[b];
-    const int selected = rule->all || i % group_k(rule, g) != 0;
+    const int selected = rule->all || i % group_k(rule, plan, g) != 0;
     plan->first_conv[b] = selected ? r : AAL_R_INPUT;
     plan->second_conv[b] = rule->all ? r : AAL_R_INPUT;
   }
 }
 
-int aal_rule_plan_make(const aal_rule *rule, int nblocks, const int *stride2, aal_rule_plan *plan,
-                       aal_error *err)
+int aal_rule_plan_make(const aal_rule *rule, int nblocks, const int *stride2, int lead_plain,
+                       aal_rule_plan *plan, aal_error *err)
 {
   if (rule == NULL || stride2 == NULL || plan == NULL)
     return aal_fail(err, AAL_EINVAL, "rule plan: NULL argument");
   if (nblocks < 1 || nblocks > AAL_MAX_BLOCKS)
     return aal_fail(err, AAL_EINVAL, "rule plan: %d blocks is outside 1..%d", nblocks,
                     AAL_MAX_BLOCKS);
+  if (lead_plain < 0 || lead_plain >= nblocks)
+    return aal_fail(err, AAL_EINVAL, "rule plan: %d plain lead blocks of %d", lead_plain,
+                    nblocks);
   memset(plan, 0, sizeof *plan);
   plan->nblocks = nblocks;
-  int rc = make_groups(nblocks, stride2, plan, err);
+  plan->lead_plain = lead_plain > 0;
+  int rc = make_groups(nblocks, stride2, lead_plain, plan, err);
   if (rc != AAL_OK)
     return rc;
-  if (rule->ngroups_given != 0 && rule->ngroups_given != plan->ngroups)
+  const int ruled = plan->ngroups - plan->lead_plain;
+  if (rule->ngroups_given != 0 && rule->ngroups_given != ruled)
     return aal_fail(err, AAL_EINVAL,
-                    "rule gives %d group values but this network has %d block groups",
-                    rule->ngroups_given, plan->ngroups);
+                    "rule gives %d group values but this network has %d block groups%s",
+                    rule->ngroups_given, ruled,
+                    plan->lead_plain ? " after its plain first block" : "");
   for (int b = 0; b < nblocks; b++) {
     plan->register_source[b] = b;
     plan->reset_after[b] = 1;

@@ -9,7 +9,10 @@
  *   noise[:K1,...|:all]   flip[:K1,...|:all]   (default k = 2 in every group)
  *
  * Block groups: the blocks are cut after every block that changes the resolution
- * (stride 2) and after the last block.  Block i (counted from 0 in group j):
+ * (stride 2) and after the last block.  A network may lead with plain blocks (the
+ * bottleneck ResNets' first block, as the authors' `layer0`): they form a group of
+ * their own that no k is written for and that learns by BP under every rule but ":all".
+ * Block i (counted from 0 in group j):
  *   ARA reset point   iff  i mod k_j == k_j - 1  or  i is the group's last block;
  *   ASA/noise/flip    iff  i mod k_j != 0   (on the block's first conv and projection
  *                          shortcut);  ":all" means every conv but the stem. */
@@ -21,7 +24,7 @@
 #include "sim/core/error.h"
 
 #define AAL_MAX_GROUPS 8
-#define AAL_MAX_BLOCKS 64
+#define AAL_MAX_BLOCKS 1024
 
 typedef enum {
   AAL_RULE_BP, AAL_RULE_ARA, AAL_RULE_ASA, AAL_RULE_NOISE, AAL_RULE_FLIP
@@ -59,7 +62,8 @@ typedef enum {
 
 /* The rule applied to a network of nblocks blocks whose stride-2 blocks are flagged. */
 typedef struct {
-  int nblocks, ngroups;
+  int nblocks, ngroups;                /* ngroups counts the plain lead group too */
+  int lead_plain;                      /* 1: group 0 is the plain lead group */
   int group_of[AAL_MAX_BLOCKS];        /* block -> group */
   int index_in_group[AAL_MAX_BLOCKS];
   int group_size[AAL_MAX_GROUPS];
@@ -73,7 +77,8 @@ typedef struct {
   aal_r_source second_conv[AAL_MAX_BLOCKS];
 } aal_rule_plan;
 
-int aal_rule_plan_make(const aal_rule *rule, int nblocks, const int *stride2, aal_rule_plan *plan,
-                       aal_error *err);
+/* lead_plain: how many leading blocks form the plain group (0 or more). */
+int aal_rule_plan_make(const aal_rule *rule, int nblocks, const int *stride2, int lead_plain,
+                       aal_rule_plan *plan, aal_error *err);
 
 #endif

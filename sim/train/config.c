@@ -23,12 +23,13 @@ int aal_train_config_write(const aal_train_run *r, aal_error *err)
                    "rule = %s\ndata = %s\nsteps = %ld\nbatch = %d\nlr = %.17g\n"
                    "warmup = %ld\nmomentum = %.17g\nweight_decay = %.17g\neval_every = %ld\n"
                    "checkpoint_every = %ld\nli_every = %ld\nwidth = %.17g\nblocks = %s\n"
-                   "seed = %lu\nbackend = %s\nblas_threads = %d\n"
+                   "seed = %lu\nbackend = %s\nblas_threads = %d\nmodel = %s\nstem = %s\n"
                    "# derived, for the reader\nclasses = %d\ntrain_images = %zu\n"
                    "val_images = %zu\nsteps_per_epoch = %ld\ndata_fingerprint = %016llx\n",
                    r->rule_text, r->data_dir, r->total_steps, o->batch, r->lr, r->warmup,
                    o->momentum, o->weight_decay, o->eval_every, o->checkpoint_every,
                    o->li_every, o->width, r->blocks, o->seed, r->backend, o->blas_threads,
+                   o->model, o->stem,
                    r->ds.classes, r->ds.train.n, r->ds.val.n, r->steps_per_epoch,
                    (unsigned long long)r->ds.fingerprint);
   if (n < 0 || n >= (int)sizeof text)
@@ -73,7 +74,8 @@ static int parse_number(const char *path, int line, const char *key, const char 
 
 /* The keys a config must hold, in the order they are written (backend may be absent: a
  * run written before backends existed ran on ref; so may blas_threads, written since
- * issue 15: such a resume checks no thread count). */
+ * issue 15: such a resume checks no thread count; and model and stem, written since
+ * issue 12: such a run is a resnet18 with the tiny stem, the defaults). */
 static const char *const required[] = {
     "rule", "data", "steps", "batch", "lr", "warmup", "momentum", "weight_decay",
     "eval_every", "checkpoint_every", "li_every", "width", "blocks", "seed"};
@@ -84,9 +86,11 @@ static int key_index(const char *key)
   for (size_t i = 0; i < NREQUIRED; i++)
     if (strcmp(key, required[i]) == 0)
       return (int)i;
-  if (strcmp(key, "backend") == 0)
-    return (int)NREQUIRED;
-  return strcmp(key, "blas_threads") == 0 ? (int)NREQUIRED + 1 : -1;
+  static const char *const optional[] = {"backend", "blas_threads", "model", "stem"};
+  for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++)
+    if (strcmp(key, optional[i]) == 0)
+      return (int)(NREQUIRED + i);
+  return -1;
 }
 
 /* A whole decimal integer in min..max (no fraction, no exponent, no rounding). */
@@ -120,9 +124,10 @@ static int parse_seed(const char *path, int line, const char *value, unsigned lo
 static int set_key(aal_train_opts *o, const char *path, int line, const char *key,
                    const char *value, char **arena, size_t *left, aal_error *err)
 {
-  static const char *const strings[] = {"rule", "data", "blocks", "backend"};
-  const char **targets[] = {&o->rule, &o->data_dir, &o->blocks, &o->backend};
-  for (int i = 0; i < 4; i++)
+  static const char *const strings[] = {"rule", "data", "blocks", "backend", "model", "stem"};
+  const char **targets[] = {&o->rule, &o->data_dir, &o->blocks, &o->backend, &o->model,
+                            &o->stem};
+  for (int i = 0; i < 6; i++)
     if (strcmp(key, strings[i]) == 0) {
       *targets[i] = keep(arena, left, value);
       return *targets[i] ? AAL_OK : aal_fail(err, AAL_EFORMAT, "%s:%d: value too long", path, line);
@@ -254,6 +259,8 @@ static const run_setting settings[] = {
     {AAL_SET_LI_EVERY, "li-every", KIND_LONG, offsetof(aal_train_opts, li_every)},
     {AAL_SET_WIDTH, "width", KIND_DOUBLE, offsetof(aal_train_opts, width)},
     {AAL_SET_BLOCKS, "blocks", KIND_STRING, offsetof(aal_train_opts, blocks)},
+    {AAL_SET_MODEL, "model", KIND_STRING, offsetof(aal_train_opts, model)},
+    {AAL_SET_STEM, "stem", KIND_STRING, offsetof(aal_train_opts, stem)},
     {AAL_SET_SEED, "seed", KIND_ULONG, offsetof(aal_train_opts, seed)},
     {AAL_SET_BACKEND, "backend", KIND_STRING, offsetof(aal_train_opts, backend)}};
 
@@ -319,6 +326,8 @@ static int check_setting(const char *run_dir, const run_setting *s, const aal_tr
   aal_train_opts resolved = *asked;
   if (s->bit == AAL_SET_LR && !(asked->lr > 0)) /* 0: the default for the run's batch */
     resolved.lr = 0.05 * stored->batch / 512.0;
+  if (s->bit == AAL_SET_BLOCKS && asked->blocks == NULL) /* the model's: nothing asked */
+    return AAL_OK;
   value_text(s, &resolved, ta, sizeof ta);
   value_text(s, stored, tb, sizeof tb);
   const int same = s->bit == AAL_SET_DATA ? same_path(asked->data_dir, stored->data_dir)

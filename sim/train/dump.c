@@ -15,7 +15,9 @@ void aal_dump_opts_default(aal_dump_opts *o)
   o->out_dir = "dump";
   o->batch = 32;
   o->width = 1.0;
-  o->blocks = "2,2,2,2";
+  o->model = "resnet18";
+  o->stem = "tiny";
+  o->blocks = NULL;
   o->seed = 1;
   o->backend = "ref";
 }
@@ -85,6 +87,8 @@ int aal_dump(const aal_dump_opts *d, FILE *log, aal_error *err)
   o.batch = d->batch;
   o.width = d->width;
   o.blocks = d->blocks;
+  o.model = d->model;
+  o.stem = d->stem;
   o.seed = d->seed;
   o.backend = d->backend;
   if (d->step < 0 || d->step >= LONG_MAX)

@@ -31,7 +31,9 @@ void aal_train_opts_default(aal_train_opts *o)
   o->momentum = 0.9;
   o->weight_decay = 1e-4;
   o->width = 1.0;
-  o->blocks = "2,2,2,2";
+  o->model = "resnet18";
+  o->stem = "tiny";
+  o->blocks = NULL;
   o->seed = 1;
   o->progress = -1;
   o->backend = "ref";
@@ -142,7 +144,6 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
   if ((rc = aal_ops_open(r->backend, &r->ops, err)) != AAL_OK)
     return rc;
   r->ops_ready = 1;
-  snprintf(r->blocks, sizeof r->blocks, "%s", o->blocks);
   if (o->data_dir == NULL)
     rc = aal_default_data(o->cache_dir, r->data_dir, sizeof r->data_dir, log, err);
   else if (snprintf(r->data_dir, sizeof r->data_dir, "%s", o->data_dir) >=
@@ -157,9 +158,15 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
                     r->data_dir, r->ds.train.n, o->batch);
   aal_resnet_config cfg;
   aal_resnet_config_default(&cfg);
-  rc = aal_resnet_config_set_width(&cfg, o->width, err);
+  rc = aal_resnet_config_set_model(&cfg, o->model, err);
   if (rc == AAL_OK)
+    rc = aal_resnet_config_set_stem(&cfg, o->stem, err);
+  if (rc == AAL_OK)
+    rc = aal_resnet_config_set_width(&cfg, o->width, err);
+  if (rc == AAL_OK && o->blocks != NULL)
     rc = aal_resnet_config_set_blocks(&cfg, o->blocks, err);
+  snprintf(r->blocks, sizeof r->blocks, "%d,%d,%d,%d", cfg.blocks[0], cfg.blocks[1],
+           cfg.blocks[2], cfg.blocks[3]);
   cfg.classes = r->ds.classes;
   cfg.in_channels = r->ds.geom.channels; /* the stem takes the data set's images */
   cfg.in_size = r->ds.geom.size;

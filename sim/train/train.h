@@ -28,7 +28,9 @@ typedef struct {
   long checkpoint_every;   /* steps between checkpoints; 0: only at the end */
   long li_every;           /* steps between learning-indicator measurements; 0: never */
   double width;            /* width multiplier (1: ResNet-18) */
-  const char *blocks;      /* "2,2,2,2" */
+  const char *model;       /* "resnet18" (default) .. "resnet152" (aal_resnet_config_set_model) */
+  const char *stem;        /* "tiny" (default) or "imagenet" */
+  const char *blocks;      /* blocks per stage, "2,2,2,2"; NULL: the model's */
   unsigned long seed;      /* 1 */
   int progress;            /* -1 auto (bar on a terminal), 0 plain lines, 1 bar */
   const char *cache_dir;   /* where the built-in data set lives; NULL: the default */
@@ -70,7 +72,7 @@ enum {
   AAL_SET_CHECKPOINT_EVERY = 1u << 8, AAL_SET_LI_EVERY = 1u << 9, AAL_SET_WIDTH = 1u << 10,
   AAL_SET_BLOCKS = 1u << 11, AAL_SET_SEED = 1u << 12, AAL_SET_BACKEND = 1u << 13,
   AAL_SET_EPOCHS = 1u << 14, AAL_SET_CACHE = 1u << 15, AAL_SET_OUT = 1u << 16,
-  AAL_SET_THREADS = 1u << 17
+  AAL_SET_THREADS = 1u << 17, AAL_SET_MODEL = 1u << 18, AAL_SET_STEM = 1u << 19
 };
 
 /* Before a resume of run_dir: each member of `asked` flagged in `set` must agree with the
@@ -92,7 +94,7 @@ typedef struct {
   int batch;
   long step;                /* which step's batch (and noise stream) to use */
   double width;
-  const char *blocks;
+  const char *model, *stem, *blocks;  /* as aal_train_opts */
   unsigned long seed;
   const char *backend;      /* as aal_train_opts.backend (default "ref") */
 } aal_dump_opts;

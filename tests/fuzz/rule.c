@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   /* ResNet-18's blocks: the stride-2 blocks are the first of stages 2-4 */
   const int stride2[8] = {0, 0, 1, 0, 1, 0, 1, 0};
   aal_rule_plan plan;
-  if (aal_rule_plan_make(&r1, 8, stride2, &plan, &err) != AAL_OK)
+  if (aal_rule_plan_make(&r1, 8, stride2, 0, &plan, &err) != AAL_OK)
     FUZZ_REQUIRE(err.msg[0] != '\0', "'%s': plan refused without a message", t1);
   return 0;
 }

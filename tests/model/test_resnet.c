@@ -193,7 +193,7 @@ START_TEST(test_rule_plans)
   const int ks[4][4] = {{1, 1, 1, 1}, {2, 2, 2, 2}, {3, 2, 2, 1}, {3, 1, 2, 4}};
   for (int t = 0; t < 4; t++) {
     ck_assert_int_eq(aal_rule_parse(texts[t], &rule, &err), AAL_OK);
-    ck_assert_int_eq(aal_rule_plan_make(&rule, 8, stride2, &plan, &err), AAL_OK);
+    ck_assert_int_eq(aal_rule_plan_make(&rule, 8, stride2, 0, &plan, &err), AAL_OK);
     ck_assert_int_eq(plan.ngroups, 4);
     spec_register_sources(8, stride2, ks[t], want);
     for (int b = 0; b < 8; b++) {
@@ -205,36 +205,36 @@ START_TEST(test_rule_plans)
   }
   /* the SPEC's worked example, literally: ARA(2,2,2,2): b1 <- x0, b4 <- x3, b6 <- x5 */
   ck_assert_int_eq(aal_rule_parse("ara:2,2,2,2", &rule, &err), AAL_OK);
-  aal_rule_plan_make(&rule, 8, stride2, &plan, &err);
+  aal_rule_plan_make(&rule, 8, stride2, 0, &plan, &err);
   const int example[8] = {0, 0, 2, 3, 3, 5, 5, 7};
   for (int b = 0; b < 8; b++)
     ck_assert_int_eq(plan.register_source[b], example[b]);
   /* ara:1,1,1,1 is BP */
   ck_assert_int_eq(aal_rule_parse("ara:1,1,1,1", &rule, &err), AAL_OK);
-  aal_rule_plan_make(&rule, 8, stride2, &plan, &err);
+  aal_rule_plan_make(&rule, 8, stride2, 0, &plan, &err);
   for (int b = 0; b < 8; b++)
     ck_assert_int_eq(plan.first_conv[b], AAL_R_INPUT);
   /* ASA(2,2,2,2): blocks with i mod 2 != 0: b1, b4, b6 */
   ck_assert_int_eq(aal_rule_parse("asa:2,2,2,2", &rule, &err), AAL_OK);
-  aal_rule_plan_make(&rule, 8, stride2, &plan, &err);
+  aal_rule_plan_make(&rule, 8, stride2, 0, &plan, &err);
   for (int b = 0; b < 8; b++)
     ck_assert_int_eq(plan.first_conv[b], (b == 1 || b == 4 || b == 6) ? AAL_R_ASA : AAL_R_INPUT);
   ck_assert_int_eq(aal_rule_parse("asa:all", &rule, &err), AAL_OK);
-  aal_rule_plan_make(&rule, 8, stride2, &plan, &err);
+  aal_rule_plan_make(&rule, 8, stride2, 0, &plan, &err);
   for (int b = 0; b < 8; b++)
     ck_assert(plan.first_conv[b] == AAL_R_ASA && plan.second_conv[b] == AAL_R_ASA);
   /* ResNet-34 (3,4,6,3): groups [4,4,6,2] */
   int s34[16] = {0};
   s34[3] = s34[7] = s34[13] = 1;
   ck_assert_int_eq(aal_rule_parse("ara:2,2,2,2", &rule, &err), AAL_OK);
-  ck_assert_int_eq(aal_rule_plan_make(&rule, 16, s34, &plan, &err), AAL_OK);
+  ck_assert_int_eq(aal_rule_plan_make(&rule, 16, s34, 0, &plan, &err), AAL_OK);
   ck_assert_int_eq(plan.ngroups, 4);
   const int sizes[4] = {4, 4, 6, 2};
   for (int g = 0; g < 4; g++)
     ck_assert_int_eq(plan.group_size[g], sizes[g]);
   /* the wrong number of k values for the network is an error */
   ck_assert_int_eq(aal_rule_parse("ara:2,2,2", &rule, &err), AAL_OK);
-  ck_assert_int_eq(aal_rule_plan_make(&rule, 8, stride2, &plan, &err), AAL_EINVAL);
+  ck_assert_int_eq(aal_rule_plan_make(&rule, 8, stride2, 0, &plan, &err), AAL_EINVAL);
 }
 END_TEST
 
@@ -258,19 +258,40 @@ static void small_config(aal_resnet_config *cfg)
   cfg->in_size = SIZE;
 }
 
-static void small_init(small_net *s, const char *rule_text)
+/* The networks the rule tests run on: ResNet-18, and ResNet-50 with each stem. */
+static const struct {
+  const char *model, *stem;
+  int ara_blocks;  /* blocks that read the register under ara:2,2,2,2 */
+  int asa_blocks;  /* blocks whose first conv is ASA's under asa:2,2,2,2 */
+} arch[] = {{"resnet18", "tiny", 3, 3}, {"resnet50", "tiny", 7, 7},
+            {"resnet50", "imagenet", 7, 7}};
+#define NARCH (int)(sizeof arch / sizeof arch[0])
+
+
+/* A small network of `model` with `stem` (the imagenet stem at 32x32, so that its two
+ * halvings leave the tiny stem's 8x8 for the first block). */
+static void small_init_model(small_net *s, const char *rule_text, const char *model,
+                             const char *stem)
 {
   aal_error err;
   aal_error_clear(&err);
   aal_resnet_config cfg;
   small_config(&cfg);
-  ck_assert_int_eq(aal_resnet_init(&s->net, &cfg, seed, &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_config_set_model(&cfg, model, &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_config_set_stem(&cfg, stem, &err), AAL_OK);
+  /* a bottleneck network at twice the size: its last stage then normalises over 2x2
+   * pixels per sample rather than one */
+  if (cfg.block == AAL_BLOCK_BOTTLENECK)
+    cfg.in_size *= 2;
+  if (cfg.stem == AAL_STEM_IMAGENET)
+    cfg.in_size *= 2;
+  ck_assert_msg(aal_resnet_init(&s->net, &cfg, seed, &err) == AAL_OK, "%s", err.msg);
   aal_rule rule;
   ck_assert_msg(aal_rule_parse(rule_text, &rule, &err) == AAL_OK, "%s", err.msg);
   ck_assert_int_eq(aal_resnet_pass_init(&s->pass, &s->net, &rule, seed + 7, 0, &err), AAL_OK);
   gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
   gsl_rng_set(rng, seed + 1);
-  s->x = aal_tensor_new4(NB, 3, SIZE, SIZE, &err);
+  s->x = aal_tensor_new4(NB, 3, cfg.in_size, cfg.in_size, &err);
   fd_fill_uniform(rng, s->x->data, s->x->size, -2, 2);
   for (int n = 0; n < NB; n++)
     s->labels[n] = (int)gsl_rng_uniform_int(rng, CLASSES);
@@ -282,6 +303,11 @@ static void small_init(small_net *s, const char *rule_text)
         p->value->data[k] += 0.2 * (gsl_rng_uniform(rng) - 0.5);
   }
   gsl_rng_free(rng);
+}
+
+static void small_init(small_net *s, const char *rule_text)
+{
+  small_init_model(s, rule_text, "resnet18", "tiny");
 }
 
 static void small_free(small_net *s)
@@ -305,6 +331,159 @@ static aal_tape *small_step(small_net *s, double *loss)
   ck_assert_msg(rc == AAL_OK, "backward: %s", err.msg);
   return tape;
 }
+
+/* The authors' ResNet_ARA for bottleneck networks, read again (resnet.py, _make_layer):
+ * a plain first block (layer0); then groups of sizes[g] blocks, the stride-2 block last;
+ * block i of a group is a distribute point iff i % k == k - 1 or it is the last; a
+ * block's conv1 and shortcut use the register, which a distribute point sets to its own
+ * output (the next block's input).  source[b]: the block whose input the register is. */
+static void authors_register_sources(int ngroups, const int *sizes, const int *k, int *source)
+{
+  int b = 0, reg = 1;
+  source[b++] = 0;
+  for (int g = 0; g < ngroups; g++)
+    for (int i = 0; i < sizes[g]; i++, b++) {
+      source[b] = reg;
+      if (i % k[g] == k[g] - 1 || i == sizes[g] - 1)
+        reg = b + 1;
+    }
+}
+
+/* Bottleneck networks: a plain first block, then the authors' groups (resnet.py:
+ * ResNet-50 [3,4,6,2], ResNet-152 [3,8,36,2] after layer0), against the authors' loop
+ * re-read in authors_register_sources. */
+START_TEST(test_bottleneck_plans)
+{
+  static const struct { int nblocks, stride2_at[3], sizes[4]; } nets[] = {
+      {16, {3, 7, 13}, {3, 4, 6, 2}},    /* ResNet-50 (3,4,6,3) */
+      {50, {3, 11, 47}, {3, 8, 36, 2}}}; /* ResNet-152 (3,8,36,3) */
+  const char *texts[] = {"ara:2,2,2,2", "ara:3,4,2,2", "ara:3,4,6,2", "ara:1,1,1,1"};
+  const int ks[4][4] = {{2, 2, 2, 2}, {3, 4, 2, 2}, {3, 4, 6, 2}, {1, 1, 1, 1}};
+  aal_rule rule;
+  aal_rule_plan plan;
+  aal_error err;
+  for (int n = 0; n < 2; n++) {
+    int stride2[AAL_MAX_BLOCKS] = {0}, want[AAL_MAX_BLOCKS];
+    for (int j = 0; j < 3; j++)
+      stride2[nets[n].stride2_at[j]] = 1;
+    for (int t = 0; t < 4; t++) {
+      ck_assert_int_eq(aal_rule_parse(texts[t], &rule, &err), AAL_OK);
+      ck_assert_int_eq(aal_rule_plan_make(&rule, nets[n].nblocks, stride2, 1, &plan, &err),
+                       AAL_OK);
+      ck_assert_int_eq(plan.ngroups, 5);
+      ck_assert_int_eq(plan.group_size[0], 1);
+      for (int g = 0; g < 4; g++)
+        ck_assert_int_eq(plan.group_size[g + 1], nets[n].sizes[g]);
+      authors_register_sources(4, nets[n].sizes, ks[t], want);
+      for (int b = 0; b < nets[n].nblocks; b++) {
+        ck_assert_msg(plan.register_source[b] == want[b],
+                      "%d blocks, %s: block %d uses x_%d, the authors' code x_%d",
+                      nets[n].nblocks, texts[t], b, plan.register_source[b], want[b]);
+        ck_assert_int_eq(plan.first_conv[b], want[b] == b ? AAL_R_INPUT : AAL_R_ARA);
+      }
+    }
+    /* ASA: block i of a group after the lead iff i mod k != 0; the lead learns by BP */
+    ck_assert_int_eq(aal_rule_parse("asa:2,2,2,2", &rule, &err), AAL_OK);
+    ck_assert_int_eq(aal_rule_plan_make(&rule, nets[n].nblocks, stride2, 1, &plan, &err),
+                     AAL_OK);
+    int b = 1;
+    ck_assert_int_eq(plan.first_conv[0], AAL_R_INPUT);
+    for (int g = 0; g < 4; g++)
+      for (int i = 0; i < nets[n].sizes[g]; i++, b++)
+        ck_assert_int_eq(plan.first_conv[b], i % 2 ? AAL_R_ASA : AAL_R_INPUT);
+    /* k values are written for the groups after the lead only */
+    ck_assert_int_eq(aal_rule_parse("ara:2,2,2,2,2", &rule, &err), AAL_OK);
+    ck_assert_int_eq(aal_rule_plan_make(&rule, nets[n].nblocks, stride2, 1, &plan, &err),
+                     AAL_EINVAL);
+    ck_assert_msg(strstr(err.msg, "after its plain first block") != NULL, "%s", err.msg);
+  }
+}
+END_TEST
+
+/* The ImageNet ResNets' trainable parameters, as torchvision counts them
+ * (sum(p.numel() for p in resnetNN().parameters())). */
+START_TEST(test_torchvision_param_counts)
+{
+  static const struct { const char *model; size_t count; const char *some; } want[] = {
+      {"resnet18", 11689512, "layer4.1.bn2.weight"},
+      {"resnet34", 21797672, "layer3.5.conv2.weight"},
+      {"resnet50", 25557032, "layer4.2.conv3.weight"}};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    aal_resnet_config cfg;
+    aal_resnet net;
+    aal_error err;
+    aal_resnet_config_default(&cfg);
+    ck_assert_int_eq(aal_resnet_config_set_model(&cfg, want[i].model, &err), AAL_OK);
+    ck_assert_int_eq(aal_resnet_config_set_stem(&cfg, "imagenet", &err), AAL_OK);
+    cfg.classes = 1000;
+    cfg.in_size = 224;
+    ck_assert_int_eq(aal_resnet_init(&net, &cfg, 1, &err), AAL_OK);
+    ck_assert_msg(aal_resnet_param_count(&net) == want[i].count, "%s: %zu parameters, "
+                  "torchvision %zu", want[i].model, aal_resnet_param_count(&net), want[i].count);
+    ck_assert_ptr_nonnull(aal_resnet_find(&net, want[i].some));
+    ck_assert_uint_eq(aal_resnet_layout_param_count(&net), want[i].count);
+    aal_resnet_free(&net);
+  }
+  /* the deeper ones laid out only (no tensors): the count from the shapes */
+  static const struct { const char *model; size_t count; } deep[] = {
+      {"resnet101", 44549160}, {"resnet152", 60192808}};
+  for (size_t i = 0; i < 2; i++) {
+    aal_resnet_config cfg;
+    aal_resnet net;
+    aal_error err;
+    aal_resnet_config_default(&cfg);
+    ck_assert_int_eq(aal_resnet_config_set_model(&cfg, deep[i].model, &err), AAL_OK);
+    ck_assert_int_eq(aal_resnet_config_set_stem(&cfg, "imagenet", &err), AAL_OK);
+    cfg.classes = 1000;
+    ck_assert_int_eq(aal_resnet_layout(&net, &cfg, &err), AAL_OK);
+    ck_assert_ptr_null(net.params[0].value);
+    ck_assert_msg(aal_resnet_layout_param_count(&net) == deep[i].count, "%s: %zu, torchvision "
+                  "%zu", deep[i].model, aal_resnet_layout_param_count(&net), deep[i].count);
+    aal_resnet_free(&net);
+  }
+  /* ResNet-50's shapes where they differ from a basic network */
+  aal_resnet_config cfg;
+  aal_resnet net;
+  aal_error err;
+  aal_resnet_config_default(&cfg);
+  ck_assert_int_eq(aal_resnet_config_set_model(&cfg, "resnet50", &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_config_set_stem(&cfg, "imagenet", &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_config_set_width(&cfg, 0.125, &err), AAL_OK);
+  cfg.in_size = 224;
+  ck_assert_int_eq(aal_resnet_init(&net, &cfg, 1, &err), AAL_OK);
+  struct { const char *name; long shape[4]; } shapes[] = {
+      {"conv1.weight", {8, 3, 7, 7}},
+      {"layer1.0.conv1.weight", {8, 8, 1, 1}},
+      {"layer1.0.conv3.weight", {32, 8, 1, 1}},
+      {"layer1.0.downsample.0.weight", {32, 8, 1, 1}},
+      {"layer2.0.conv1.weight", {16, 32, 1, 1}},
+      {"layer2.0.conv2.weight", {16, 16, 3, 3}},
+      {"layer2.0.downsample.0.weight", {64, 32, 1, 1}},
+      {"fc.weight", {200, 256, 0, 0}}};
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    aal_param *p = aal_resnet_find(&net, shapes[i].name);
+    ck_assert_msg(p != NULL, "no %s", shapes[i].name);
+    for (int d = 0; d < p->value->ndim; d++)
+      ck_assert_uint_eq(p->value->shape[d], (size_t)shapes[i].shape[d]);
+  }
+  /* the stride of a bottleneck is on its 3x3 conv (torchvision v1.5, the authors' code) */
+  ck_assert_int_eq(net.blocks[3].conv1.stride, 1);
+  ck_assert_int_eq(net.blocks[3].conv2.stride, 2);
+  ck_assert_int_eq(net.blocks[3].downsample.stride, 2);
+  ck_assert_int_eq(net.blocks[0].in_size, 56);
+  ck_assert_int_eq(net.blocks[3].in_size, 56);
+  ck_assert_int_eq(net.blocks[4].in_size, 28);
+  ck_assert_int_eq(aal_resnet_config_depth(&cfg), 50);
+  aal_resnet_free(&net);
+  ck_assert_int_eq(aal_resnet_config_set_model(&cfg, "resnet51", &err), AAL_EINVAL);
+  ck_assert_int_eq(aal_resnet_config_set_stem(&cfg, "cifar", &err), AAL_EINVAL);
+  ck_assert_int_eq(aal_resnet_config_set_model(&cfg, "resnet152", &err), AAL_OK);
+  ck_assert_int_eq(aal_resnet_config_depth(&cfg), 152);
+  cfg.in_size = 31; /* the imagenet stem needs 32 */
+  ck_assert_int_eq(aal_resnet_init(&net, &cfg, 1, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--size 31") != NULL, "%s", err.msg);
+}
+END_TEST
 
 START_TEST(test_names_and_shapes)
 {
@@ -455,12 +634,15 @@ static void check_gradient_fd(small_net *s, const double *g, const int *skip, co
     /* single entries are judged relative to the largest gradient entry of their tensor
      * (an entry of a dead channel is exactly zero, and its finite difference is
      * round-off); one parameter moving by 1e-5 disturbs few ReLU inputs, and the
-     * larger step keeps the loss's round-off (~1e-14) at ~1e-9 of the derivative */
+     * larger step keeps the loss's round-off (~1e-14) at ~1e-9 of the derivative.  The
+     * 16 bottleneck blocks of a small ResNet-50 curve the loss more (their second
+     * differences showed as failures of ~2e-6 at 1e-5, with no wrong sign or factor):
+     * there the step is 1e-6, whose round-off is still ~1e-8 of the derivative */
     double tensor_max = 0;
     for (size_t k = 0; k < size; k++)
       tensor_max = fmax(tensor_max, fabs(g[off + k]));
     fd_problem single = fp;
-    single.step = 1e-5;
+    single.step = s->net.cfg.block == AAL_BLOCK_BOTTLENECK ? 1e-6 : 1e-5;
     for (int k = 0; k < 2 && !skip[i]; k++) {
       memset(dir, 0, c.ntheta * sizeof(double));
       dir[picks[k]] = 1.0;
@@ -482,7 +664,7 @@ static void check_gradient_fd(small_net *s, const double *g, const int *skip, co
 START_TEST(test_bp_gradient_fd)
 {
   small_net s;
-  small_init(&s, "bp");
+  small_init_model(&s, "bp", arch[_i].model, arch[_i].stem);
   double loss;
   aal_tape_free(small_step(&s, &loss));
   const size_t n = theta_size(&s.net);
@@ -491,7 +673,9 @@ START_TEST(test_bp_gradient_fd)
   for (size_t k = 0; k < n; k++)
     ck_assert_msg(isfinite(g[k]), "gradient entry %zu not written", k);
   int *skip = calloc((size_t)s.net.nparams, sizeof *skip);
-  check_gradient_fd(&s, g, skip, "bp");
+  char what[64];
+  snprintf(what, sizeof what, "bp %s %s", arch[_i].model, arch[_i].stem);
+  check_gradient_fd(&s, g, skip, what);
   free(skip);
   free(g);
   small_free(&s);
@@ -592,10 +776,11 @@ static void check_weight_grad(const small_net *s, int i, const aal_tensor *r, co
   const aal_param *p = &s->net.params[i];
   const aal_conv_bn *u = NULL;
   for (int b = 0; b < s->net.nblocks && u == NULL; b++) {
-    const aal_block *blk = &s->net.blocks[b];
-    if (blk->conv1.weight == i) u = &blk->conv1;
-    if (blk->conv2.weight == i) u = &blk->conv2;
-    if (blk->has_downsample && blk->downsample.weight == i) u = &blk->downsample;
+    const aal_conv_bn *units[4];
+    const int n = aal_block_convs(&s->net.blocks[b], units);
+    for (int k = 0; k < n; k++)
+      if (units[k]->weight == i)
+        u = units[k];
   }
   ck_assert_ptr_nonnull(u);
   aal_tensor *want = aal_tensor_new_like(p->grad, &err);
@@ -607,12 +792,24 @@ static void check_weight_grad(const small_net *s, int i, const aal_tensor *r, co
   aal_tensor_release(want);
 }
 
+/* The register sources of arch a under ara:k (independent of the rule plan). */
+static void expected_sources(int a, const int *k, int *source)
+{
+  if (strcmp(arch[a].model, "resnet18") == 0) {
+    const int stride2[8] = {0, 0, 1, 0, 1, 0, 1, 0};
+    spec_register_sources(8, stride2, k, source);
+  } else {
+    const int sizes[4] = {3, 4, 6, 2};  /* ResNet-50 after layer0: [3,4,6,3] regrouped */
+    authors_register_sources(4, sizes, k, source);
+  }
+}
+
 START_TEST(test_ara_identities)
 {
   small_net bp, ara;
   capture cb, ca;
-  small_init(&bp, "bp");
-  small_init(&ara, "ara:2,2,2,2");
+  small_init_model(&bp, "bp", arch[_i].model, arch[_i].stem);
+  small_init_model(&ara, "ara:2,2,2,2", arch[_i].model, arch[_i].stem);
   observe(&bp, &cb);
   observe(&ara, &ca);
   double loss_bp, loss_ara;
@@ -620,11 +817,10 @@ START_TEST(test_ara_identities)
   ck_assert_msg(memcmp(&loss_bp, &loss_ara, sizeof loss_bp) == 0, "loss %.17g vs %.17g",
                 loss_bp, loss_ara);
   int *ara_conv = rule_convs(&ara, &ca);
-  int spec_source[8], nara = 0;
-  const int stride2[8] = {0, 0, 1, 0, 1, 0, 1, 0}, k[4] = {2, 2, 2, 2};
-  ck_assert_int_eq(ara.net.nblocks, 8);
-  spec_register_sources(8, stride2, k, spec_source);
-  for (int b = 0; b < 8; b++) {
+  int spec_source[AAL_MAX_BLOCKS], nara = 0;
+  const int k[4] = {2, 2, 2, 2};
+  expected_sources(_i, k, spec_source);
+  for (int b = 0; b < ara.net.nblocks; b++) {
     const aal_block *blk = &ara.net.blocks[b];
     const int a = spec_source[b], w = blk->conv1.weight;
     ck_assert_int_eq(ara_conv[w], a != b);
@@ -646,7 +842,9 @@ START_TEST(test_ara_identities)
     /* the ARA block's own input is nowhere on its conv1's tape entry */
     ck_assert_ptr_null(aal_tape_load(ta, blk->conv1.conv_name, "x", NULL));
   }
-  ck_assert_int_eq(nara, 3);
+  ck_assert_int_eq(nara, arch[_i].ara_blocks);
+  fprintf(stderr, "ara identities on %s (%s stem): %d of %d blocks read the register\n",
+          arch[_i].model, arch[_i].stem, nara, ara.net.nblocks);
   for (int i = 0; i < ara.net.nparams; i++) {
     const aal_param *p = &ara.net.params[i], *q = &bp.net.params[i];
     ck_assert_msg(bits_equal(p->value, q->value), "%s differs after forward", p->name);
@@ -668,7 +866,8 @@ START_TEST(test_asa_identities)
 {
   small_net asa;
   capture c;
-  small_init(&asa, "asa:2,2,2,2;eps=0.05;lr_expansion=30");
+  small_init_model(&asa, "asa:2,2,2,2;eps=0.05;lr_expansion=30", arch[_i].model,
+                   arch[_i].stem);
   observe(&asa, &c);
   double loss;
   aal_tape *tape = small_step(&asa, &loss);
@@ -700,7 +899,7 @@ START_TEST(test_asa_identities)
       check_weight_grad(&asa, d, c.r_bwd[d], c.dy[d], 30.0);
     }
   }
-  ck_assert_int_eq(nasa, 3);
+  ck_assert_int_eq(nasa, arch[_i].asa_blocks);
   /* every other gradient is exact backprop of the modified forward */
   const size_t n = theta_size(&asa.net);
   double *g = malloc(n * sizeof *g);
@@ -1011,7 +1210,7 @@ START_TEST(test_bad_input)
   const int stride2[3] = {0, 1, 0};
   ck_assert_int_eq(aal_rule_parse("bp", &rule, &err), AAL_OK);
   other = s.pass;
-  ck_assert_int_eq(aal_rule_plan_make(&rule, 3, stride2, &other.plan, &err), AAL_OK);
+  ck_assert_int_eq(aal_rule_plan_make(&rule, 3, stride2, 0, &other.plan, &err), AAL_OK);
   ck_assert_int_eq(aal_resnet_forward(&s.net, &other, s.x, s.labels, tape, &loss, NULL, &err),
                    AAL_EINVAL);
   aal_resnet_config cfg;
@@ -1058,9 +1257,11 @@ int main(void)
   tcase_add_test(tc, test_rule_decode);
   tcase_add_test(tc, test_rule_plans);
   tcase_add_test(tc, test_names_and_shapes);
-  tcase_add_test(tc, test_bp_gradient_fd);
-  tcase_add_test(tc, test_ara_identities);
-  tcase_add_test(tc, test_asa_identities);
+  tcase_add_test(tc, test_bottleneck_plans);
+  tcase_add_test(tc, test_torchvision_param_counts);
+  tcase_add_loop_test(tc, test_bp_gradient_fd, 0, NARCH);
+  tcase_add_loop_test(tc, test_ara_identities, 0, NARCH);
+  tcase_add_loop_test(tc, test_asa_identities, 0, NARCH);
   tcase_add_test(tc, test_asa_pm1_identities);
   tcase_add_test(tc, test_controls);
   tcase_add_test(tc, test_tape_bytes_resnet18);

@@ -147,7 +147,7 @@ END_TEST
 START_TEST(test_resume_bit_identical)
 {
   aal_train_opts o;
-  char a[512], b[512], pa[600], pb[600];
+  char a[512], b[512], pb[600];
   aal_error err;
   aal_error_clear(&err);
   snprintf(a, sizeof a, "%s/straight", root);
@@ -340,7 +340,7 @@ START_TEST(test_resume_refuses)
                        AAL_SET_WARMUP | AAL_SET_MOMENTUM | AAL_SET_WEIGHT_DECAY |
                        AAL_SET_EVAL_EVERY | AAL_SET_CHECKPOINT_EVERY | AAL_SET_LI_EVERY |
                        AAL_SET_WIDTH | AAL_SET_BLOCKS | AAL_SET_SEED | AAL_SET_BACKEND |
-                       AAL_SET_OUT;
+                       AAL_SET_OUT | AAL_SET_MODEL | AAL_SET_STEM;
   asked = o;
   asked.rule = "asa:2,2,2,2;lr_expansion=100";
   ck_assert_msg(aal_train_resume_check(out, &asked, all, &err) == AAL_OK, "%s", err.msg);
@@ -358,6 +358,15 @@ START_TEST(test_resume_refuses)
   ck_assert_int_eq(aal_train_resume_check(out, &asked, AAL_SET_WIDTH, &err), AAL_EINVAL);
   ck_assert_msg(strstr(err.msg, "--width 0.25") && strstr(err.msg, "width = 0.125"), "%s",
                 err.msg);
+  asked = o;
+  asked.model = "resnet50";
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, AAL_SET_MODEL, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--model resnet50") && strstr(err.msg, "model = resnet18"),
+                "%s", err.msg);
+  asked = o;
+  asked.blocks = "2,2,3,2";
+  ck_assert_int_eq(aal_train_resume_check(out, &asked, AAL_SET_BLOCKS, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "blocks = 2,2,2,2"), "%s", err.msg);
   ck_assert_int_eq(aal_train_resume_check(out, &o, AAL_SET_EPOCHS, &err), AAL_EINVAL);
   ck_assert_msg(strstr(err.msg, "--epochs"), "%s", err.msg);
   /* a config whose rule line is gone, or given twice, does not resume under another rule */
