@@ -56,6 +56,32 @@ expect 2 "size 0 must be >= 8" -- "$AAL" kcheck --step --backend cpu32 --size 0
 expect 2 "tol-c -1 must be > 0" -- "$AAL" kcheck --step --backend cpu32 --tol-c -1
 expect 2 "tol-c 0 must be > 0" -- "$AAL" kcheck --step --backend cpu32 --tol-c=0
 expect 2 "blocks '1,1,1,1,': trailing comma" -- "$AAL" memory --blocks 1,1,1,1,
+# the models of issue 12: bad names, sizes and rule lengths are refused with the option named
+for cmd in train dump "bench step" memory; do
+  # shellcheck disable=SC2086  # "bench step" is two words
+  expect 2 "--model 'resnet51': expected resnet18" -- "$AAL" $cmd --model resnet51
+  # shellcheck disable=SC2086
+  expect 2 "--stem 'cifar': expected tiny or imagenet" -- "$AAL" $cmd --stem cifar
+done
+expect 2 "--model 'resnet51'" -- "$AAL" kcheck --step --backend cpu32 --model resnet51
+expect 2 "--policy 'gcp2': expected none, gcp or actnn" -- "$AAL" memory --policy gcp2
+expect 2 "--size 31: outside 32..4096 for the imagenet stem" -- "$AAL" memory --stem imagenet --size 31
+expect 2 "--size 15: outside 16..4096 for the tiny stem" -- "$AAL" memory --size 15
+expect 2 "4 block groups after its plain first block" -- "$AAL" memory --model resnet50 \
+  --rule ara:2,2,2,2,2
+expect 2 "--blocks '3,4,2000,3'" -- "$AAL" memory --model resnet50 --blocks 3,4,2000,3
+expect 0 "policy gcp" -- "$AAL" memory --model resnet50 --stem imagenet --size 224 --batch 512 \
+  --classes 1000 --rule ara:3,4,6,2 --policy gcp
+expect 0 "resnet152,imagenet,224,512,none,152,64," -- "$AAL" memory --model resnet152 \
+  --stem imagenet --size 224 --classes 1000 --batch 512 --rule bp --csv
+# ResNet-50 with ARA trains a few steps on the reference and resumes; the step check passes
+expect 0 "step 3/3" -- "$AAL" train --model resnet50 --stem imagenet --rule ara:2,2,2,2 \
+  --width 0.125 --steps 3 --batch 8 --out "$tmp/r50" --cache "$tmp/cache" --plain
+expect 0 "model = resnet50" -- cat "$tmp/r50/config"
+expect 1 "--model resnet34 contradicts the run" -- "$AAL" train --resume "$tmp/r50" \
+  --model resnet34
+expect 0 "PASS: 3075 tensors compared, 0 failed" -- "$AAL" kcheck --step --backend cpu32 \
+  --model resnet50 --stem imagenet --batch 8 --size 64
 
 # the trainer on the float32 CPU backend: a tiny run, the backend in the config, resume
 if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >/dev/null 2>&1; then
