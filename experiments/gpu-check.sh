@@ -176,6 +176,9 @@ if [ -n "$AAL" ]; then
     "$top/experiments/kcheck-sweep.sh" --backend cuda
   # the model on the device, tensors resident there (poisoned stale host copies)
   step "aal kcheck --step --backend cuda" "$AAL" kcheck --step --backend cuda
+  # ResNet-50 with the ImageNet stem (max pooling, bottleneck blocks; issue 12)
+  step "aal kcheck --step --backend cuda --model resnet50" "$AAL" kcheck --step \
+    --backend cuda --model resnet50 --stem imagenet --size 64 --batch 8
   step "aal train --backend cuda (5 steps, ASA, LI)" "$AAL" train --backend cuda \
     --rule asa:2,2,2,2 --steps 5 --li-every 1 --out "$OUT/train-cuda" --plain
 else

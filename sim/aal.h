@@ -12,6 +12,7 @@
 #include "sim/model/rules.h"
 #include "sim/model/resnet.h"
 #include "sim/model/memory.h"
+#include "sim/model/storage.h"
 #include "sim/train/train.h"
 #include "sim/train/checkpoint.h"
 #include "sim/train/npy.h"

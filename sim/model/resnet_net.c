@@ -81,6 +81,17 @@ static int head_forward(aal_resnet *net, const aal_ops *ops, aal_tape *tape,
 /* The stem's max pooling (imagenet stem): 3x3, stride 2, padding 1 */
 enum { POOL_K = 3, POOL_STRIDE = 2, POOL_PAD = 1 };
 
+/* r [N, W, S1, S1] (the stem ReLU's output) -> *out [N, W, S0, S0], a new tensor */
+static int stem_pool(const aal_resnet *net, const aal_ops *ops, const aal_tensor *r,
+                     aal_tensor **out, aal_error *err)
+{
+  const int s = aal_resnet_config_stem_size(&net->cfg);
+  const long shape[4] = {(long)r->shape[0], (long)r->shape[1], s, s};
+  if ((*out = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err)) == NULL)
+    return AAL_ENOMEM;
+  return ops->maxpool_forward(ops, r, POOL_K, POOL_STRIDE, POOL_PAD, *out, err);
+}
+
 static int stem_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *tape,
                         const aal_tensor *x, aal_tensor **x0, aal_error *err)
 {
@@ -98,12 +109,7 @@ static int stem_forward(aal_resnet *net, const aal_resnet_pass *pass, aal_tape *
     *x0 = r;
     return rc;
   }
-  const int s = aal_resnet_config_stem_size(&net->cfg);
-  const long shape[4] = {(long)r->shape[0], (long)r->shape[1], s, s};
-  if ((*x0 = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err)) == NULL)
-    rc = AAL_ENOMEM;
-  if (rc == AAL_OK)
-    rc = ops->maxpool_forward(ops, r, POOL_K, POOL_STRIDE, POOL_PAD, *x0, err);
+  rc = stem_pool(net, ops, r, x0, err);
   /* backward finds each window's winner again in the pooling's input */
   if (rc == AAL_OK)
     rc = aal_tape_save(tape, "maxpool", "x", r, err);
@@ -298,12 +304,7 @@ static int stem_eval(const aal_resnet *net, const aal_ops *ops, const aal_tensor
     *out = r;
     return rc;
   }
-  const int s = aal_resnet_config_stem_size(&net->cfg);
-  const long shape[4] = {(long)r->shape[0], (long)r->shape[1], s, s};
-  if ((*out = aal_ops_tensor_new(ops, 4, shape, AAL_F64, err)) == NULL)
-    rc = AAL_ENOMEM;
-  if (rc == AAL_OK)
-    rc = ops->maxpool_forward(ops, r, POOL_K, POOL_STRIDE, POOL_PAD, *out, err);
+  rc = stem_pool(net, ops, r, out, err);
   aal_tensor_release(r);
   return rc;
 }
