@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
 #include "theory/theory_internal.h"
@@ -106,16 +105,8 @@ static int asa_run(const aal_theory_asa_opts *o, asa_row *row, gsl_rng *rng, aal
                                    err);
   if (rc != AAL_OK)
     return rc;
-  double *W0 = malloc(p.m * p.n * sizeof *W0);
-  if (W0 == NULL) {
-    aal_theory_problem_free(&p);
-    return aal_fail(err, AAL_ENOMEM, "asa sweep: W0");
-  }
-  for (size_t i = 0; i < p.m * p.n; i++)
-    W0[i] = gsl_ran_gaussian(rng, 1.0 / sqrt((double)p.n));
   const aal_theory_train_opts topts = {o->steps, 1.0, 0.0};
-  rc = aal_theory_train(&p, W0, &spec, &topts, rng, &row->res, NULL, err);
-  free(W0);
+  rc = aal_theory_train_random_start(&p, &spec, &topts, rng, &row->res, err);
   aal_theory_problem_free(&p);
   return rc;
 }

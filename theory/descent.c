@@ -43,6 +43,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_randist.h>
+
 #include "sim/layers/li.h"
 #include "theory/theory_internal.h"
 
@@ -383,4 +385,18 @@ const char *aal_theory_outcome(const aal_theory_result *res)
   if (res->rose_steps > 0)
     return "rose";
   return res->fell_steps > 0 ? "descended" : "flat";
+}
+
+int aal_theory_train_random_start(const aal_theory_problem *p, const aal_theory_rspec *spec,
+                                  const aal_theory_train_opts *opts, gsl_rng *rng,
+                                  aal_theory_result *res, aal_error *err)
+{
+  double *W0 = malloc(p->m * p->n * sizeof *W0);
+  if (W0 == NULL)
+    return aal_fail(err, AAL_ENOMEM, "theory: a %zux%zu start", p->m, p->n);
+  for (size_t i = 0; i < p->m * p->n; i++)
+    W0[i] = gsl_ran_gaussian(rng, 1.0 / sqrt((double)p->n));
+  const int rc = aal_theory_train(p, W0, spec, opts, rng, res, NULL, err);
+  free(W0);
+  return rc;
 }

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
@@ -92,17 +91,8 @@ static int run_one(const aal_theory_sweep_opts *o, sweep_row *row, gsl_rng *rng,
                                      err);
   if (rc != AAL_OK)
     return rc;
-  double *W0 = malloc(p.m * p.n * sizeof *W0);
-  if (W0 == NULL) {
-    aal_theory_problem_free(&p);
-    return aal_fail(err, AAL_ENOMEM, "sweep: W0");
-  }
-  /* Start away from the teacher at the teacher's scale (never zeros). */
-  for (size_t i = 0; i < p.m * p.n; i++)
-    W0[i] = gsl_ran_gaussian(rng, 1.0 / sqrt((double)p.n));
   const aal_theory_train_opts topts = {o->steps, o->eta_fraction, 0.0};
-  rc = aal_theory_train(&p, W0, &spec, &topts, rng, &row->res, NULL, err);
-  free(W0);
+  rc = aal_theory_train_random_start(&p, &spec, &topts, rng, &row->res, err);
   aal_theory_problem_free(&p);
   return rc;
 }

@@ -229,6 +229,11 @@ typedef struct {
 int aal_theory_train(const aal_theory_problem *p, const double *W0, const aal_theory_rspec *spec,
                      const aal_theory_train_opts *opts, gsl_rng *rng, aal_theory_result *res,
                      aal_theory_step *trace, aal_error *err);
+/* The same from a W0 drawn from rng, N(0, 1/n) elementwise: away from the teacher at
+ * the teacher's scale, never zeros (then rng drives the training as above). */
+int aal_theory_train_random_start(const aal_theory_problem *p, const aal_theory_rspec *spec,
+                                  const aal_theory_train_opts *opts, gsl_rng *rng,
+                                  aal_theory_result *res, aal_error *err);
 
 /* ------------------------------------------------------------ the sweep */
 typedef struct {
