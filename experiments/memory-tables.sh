@@ -15,6 +15,9 @@ Writes into OUT (default runs/memory-tables):
                the rule last, since it holds commas)
   table4.csv   what,method,ours,paper,diff_pct,met; the fitted batch first
   tables.txt   both tables as text, beside the paper's, with the goal of each cell
+  table2.png, table2.svg
+               Table 2's compression rates beside the paper's (plots/memory_table2.gp;
+               needs gnuplot, else skipped with a note)
 
 Table 2: activation memory after the forward pass (float32, GB = 1e9 bytes) of
 ResNet-50 and ResNet-152 (ImageNet stem, 224x224, 1000 classes, batch 512); BP, ARA(2,2,2,2),
@@ -36,6 +39,7 @@ options:
   --out DIR     output directory (default runs/memory-tables)
   --aal PATH    the aal binary (default: ./aal, else aal on PATH)
   --table T     2, 4 or all (default all)
+  --no-figures  skip the figure
   --ara RULE    the ARA setting of Table 4 (default ara:2,2,2,2, the paper's first;
                 its Table 4 does not say which)
   --help        this text
@@ -45,6 +49,7 @@ EOF
 die() { echo "memory-tables: $*" >&2; exit 2; }
 
 out=runs/memory-tables
+figures=1
 ara=ara:2,2,2,2
 aal=
 table=all
@@ -57,6 +62,7 @@ while [ $# -gt 0 ]; do
     --aal=*) aal=${1#*=}; shift ;;
     --ara) [ $# -ge 2 ] || die "--ara needs a rule"; ara=$2; shift 2 ;;
     --ara=*) ara=${1#*=}; shift ;;
+    --no-figures) figures=0; shift ;;
     --table) [ $# -ge 2 ] || die "--table needs 2, 4 or all"; table=$2; shift 2 ;;
     --table=*) table=${1#*=}; shift ;;
     *) die "unknown option '$1' (see --help)" ;;
@@ -82,7 +88,8 @@ bytes() {
 write() {
   local tmp
   tmp=$(mktemp "$1.XXXXXX")
-  cat >"$tmp" && mv -f "$tmp" "$1"
+  # mktemp makes the file 0600; give it the mode a plain redirection would (the umask's)
+  cat >"$tmp" && chmod "$(printf '%o' $(( 0666 & ~0$(umask) )))" "$tmp" && mv -f "$tmp" "$1"
 }
 
 table2() {
@@ -237,4 +244,14 @@ case $table in
   all) table2; table4 ;;
 esac
 render
+if [ "$figures" = 1 ] && [ -f "$out/table2.csv" ]; then
+  plots=$(cd "$(dirname "$0")/.." && pwd)/plots
+  case $out in *"'"*) die "--out must not contain a quote (gnuplot strings)" ;; esac
+  if command -v gnuplot >/dev/null 2>&1; then
+    gnuplot -e "csv='$out/table2.csv'; out='$out/table2'" "$plots/memory_table2.gp" ||
+      die "gnuplot failed on $out/table2.csv"
+  else
+    echo "memory-tables: gnuplot not found (Debian: gnuplot-nox): no figure" >&2
+  fi
+fi
 cat "$out/tables.txt"

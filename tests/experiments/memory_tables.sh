@@ -21,6 +21,9 @@ if bash "$script" --aal "$AAL" --out "$out" >"$tmp/log" 2>&1; then ok; else
 for f in table2.csv table4.csv tables.txt; do
   [ -s "$out/$f" ] && ok || bad "no $out/$f"
 done
+if command -v gnuplot >/dev/null 2>&1; then
+  [ -s "$out/table2.png" ] && [ -s "$out/table2.svg" ] && ok || bad "no figure of Table 2"
+fi
 # every Table 2 cell is what aal memory says for that configuration
 rows=0
 while IFS=, read -r model policy gb rate _ _ _ _ rule; do
