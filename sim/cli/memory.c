@@ -61,7 +61,7 @@ int aal_cmd_memory(int argc, char **argv)
   unsigned long seed = 1;
   const cli_option opts[] = {
       {"rule", CLI_STRING, &rule_text, "learning rule (default ara:2,2,2,2)"},
-      {"policy", CLI_STRING, &policy_text, "storage policy: none (default), gcp, actnn"},
+      {"policy", CLI_STRING, &policy_text, "storage policy: none (default), gcp, actnn, gcp-block"},
       {"batch", CLI_INT, &batch, "images per batch (default 32)"},
       {"model", CLI_STRING, &m.model, "resnet18 (default), resnet34, resnet50, resnet101, resnet152"},
       {"stem", CLI_STRING, &m.stem, "tiny (default: 3x3 s2 conv) or imagenet (7x7 s2 conv, 3x3 s2 max pool)"},
@@ -87,15 +87,20 @@ int aal_cmd_memory(int argc, char **argv)
                      "always,\nthe weight gradient uses r = +eps where x > 0 and -eps where "
                      "x = 0 (default\ndecode=01: r = eps*{0,1}); the tape is the same, one bit "
                      "per element.\n\nPolicies (bytes at float32):\n"
-                     "  none   the tape: float32 values, 1 bit per ReLU mask or ASA sign;\n"
+                     "  none   what autograd keeps: the tape at float32 (1 bit per ReLU mask or "
+                     "ASA sign)\n         and the int64 indices nn.MaxPool2d keeps;\n"
                      "  gcp    the authors' gradient checkpointing: the stem keeps only the "
                      "image; in a\n         block the ReLU outputs and masks inside it (and a "
                      "bottleneck's bn3 input)\n         are recomputed in backward from the "
-                     "batch norms' inputs, which are kept;\n"
+                     "batch norms' inputs, which are kept; so is\n         the first "
+                     "bottleneck block's shortcut batch norm (ConvBn_ARA);\n"
                      "  actnn  ActNN's 2-bit activations: groups of 256 values per sample, 2 "
                      "bits each\n         and a bfloat16 scale and minimum per group; masks "
                      "and signs stay 1 bit,\n         the max pooling keeps an 8-bit index per "
-                     "output.\nCombine a policy with any rule (ara + gcp, ara + actnn, as the "
+                     "output;\n"
+                     "  gcp-block  per-block checkpointing: the image, every block's input and "
+                     "the head\n         are kept, each block recomputed in backward (ARA then "
+                     "saves nothing).\nCombine a policy with any rule (ara + gcp, ara + actnn, as the "
                      "paper's Table 2).\nGB here is 1e9 bytes.", opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;

@@ -119,7 +119,7 @@ int aal_memory_report(const aal_resnet_config *cfg, const aal_rule *rule, aal_po
             "none: %.3f GB; 1 GB = 1e9 bytes), compression %.3fx", aal_policy_name(policy),
             t.policy_bytes * 1e-9, t.bp_none * 1e-9,
             (double)t.bp_none / (double)t.policy_bytes);
-    if (policy == AAL_POLICY_GCP)
+    if (policy == AAL_POLICY_GCP || policy == AAL_POLICY_GCP_BLOCK)
       fprintf(out, "; the backward pass recomputes at most %.3f GB more at a time",
               t.recompute_peak * 1e-9);
     fprintf(out, "\nmodel state: %zu parameters; weights, gradients and SGD momentum at "

@@ -8,19 +8,20 @@
 
 int aal_policy_parse(const char *text, aal_policy *policy, aal_error *err)
 {
-  static const char *const names[] = {"none", "gcp", "actnn"};
-  for (int i = 0; text != NULL && i < 3; i++)
+  static const char *const names[] = {"none", "gcp", "actnn", "gcp-block"};
+  for (int i = 0; text != NULL && i < 4; i++)
     if (strcmp(text, names[i]) == 0) {
       *policy = (aal_policy)i;
       return AAL_OK;
     }
-  return aal_fail(err, AAL_EINVAL, "--policy '%s': expected none, gcp or actnn",
+  return aal_fail(err, AAL_EINVAL, "--policy '%s': expected none, gcp, actnn or gcp-block",
                   text ? text : "(null)");
 }
 
 const char *aal_policy_name(aal_policy policy)
 {
-  return policy == AAL_POLICY_GCP ? "gcp" : policy == AAL_POLICY_ACTNN ? "actnn" : "none";
+  static const char *const names[] = {"none", "gcp", "actnn", "gcp-block"};
+  return (unsigned)policy < 4 ? names[policy] : "?";
 }
 
 void aal_storage_plan_free(aal_storage_plan *plan)
@@ -122,9 +123,12 @@ static int stem(dry_run *d, const aal_resnet *net, dry_tensor *x0, aal_error *er
   const dry_tensor image = dry_new(d, (size_t)c->in_channels * c->in_size * c->in_size);
   const int s1 = out_size(c->in_size, &net->stem);
   const int imagenet = c->stem == AAL_STEM_IMAGENET;
+  const size_t first = d->plan->count;
   /* the authors checkpoint the whole stem (resnet.py: checkpoint(self.v1, x)) */
   int rc = conv_bn(d, &net->stem, aal_r_slot(AAL_R_INPUT), image, AAL_SAVED_VALUES, 0,
                    (size_t)net->stem.out_channels * s1 * s1, "relu", 1, 1, x0, err);
+  if (rc == AAL_OK)
+    d->plan->entries[first].input = image.per_sample * (size_t)d->batch;
   if (rc != AAL_OK || !imagenet)
     return rc;
   rc = save(d, "maxpool", "x", AAL_SAVED_POOL, *x0, 1, err);
@@ -146,6 +150,7 @@ static int block(dry_run *d, const aal_resnet *net, const aal_rule_plan *rp, int
   const dry_tensor stored1 = conv_stored(d, rp->first_conv[b], x, reg, &kind1);
   dry_tensor h = x;
   int size = blk->in_size, rc = AAL_OK;
+  const size_t first = d->plan->count;
   d->block = b;
   for (int k = 0; k < nmain && rc == AAL_OK; k++) {
     const int last = k == nmain - 1;
@@ -178,6 +183,8 @@ static int block(dry_run *d, const aal_resnet *net, const aal_rule_plan *rp, int
   aal_block_out_relu(blk, name, sizeof name);
   if (rc == AAL_OK)
     rc = save(d, name, "mask", AAL_SAVED_BITS, dry_new(d, h.per_sample), 0, err);
+  if (rc == AAL_OK)
+    d->plan->entries[first].input = x.per_sample * (size_t)d->batch;
   *out = dry_new(d, h.per_sample);
   return rc;
 }
@@ -232,8 +239,20 @@ static size_t actnn_bytes(const aal_saved *e)
   return (e->elements / e->per_sample) * groups * (256 * 2 / 8 + 2 * 2);
 }
 
+/* The head's entries (the pooled features and the probabilities) */
+static int is_head(const aal_saved *e)
+{
+  return e->block < 0 && e->input == 0 &&
+         (strcmp(e->layer, "fc") == 0 || strcmp(e->layer, "loss") == 0);
+}
+
 size_t aal_saved_policy_bytes(const aal_saved *e, aal_policy policy)
 {
+  if (policy == AAL_POLICY_GCP_BLOCK) {
+    if (e->input > 0)
+      return 4 * e->input;  /* the stem's or the block's input, at float32 */
+    return is_head(e) ? aal_saved_tape_bytes(e, 1) : 0;
+  }
   if (policy == AAL_POLICY_GCP && e->recomputed)
     return 0;
   if (policy == AAL_POLICY_ACTNN && e->kind == AAL_SAVED_VALUES && e->per_sample > 1)
@@ -255,12 +274,31 @@ static size_t entry_bytes(const aal_storage_plan *plan, size_t i, int mode)
                                   : aal_saved_policy_bytes(e, (aal_policy)mode);
   if (own == 0)
     return 0;
+  if (mode == AAL_POLICY_GCP_BLOCK && e->input > 0)
+    return own;  /* a block's input, not the tensor this entry holds: each counts once */
   for (size_t j = 0; j < i; j++) {
     const aal_saved *f = &plan->entries[j];
     if (f->id == e->id && (mode < 0 || aal_saved_policy_bytes(f, (aal_policy)mode) > 0))
       return 0;
   }
   return own;
+}
+
+/* gcp-block's peak: the largest tape (float32) of the stem or one block, recomputed */
+static size_t largest_block(const aal_storage_plan *plan)
+{
+  size_t best = 0, cur = 0;
+  for (size_t i = 0; i < plan->count; i++) {
+    const aal_saved *e = &plan->entries[i];
+    if (is_head(e))
+      continue;  /* kept, not recomputed */
+    if (e->input > 0)
+      cur = 0;   /* the stem or the next block begins */
+    cur += entry_bytes(plan, i, -1);
+    if (cur > best)
+      best = cur;
+  }
+  return best;
 }
 
 size_t aal_storage_bytes(const aal_storage_plan *plan, aal_policy policy,
@@ -273,6 +311,8 @@ size_t aal_storage_bytes(const aal_storage_plan *plan, aal_policy policy,
     if (policy == AAL_POLICY_GCP && e->recomputed && aal_saved_tape_bytes(e, 1) > peak)
       peak = aal_saved_tape_bytes(e, 1);
   }
+  if (policy == AAL_POLICY_GCP_BLOCK)
+    peak = largest_block(plan);
   if (recompute_peak != NULL)
     *recompute_peak = peak;
   return total;

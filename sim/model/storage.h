@@ -21,7 +21,12 @@
  *   actnn  ActNN's 2-bit activations: every saved activation in groups of 256 values of
  *          one sample, 2 bits each plus a bfloat16 scale and minimum per group
  *          (2.125 bits a value); masks and signs stay 1 bit, batch-norm statistics 32;
- *          the max pooling keeps an 8-bit window index per output instead of its input. */
+ *          the max pooling keeps an 8-bit window index per output instead of its input;
+ *   gcp-block  per-block checkpointing: the image, every block's input and the head's
+ *          entries are kept, everything inside the stem and the blocks is recomputed a
+ *          block at a time (the peak adds the largest block's tape).  A block's input is
+ *          kept whatever the rule stores, since recomputing the block needs it: under
+ *          this policy ARA saves nothing. */
 #ifndef AAL_STORAGE_H
 #define AAL_STORAGE_H
 
@@ -47,6 +52,8 @@ typedef struct {
   long id;             /* equal ids: the same tensor */
   int block;           /* -1: stem or head */
   int recomputed;      /* gcp drops it: recomputed in backward */
+  size_t input;        /* the first entry of the stem or of a block: the elements of its
+                          input (which gcp-block keeps whatever the rule stores); else 0 */
 } aal_saved;
 
 typedef struct {
@@ -54,7 +61,9 @@ typedef struct {
   size_t count, capacity;
 } aal_storage_plan;
 
-typedef enum { AAL_POLICY_NONE, AAL_POLICY_GCP, AAL_POLICY_ACTNN } aal_policy;
+typedef enum {
+  AAL_POLICY_NONE, AAL_POLICY_GCP, AAL_POLICY_ACTNN, AAL_POLICY_GCP_BLOCK
+} aal_policy;
 
 int aal_policy_parse(const char *text, aal_policy *policy, aal_error *err);
 const char *aal_policy_name(aal_policy policy);

@@ -64,7 +64,7 @@ for cmd in train dump "bench step" memory; do
   expect 2 "--stem 'cifar': expected tiny or imagenet" -- "$AAL" $cmd --stem cifar
 done
 expect 2 "--model 'resnet51'" -- "$AAL" kcheck --step --backend cpu32 --model resnet51
-expect 2 "--policy 'gcp2': expected none, gcp or actnn" -- "$AAL" memory --policy gcp2
+expect 2 "--policy 'gcp2': expected none, gcp, actnn or gcp-block" -- "$AAL" memory --policy gcp2
 expect 2 "--size 31: outside 32..4096 for the imagenet stem" -- "$AAL" memory --stem imagenet --size 31
 expect 2 "--size 15: outside 16..4096 for the tiny stem" -- "$AAL" memory --size 15
 expect 2 "4 block groups after its plain first block" -- "$AAL" memory --model resnet50 \

@@ -6,6 +6,7 @@
  *    double and at float32 (a real forward pass of a small network);
  *  - gcp: the total is the tape's float32 total less the entries the authors' code
  *    recomputes, picked here by name from the real tape;
+ *  - gcp-block: the image, the block inputs and the head, from the layout's shapes;
  *  - none: the tape at float32 and the int64 max-pooling indices PyTorch keeps;
  *  - actnn: one entry's bytes by hand; masks unchanged, the pooling one byte an output. */
 #include <check.h>
@@ -172,6 +173,40 @@ START_TEST(test_gcp_closed_form)
 }
 END_TEST
 
+/* Per-block checkpointing keeps the image, every block's input and the head, whatever
+ * the rule: from the layout's shapes, and the same for BP and ARA. */
+START_TEST(test_gcp_block_closed_form)
+{
+  aal_resnet_config cfg;
+  aal_resnet net;
+  aal_rule rule;
+  aal_error err;
+  config(_i, &cfg);
+  ck_assert_int_eq(aal_resnet_layout(&net, &cfg, &err), AAL_OK);
+  size_t want = (size_t)BATCH * cfg.in_channels * cfg.in_size * cfg.in_size;
+  for (int b = 0; b < net.nblocks; b++)
+    want += (size_t)BATCH * net.blocks[b].in_channels * net.blocks[b].in_size *
+            net.blocks[b].in_size;
+  want += (size_t)BATCH * (net.blocks[net.nblocks - 1].out_channels + cfg.classes);
+  want *= 4;
+  aal_resnet_free(&net);
+  for (int r = 0; r < 3; r++) {
+    const char *text[] = {"bp", "ara:2,2,2,2", "asa:2,2,2,2"};
+    ck_assert_int_eq(aal_rule_parse(text[r], &rule, &err), AAL_OK);
+    aal_storage_plan plan;
+    ck_assert_int_eq(aal_storage_plan_make(&cfg, &rule, BATCH, &plan, &err), AAL_OK);
+    size_t peak;
+    const size_t got = aal_storage_bytes(&plan, AAL_POLICY_GCP_BLOCK, &peak);
+    ck_assert_msg(got == want, "%s %s %s gcp-block: %zu bytes, closed form %zu",
+                  arch[_i].model, arch[_i].stem, text[r], got, want);
+    /* the peak recomputes one block's (or the stem's) tape: less than the whole tape */
+    ck_assert_uint_gt(peak, 0);
+    ck_assert_uint_lt(peak, aal_storage_bytes(&plan, AAL_POLICY_NONE, NULL));
+    aal_storage_plan_free(&plan);
+  }
+}
+END_TEST
+
 START_TEST(test_actnn_by_hand)
 {
   /* 1000 values a sample: 4 groups of 256 (the last padded), each 64 bytes of 2-bit
@@ -193,8 +228,10 @@ START_TEST(test_actnn_by_hand)
   aal_error err;
   ck_assert_int_eq(aal_policy_parse("actnn", &policy, &err), AAL_OK);
   ck_assert_int_eq(policy, AAL_POLICY_ACTNN);
-  ck_assert_int_eq(aal_policy_parse("gcp-block", &policy, &err), AAL_EINVAL);
-  ck_assert_msg(strstr(err.msg, "--policy 'gcp-block'") != NULL, "%s", err.msg);
+  ck_assert_int_eq(aal_policy_parse("gcp-block", &policy, &err), AAL_OK);
+  ck_assert_int_eq(policy, AAL_POLICY_GCP_BLOCK);
+  ck_assert_int_eq(aal_policy_parse("gcp2", &policy, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "--policy 'gcp2'") != NULL, "%s", err.msg);
 }
 END_TEST
 
@@ -236,6 +273,7 @@ int main(void)
   tcase_set_timeout(tc, 300);
   tcase_add_loop_test(tc, test_plan_is_the_tape, 0, NARCH * NRULES);
   tcase_add_loop_test(tc, test_gcp_closed_form, 0, NARCH);
+  tcase_add_loop_test(tc, test_gcp_block_closed_form, 0, NARCH);
   tcase_add_test(tc, test_actnn_by_hand);
   tcase_add_test(tc, test_large_and_linear);
   suite_add_tcase(s, tc);
