@@ -144,10 +144,27 @@ START_TEST(test_learns)
 }
 END_TEST
 
+/* The files a run appends rows to (a resume truncates each to its checkpoint) */
+static const char *const run_rows[] = {"metrics.csv", "li_summary.csv", "li.csv", "align.csv"};
+#define NRUN_ROWS (int)(sizeof run_rows / sizeof run_rows[0])
+
+/* Appends text to every one of run's row files, as a crash mid-write would leave it. */
+static void append_to_rows(const char *run, const char *text)
+{
+  char path[600];
+  for (int i = 0; i < NRUN_ROWS; i++) {
+    snprintf(path, sizeof path, "%s/%s", run, run_rows[i]);
+    FILE *f = fopen(path, "a");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
 START_TEST(test_resume_bit_identical)
 {
   aal_train_opts o;
-  char a[512], b[512], pb[600];
+  char a[512], b[512];
   aal_error err;
   aal_error_clear(&err);
   snprintf(a, sizeof a, "%s/straight", root);
@@ -166,14 +183,7 @@ START_TEST(test_resume_bit_identical)
   o.stop_after = 6;  /* stops at 6 with a checkpoint; rows 7.. never existed */
   ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
   /* a crash between checkpoints leaves rows past the checkpoint: resume drops them */
-  const char *files[] = {"metrics.csv", "li_summary.csv", "li.csv", "align.csv"};
-  for (int i = 0; i < 4; i++) {
-    snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
-    FILE *f = fopen(pb, "a");
-    ck_assert_ptr_nonnull(f);
-    fputs("7,garbage from a step that was lost\n", f);
-    fclose(f);
-  }
+  append_to_rows(b, "7,garbage from a step that was lost\n");
   ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
   assert_same_file(a, b, "checkpoint.bin");
   /* metrics identical but for the seconds column */
@@ -219,7 +229,7 @@ static char *csv_without_last_column(const char *run, const char *name, int drop
 START_TEST(test_resume_torn_line)
 {
   aal_train_opts o;
-  char a[512], b[512], pb[600];
+  char a[512], b[512];
   aal_error err;
   aal_error_clear(&err);
   snprintf(a, sizeof a, "%s/torn-straight", root);
@@ -234,28 +244,15 @@ START_TEST(test_resume_torn_line)
   }
   /* a kill in the middle of a row leaves a line without its newline; a later resume must
    * not glue the next row to it */
-  const char *files[] = {"metrics.csv", "li_summary.csv", "li.csv", "align.csv"};
-  for (int i = 0; i < 4; i++) {
-    snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
-    FILE *f = fopen(pb, "a");
-    ck_assert_ptr_nonnull(f);
-    fputs("1", f);
-    fclose(f);
-  }
+  append_to_rows(b, "1");
   ck_assert_msg(aal_train_resume(b, 0, 7, 0, NULL, &err) == AAL_OK, "%s", err.msg);
-  for (int i = 0; i < 4; i++) { /* and again, torn after a resume */
-    snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
-    FILE *f = fopen(pb, "a");
-    ck_assert_ptr_nonnull(f);
-    fputs("8,0.5", f);
-    fclose(f);
-  }
+  append_to_rows(b, "8,0.5"); /* and again, torn after a resume */
   ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
-  for (int i = 0; i < 4; i++) {
-    char *ta = csv_without_last_column(a, files[i], i == 0);
-    char *tb = csv_without_last_column(b, files[i], i == 0);
+  for (int i = 0; i < NRUN_ROWS; i++) {
+    char *ta = csv_without_last_column(a, run_rows[i], i == 0);
+    char *tb = csv_without_last_column(b, run_rows[i], i == 0);
     ck_assert_msg(strcmp(ta, tb) == 0, "%s differs from the uninterrupted run's:\n%s\n---\n%s",
-                  files[i], ta, tb);
+                  run_rows[i], ta, tb);
     free(ta);
     free(tb);
   }
