@@ -75,6 +75,15 @@ int aal_npy_write_i64(const char *path, int ndim, const size_t *shape, const int
   return write_npy(path, "<i8", ndim, shape, data, sizeof(int64_t), err);
 }
 
+int aal_npy_write(const char *path, aal_npy_dtype t, int ndim, const size_t *shape,
+                  const void *data, aal_error *err)
+{
+  if (aal_npy_dtype_size(t) == 0)
+    return aal_fail(err, AAL_EINVAL, "npy: unknown dtype %d for %s", (int)t,
+                    path ? path : "(null)");
+  return write_npy(path, aal_npy_dtype_descr(t), ndim, shape, data, aal_npy_dtype_size(t), err);
+}
+
 /* ================================================================ the reader */
 
 const char *aal_npy_dtype_descr(aal_npy_dtype t)

@@ -54,6 +54,13 @@ typedef struct {
                                     type named above), C order; malloc'd, never NULL */
 } aal_npy_array;
 
+/* Writes count(shape) elements of dtype t in the host's representation (as the reader
+ * gives them: double, float, uint16_t, int64_t, uint8_t; copied as they are, so on a
+ * little-endian host, like every machine this project runs on), atomically, as the
+ * writers above. */
+int aal_npy_write(const char *path, aal_npy_dtype t, int ndim, const size_t *shape,
+                  const void *data, aal_error *err);
+
 /* Reads the file at path into *a (release with aal_npy_free). */
 int aal_npy_read(const char *path, aal_npy_array *a, aal_error *err);
 /* The same from len bytes in memory; name is what messages call them (a file name). */

@@ -2,7 +2,7 @@
  *
  *  a. every op: inputs drawn from the printed seed (masks and labels too), outputs from
  *     cpu32's kernel, given as float32 tensors: every output passes; the same outputs
- *     with one element moved by 2^-10 of itself (a wrong bit for masks and signs) fail,
+ *     with one element moved by 2^-10 of max(|v|, 1/8) (a wrong bit for masks and signs) fail,
  *     with that element reported as the worst;
  *  b. a naive float32 conv (this file's, not the project's) passes; its off-by-one twin
  *     fails; NaN fails; an output of the wrong shape fails without being compared;
@@ -26,6 +26,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "tests/aal_check.h"
+#include "tests/check/halfprec.h"
 #include "kernels/backend.h"
 #include "kernels/check/external.h"
 
@@ -380,54 +381,6 @@ static void run_cpu32(prob *p)
 
 /* ------------------------------------------------------------------ to the check */
 
-/* double to IEEE binary16 bits, rounded to nearest even (this test's own encoder: the
- * library only decodes).  Scales x so that its last kept bit is the units digit, rounds
- * with rint, scales back; 2^-24 is the subnormal step. */
-static uint16_t to_half(double x)
-{
-  const uint16_t sign = signbit(x) ? 0x8000 : 0;
-  const double a = fabs(x);
-  if (isnan(a))
-    return 0x7e00;
-  int e;
-  frexp(a, &e); /* a = m 2^e, m in [0.5, 1) */
-  const int step = e - 11 < -24 ? -24 : e - 11;
-  const double r = ldexp(rint(ldexp(a, -step)), step); /* a rounded to 11 bits */
-  if (r > 65504.0)
-    return sign | 0x7c00;
-  if (r < 0x1p-14) /* subnormal (or 0): r / 2^-24 */
-    return sign | (uint16_t)ldexp(r, 24);
-  frexp(r, &e);
-  return sign | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexp(r, 11 - e) - 1024);
-}
-
-/* double to bfloat16 bits: via float (exact for the values here: they are floats), then
- * the float's low 16 bits rounded to nearest even. */
-static uint16_t to_bf16(double x)
-{
-  const float f = (float)x;
-  uint32_t w;
-  memcpy(&w, &f, sizeof w);
-  w += 0x7fff + ((w >> 16) & 1);
-  return (uint16_t)(w >> 16);
-}
-
-/* binary16 and bfloat16 bits back to double (this test's own decoders). */
-static double half_value(uint16_t h)
-{
-  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  const double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(1024 + m, e - 25);
-  return h & 0x8000 ? -v : v;
-}
-
-static double bf16_value(uint16_t b)
-{
-  const uint32_t w = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &w, sizeof f);
-  return f;
-}
-
 /* The inputs rounded to the storage format (what the candidate computes on). */
 static void round_inputs(prob *p, aal_kcheck_dtype dtype)
 {
@@ -498,14 +451,14 @@ static const aal_kcheck_output *output(const aal_kcheck_report *r, const char *n
 
 /* ------------------------------------------------------------------ a. every op */
 
-/* Moves element i of t: by 2^-10 of itself (a value; 1/8 where it is 0), or flips it (a
- * bit). */
+/* Moves element i of t by 2^-10 of max(|v|, 1/8) (a value: 2^-10 relative, or 2^-13
+ * absolute near 0, far beyond every bound of these small shapes), or flips it (a bit). */
 static void perturb(tt *t, size_t i)
 {
   if (t->kind == BITS)
     t->v[i] = 1.0 - t->v[i];
   else
-    t->v[i] = t->v[i] != 0 ? (double)(float)(t->v[i] * (1 + 0x1p-10)) : 0.125;
+    t->v[i] = (double)(float)(t->v[i] + 0x1p-10 * fmax(fabs(t->v[i]), 0.125));
 }
 
 START_TEST(test_every_op)

@@ -2,7 +2,7 @@
  * (verbatim from numpy 1.24's np.save, or np.lib.format.write_array(..., version=(2, 0))),
  * padded as numpy pads it (spaces and '\n' to a multiple of 64 bytes), then numpy's data
  * bytes; every decoded element is compared with the value the array held.  Then the
- * writer's files read back, and every refusal (bad magic, version 3.0, Fortran order,
+ * writers' files read back, and every refusal (bad magic, version 3.0, Fortran order,
  * big-endian and unknown dtypes, a header that is not a dict, (N) for (N,), truncated
  * data, trailing bytes, overflowing shapes, a missing file, a directory) with a message
  * that names the file. */
@@ -145,6 +145,23 @@ START_TEST(test_writer_round_trip)
   ck_assert(aal_npy_read(path, &a, &err) == AAL_OK);
   ck_assert(a.dtype == AAL_NPY_I64 && memcmp(a.data, l, sizeof l) == 0);
   aal_npy_free(&a);
+  /* the generic writer: float32, uint16 bit patterns, bool, a scalar float16 */
+  const float f[3] = {1.5f, -0.0f, 1e-3f};
+  const uint16_t h[3] = {0x3c00, 0xb800, 0x7bff};
+  const uint8_t b[3] = {1, 0, 1};
+  const struct { aal_npy_dtype t; const void *v; size_t bytes, n; } cases[] = {
+      {AAL_NPY_F32, f, sizeof f, 3}, {AAL_NPY_U16, h, sizeof h, 3},
+      {AAL_NPY_BOOL, b, sizeof b, 3}, {AAL_NPY_F16, h, 2, 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const int ndim = cases[i].n ? 1 : 0;
+    ck_assert_msg(aal_npy_write(path, cases[i].t, ndim, &cases[i].n, cases[i].v, &err) == AAL_OK,
+                  "%s", err.msg);
+    ck_assert_msg(aal_npy_read(path, &a, &err) == AAL_OK, "%s", err.msg);
+    ck_assert(a.dtype == cases[i].t && a.ndim == ndim && a.count * aal_npy_dtype_size(a.dtype) ==
+                                                             cases[i].bytes);
+    ck_assert(memcmp(a.data, cases[i].v, cases[i].bytes) == 0);
+    aal_npy_free(&a);
+  }
 }
 END_TEST
 
