@@ -96,7 +96,7 @@ void kc_check_bias(kc_row *row, kc_buf *b)
     snprintf(row->note, sizeof row->note, "bias %s: T1 %+.2f, T2 %+.2f, tau %.2f", b->name, t1,
              t2, tau);
   snprintf(b->res.note, sizeof b->res.note, "bias T1 %+.2f, T2 %+.2f, tau %.2f%s", t1, t2, tau,
-           r > 1.0 ? ": FAIL (a systematic rounding direction)" : "");
+           r > 1.0 ? ": FAIL (the errors lean one way)" : "");
 }
 
 double *kc_bounds(kc_run *run, size_t n)

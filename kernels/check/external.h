@@ -99,7 +99,9 @@ typedef struct {
   int shape_mismatches;
   double worst_ratio;               /* over the compared outputs */
   double u, u_storage;              /* the unit roundoffs of the arithmetic and the storage */
-  char note[AAL_ERRMSG_LEN + 64];   /* the harness's note for the op (bias statistics, ties) */
+  char note[AAL_ERRMSG_LEN + 64];   /* the harness's note for the op (mask ties, max
+                                       pooling's windows; the bias statistics are in the
+                                       outputs' notes) */
 } aal_kcheck_report;
 
 /* An op the check knows: its input and output tensors (NULL-terminated) and arguments. */
