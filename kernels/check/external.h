@@ -121,7 +121,8 @@ void aal_kcheck_args_init(aal_kcheck_args *a);
  * argument, for an unknown op, a missing, unknown or twice-given tensor, a dtype other
  * than the storage format (labels: I64; masks and bits: BOOL), inputs whose shapes do
  * not fit together, non-finite input values (but max pooling's x), labels out of range,
- * a missing or superfluous argument, or no output at all. */
+ * a missing or superfluous argument, no output at all, or inputs the reference refuses
+ * (its reason quoted). */
 int aal_kcheck_external(const aal_kcheck_args *a, const aal_kcheck_tensor *in, int nin,
                         const aal_kcheck_tensor *out, int nout, aal_kcheck_report *r,
                         aal_error *err);

@@ -12,8 +12,9 @@
  *     arithmetic); the storage term of a bound is exactly bound + u_s (|y| + bound) + eta;
  *  d. bad input: an unknown op, a missing, unknown or twice-given tensor, the wrong
  *     dtype, a missing or superfluous argument, inputs whose shapes disagree,
- *     non-finite inputs, labels out of range, a bool that is not 0 or 1: AAL_EINVAL with
- *     a message naming the tensor's source or the argument.
+ *     non-finite inputs, labels out of range, a bool that is not 0 or 1, inputs the
+ *     reference refuses (batch norm over one value): AAL_EINVAL with a message naming the
+ *     tensor's source or the argument.
  *
  * The seed is $AAL_TEST_SEED (default 20261128), printed. */
 #include <check.h>
@@ -729,6 +730,17 @@ START_TEST(test_bad_input)
   ((int64_t *)in[1].data)[2] = -1;
   refused(&p, in, 2, out, 1, "label 2 is -1");
   untensors(in, 2);
+  untensors(out, 1);
+  release(&p);
+  setup(&p, "bn_forward"); /* one value per channel: the reference refuses it */
+  p.in[0].ndim = 2, p.in[0].shape[0] = 1, p.in[0].shape[1] = 4;
+  p.out[0].ndim = 2, p.out[0].shape[0] = 1, p.out[0].shape[1] = 4;
+  tensors(p.in, p.nin, AAL_KCHECK_F32, in);
+  tensors(p.out, 1, AAL_KCHECK_F32, out);
+  in[0].source = "dir/x.npy";
+  refused(&p, in, 3, out, 1, "dir/x.npy: bn_forward: the reference refuses these inputs: bn2d "
+                             "forward: x has shape 1x4x1x1");
+  untensors(in, 3);
   untensors(out, 1);
   release(&p);
   setup(&p, "relu_forward");
