@@ -139,12 +139,13 @@ static int bn_train_case(kc_run *run, const kc_shape *sh, kc_row *row, int relu)
                        (bi = kc_bounds(run, nc)) == NULL || (bv = kc_bounds(run, nc)) == NULL ||
                        (relu && (z = kc_bounds(run, nx)) == NULL)))
     rc = AAL_ENOMEM;
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc)) {
     fill_bn_x(run, &k.buf[0], sh->a, sh->b, sh->c);
     kc_fill_sym(run, &k.buf[1], 1.0);
     kc_fill_sym(run, &k.buf[2], 1.0);
-    rc = kc_execute(run, &k, relu ? bn_relu_forward_call : bn_forward_call, 0, row, &ran);
   }
+  if (rc == AAL_OK)
+    rc = kc_execute(run, &k, relu ? bn_relu_forward_call : bn_forward_call, 0, row, &ran);
   if (rc == AAL_OK && ran) {
     bn_forward_bounds(run, &k, by, bm, bi, bv); /* reads x, gamma, beta: buffers 0-2 */
     kc_check_bound(row, &k.buf[3], by, 0);
@@ -156,7 +157,7 @@ static int bn_train_case(kc_run *run, const kc_shape *sh, kc_row *row, int relu)
     kc_check_bound(row, &k.buf[im], bm, 0);
     kc_check_bound(row, &k.buf[im + 1], bi, 0);
     kc_check_bound(row, &k.buf[im + 2], bv, 0);
-    if (relu)
+    if (relu && run->ext == NULL) /* a candidate's tensors have no backend to compose */
       rc = bn_relu_forward_unfused(run, &k, row);
     if (ties > 0 && row->note[0] == '\0')
       snprintf(row->note, sizeof row->note, "%zu mask ties (|z_ref| within the bound of 0)",
@@ -202,7 +203,7 @@ int kc_bn_forward_eval_case(kc_run *run, const kc_shape *sh, kc_row *row)
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK && (by = kc_bounds(run, nx)) == NULL)
     rc = AAL_ENOMEM;
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc)) {
     fill_bn_x(run, &k.buf[0], sh->a, sh->b, sh->c);
     kc_fill_sym(run, &k.buf[1], 1.0);
     kc_fill_sym(run, &k.buf[2], 1.0);
@@ -210,8 +211,9 @@ int kc_bn_forward_eval_case(kc_run *run, const kc_shape *sh, kc_row *row)
       k.buf[3].val[KC_REF][ch] = (double)(float)kc_sym(run, 0.01);
       k.buf[4].val[KC_REF][ch] = (double)(float)pow(10.0, -6.0 * gsl_rng_uniform(run->rng));
     }
-    rc = kc_execute(run, &k, bn_forward_eval_call, 0, row, &ran);
   }
+  if (rc == AAL_OK)
+    rc = kc_execute(run, &k, bn_forward_eval_call, 0, row, &ran);
   if (rc == AAL_OK && ran) {
     const double u = run->u, *x = k.buf[0].val[KC_REF], *g = k.buf[1].val[KC_REF];
     const double *b = k.buf[2].val[KC_REF], *rm = k.buf[3].val[KC_REF];
@@ -302,13 +304,14 @@ int kc_bn_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   if (rc == AAL_OK && ((bx = kc_bounds(run, nx)) == NULL || (bg = kc_bounds(run, nc)) == NULL ||
                        (bb = kc_bounds(run, nc)) == NULL))
     rc = AAL_ENOMEM;
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc)) {
     kc_fill_sym(run, &k.buf[0], 1.0);
     fill_bn_x(run, &k.buf[1], n, c, hw);
     kc_fill_sym(run, &k.buf[2], 1.0);
     saved_stats(&k.buf[1], &k.buf[3], &k.buf[4], n, c, hw, k.eps);
-    rc = kc_execute(run, &k, bn_backward_call, 0, row, &ran);
   }
+  if (rc == AAL_OK)
+    rc = kc_execute(run, &k, bn_backward_call, 0, row, &ran);
   if (rc == AAL_OK && ran) {
     bn_backward_bounds(run, sh, k.buf[0].val[KC_REF], k.buf[1].val[KC_REF],
                        k.buf[2].val[KC_REF], k.buf[3].val[KC_REF], k.buf[4].val[KC_REF], bx,
@@ -439,14 +442,15 @@ int kc_bn_relu_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   if (rc == AAL_OK && ((bx = kc_bounds(run, nx)) == NULL || (bg = kc_bounds(run, nc)) == NULL ||
                        (bb = kc_bounds(run, nc)) == NULL || (dz = kc_bounds(run, nx)) == NULL))
     rc = AAL_ENOMEM;
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc)) {
     kc_fill_sym(run, &k.buf[0], 1.0);
     kc_fill_bits(run, &k.buf[1]);
     fill_bn_x(run, &k.buf[2], n, c, hw);
     kc_fill_sym(run, &k.buf[3], 1.0);
     saved_stats(&k.buf[2], &k.buf[4], &k.buf[5], n, c, hw, k.eps);
-    rc = kc_execute(run, &k, bn_relu_backward_call, 0, row, &ran);
   }
+  if (rc == AAL_OK)
+    rc = kc_execute(run, &k, bn_relu_backward_call, 0, row, &ran);
   if (rc == AAL_OK && ran) {
     const uint32_t *w = k.buf[1].words[KC_REF];
     for (size_t i = 0; i < nx; i++)
@@ -456,7 +460,8 @@ int kc_bn_relu_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
     kc_check_bound(row, &k.buf[6], bx, 0);
     kc_check_bound(row, &k.buf[7], bg, 0);
     kc_check_bound(row, &k.buf[8], bb, 0);
-    rc = bn_relu_backward_unfused(run, &k, row);
+    if (run->ext == NULL) /* a candidate's tensors have no backend to compose */
+      rc = bn_relu_backward_unfused(run, &k, row);
   }
   free(bx);
   free(bg);

@@ -46,12 +46,12 @@ double kc_gamma(const kc_run *run, double L)
   return (prob < det ? prob : det) + gamma_det(L, 0x1p-53);
 }
 
-void kc_check_sum(kc_run *run, kc_row *row, const kc_buf *b, double L)
+void kc_check_sum(kc_run *run, kc_row *row, kc_buf *b, double L)
 {
   kc_check_scaled(run, row, b, kc_gamma(run, L) / (L * run->u), L);
 }
 
-void kc_check_rounded(kc_run *run, kc_row *row, const kc_buf *b, int k)
+void kc_check_rounded(kc_run *run, kc_row *row, kc_buf *b, int k)
 {
   double *bound = kc_bounds(run, b->n);
   if (bound == NULL) { /* no memory for the bounds: the row cannot pass */
@@ -67,7 +67,7 @@ void kc_check_rounded(kc_run *run, kc_row *row, const kc_buf *b, int k)
   free(bound);
 }
 
-void kc_check_bias(kc_row *row, const kc_buf *b)
+void kc_check_bias(kc_row *row, kc_buf *b)
 {
   const double tau = sqrt(2.0 * log(4.0 / KC_P_FALSE));
   double s1 = 0.0, s2 = 0.0, ss = 0.0;
@@ -88,10 +88,15 @@ void kc_check_bias(kc_row *row, const kc_buf *b)
     row->failed = 1;
     if (!(row->ratio >= r))
       row->ratio = r;
+    b->res.failed = 1;
+    if (!(b->res.ratio >= r))
+      b->res.ratio = r;
   }
   if (row->note[0] == '\0' || r > 1.0)
     snprintf(row->note, sizeof row->note, "bias %s: T1 %+.2f, T2 %+.2f, tau %.2f", b->name, t1,
              t2, tau);
+  snprintf(b->res.note, sizeof b->res.note, "bias T1 %+.2f, T2 %+.2f, tau %.2f%s", t1, t2, tau,
+           r > 1.0 ? ": FAIL (the errors lean one way)" : "");
 }
 
 double *kc_bounds(kc_run *run, size_t n)

@@ -38,11 +38,12 @@ static int gemm_like(kc_run *run, const kc_shape *sh, kc_row *row, kc_call call,
   kc_add(&k, names[1], KC_IN, n[1], 0);
   kc_add(&k, names[2], KC_OUT, n[2], 0);
   int ran = 0, rc = kc_alloc(run, &k);
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc)) {
     kc_fill_sym(run, &k.buf[0], 1.0);
     kc_fill_sym(run, &k.buf[1], 1.0);
-    rc = kc_execute(run, &k, call, 1, row, &ran);
   }
+  if (rc == AAL_OK)
+    rc = kc_execute(run, &k, call, 1, row, &ran);
   if (rc == AAL_OK && ran) {
     kc_check_sum(run, row, &k.buf[2], terms + 1.0);
     kc_check_bias(row, &k.buf[2]);

@@ -42,14 +42,19 @@ double kc_sym(kc_run *run, double scale)
 
 static size_t nwords(size_t n) { return (n + 31) / 32; }
 
+/* With a candidate's tensors (run->ext) the tested run has host copies only: its
+ * outputs are the candidate's, and no backend runs it. */
+static int no_tested_backend(const kc_run *run, int v) { return run->ext != NULL && v == KC_GOT; }
+
 int kc_alloc(kc_run *run, kc_case *k)
 {
   for (int i = 0; i < k->nbuf; i++) {
     kc_buf *b = &k->buf[i];
     for (int v = 0; v < KC_RUNS; v++) {
       const aal_backend *be = run->be[v];
-      int rc = b->bits ? be->alloc_bits(be, b->n, &b->dev[v], run->err)
-                       : be->alloc(be, b->n, &b->dev[v], run->err);
+      int rc = no_tested_backend(run, v) ? AAL_OK
+               : b->bits ? be->alloc_bits(be, b->n, &b->dev[v], run->err)
+                         : be->alloc(be, b->n, &b->dev[v], run->err);
       if (rc != AAL_OK)
         return rc;
       if (b->bits)
@@ -66,6 +71,8 @@ int kc_alloc(kc_run *run, kc_case *k)
 
 void kc_free(kc_run *run, kc_case *k)
 {
+  if (run->ext != NULL)
+    kc_ext_collect(run, k);
   for (int i = 0; i < k->nbuf; i++)
     for (int v = 0; v < KC_RUNS; v++) {
       kc_buf *b = &k->buf[i];
@@ -78,8 +85,9 @@ void kc_free(kc_run *run, kc_case *k)
   memset(k, 0, sizeof *k);
 }
 
-/* Inputs travel: the values are rounded to float32 (the caller drew them so), the
- * absolute-value run gets |x|, bits go to every run unchanged. */
+/* Inputs travel: the values are rounded to float32 (the caller drew them so; a
+ * candidate's are exact in its storage format and stay as they are), the absolute-value
+ * run gets |x|, bits go to every run unchanged. */
 static int upload_inputs(kc_run *run, kc_case *k)
 {
   for (int i = 0; i < k->nbuf; i++) {
@@ -88,17 +96,19 @@ static int upload_inputs(kc_run *run, kc_case *k)
       continue;
     for (int v = 0; v < KC_RUNS; v++) {
       const aal_backend *be = run->be[v];
-      int rc;
+      int rc = AAL_OK;
       if (b->bits) {
         memcpy(b->words[v], b->words[KC_REF], nwords(b->n) * sizeof(uint32_t));
-        rc = be->upload_bits(be, b->dev[v], b->words[v], b->n, run->err);
+        if (!no_tested_backend(run, v))
+          rc = be->upload_bits(be, b->dev[v], b->words[v], b->n, run->err);
       } else {
         for (size_t j = 0; j < b->n; j++) {
-          const double x = (double)(float)b->val[KC_REF][j];
+          const double x = run->ext ? b->val[KC_REF][j] : (double)(float)b->val[KC_REF][j];
           b->val[KC_REF][j] = x;
           b->val[v][j] = v == KC_ABS ? fabs(x) : x;
         }
-        rc = be->upload(be, b->dev[v], b->val[v], b->n, run->err);
+        if (!no_tested_backend(run, v))
+          rc = be->upload(be, b->dev[v], b->val[v], b->n, run->err);
       }
       if (rc != AAL_OK)
         return rc;
@@ -165,6 +175,11 @@ int kc_execute(kc_run *run, kc_case *k, kc_call call, int need_abs, kc_row *row,
     if (rc == AAL_OK)
       rc = download_outputs(run, k, v);
   }
+  if (rc == AAL_OK && run->ext != NULL) { /* the candidate's outputs are the tested run's */
+    kc_ext_outputs(run, k);
+    *ran = 1;
+    return AAL_OK;
+  }
   if (rc == AAL_OK)
     rc = poison_outputs(run, k);
   if (rc != AAL_OK)
@@ -187,10 +202,29 @@ int kc_execute(kc_run *run, kc_case *k, kc_call call, int need_abs, kc_row *row,
 
 /* ================================================================ comparisons */
 
-/* Records element i of output name if it is the row's worst so far. */
-static void note_elem(kc_row *row, double ratio, int fail, const char *name, size_t i,
-                      double ref, double got, double err, double bound)
+/* Records the element if it is the output's worst so far (res may be NULL). */
+static void note_res(kc_result *res, double ratio, int fail, size_t i, double ref, double got,
+                     double err, double bound)
 {
+  if (res == NULL)
+    return;
+  res->failed |= fail;
+  if (ratio > res->ratio || (isnan(ratio) && !isinf(res->ratio)) || !res->checked) {
+    res->ratio = isnan(ratio) ? INFINITY : ratio;
+    res->index = i;
+    res->ref = ref;
+    res->got = got;
+    res->err = err;
+    res->bound = bound;
+  }
+  res->checked = 1;
+}
+
+/* Records element i of output name if it is the row's (and the output's) worst so far. */
+static void note_elem(kc_row *row, kc_result *res, double ratio, int fail, const char *name,
+                      size_t i, double ref, double got, double err, double bound)
+{
+  note_res(res, ratio, fail, i, ref, got, err, bound);
   if (fail)
     row->failed = 1;
   if (ratio > row->ratio || (isnan(ratio) && !isinf(row->ratio)) || row->worst[0] == '\0') {
@@ -201,44 +235,56 @@ static void note_elem(kc_row *row, double ratio, int fail, const char *name, siz
 }
 
 /* pass iff err <= bound (NaN never passes); both NaN passes only where nan_ok and the
- * reference is NaN. */
-static void check_elem(kc_row *row, const char *name, size_t i, double ref, double got,
-                       double bound, int nan_ok)
+ * reference is NaN.  A bound of arithmetic (not exact) grows by the row's storage
+ * rounding (kc_row.store_u). */
+static void check_elem(kc_row *row, kc_result *res, const char *name, size_t i, double ref,
+                       double got, double bound, int nan_ok, int exact)
 {
   if (nan_ok && isnan(ref)) {
     const int ok = isnan(got);
-    note_elem(row, ok ? 0.0 : INFINITY, !ok, name, i, ref, got, ok ? 0.0 : INFINITY, 0.0);
+    note_elem(row, res, ok ? 0.0 : INFINITY, !ok, name, i, ref, got, ok ? 0.0 : INFINITY, 0.0);
     return;
   }
+  if (!exact && row->store_u > 0)
+    bound += row->store_u * (fabs(ref) + bound) + row->store_eta;
   const double err = fabs(got - ref);
   const int ok = isfinite(ref) && isfinite(got) && err <= bound;
   double ratio = err == 0.0 ? 0.0 : err / bound; /* err/0 is Inf: fails */
   if (!ok)
     ratio = isfinite(ratio) && ratio > 1.0 ? ratio : INFINITY;
-  note_elem(row, ratio, !ok, name, i, ref, got, err, bound);
+  note_elem(row, res, ratio, !ok, name, i, ref, got, err, bound);
 }
 
-void kc_check_bound(kc_row *row, const kc_buf *b, const double *bound, int nan_ok)
+void kc_check_bound(kc_row *row, kc_buf *b, const double *bound, int nan_ok)
 {
   for (size_t i = 0; i < b->n; i++)
-    check_elem(row, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i], bound[i], nan_ok);
+    check_elem(row, &b->res, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i], bound[i],
+               nan_ok, 0);
 }
 
-void kc_check_scaled(kc_run *run, kc_row *row, const kc_buf *b, double c, double kterms)
+void kc_check_scaled(kc_run *run, kc_row *row, kc_buf *b, double c, double kterms)
 {
   const double f = c * kterms * run->u;
   for (size_t i = 0; i < b->n; i++)
-    check_elem(row, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i],
-               f * fabs(b->val[KC_ABS][i]), 0);
+    check_elem(row, &b->res, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i],
+               f * fabs(b->val[KC_ABS][i]), 0, 0);
 }
 
-void kc_check_exact(kc_row *row, const kc_buf *b)
+void kc_check_exact(kc_row *row, kc_buf *b, int nan_ok)
 {
   for (size_t i = 0; i < b->n; i++)
-    check_elem(row, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i], 0.0, 0);
+    check_elem(row, &b->res, b->name, i, b->val[KC_REF][i], b->val[KC_GOT][i], 0.0, nan_ok, 1);
 }
 
-void kc_check_bits(kc_row *row, const kc_buf *b)
+/* A bit output with `wrong` differing bits, the first at index first (ref: its bit). */
+static void note_bits(kc_result *res, size_t wrong, size_t first, unsigned r)
+{
+  note_res(res, wrong ? INFINITY : 0.0, wrong > 0, first, r, wrong ? !r : r, wrong > 0, 0.0);
+  if (wrong > 0)
+    snprintf(res->note, sizeof res->note, "%zu wrong bits", wrong);
+}
+
+void kc_check_bits(kc_row *row, kc_buf *b)
 {
   size_t wrong = 0, first = 0;
   for (size_t i = 0; i < b->n; i++) {
@@ -247,25 +293,26 @@ void kc_check_bits(kc_row *row, const kc_buf *b)
     if (r != g && wrong++ == 0)
       first = i;
   }
+  const unsigned r = (b->words[KC_REF][first / 32] >> (first % 32)) & 1u;
+  note_bits(&b->res, wrong, first, r);
   if (wrong == 0) {
     if (row->worst[0] == '\0')
-      note_elem(row, 0.0, 0, b->name, 0, 0, 0, 0, 0);
+      note_elem(row, NULL, 0.0, 0, b->name, 0, 0, 0, 0, 0);
     return;
   }
-  const unsigned r = (b->words[KC_REF][first / 32] >> (first % 32)) & 1u;
   row->failed = 1;
   row->ratio = INFINITY;
   snprintf(row->worst, sizeof row->worst, "%s[%zu] ref=%u got=%u (%zu wrong bits)", b->name,
            first, r, !r, wrong);
 }
 
-void kc_check_scalar(kc_row *row, const char *name, double ref, double got, double bound)
+void kc_check_scalar(kc_row *row, kc_result *res, const char *name, double ref, double got,
+                     double bound)
 {
-  check_elem(row, name, 0, ref, got, bound, 0);
+  check_elem(row, res, name, 0, ref, got, bound, 0, 0);
 }
 
-size_t kc_check_bits_ties(kc_row *row, const kc_buf *b, const double *zref,
-                          const double *bound)
+size_t kc_check_bits_ties(kc_row *row, kc_buf *b, const double *zref, const double *bound)
 {
   size_t wrong = 0, first = 0, ties = 0;
   for (size_t i = 0; i < b->n; i++) {
@@ -278,12 +325,15 @@ size_t kc_check_bits_ties(kc_row *row, const kc_buf *b, const double *zref,
     else if (wrong++ == 0)
       first = i;
   }
+  const unsigned r = (b->words[KC_REF][first / 32] >> (first % 32)) & 1u;
+  note_bits(&b->res, wrong, first, r);
+  if (ties > 0 && wrong == 0)
+    snprintf(b->res.note, sizeof b->res.note, "%zu ties (|z_ref| within the bound of 0)", ties);
   if (wrong == 0) {
     if (row->worst[0] == '\0')
-      note_elem(row, 0.0, 0, b->name, 0, 0, 0, 0, 0);
+      note_elem(row, NULL, 0.0, 0, b->name, 0, 0, 0, 0, 0);
     return ties;
   }
-  const unsigned r = (b->words[KC_REF][first / 32] >> (first % 32)) & 1u;
   row->failed = 1;
   row->ratio = INFINITY;
   snprintf(row->worst, sizeof row->worst,

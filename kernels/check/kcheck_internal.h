@@ -35,6 +35,18 @@ typedef struct {
 
 enum kc_role { KC_IN, KC_OUT, KC_INOUT };
 
+/* What the comparisons found in one output: its worst element.  The harness prints the
+ * worst over all outputs of a row (kc_row); the check of a candidate's tensors
+ * (kernels/check/external.c) reports each output on its own. */
+typedef struct {
+  int checked;            /* a comparison ran on it */
+  int failed;
+  double ratio;           /* worst error/bound (Inf: NaN, Inf, a wrong bit) */
+  size_t index;           /* the worst element */
+  double ref, got, err, bound;
+  char note[AAL_ERRMSG_LEN / 2]; /* wrong bits, the bias test */
+} kc_result;
+
 typedef struct {
   const char *name;
   enum kc_role role;
@@ -44,6 +56,7 @@ typedef struct {
   void *dev[KC_RUNS];     /* the buffer on each backend */
   double *val[KC_RUNS];   /* values: inputs as uploaded, outputs as downloaded */
   uint32_t *words[KC_RUNS];
+  kc_result res;          /* outputs: what the comparisons found */
 } kc_buf;
 
 #define KC_MAXBUF 10
@@ -54,6 +67,7 @@ typedef struct {
   kc_buf buf[KC_MAXBUF];
   int *labels;            /* xent: host labels, shared by all runs */
   double loss[KC_RUNS];   /* xent: the host loss of each run */
+  kc_result loss_res;     /* xent: what the comparison of the loss found */
   double eps, lr, momentum, wd;
   int first;
 } kc_case;
@@ -65,13 +79,27 @@ typedef struct {
   double bias;            /* largest |T|/tau of the bias test (kc_check_bias); 0: not run */
   char worst[160];
   char note[AAL_ERRMSG_LEN + 64];
+  /* The rounding of each output to a storage format coarser than the arithmetic (a
+   * candidate's float16 outputs of float32 arithmetic, kernels/check/external.c): every
+   * bound derived for arithmetic at u (kc_run.u), which counts an output's final rounding
+   * at u, grows to bound + store_u (|y_ref| + bound) + store_eta (store_eta: half the
+   * format's smallest subnormal, an underflow's absolute error).  0 in the harness: its
+   * backends store at the precision they compute in. */
+  double store_u, store_eta;
 } kc_row;
+
+typedef struct kc_ext kc_ext;
 
 typedef struct {
   const aal_backend *be[KC_RUNS];
   double u;               /* unit roundoff of the tested backend: 2^-precision_bits */
   gsl_rng *rng;
   aal_error *err;
+  /* NULL in the harness.  Else a candidate's tensors (kernels/check/external.c): the cases
+   * take their inputs and arguments from it instead of drawing them, the reference runs
+   * on them as they are (exact in the candidate's storage format, not rounded to float),
+   * and the candidate's outputs stand for the tested run's (no tested backend runs). */
+  kc_ext *ext;
 } kc_run;
 
 /* The call of one op on backend be (run v) with the case's buffers. */
@@ -91,18 +119,21 @@ int kc_execute(kc_run *run, kc_case *k, kc_call call, int need_abs, kc_row *row,
 void kc_free(kc_run *run, kc_case *k);
 kc_buf *kc_get(kc_case *k, const char *name);
 
-/* Comparisons (pass iff err <= bound, so NaN fails). */
-void kc_check_bound(kc_row *row, const kc_buf *b, const double *bound, int nan_ok);
+/* Comparisons (pass iff err <= bound, so NaN fails); each records the row's worst element
+ * and the buffer's own (b->res).  The bounds are derived for arithmetic at run->u and
+ * grow by the row's storage rounding (kc_row.store_u), all but kc_check_exact's. */
+void kc_check_bound(kc_row *row, kc_buf *b, const double *bound, int nan_ok);
 /* bound_i = c * K * u * |abs-run output_i| */
-void kc_check_scaled(kc_run *run, kc_row *row, const kc_buf *b, double c, double kterms);
-void kc_check_exact(kc_row *row, const kc_buf *b);
-void kc_check_bits(kc_row *row, const kc_buf *b);
-void kc_check_scalar(kc_row *row, const char *name, double ref, double got, double bound);
+void kc_check_scaled(kc_run *run, kc_row *row, kc_buf *b, double c, double kterms);
+/* An exact op (a selection): y = y_ref; nan_ok: NaN where the reference is NaN. */
+void kc_check_exact(kc_row *row, kc_buf *b, int nan_ok);
+void kc_check_bits(kc_row *row, kc_buf *b);
+void kc_check_scalar(kc_row *row, kc_result *res, const char *name, double ref, double got,
+                     double bound);
 /* Bits that must match the reference except where the reference's pre-image is a tie:
  * bit i may differ only where |zref_i| <= bound_i (zref: the value the reference compared
  * with 0, e.g. z = bn(x) before a ReLU).  Returns the number of tolerated ties. */
-size_t kc_check_bits_ties(kc_row *row, const kc_buf *b, const double *zref,
-                          const double *bound);
+size_t kc_check_bits_ties(kc_row *row, kc_buf *b, const double *zref, const double *bound);
 /* A fused op against the unfused composition on the same backend: every element (or
  * bit) must be identical (bitwise, so -0 differs from +0). */
 void kc_check_same(kc_row *row, const char *name, const double *fused, const double *unfused,
@@ -134,18 +165,18 @@ void kc_fill_sym_zeros(kc_run *run, kc_buf *b, double scale);
 double kc_gamma(const kc_run *run, double L);
 /* bound_i = kc_gamma(L) * |abs-run output_i|: a sum of L terms (kc_check_scaled with
  * the factor of kc_gamma). */
-void kc_check_sum(kc_run *run, kc_row *row, const kc_buf *b, double L);
+void kc_check_sum(kc_run *run, kc_row *row, kc_buf *b, double L);
 /* An op of k roundings (1: a correctly rounded +, *, /), held to them:
  *   |y - y_ref| <= (gamma_k + 2^-52) |y_ref|   (gamma_k = k u / (1 - k u); 2^-52 covers
  * the double reference's own rounding). */
-void kc_check_rounded(kc_run *run, kc_row *row, const kc_buf *b, int k);
+void kc_check_rounded(kc_run *run, kc_row *row, kc_buf *b, int k);
 /* The bias test of a long reduction over the row's n outputs: with z_i = (y_i - y_ref_i)
  * / |abs-run output_i|, the self-normalised sums
  *   T1 = sum z_i / sqrt(sum z_i^2),   T2 = sum sign(y_ref_i) z_i / sqrt(sum z_i^2)
  * (T2: a bias towards or away from zero).  With errors symmetric about 0 and independent,
  * P(|T| >= tau) <= 2 exp(-tau^2/2) (Hoeffding, conditional on |z_i|); tau =
  * sqrt(2 ln(4 / KC_P_FALSE)) for the two together.  |T| > tau fails the row. */
-void kc_check_bias(kc_row *row, const kc_buf *b);
+void kc_check_bias(kc_row *row, kc_buf *b);
 /* n zeroed bounds (free()d by the caller); NULL with run->err set. */
 double *kc_bounds(kc_run *run, size_t n);
 
@@ -174,6 +205,18 @@ void kc_tmp_free(kc_tmp *t);
 /* An unfused op of the composition returned an error: the row fails (it is the tested
  * backend's op, not the harness). */
 void kc_unfused_failed(kc_row *row, const char *op, int rc, const aal_error *e);
+
+/* ---- a candidate's tensors (kernels/check/external.c; run->ext set) */
+/* Where a case would draw its inputs: with run->ext, sets them (values, bits, labels) and
+ * the op's arguments (eps, lr, momentum, wd, first) from the candidate's tensors and
+ * returns 1 (*rc set on an error); without, returns 0 and the case draws its own. */
+int kc_ext_inputs(kc_run *run, kc_case *k, int *rc);
+/* After the reference runs: the candidate's outputs into val[KC_GOT] / words[KC_GOT]
+ * (and loss[KC_GOT]); an output it did not give gets the reference's, so that it cannot
+ * fail, and is reported as not given. */
+void kc_ext_outputs(kc_run *run, kc_case *k);
+/* Before the case's buffers go (kc_free): what the comparisons found, per output. */
+void kc_ext_collect(kc_run *run, const kc_case *k);
 
 /* ---- the cases, kernels/check/<op>.c: one row of the report each */
 /* conv.c */

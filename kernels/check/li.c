@@ -63,10 +63,10 @@ int kc_li_reduce_case(kc_run *run, const kc_shape *sh, kc_row *row)
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK && (bl = kc_bounds(run, (size_t)sh->a)) == NULL)
     rc = AAL_ENOMEM;
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc))
     fill_li(run, &k);
+  if (rc == AAL_OK)
     rc = kc_execute(run, &k, li_reduce_call, 0, row, &ran);
-  }
   if (rc == AAL_OK && ran) {
     li_bounds(run, &k, bl);
     kc_check_bound(row, &k.buf[2], bl, 1);

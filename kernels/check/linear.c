@@ -19,11 +19,11 @@ int kc_linear_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   kc_add(&k, "b", KC_IN, out, 0);
   kc_add(&k, "y", KC_OUT, n * out, 0);
   int ran = 0, rc = kc_alloc(run, &k);
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc))
     for (int i = 0; i < 3; i++)
       kc_fill_sym(run, &k.buf[i], 1.0);
+  if (rc == AAL_OK)
     rc = kc_execute(run, &k, linear_forward_call, 1, row, &ran);
-  }
   if (rc == AAL_OK && ran) {
     kc_check_sum(run, row, &k.buf[3], in + 2.0);
     kc_check_bias(row, &k.buf[3]);
@@ -53,11 +53,11 @@ int kc_linear_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   kc_add(&k, "dw", KC_OUT, out * in, 0);
   kc_add(&k, "db", KC_OUT, out, 0);
   int ran = 0, rc = kc_alloc(run, &k);
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc))
     for (int i = 0; i < 3; i++)
       kc_fill_sym(run, &k.buf[i], 1.0);
+  if (rc == AAL_OK)
     rc = kc_execute(run, &k, linear_backward_call, 1, row, &ran);
-  }
   if (rc == AAL_OK && ran) {
     kc_check_sum(run, row, &k.buf[3], out + 1.0);
     kc_check_sum(run, row, &k.buf[4], n + 1.0);

@@ -14,12 +14,12 @@ int kc_relu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   kc_add(&k, "y", KC_OUT, sh->len, 0);
   kc_add(&k, "mask", KC_OUT, sh->len, 1);
   int ran = 0, rc = kc_alloc(run, &k);
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc))
     kc_fill_sym_zeros(run, &k.buf[0], 1.0);
+  if (rc == AAL_OK)
     rc = kc_execute(run, &k, relu_forward_call, 0, row, &ran);
-  }
   if (rc == AAL_OK && ran) {
-    kc_check_exact(row, &k.buf[1]);
+    kc_check_exact(row, &k.buf[1], 0);
     kc_check_bits(row, &k.buf[2]);
   }
   kc_free(run, &k);
@@ -38,13 +38,14 @@ int kc_relu_backward_case(kc_run *run, const kc_shape *sh, kc_row *row)
   kc_add(&k, "mask", KC_IN, sh->len, 1);
   kc_add(&k, "dx", KC_OUT, sh->len, 0);
   int ran = 0, rc = kc_alloc(run, &k);
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc)) {
     kc_fill_sym(run, &k.buf[0], 1.0);
     kc_fill_bits(run, &k.buf[1]);
-    rc = kc_execute(run, &k, relu_backward_call, 0, row, &ran);
   }
+  if (rc == AAL_OK)
+    rc = kc_execute(run, &k, relu_backward_call, 0, row, &ran);
   if (rc == AAL_OK && ran)
-    kc_check_exact(row, &k.buf[2]);
+    kc_check_exact(row, &k.buf[2], 0);
   kc_free(run, &k);
   return rc;
 }

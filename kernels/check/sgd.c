@@ -26,20 +26,22 @@ static void sgd_bounds(kc_run *run, kc_case *k, double *bw, double *bb)
   }
 }
 
+/* first: 1 the first step, 0 a later one, -1 as the candidate's tensors say (run->ext) */
 static int sgd_once(kc_run *run, const kc_shape *sh, kc_row *row, int first)
 {
   kc_case k = {.sh = sh, .lr = 0.05, .momentum = 0.9, .wd = 5e-4, .first = first};
-  kc_add(&k, first ? "w(first)" : "w", KC_INOUT, sh->len, 0);
+  kc_add(&k, first == 1 ? "w(first)" : "w", KC_INOUT, sh->len, 0);
   kc_add(&k, "g", KC_IN, sh->len, 0);
-  kc_add(&k, first ? "buf(first)" : "buf", KC_INOUT, sh->len, 0);
+  kc_add(&k, first == 1 ? "buf(first)" : "buf", KC_INOUT, sh->len, 0);
   double *bw = NULL, *bb = NULL;
   int ran = 0, rc = kc_alloc(run, &k);
   if (rc == AAL_OK &&
       ((bw = kc_bounds(run, sh->len)) == NULL || (bb = kc_bounds(run, sh->len)) == NULL))
     rc = AAL_ENOMEM;
-  if (rc == AAL_OK) {
+  if (rc == AAL_OK && !kc_ext_inputs(run, &k, &rc))
     for (int i = 0; i < 3; i++)
       kc_fill_sym(run, &k.buf[i], 1.0);
+  if (rc == AAL_OK) {
     sgd_bounds(run, &k, bw, bb); /* from the inputs, before the update overwrites them */
     rc = kc_execute(run, &k, sgd_call, 0, row, &ran);
   }
@@ -55,6 +57,8 @@ static int sgd_once(kc_run *run, const kc_shape *sh, kc_row *row, int first)
 
 int kc_sgd_update_case(kc_run *run, const kc_shape *sh, kc_row *row)
 {
+  if (run->ext != NULL) /* one step, the candidate's */
+    return sgd_once(run, sh, row, -1);
   int rc = sgd_once(run, sh, row, 1);
   return rc == AAL_OK ? sgd_once(run, sh, row, 0) : rc;
 }

@@ -12,6 +12,7 @@ int aal_cmd_gen_data(int argc, char **argv);  /* data.c */
 int aal_cmd_data_info(int argc, char **argv); /* data.c */
 int aal_cmd_theorem(int argc, char **argv);   /* theorem.c */
 int aal_cmd_kcheck(int argc, char **argv);    /* kcheck.c */
+int aal_cmd_kcheck_npy(const char *dir);      /* kcheck_npy.c: aal kcheck --npy DIR */
 int aal_cmd_plot(int argc, char **argv);      /* plot.c */
 int aal_cmd_memory(int argc, char **argv);    /* memory.c */
 int aal_cmd_bench(int argc, char **argv);     /* bench.c: conv, step or kernels */

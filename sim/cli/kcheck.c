@@ -1,5 +1,6 @@
 /* `aal kcheck --backend NAME [--op OP] [--seed S] [--shapes resnet18|random:N|boundary[:N]]
  * [--batch B]`: one row per op and shape (error/bound, worst element, PASS/FAIL).
+ * `aal kcheck --npy DIR`: a candidate's tensors from .npy files (kcheck_npy.c).
  * `aal kcheck --step --backend NAME [--rule R] [--seed S] [--width W] [--batch B]`: one
  * training step on the backend against the reference (kernels/check/step_check.h). */
 #include "sim/cli/commands.h"
@@ -8,12 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/check/external.h"
 #include "kernels/check/kcheck.h"
 #include "kernels/check/step_check.h"
 #include "sim/cli/cli.h"
 
 static const char usage[] =
-    "--backend NAME [options]\n\n"
+    "--backend NAME [options] | --npy DIR\n\n"
     "Runs every op of backend NAME (ref, cpu32, cuda) on float32-rounded random inputs\n"
     "and compares each output element with the double reference against its derived\n"
     "error bound (docs/KERNELS.md); bit outputs must match exactly, NaN or Inf fails.\n"
@@ -26,14 +28,35 @@ static const char usage[] =
     "same state and batch on the reference and on NAME, for bp, ara:2,2,2,2 and\n"
     "asa:2,2,2,2 (or --rule R); compares the loss, every gradient, the LI of every rule\n"
     "conv and every parameter after the step against tol = c sqrt(2D) sqrt(K) 2^-p\n"
-    "(relative, max norm per tensor; docs/KERNELS.md).  Exits 1 if any tensor fails.";
+    "(relative, max norm per tensor; docs/KERNELS.md).  Exits 1 if any tensor fails.\n\n"
+    "With --npy DIR: a kernel from outside the project.  DIR/op.txt holds `key = value`\n"
+    "lines: op (below), storage and accumulation (float64, float32, float16, bfloat16:\n"
+    "the candidate's tensors and its arithmetic) and the op's arguments (stride, pad,\n"
+    "kernel, eps, s, lr, momentum, weight_decay, first); DIR/NAME.npy each input and\n"
+    "each output the candidate gives, by the op's names (SGD's updated w and buf as\n"
+    "w_new.npy, buf_new.npy): '<f8', '<f4', '<f2' in the storage format, bfloat16 as\n"
+    "uint16 bit patterns ('<u2'), labels '<i8', masks and bits '|b1' or '|u1'.  The\n"
+    "reference runs in double on the inputs; each output is held to the harness's\n"
+    "bound for the op at that precision.  One row per output; exits 1 if one fails\n"
+    "(NaN included), 2 for a missing, truncated or malformed file, a wrong dtype or\n"
+    "shape, or a bad op file, naming the file.";
 
 static void list_ops(FILE *f)
 {
   fprintf(f, "ops:");
   for (int i = 0; i < aal_kcheck_op_count(); i++)
     fprintf(f, " %s", aal_kcheck_op_name(i));
-  fprintf(f, "\n");
+  fprintf(f, "\n\n--npy ops (inputs -> outputs; arguments):\n");
+  for (int i = 0; i < aal_kcheck_external_op_count(); i++) {
+    const aal_kcheck_op_info *op = aal_kcheck_external_op_at(i);
+    fprintf(f, "  %-21s", op->name);
+    for (int j = 0; op->inputs[j] != NULL; j++)
+      fprintf(f, "%s%s", j ? ", " : "", op->inputs[j]);
+    fprintf(f, " ->");
+    for (int j = 0; op->outputs[j] != NULL; j++)
+      fprintf(f, "%s%s", j ? ", " : " ", op->outputs[j]);
+    fprintf(f, "%s%s\n", op->args[0] ? "; " : "", op->args);
+  }
 }
 
 /* The exit status of a check that ran (rc AAL_OK) with failed failures, or of one that
@@ -88,7 +111,7 @@ int aal_cmd_kcheck(int argc, char **argv)
   aal_kcheck_opts o;
   aal_kcheck_opts_init(&o);
   int batch = o.batch, step = 0, verbose = 0, in_size = 0;
-  const char *rule = NULL, *model = "resnet18", *stem = "tiny";
+  const char *rule = NULL, *model = "resnet18", *stem = "tiny", *npy = NULL;
   double width = 0.125, c = 0;
   const cli_option opts[] = {
       {"backend", CLI_STRING, &backend, "backend to check: ref, cpu32, cuda (required)"},
@@ -104,12 +127,21 @@ int aal_cmd_kcheck(int argc, char **argv)
       {"size", CLI_INT, &in_size, "--step: input size (default 64)"},
       {"tol-c", CLI_DOUBLE, &c, "--step: the tolerance constant c (default 4)"},
       {"verbose", CLI_FLAG, &verbose, "--step: a row per tensor (default: failures only)"},
+      {"npy", CLI_STRING, &npy, "check a candidate's .npy tensors in DIR (DIR/op.txt)"},
       {0}};
   int rc = cli_parse("kcheck", usage, opts, argc, argv, 2);
   if (rc == EXIT_SUCCESS) /* after --help */
     list_ops(stdout);
   if (rc != CLI_RUN)
     return rc;
+  if (npy != NULL) {
+    for (const cli_option *opt = opts; opt->name != NULL; opt++)
+      if (strcmp(opt->name, "npy") != 0 && cli_given(opts, argc, argv, 2, opt->name)) {
+        fprintf(stderr, "aal kcheck: --npy takes no other option (--%s given)\n", opt->name);
+        return 2;
+      }
+    return aal_cmd_kcheck_npy(npy);
+  }
   if (cli_require("kcheck", backend, "--backend NAME") != 0 ||
       cli_check_model("kcheck", model, stem) != 0)
     return 2;

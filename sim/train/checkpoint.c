@@ -176,9 +176,8 @@ static const char *file_kind(mode_t mode)
   return "not a regular file";
 }
 
-/* The whole file: a regular file only (O_NONBLOCK: opening a FIFO does not wait for a
- * writer; fstat then refuses it, as it refuses a directory or a device). */
-static int read_file(const char *path, unsigned char **data, size_t *len, aal_error *err)
+int aal_read_file(const char *path, const char *kind, unsigned char **data, size_t *len,
+                  aal_error *err)
 {
   *data = NULL;
   *len = 0;
@@ -190,8 +189,7 @@ static int read_file(const char *path, unsigned char **data, size_t *len, aal_er
   if (fstat(fd, &st) != 0)
     rc = aal_fail(err, AAL_EIO, "%s: cannot stat: %s", path, strerror(errno));
   else if (!S_ISREG(st.st_mode))
-    rc = aal_fail(err, AAL_EIO, "%s is %s, not a checkpoint file", path,
-                  file_kind(st.st_mode));
+    rc = aal_fail(err, AAL_EIO, "%s is %s, not %s", path, file_kind(st.st_mode), kind);
   else if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX - 1)
     rc = aal_fail(err, AAL_ENOMEM, "%s: %jd bytes cannot be held in memory", path,
                   (intmax_t)st.st_size);
@@ -312,7 +310,7 @@ int aal_checkpoint_load(aal_resnet *net, uint64_t *step, const char *path, aal_e
    * first (the trainer moves them back with aal_resnet_move) */
   int rc = aal_resnet_move(net, aal_ops_ref(), err);
   if (rc == AAL_OK)
-    rc = read_file(path, &data, &len, err);
+    rc = aal_read_file(path, "a checkpoint file", &data, &len, err);
   if (rc == AAL_OK) {
     reader r = {data, len, 0, path};
     rc = parse(&r, net, step, err);

@@ -25,4 +25,11 @@ int aal_checkpoint_load(aal_resnet *net, uint64_t *step, const char *path, aal_e
 /* Writes len bytes to path atomically (temp file, fsync, rename, fsync of the directory). */
 int aal_write_atomic(const char *path, const void *data, size_t len, aal_error *err);
 
+/* Reads the whole file into *data (malloc'd, *len bytes; free it whatever the status).
+ * A regular file only (O_NONBLOCK: opening a FIFO does not wait for a writer; fstat then
+ * refuses it, as it refuses a directory or a device): AAL_EIO "PATH is a directory, not
+ * KIND" (kind: "a checkpoint file"), or naming the path and the system's reason. */
+int aal_read_file(const char *path, const char *kind, unsigned char **data, size_t *len,
+                  aal_error *err);
+
 #endif

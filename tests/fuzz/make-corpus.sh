@@ -13,7 +13,7 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then base=/dev/shm; fi
 TMPDIR=$(mktemp -d "$base/aal-fuzz-seeds.XXXXXX")
 export TMPDIR
 trap 'rm -rf "$TMPDIR"' EXIT
-for t in checkpoint cache tinyimagenet config rule npy jpeg mnist; do
+for t in checkpoint cache tinyimagenet config rule npy npyread jpeg mnist; do
   dir=$src/tests/fuzz/corpus/$t
   mkdir -p "$dir"
   find "$dir" -type f ! -name 'regress-*' -exec rm -f {} +
