@@ -44,6 +44,8 @@ typedef struct {
   int li;             /* also time each step with LI and alignment recorded */
   const char *backend;  /* ops of the step (sim/ops/ops.h): "ref" (default), "cpu32",
                            "dnnl", "cuda"; a float backend is also held against cblas_sgemm */
+  int profile;        /* also print each rule's wall time per op (not for "ref";
+                         sim/bench/profile.h) */
 } aal_bench_step_opts;
 
 void aal_bench_step_opts_default(aal_bench_step_opts *opts);

@@ -61,6 +61,8 @@ int aal_cmd_bench_step(int argc, char **argv)
       {"size", CLI_INT, &o.size, "input height and width (default 64)"},
       {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1: 64 channels)"},
       {"li", CLI_FLAG, &o.li, "also time each step with the LI and gradient alignment recorded"},
+      {"profile", CLI_FLAG, &o.profile,
+       "also print the time per op of the timed steps (a backend: cpu32, dnnl, cuda)"},
       {"dgemm-n", CLI_INT, &o.dgemm_n, "size of the reference dgemm (default 2048)"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
       {"threads", CLI_INT, &threads,
@@ -76,6 +78,11 @@ int aal_cmd_bench_step(int argc, char **argv)
   if (cli_set_threads("bench step", threads) != 0 ||
       cli_check_model("bench step", o.model, o.stem) != 0)
     return 2;
+  if (o.profile && (o.backend == NULL || strcmp(o.backend, "ref") == 0)) {
+    fprintf(stderr, "aal bench step: --profile times a backend's ops (--backend cpu32, dnnl "
+            "or cuda), not the reference table\n");
+    return 2;
+  }
   aal_error err;
   aal_error_clear(&err);
   return cli_report("bench step", aal_bench_step(&o, stdout, &err), &err);

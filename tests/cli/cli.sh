@@ -37,6 +37,13 @@ expect 2 "nope" -- "$AAL" kcheck --backend cpu32 --op nope
 expect 2 "random:0" -- "$AAL" kcheck --backend cpu32 --shapes random:0
 expect 0 "0 failed" -- "$AAL" kcheck --step --backend cpu32 --rule asa:2,2,2,2 --batch 4 --size 32
 expect 2 "nope" -- "$AAL" kcheck --step --backend cpu32 --rule nope
+# bench step --profile: the wall time per op of a backend's table (not of the reference)
+expect 0 "(outside the ops)" -- "$AAL" bench step --backend cpu32 --rules bp --width 0.125 \
+  --batch 2 --repeats 1 --dgemm-n 256 --profile
+expect 0 "conv_backward_filter" -- "$AAL" bench step --backend cpu32 --rules bp --width 0.125 \
+  --batch 2 --repeats 1 --dgemm-n 256 --profile
+expect 2 "profile times a backend's ops" -- "$AAL" bench step --rules bp --width 0.125 \
+  --batch 2 --repeats 1 --dgemm-n 256 --profile
 # ASA's published decoding (decode=pm1): listed, parsed, the same tape as default ASA
 expect 0 "decode=pm1" -- "$AAL" memory --help
 expect 0 "decode=pm1" -- "$AAL" train --help
@@ -218,8 +225,8 @@ else
     bad "aal gen-data failed"
   fi
   expect 0 "jit" -- "$AAL" bench conv --backend dnnl --batch 2 --repeats 1 --dgemm-n 256
-  expect 0 "images/s" -- "$AAL" bench step --backend dnnl --rules bp --width 0.125 --batch 2 \
-    --repeats 1 --dgemm-n 256
+  expect 0 "bn_relu_forward" -- "$AAL" bench step --backend dnnl --rules bp --width 0.125 \
+    --batch 2 --repeats 1 --dgemm-n 256 --profile
 fi
 
 # Fashion-MNIST: a miniature set in IDX, gzip-compressed as Debian ships the real one
