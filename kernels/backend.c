@@ -1,5 +1,5 @@
 /* The op table's shared pieces: conv shape arithmetic, argument checks, opening a
- * backend by name (kernels/backend.h). */
+ * backend by name (kernels/backend.h), the stubs of the optional backends. */
 #include <config.h>
 
 #include "kernels/backend.h"
@@ -111,6 +111,15 @@ int aal_backend_cuda(aal_backend *be, aal_error *err)
 }
 #endif
 
+#ifndef AAL_HAVE_DNNL
+int aal_backend_dnnl(aal_backend *be, aal_error *err)
+{
+  (void)be;
+  return aal_fail(err, AAL_EINVAL, "backend dnnl: this aal was built without oneDNN "
+                  "(install Debian's libdnnl-dev and configure --with-dnnl)");
+}
+#endif
+
 int aal_backend_open(const char *name, aal_backend *be, aal_error *err)
 {
   if (name == NULL || be == NULL)
@@ -120,8 +129,10 @@ int aal_backend_open(const char *name, aal_backend *be, aal_error *err)
     return aal_backend_ref(be, err);
   if (strcmp(name, "cpu32") == 0)
     return aal_backend_cpu32(be, err);
+  if (strcmp(name, "dnnl") == 0)
+    return aal_backend_dnnl(be, err);
   if (strcmp(name, "cuda") == 0)
     return aal_backend_cuda(be, err);
-  return aal_fail(err, AAL_EINVAL, "backend open: unknown backend '%s' (ref, cpu32, cuda)",
+  return aal_fail(err, AAL_EINVAL, "backend open: unknown backend '%s' (ref, cpu32, dnnl, cuda)",
                   name);
 }

@@ -56,7 +56,7 @@ static inline int aal_pool_out(int in, int k, int stride, int pad)
 typedef struct aal_backend aal_backend;
 
 struct aal_backend {
-  const char *name;     /* "ref", "cpu32", "cuda" */
+  const char *name;     /* "ref", "cpu32", "dnnl", "cuda" */
   int precision_bits;   /* significand bits: 53 (ref) or 24 (float32) */
   void *ctx;            /* the backend's own state (threads, cuBLAS handle, ...) */
 
@@ -187,7 +187,11 @@ int aal_backend_cpu32(aal_backend *be, aal_error *err);
 /* Fails with AAL_EINVAL and a message saying why when built without CUDA or when no
  * device is present. */
 int aal_backend_cuda(aal_backend *be, aal_error *err);
-/* By name: "ref", "cpu32", "cuda". */
+/* cpu32's table with the three convolutions run by oneDNN primitives (kernels/dnnl).
+ * Fails with AAL_EINVAL and a message naming the Debian package when built without
+ * oneDNN (configure --with-dnnl). */
+int aal_backend_dnnl(aal_backend *be, aal_error *err);
+/* By name: "ref", "cpu32", "dnnl", "cuda". */
 int aal_backend_open(const char *name, aal_backend *be, aal_error *err);
 
 #endif

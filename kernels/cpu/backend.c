@@ -116,22 +116,9 @@ size_t aal_backend_cpu32_thread_count(const aal_backend *be)
   return aal_team_size(aal_cpu32_be_team(be));
 }
 
-int aal_backend_cpu32(aal_backend *be, aal_error *err)
+void aal_cpu32_table(aal_backend *be)
 {
-  if (be == NULL)
-    return aal_fail(err, AAL_EINVAL, "backend cpu32: NULL table");
-  /* The state lives on the heap: the helpers hold its address, and the table may be
-   * copied by value. */
-  aal_cpu32_state *st = malloc(sizeof *st);
-  if (st == NULL)
-    return aal_fail(err, AAL_ENOMEM, "backend cpu32: %zu bytes of state", sizeof *st);
-  /* As many threads as OpenBLAS uses (it sizes itself to the cores), so the
-   * memory-bound ops between GEMMs use the cores the GEMMs do. */
-  aal_team_start(&st->team, aal_team_max_threads());
-  memset(be, 0, sizeof *be);
-  be->name = "cpu32";
   be->precision_bits = 24;
-  be->ctx = st;
   be->alloc = cpu32_alloc;
   be->alloc_bits = cpu32_alloc_bits;
   be->release = cpu32_release;
@@ -164,6 +151,24 @@ int aal_backend_cpu32(aal_backend *be, aal_error *err)
   be->asa_input = aal_cpu32_asa_input;
   be->bn_relu_forward = aal_cpu32_bn_relu_forward;
   be->bn_relu_backward = aal_cpu32_bn_relu_backward;
+}
+
+int aal_backend_cpu32(aal_backend *be, aal_error *err)
+{
+  if (be == NULL)
+    return aal_fail(err, AAL_EINVAL, "backend cpu32: NULL table");
+  /* The state lives on the heap: the helpers hold its address, and the table may be
+   * copied by value. */
+  aal_cpu32_state *st = malloc(sizeof *st);
+  if (st == NULL)
+    return aal_fail(err, AAL_ENOMEM, "backend cpu32: %zu bytes of state", sizeof *st);
+  /* As many threads as OpenBLAS uses (it sizes itself to the cores), so the
+   * memory-bound ops between GEMMs use the cores the GEMMs do. */
+  aal_team_start(&st->team, aal_team_max_threads());
+  memset(be, 0, sizeof *be);
+  aal_cpu32_table(be);
+  be->name = "cpu32";
+  be->ctx = st;
   be->destroy = cpu32_destroy;
   return AAL_OK;
 }

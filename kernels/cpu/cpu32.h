@@ -39,6 +39,11 @@ typedef struct {
   aal_team team;
 } aal_cpu32_state;
 
+/* Fills every op and memory member of be with cpu32's (not name, ctx or destroy): the
+ * table of aal_backend_cpu32, and the base of backends that replace some of its ops
+ * (kernels/dnnl).  Such a backend's ctx must start with an aal_cpu32_state, whose team
+ * cpu32's ops then use. */
+void aal_cpu32_table(aal_backend *be);
 /* The team of a cpu32 backend; NULL (single-threaded) when be or its ctx is NULL. */
 aal_team *aal_cpu32_be_team(const aal_backend *be);
 /* Restarts be's team with nthreads threads (1: every op single-threaded), for tests

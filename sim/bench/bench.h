@@ -12,7 +12,7 @@ typedef struct {
   int dgemm_n;    /* size of the square reference dgemm / sgemm (default 2048) */
   unsigned long seed;
   const char *backend; /* "ref" (default): sim/layers/conv.c in double, against dgemm;
-                          "cpu32": the float32 CPU backend's convs, against sgemm */
+                          "cpu32", "dnnl": a float32 CPU backend's convs, against sgemm */
 } aal_bench_conv_opts;
 
 void aal_bench_conv_opts_default(aal_bench_conv_opts *opts);
@@ -25,9 +25,10 @@ int aal_bench_sgemm_gflops(int n, int repeats, unsigned long seed, double *gflop
                            aal_error *err);
 
 /* Times forward, backward-data and backward-filter of the im2col + dgemm conv (or, with
- * backend "cpu32", of the float32 CPU backend's convs) on the ResNet-18 Tiny ImageNet
- * layer shapes and, in the same run, a large dgemm (sgemm for cpu32); prints one row
- * per shape and direction: time, GFLOP/s, ratio to the dgemm (sgemm) rate. */
+ * backend "cpu32" or "dnnl", of that float32 CPU backend's convs) on the ResNet-18 Tiny
+ * ImageNet layer shapes and, in the same run, a large dgemm (sgemm for a float backend);
+ * prints one row per shape and direction: time, GFLOP/s, ratio to the dgemm (sgemm)
+ * rate, and for dnnl the implementation oneDNN chose. */
 int aal_bench_conv(const aal_bench_conv_opts *opts, FILE *out, aal_error *err);
 
 typedef struct {
@@ -42,7 +43,9 @@ typedef struct {
   unsigned long seed;
   int li;             /* also time each step with LI and alignment recorded */
   const char *backend;  /* ops of the step (sim/ops/ops.h): "ref" (default), "cpu32",
-                           "cuda"; a float backend is also held against cblas_sgemm */
+                           "dnnl", "cuda"; a float backend is also held against cblas_sgemm */
+  int profile;        /* also print each rule's wall time per op (not for "ref";
+                         sim/bench/profile.h) */
 } aal_bench_step_opts;
 
 void aal_bench_step_opts_default(aal_bench_step_opts *opts);

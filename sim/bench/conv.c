@@ -1,7 +1,10 @@
 /* Benchmark of the im2col + dgemm convolution on the ResNet-18 Tiny ImageNet layer
  * shapes, against the rate of a large square dgemm measured in the same run; or, with
- * --backend cpu32, of the float32 CPU backend's convs against a large sgemm.
+ * --backend cpu32 or dnnl, of a float32 CPU backend's convs against a large sgemm
+ * (for dnnl with the implementation oneDNN chose for each direction).
  * The goal it reports on: every 3x3 conv direction at >= 0.6 of the GEMM rate. */
+#include <config.h>
+
 #include "sim/bench/bench.h"
 #include "sim/core/clock.h"
 
@@ -15,6 +18,9 @@
 #include "sim/layers/conv.h"
 #include "sim/core/tensor.h"
 #include "kernels/backend.h"
+#ifdef AAL_HAVE_DNNL
+#include "kernels/dnnl/dnnl.h"
+#endif
 
 /* The goal: every 3x3 conv direction at >= this fraction of the dgemm rate. */
 #define AAL_BENCH_CONV_GOAL 0.6
@@ -156,14 +162,15 @@ static void summary_add(bench_summary *s, const conv_layer *l, int dir, double r
   }
 }
 
-/* One row per direction: time, GFLOP/s and the ratio to the large GEMM's rate. */
+/* One row per direction: time, GFLOP/s and the ratio to the large GEMM's rate, then
+ * the implementation (impl[dir], may be NULL). */
 static void print_rows(const conv_layer *l, double flops, const double t[3], double gemm,
-                       FILE *out, bench_summary *sum)
+                       char impl[3][64], FILE *out, bench_summary *sum)
 {
   for (int dir = 0; dir < 3; dir++) {
     const double gf = flops / t[dir] * 1e-9, ratio = gf / gemm;
-    fprintf(out, "%-26s %-16s %10.3f %9.2f %7.3f%s\n", l->name, DIRS[dir], t[dir] * 1e3, gf,
-            ratio,
+    fprintf(out, "%-26s %-16s %10.3f %9.2f %7.3f%s%s%s\n", l->name, DIRS[dir], t[dir] * 1e3,
+            gf, ratio, impl != NULL ? "  " : "", impl != NULL ? impl[dir] : "",
             !l->is_stem ? ""
             : dir == 1  ? "  [stem*] (not needed by training)"
                         : "  [stem*]");
@@ -191,12 +198,12 @@ static int bench_layer(const conv_layer *l, const aal_bench_conv_opts *opts, dou
     rc = time_conv(aal_conv2d_backward_filter, o.x, o.dy, l->stride, l->pad, o.dw,
                    opts->repeats, &t[2], err);
   if (rc == AAL_OK)
-    print_rows(l, flops, t, dgemm, out, sum);
+    print_rows(l, flops, t, dgemm, NULL, out, sum);
   operands_free(&o);
   return rc;
 }
 
-/* ------------------------------------------------------- the cpu32 backend */
+/* ------------------------------------------------ a float32 CPU backend (cpu32, dnnl) */
 
 /* Backend buffers of one layer, in the order of conv_operands. */
 enum { BX, BW, BY, BDX, BDW, BDY, NBUF };
@@ -220,6 +227,25 @@ static int time_backend_dir(const aal_backend *be, const aal_conv_shape *cs, voi
       *best = t;
   }
   return rc;
+}
+
+/* The implementation of each direction at cs, where the backend tells (dnnl: oneDNN's
+ * impl_info_str); 0 if it does not. */
+static int backend_impl(const aal_backend *be, const aal_conv_shape *cs, char impl[3][64])
+{
+#ifdef AAL_HAVE_DNNL
+  if (strcmp(be->name, "dnnl") == 0) {
+    aal_error e;
+    for (int dir = 0; dir < 3; dir++)
+      if (aal_backend_dnnl_conv_impl(be, cs, dir, impl[dir], sizeof impl[dir], &e) != AAL_OK)
+        snprintf(impl[dir], sizeof impl[dir], "?");
+    return 1;
+  }
+#endif
+  (void)be;
+  (void)cs;
+  (void)impl;
+  return 0;
 }
 
 /* Times the three directions of one layer on backend be and prints them.  x, w and dy
@@ -251,8 +277,11 @@ static int bench_layer_backend(const aal_backend *be, const conv_layer *l,
   double t[3] = {0.0, 0.0, 0.0};
   for (int dir = 0; dir < 3 && rc == AAL_OK; dir++)
     rc = time_backend_dir(be, &cs, b, dir, opts->repeats, &t[dir], err);
+  char impl[3][64];
+  const int named = backend_impl(be, &cs, impl);
   if (rc == AAL_OK) /* FLOPs = 2 N K P Q C R S for each direction */
-    print_rows(l, 2.0 * (double)ny * (double)cs.c * cs.r * cs.s, t, gemm, out, sum);
+    print_rows(l, 2.0 * (double)ny * (double)cs.c * cs.r * cs.s, t, gemm, named ? impl : NULL,
+               out, sum);
   for (int i = 0; i < NBUF; i++)
     if (b[i] != NULL)
       be->release(be, b[i]);
@@ -260,13 +289,17 @@ static int bench_layer_backend(const aal_backend *be, const conv_layer *l,
   return rc;
 }
 
-/* gemm: "dgemm" or "sgemm", the rate the ratios are taken against. */
-static void print_footer(const bench_summary *sum, const char *gemm, FILE *out)
+/* gemm: "dgemm" or "sgemm", the rate the ratios are taken against; im2col: the convs
+ * are im2col + GEMM (ref, cpu32), whose stem is explained. */
+static void print_footer(const bench_summary *sum, const char *gemm, int im2col, FILE *out)
 {
-  fprintf(out, "[stem*] C*R*S = 27: the GEMM's inner dimension is 27, far too short for "
-               "any GEMM to run near the large-%s rate;\n"
-               "        the >= %.1f goal cannot be met for the stem by im2col + GEMM.\n",
-          gemm, AAL_BENCH_CONV_GOAL);
+  if (im2col)
+    fprintf(out, "[stem*] C*R*S = 27: the GEMM's inner dimension is 27, far too short for "
+                 "any GEMM to run near the large-%s rate;\n"
+                 "        the >= %.1f goal cannot be met for the stem by im2col + GEMM.\n",
+            gemm, AAL_BENCH_CONV_GOAL);
+  else
+    fprintf(out, "[stem*] the stem: 3 input channels, C*R*S = 27.\n");
   fprintf(out, "min ratio over 3x3 convs except the stem: %.3f (%s %s)%s\n",
           sum->min_ratio_nostem, sum->min_where_nostem, sum->min_dir_nostem,
           sum->min_ratio_nostem >= AAL_BENCH_CONV_GOAL ? "" : "  below the goal");
@@ -275,15 +308,16 @@ static void print_footer(const bench_summary *sum, const char *gemm, FILE *out)
           sum->min_ratio >= AAL_BENCH_CONV_GOAL ? "" : "  below the goal");
 }
 
-/* --backend cpu32: the float32 CPU backend against sgemm. */
-static int bench_conv_cpu32(const aal_bench_conv_opts *opts, FILE *out, aal_error *err)
+/* --backend cpu32 or dnnl: a float32 CPU backend against sgemm. */
+static int bench_conv_float(const char *name, const aal_bench_conv_opts *opts, FILE *out,
+                            aal_error *err)
 {
   double sgemm;
   int rc = aal_bench_sgemm_gflops(opts->dgemm_n, opts->repeats, opts->seed, &sgemm, err);
   if (rc != AAL_OK)
     return rc;
   aal_backend be;
-  rc = aal_backend_cpu32(&be, err);
+  rc = aal_backend_open(name, &be, err);
   if (rc != AAL_OK)
     return rc;
   fprintf(out, "OpenBLAS threads: %d\n", openblas_get_num_threads());
@@ -302,7 +336,7 @@ static int bench_conv_cpu32(const aal_bench_conv_opts *opts, FILE *out, aal_erro
   gsl_rng_free(rng);
   be.destroy(&be);
   if (rc == AAL_OK)
-    print_footer(&sum, "sgemm", out);
+    print_footer(&sum, "sgemm", strcmp(name, "cpu32") == 0, out);
   return rc;
 }
 
@@ -314,11 +348,11 @@ int aal_bench_conv(const aal_bench_conv_opts *opts, FILE *out, aal_error *err)
     return aal_fail(err, AAL_EINVAL, "bench conv: batch %d, repeats %d, dgemm_n %d must be >= 1",
                     opts->batch, opts->repeats, opts->dgemm_n);
   const char *backend = opts->backend ? opts->backend : "ref";
-  if (strcmp(backend, "cpu32") == 0)
-    return bench_conv_cpu32(opts, out, err);
+  if (strcmp(backend, "cpu32") == 0 || strcmp(backend, "dnnl") == 0)
+    return bench_conv_float(backend, opts, out, err);
   if (strcmp(backend, "ref") != 0)
-    return aal_fail(err, AAL_EINVAL, "bench conv: backend '%s' is not timed here (ref, cpu32)",
-                    backend);
+    return aal_fail(err, AAL_EINVAL, "bench conv: backend '%s' is not timed here (ref, cpu32, "
+                    "dnnl)", backend);
   double dgemm;
   int rc = aal_bench_dgemm_gflops(opts->dgemm_n, opts->repeats, opts->seed, &dgemm, err);
   if (rc != AAL_OK)
@@ -337,6 +371,6 @@ int aal_bench_conv(const aal_bench_conv_opts *opts, FILE *out, aal_error *err)
   gsl_rng_free(rng);
   if (rc != AAL_OK)
     return rc;
-  print_footer(&sum, "dgemm", out);
+  print_footer(&sum, "dgemm", 1, out);
   return AAL_OK;
 }

@@ -1,5 +1,6 @@
 /* Benchmark of one full ResNet training step per learning rule. */
 #include "sim/bench/bench.h"
+#include "sim/bench/profile.h"
 #include "sim/core/clock.h"
 
 #include <stdint.h>
@@ -28,6 +29,7 @@ void aal_bench_step_opts_default(aal_bench_step_opts *opts)
   opts->seed = 1;
   opts->li = 0;
   opts->backend = "ref";
+  opts->profile = 0;
 }
 
 static double conv_flops(const aal_resnet *net, const aal_conv_bn *u, long batch, long h_in,
@@ -151,17 +153,22 @@ static double median(double *v, int n)
 }
 
 /* Rounds: every rule once per round, in turn, so that a drift of the machine's speed
- * hits all rules alike; the ratio to the first rule is taken round by round. */
+ * hits all rules alike; the ratio to the first rule is taken round by round.  With prof,
+ * the ops of rule i's timed steps are timed into slot i (not the LI steps). */
 static int run_rounds(rule_bench *b, int nrules, const aal_bench_step_opts *o, FILE *li_sink,
-                      aal_error *err)
+                      aal_prof *prof, aal_error *err)
 {
   int rc = AAL_OK;
   for (int r = 0; r < o->repeats && rc == AAL_OK; r++)
     for (int i = 0; i < nrules && rc == AAL_OK; i++) {
+      if (prof != NULL)
+        aal_prof_select(prof, i);
       double t0 = aal_clock_now();
       rc = one_step(&b[i].net, b[i].ops, &b[i].rule, b[i].x, b[i].labels, (unsigned long)r + 1,
                     NULL, err);
       b[i].times[r] = aal_clock_now() - t0;
+      if (prof != NULL)
+        aal_prof_select(prof, -1);
       if (rc != AAL_OK || li_sink == NULL)
         continue;
       t0 = aal_clock_now();
@@ -211,6 +218,59 @@ static void print_rows(rule_bench *b, int nrules, const aal_bench_step_opts *o, 
   free(copy);
 }
 
+/* --profile: each rule's time per op over its timed steps. */
+static void print_profile(const rule_bench *b, int nrules, const aal_bench_step_opts *o,
+                          const aal_prof *prof, FILE *out)
+{
+  for (int i = 0; i < nrules; i++) {
+    double total = 0;
+    for (int r = 0; r < o->repeats; r++)
+      total += b[i].times[r];
+    fprintf(out, "\ntime per op, %s (wall time of each call, mean over the %d timed steps):\n",
+            b[i].text, o->repeats);
+    aal_prof_print(prof, i, o->repeats, total, out);
+  }
+}
+
+/* The step's op table: the backend's (aal_ops_open) or, with --profile, the adapter over
+ * the timed copy of the backend (sim/bench/profile.h). */
+typedef struct {
+  aal_ops_handle h;
+  aal_prof *prof;
+  aal_ops ops;
+  const aal_ops *table;
+} step_ops;
+
+static int step_ops_open(const aal_bench_step_opts *o, int slots, step_ops *s, aal_error *err)
+{
+  memset(s, 0, sizeof *s);
+  if (!o->profile) {
+    const int rc = aal_ops_open(o->backend, &s->h, err);
+    s->table = s->h.table;
+    return rc;
+  }
+  if (o->backend == NULL || strcmp(o->backend, "ref") == 0)
+    return aal_fail(err, AAL_EINVAL, "bench step: --profile times a backend's ops (cpu32, "
+                    "dnnl, cuda), not the reference table");
+  int rc = aal_prof_open(o->backend, slots, &s->prof, err);
+  if (rc == AAL_OK && (rc = aal_ops_from_backend(aal_prof_table(s->prof), &s->ops, err)) != AAL_OK) {
+    aal_prof_close(s->prof);
+    s->prof = NULL;
+  }
+  s->table = &s->ops;
+  return rc;
+}
+
+static void step_ops_close(step_ops *s)
+{
+  if (s->prof == NULL) {
+    aal_ops_close(&s->h);
+    return;
+  }
+  aal_ops_free(&s->ops);
+  aal_prof_close(s->prof);
+}
+
 int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
 {
   if (o->batch < 2 || o->repeats < 1)
@@ -232,14 +292,14 @@ int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
   const double flops = step_flops(&net, o->batch);
   aal_resnet_free(&net);
   double dgemm = 0, sgemm = 0;
-  aal_ops_handle ops;
-  if ((rc = aal_ops_open(o->backend, &ops, err)) != AAL_OK)
+  step_ops ops;
+  if ((rc = step_ops_open(o, 8, &ops, err)) != AAL_OK)
     return rc;
   rc = aal_bench_dgemm_gflops(o->dgemm_n, 3, o->seed, &dgemm, err);
   if (rc == AAL_OK && ops.table->precision_bits == 24)
     rc = aal_bench_sgemm_gflops(o->dgemm_n, 3, o->seed, &sgemm, err);
   if (rc != AAL_OK) {
-    aal_ops_close(&ops);
+    step_ops_close(&ops);
     return rc;
   }
   char model[64];
@@ -272,13 +332,15 @@ int aal_bench_step(const aal_bench_step_opts *o, FILE *out, aal_error *err)
   if (rc == AAL_OK && o->li && (li_sink = tmpfile()) == NULL)
     rc = aal_fail(err, AAL_EIO, "bench step: cannot open a temporary file for the LI rows");
   if (rc == AAL_OK)
-    rc = run_rounds(b, nrules, o, li_sink, err);
+    rc = run_rounds(b, nrules, o, li_sink, ops.prof, err);
   if (li_sink != NULL)
     fclose(li_sink);
   if (rc == AAL_OK)
     print_rows(b, nrules, o, flops, dgemm, sgemm, out);
+  if (rc == AAL_OK && ops.prof != NULL)
+    print_profile(b, nrules, o, ops.prof, out);
   for (int i = 0; i < nrules; i++)
     rule_bench_close(&b[i]);
-  aal_ops_close(&ops);
+  step_ops_close(&ops);
   return rc;
 }

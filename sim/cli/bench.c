@@ -23,17 +23,19 @@ int aal_cmd_bench_conv(int argc, char **argv)
       {"batch", CLI_INT, &o.batch, "images per batch (default 32)"},
       {"repeats", CLI_INT, &o.repeats, "timed repetitions; the best is shown (default 3)"},
       {"dgemm-n", CLI_INT, &o.dgemm_n,
-       "size of the reference dgemm (sgemm for cpu32) (default 2048)"},
+       "size of the reference dgemm (sgemm for cpu32, dnnl) (default 2048)"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
-      {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
+      {"threads", CLI_INT, &threads,
+       "OpenBLAS threads, and oneDNN's on dnnl (default: OpenBLAS's choice)"},
       {"backend", CLI_STRING, &o.backend,
-       "ref (default): the double im2col + dgemm conv; cpu32: the float32 CPU backend"},
+       "ref (default): the double im2col + dgemm conv; cpu32, dnnl: a float32 CPU backend"},
       {0}};
   int rc = cli_parse("bench conv", "[options]\n\nTimes the im2col + dgemm conv (forward, "
                      "backward-data, backward-filter)\non the ResNet-18 Tiny ImageNet "
-                     "shapes and a large dgemm in the same run; with\n--backend cpu32, the "
-                     "float32 CPU backend's convs on the same shapes against a\nlarge "
-                     "cblas_sgemm (inputs uniform in [-1, 1) from --seed + 1, printed).",
+                     "shapes and a large dgemm in the same run; with\n--backend cpu32 or dnnl, "
+                     "that float32 CPU backend's convs on the same shapes\nagainst a large "
+                     "cblas_sgemm (inputs uniform in [-1, 1) from --seed + 1, printed;\nfor "
+                     "dnnl also the implementation oneDNN chose).",
                      opts, argc, argv, 3);
   if (rc != CLI_RUN)
     return rc;
@@ -59,10 +61,13 @@ int aal_cmd_bench_step(int argc, char **argv)
       {"size", CLI_INT, &o.size, "input height and width (default 64)"},
       {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1: 64 channels)"},
       {"li", CLI_FLAG, &o.li, "also time each step with the LI and gradient alignment recorded"},
+      {"profile", CLI_FLAG, &o.profile,
+       "also print the time per op of the timed steps (a backend: cpu32, dnnl, cuda)"},
       {"dgemm-n", CLI_INT, &o.dgemm_n, "size of the reference dgemm (default 2048)"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
-      {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
-      {"backend", CLI_STRING, &o.backend, "ops of the step: ref (default), cpu32, cuda"},
+      {"threads", CLI_INT, &threads,
+       "OpenBLAS threads, and oneDNN's on dnnl (default: OpenBLAS's choice)"},
+      {"backend", CLI_STRING, &o.backend, "ops of the step: ref (default), cpu32, dnnl, cuda"},
       {0}};
   int rc = cli_parse("bench step", "[options]\n\nTimes one training step (forward, backward, "
                      "SGD) of a ResNet (default the Tiny ImageNet ResNet-18)\nper rule on --backend (default: the double "
@@ -73,6 +78,11 @@ int aal_cmd_bench_step(int argc, char **argv)
   if (cli_set_threads("bench step", threads) != 0 ||
       cli_check_model("bench step", o.model, o.stem) != 0)
     return 2;
+  if (o.profile && (o.backend == NULL || strcmp(o.backend, "ref") == 0)) {
+    fprintf(stderr, "aal bench step: --profile times a backend's ops (--backend cpu32, dnnl "
+            "or cuda), not the reference table\n");
+    return 2;
+  }
   aal_error err;
   aal_error_clear(&err);
   return cli_report("bench step", aal_bench_step(&o, stdout, &err), &err);

@@ -24,7 +24,7 @@ int aal_cmd_dump(int argc, char **argv)
       {"stem", CLI_STRING, &o.stem, "tiny (default) or imagenet"},
       {"width", CLI_DOUBLE, &o.width, "width multiplier (default 1)"},
       {"blocks", CLI_STRING, &o.blocks, "blocks per stage (default: the model's)"},
-      {"backend", CLI_STRING, &o.backend, "ops of the step: ref (default), cpu32, cuda"},
+      {"backend", CLI_STRING, &o.backend, "ops of the step: ref (default), cpu32, dnnl, cuda"},
       {0}};
   int rc = cli_parse("dump", "[options]\n\nWrites one training step as numpy .npy files: "
                      "OUT/input.npy (float64 NCHW,\nafter augmentation and normalisation), "

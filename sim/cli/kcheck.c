@@ -16,9 +16,10 @@
 
 static const char usage[] =
     "--backend NAME [options] | --npy DIR\n\n"
-    "Runs every op of backend NAME (ref, cpu32, cuda) on float32-rounded random inputs\n"
-    "and compares each output element with the double reference against its derived\n"
-    "error bound (docs/KERNELS.md); bit outputs must match exactly, NaN or Inf fails.\n"
+    "Runs every op of backend NAME (ref, cpu32, dnnl, cuda) on float32-rounded random\n"
+    "inputs and compares each output element with the double reference against its\n"
+    "derived error bound (docs/KERNELS.md); bit outputs must match exactly, NaN or Inf\n"
+    "fails.\n"
     "Prints one row per op and shape; exits 1 if any check fails.\n"
     "Shapes: resnet18 (the ResNet-18 Tiny ImageNet layers at --batch), random:N\n"
     "(N random shapes per op family: odd sizes, stride 1 and 2, pad 0 and 1, batch 1)\n"
@@ -114,7 +115,7 @@ int aal_cmd_kcheck(int argc, char **argv)
   const char *rule = NULL, *model = "resnet18", *stem = "tiny", *npy = NULL;
   double width = 0.125, c = 0;
   const cli_option opts[] = {
-      {"backend", CLI_STRING, &backend, "backend to check: ref, cpu32, cuda (required)"},
+      {"backend", CLI_STRING, &backend, "backend to check: ref, cpu32, dnnl, cuda (required)"},
       {"op", CLI_STRING, &o.op, "one op or family (conv, bn, relu, ...); default all"},
       {"seed", CLI_ULONG, &o.seed, "random seed (default 1)"},
       {"shapes", CLI_STRING, &o.shapes, "resnet18 (default), random:N or boundary[:N]"},
@@ -146,8 +147,8 @@ int aal_cmd_kcheck(int argc, char **argv)
       cli_check_model("kcheck", model, stem) != 0)
     return 2;
   if (strcmp(backend, "ref") != 0 && strcmp(backend, "cpu32") != 0 &&
-      strcmp(backend, "cuda") != 0) {
-    fprintf(stderr, "aal kcheck: --backend: unknown backend '%s' (ref, cpu32, cuda)\n",
+      strcmp(backend, "dnnl") != 0 && strcmp(backend, "cuda") != 0) {
+    fprintf(stderr, "aal kcheck: --backend: unknown backend '%s' (ref, cpu32, dnnl, cuda)\n",
             backend);
     return 2;
   }

@@ -21,7 +21,7 @@ static const cli_command commands[] = {
     {"gen-data", aal_cmd_gen_data, "write a miniature data set in the Tiny ImageNet layout"},
     {"data-info", aal_cmd_data_info, "load a data set (through its cache) and describe it"},
     {"theorem", aal_cmd_theorem, "Theorem 1 on convex problems: descent checks and LI sweep"},
-    {"kcheck", aal_cmd_kcheck, "cross-check a kernel backend (cpu32, cuda) against the reference"},
+    {"kcheck", aal_cmd_kcheck, "cross-check a kernel backend (cpu32, dnnl, cuda) against the reference"},
     {"plot", aal_cmd_plot, "draw a run's figures (loss, LI histogram, LI over steps) with gnuplot"},
     {"memory", aal_cmd_memory, "tape bytes per layer of a rule, beside BP's"},
     {"bench", aal_cmd_bench, "benchmarks: aal bench conv | step | kernels"},

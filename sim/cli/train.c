@@ -55,10 +55,11 @@ int aal_cmd_train(int argc, char **argv)
       {"resume", CLI_STRING, &resume, "continue the run in this directory from its checkpoint"},
       {"cache", CLI_STRING, &o.cache_dir, "cache directory for the built-in data set"},
       {"stop-after", CLI_LONG, &o.stop_after, "stop (checkpointed) after this many steps"},
-      {"threads", CLI_INT, &threads, "OpenBLAS threads (default: OpenBLAS's choice)"},
+      {"threads", CLI_INT, &threads,
+       "OpenBLAS threads, and oneDNN's on dnnl (default: OpenBLAS's choice)"},
       {"plain", CLI_FLAG, &plain, "progress as plain lines even on a terminal"},
       {"bar", CLI_FLAG, &bar, "progress bar even when not on a terminal"},
-      {"backend", CLI_STRING, &o.backend, "ops of every step: ref (default), cpu32, cuda"},
+      {"backend", CLI_STRING, &o.backend, "ops of every step: ref (default), cpu32, dnnl, cuda"},
       {0}};
   int rc = cli_parse("train", "[options]\n\nTrains the ResNet with a learning rule; writes "
                      "RUN/config, RUN/metrics.csv,\nRUN/checkpoint.bin (atomically) and, with "
@@ -69,9 +70,10 @@ int aal_cmd_train(int argc, char **argv)
                      "with RUN/config (a contradiction is an error naming both values); "
                      "--epochs and\n--cache are refused. RUN/config records the OpenBLAS "
                      "thread count (blas_threads):\non the ref backend (bit-identical for "
-                     "any count) a resume takes any --threads;\non cpu32 and cuda, whose "
-                     "results may depend on it, the resume runs with the run's\ncount and "
-                     "refuses another --threads.", opts, argc, argv, 2);
+                     "any count) a resume takes any --threads;\non cpu32, dnnl and cuda, whose "
+                     "results may depend on it, the resume runs with the\nrun's count and "
+                     "refuses another --threads.  --threads N sets OpenBLAS's\nthreads and, "
+                     "on dnnl, oneDNN's OpenMP threads (docs/KERNELS.md).", opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;
   if (cli_set_threads("train", threads) != 0 || cli_check_model("train", o.model, o.stem) != 0)

@@ -126,7 +126,19 @@ size_t aal_team_threads(size_t work_bytes)
 
 size_t aal_team_size(const aal_team *tm)
 {
-  return tm == NULL ? 1 : tm->helpers + 1;
+  if (tm == NULL)
+    return 1;
+  if (tm->runner != NULL) {
+    const int blas = openblas_get_num_threads();
+    return blas < 1 ? 1 : (size_t)blas;
+  }
+  return tm->helpers + 1;
+}
+
+void aal_team_set_runner(aal_team *tm, aal_team_runner run, void *rctx)
+{
+  tm->runner = run;
+  tm->runner_ctx = rctx;
 }
 
 void aal_team_start(aal_team *tm, size_t nthreads)
@@ -183,6 +195,10 @@ void aal_team_stop(aal_team *tm)
 void aal_team_par_for(aal_team *tm, aal_team_range_fn fn, const void *ctx,
                        size_t items, size_t bytes)
 {
+  if (tm != NULL && tm->runner != NULL && items >= 2 && bytes >= AAL_TEAM_PAR_MIN_BYTES) {
+    tm->runner(tm->runner_ctx, fn, ctx, items);
+    return;
+  }
   if (tm == NULL || tm->helpers == 0 || items < 2 || bytes < AAL_TEAM_PAR_MIN_BYTES) {
     fn(ctx, 0, items);
     return;

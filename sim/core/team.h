@@ -19,6 +19,15 @@
 
 typedef void (*aal_team_range_fn)(const void *ctx, size_t lo, size_t hi);
 
+/* An outside thread pool that runs a team's loops in place of its helpers:
+ * run(rctx, fn, ctx, items) must call fn on disjoint ranges covering [0, items), in
+ * any order and on any threads, and return when all are done.  The dnnl backend gives
+ * OpenMP's pool (kernels/dnnl/omp.c): oneDNN's OpenMP threads, which spin for a while
+ * after each primitive, then run the memory-bound loops too instead of competing with
+ * helpers for the cores. */
+typedef void (*aal_team_runner)(void *rctx, aal_team_range_fn fn, const void *ctx,
+                                size_t items);
+
 /* A loop is cut into AAL_TEAM_CHUNKS_PER_THREAD chunks per thread, claimed one at a
  * time by whichever thread is running (results do not depend on who runs a chunk). */
 #define AAL_TEAM_CHUNKS_PER_THREAD 8
@@ -39,6 +48,8 @@ typedef struct aal_team {
   unsigned long gen;  /* incremented for each job */
   size_t active;      /* helpers working on the job */
   int quit;
+  aal_team_runner runner; /* when set, loops run there (aal_team_set_runner) */
+  void *runner_ctx;
 } aal_team;
 
 /* min(AAL_TEAM_MAX_THREADS, OpenBLAS's threads): the team size of a backend. */
@@ -50,12 +61,17 @@ size_t aal_team_threads(size_t work_bytes);
  * The team must stay at this address until aal_team_stop (helpers point to it). */
 void aal_team_start(aal_team *tm, size_t nthreads);
 void aal_team_stop(aal_team *tm);
-/* Threads of the team, the calling thread included (1 for a NULL team). */
+/* Hands the team's loops to an outside pool that runs on OpenBLAS's thread count (the
+ * caller's thread included); call after aal_team_start (which clears it).  A team with
+ * a runner needs no helpers: start it with 1 thread. */
+void aal_team_set_runner(aal_team *tm, aal_team_runner run, void *rctx);
+/* Threads of the team, the calling thread included (1 for a NULL team; OpenBLAS's
+ * thread count for a team with a runner). */
 size_t aal_team_size(const aal_team *tm);
-/* fn over [0, items) split among the team; bytes (memory written or, for loops that
- * write little, read) decides whether waking the helpers is worth it.  tm may be NULL
- * (single-threaded).  If another thread's par_for holds the team, this one runs alone
- * (same results). */
+/* fn over [0, items) split among the team (or its runner); bytes (memory written or,
+ * for loops that write little, read) decides whether waking the helpers is worth it.
+ * tm may be NULL (single-threaded).  If another thread's par_for holds the team, this
+ * one runs alone (same results). */
 void aal_team_par_for(aal_team *tm, aal_team_range_fn fn, const void *ctx,
                        size_t items, size_t bytes);
 

@@ -164,7 +164,7 @@ int aal_ops_move(const aal_ops *ops, aal_tensor **t, aal_error *err);
  * (bits: a fixed pattern), so that an op that reads an element nobody wrote shows up. */
 void aal_ops_poison_new(const aal_ops *ops, int on);
 
-/* Opens backend `name` ("ref", "cpu32", "cuda") and its adapter.  For "ref" the table is
+/* Opens backend `name` ("ref", "cpu32", "dnnl", "cuda") and its adapter.  For "ref" the table is
  * the reference table itself (not the ref backend behind the adapter), so that
  * `--backend ref` is the verified path, bit for bit.  The handle must not be moved
  * (copied) while open: table may point into it. */

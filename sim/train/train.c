@@ -139,7 +139,7 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
   aal_rule_format(&r->rule, r->rule_text, sizeof r->rule_text);
   const char *backend = o->backend != NULL ? o->backend : "ref";
   if (snprintf(r->backend, sizeof r->backend, "%s", backend) >= (int)sizeof r->backend)
-    return aal_fail(err, AAL_EINVAL, "--backend '%s': unknown (ref, cpu32, cuda)", backend);
+    return aal_fail(err, AAL_EINVAL, "--backend '%s': unknown (ref, cpu32, dnnl, cuda)", backend);
   r->o.backend = r->backend;
   if ((rc = aal_ops_open(r->backend, &r->ops, err)) != AAL_OK)
     return rc;

@@ -36,7 +36,7 @@ typedef struct {
   const char *cache_dir;   /* where the built-in data set lives; NULL: the default */
   long stop_after;         /* stop (after a checkpoint) once this many steps are done,
                               as an interruption would; 0: run to the end */
-  const char *backend;     /* ops of every step: "ref" (default), "cpu32", "cuda"
+  const char *backend;     /* ops of every step: "ref" (default), "cpu32", "dnnl", "cuda"
                               (sim/ops/ops.h); recorded in the config */
   int blas_threads;        /* OpenBLAS's thread count.  The run records the count it
                               runs with (blas_threads in the config); a config read back
@@ -52,7 +52,7 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err);
 
 /* Continues the run in run_dir from its checkpoint up to total_steps (0: the run's own
  * total), reading every other option from run_dir/config.  On a backend other than ref
- * (cpu32, cuda), whose results depend on OpenBLAS's thread count, it first sets OpenBLAS
+ * (cpu32, dnnl, cuda), whose results depend on OpenBLAS's thread count, it first sets OpenBLAS
  * to the count the config records (blas_threads; AAL_EINVAL naming both counts when
  * OpenBLAS here cannot run that many); the ref backend is bit-identical for any count
  * and keeps the process's. */

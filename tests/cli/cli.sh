@@ -37,6 +37,13 @@ expect 2 "nope" -- "$AAL" kcheck --backend cpu32 --op nope
 expect 2 "random:0" -- "$AAL" kcheck --backend cpu32 --shapes random:0
 expect 0 "0 failed" -- "$AAL" kcheck --step --backend cpu32 --rule asa:2,2,2,2 --batch 4 --size 32
 expect 2 "nope" -- "$AAL" kcheck --step --backend cpu32 --rule nope
+# bench step --profile: the wall time per op of a backend's table (not of the reference)
+expect 0 "(outside the ops)" -- "$AAL" bench step --backend cpu32 --rules bp --width 0.125 \
+  --batch 2 --repeats 1 --dgemm-n 256 --profile
+expect 0 "conv_backward_filter" -- "$AAL" bench step --backend cpu32 --rules bp --width 0.125 \
+  --batch 2 --repeats 1 --dgemm-n 256 --profile
+expect 2 "profile times a backend's ops" -- "$AAL" bench step --rules bp --width 0.125 \
+  --batch 2 --repeats 1 --dgemm-n 256 --profile
 # ASA's published decoding (decode=pm1): listed, parsed, the same tape as default ASA
 expect 0 "decode=pm1" -- "$AAL" memory --help
 expect 0 "decode=pm1" -- "$AAL" train --help
@@ -191,6 +198,35 @@ if "$AAL" gen-data --out "$tmp/d4" --classes 4 --per-class 8 --val-per-class 2 >
   expect 0 "resuming $tmp/rtref at step 1 of 3" -- "$AAL" train --resume "$tmp/rtref" --threads 2 --plain
 else
   bad "aal gen-data failed"
+fi
+
+# the oneDNN backend (issue 13): the harness, the step check, a training run that resumes
+# bit-identically and the conv benchmark; without oneDNN the name is refused naming the
+# Debian package
+if "$AAL" kcheck --backend dnnl --op add --shapes random:1 2>&1 | grep -q "built without oneDNN"; then
+  expect 1 "libdnnl-dev" -- "$AAL" kcheck --backend dnnl --op conv --shapes random:1
+  expect 1 "libdnnl-dev" -- "$AAL" bench step --backend dnnl --rules bp --width 0.125 --batch 2
+else
+  expect 0 "0 failed" -- "$AAL" kcheck --backend dnnl --shapes random:2
+  expect 0 "0 failed" -- "$AAL" kcheck --step --backend dnnl --rule asa:2,2,2,2 --batch 4 --size 32
+  if "$AAL" gen-data --out "$tmp/dd" --classes 4 --per-class 8 --val-per-class 2 >/dev/null 2>&1; then
+    dn="--backend dnnl --data $tmp/dd --width 0.125 --batch 8 --steps 3 --plain --threads 2"
+    # shellcheck disable=SC2086
+    expect 0 "backend dnnl" -- "$AAL" train $dn --out "$tmp/rd"
+    expect 0 "^backend = dnnl$" -- cat "$tmp/rd/config"
+    # shellcheck disable=SC2086
+    expect 0 "stopped after step 1" -- "$AAL" train $dn --out "$tmp/rds" --stop-after 1
+    expect 0 "OpenBLAS threads: 2, as the run recorded" -- env OPENBLAS_NUM_THREADS=1 \
+      "$AAL" train --resume "$tmp/rds" --plain
+    expect 0 "identical" -- sh -c "cmp '$tmp/rd/checkpoint.bin' '$tmp/rds/checkpoint.bin' && echo identical"
+    expect 1 "threads 1 contradicts the run in $tmp/rds, which has blas_threads = 2" -- \
+      "$AAL" train --resume "$tmp/rds" --threads 1
+  else
+    bad "aal gen-data failed"
+  fi
+  expect 0 "jit" -- "$AAL" bench conv --backend dnnl --batch 2 --repeats 1 --dgemm-n 256
+  expect 0 "bn_relu_forward" -- "$AAL" bench step --backend dnnl --rules bp --width 0.125 \
+    --batch 2 --repeats 1 --dgemm-n 256 --profile
 fi
 
 # Fashion-MNIST: a miniature set in IDX, gzip-compressed as Debian ships the real one

@@ -2,8 +2,9 @@
 # The library's C sources are compiled again with clang into an object set of their own
 # (fuzz-build/obj, fuzz-build/libaal-fuzz.a), instrumented for libFuzzer's coverage and
 # with AddressSanitizer + UndefinedBehaviorSanitizer; libaal.la (gcc, maybe with gcc's
-# sanitizers) is not linked, so the two compilers' runtimes never meet.  The CUDA backend
-# is left out (config.h is copied without AAL_HAVE_CUDA; the name still links).
+# sanitizers) is not linked, so the two compilers' runtimes never meet.  The CUDA and
+# oneDNN backends are left out (config.h is copied without AAL_HAVE_CUDA and
+# AAL_HAVE_DNNL; their names still link).
 #
 # Given by Makefile.am: srcdir builddir FUZZ_CC FUZZ_DEPS_CFLAGS FUZZ_LIBS FUZZ_LIB_SRC
 # FUZZ_TARGETS.
@@ -20,7 +21,7 @@ all: $(BINS)
 
 $(FUZZ_DIR)/include/config.h: $(builddir)/config.h
 	@mkdir -p $(@D)
-	sed '/AAL_HAVE_CUDA/d' $< >$@
+	sed '/AAL_HAVE_CUDA/d; /AAL_HAVE_DNNL/d' $< >$@
 
 $(FUZZ_DIR)/obj/%.o: $(srcdir)/%.c $(FUZZ_DIR)/include/config.h
 	@mkdir -p $(@D)

@@ -3,7 +3,8 @@
 # only headers of its own folder and of the folders below it,
 #
 #   sim/cli -> sim/train, sim/bench, theory, kernels/check -> sim/model -> sim/ops
-#     -> kernels (the backend table), kernels/ref, kernels/cpu, kernels/cuda
+#     -> kernels (the backend table), kernels/ref, kernels/cpu, kernels/cuda,
+#        kernels/dnnl (on kernels/cpu)
 #     -> sim/layers -> sim/core
 #
 # (sim/data sits on sim/core alone).  Because every folder's list below names only
@@ -20,12 +21,13 @@ allowed() {  # the folders a file in folder $1 may include from
     kernels/ref) echo "sim/core sim/layers kernels kernels/ref" ;;
     kernels/cpu) echo "sim/core sim/layers kernels kernels/cpu" ;;
     kernels/cuda) echo "sim/core kernels kernels/cuda" ;;
+    kernels/dnnl) echo "sim/core sim/layers kernels kernels/cpu kernels/dnnl" ;;
     sim/ops) echo "sim/core sim/layers kernels sim/ops" ;;
     sim/model) echo "sim/core sim/layers sim/ops sim/model" ;;
     sim/data) echo "sim/core sim/data" ;;
     theory) echo "sim/core sim/layers theory" ;;
     sim/train) echo "sim/core sim/layers sim/ops sim/model sim/data sim/train" ;;
-    sim/bench) echo "sim/core sim/layers kernels sim/ops sim/model sim/bench" ;;
+    sim/bench) echo "sim/core sim/layers kernels kernels/dnnl sim/ops sim/model sim/bench" ;;
     kernels/check) echo "sim/core sim/layers kernels kernels/cpu sim/ops sim/model kernels/check" ;;
     sim) echo "sim/core sim/layers kernels sim/ops sim/model sim/data theory sim/train sim/bench kernels/check" ;;
     sim/cli) echo "*" ;;
