@@ -23,6 +23,7 @@
 
 #include "tests/aal_check.h"
 #include "kernels/check/kcheck.h"
+#include "tests/check/kcheck_run.h"
 #include "kernels/check/step_check.h"
 #include "kernels/cpu/cpu32.h"
 
@@ -40,17 +41,7 @@ static aal_backend cpu32(void)
 static aal_kcheck_summary run(const aal_backend *be, const char *op, const char *shapes,
                               int batch)
 {
-  aal_kcheck_opts o;
-  aal_kcheck_opts_init(&o);
-  o.op = op;
-  o.seed = g_seed;
-  o.shapes = shapes;
-  o.batch = batch;
-  aal_kcheck_summary sum;
-  aal_error err;
-  FILE *out = getenv("AAL_TEST_VERBOSE") ? stderr : NULL;
-  const int rc = aal_kcheck_run(be, &o, out, &sum, &err);
-  ck_assert_msg(rc == AAL_OK, "kcheck %s %s: %s", op ? op : "all", shapes, err.msg);
+  const aal_kcheck_summary sum = aal_test_kcheck(be, op, shapes, batch, g_seed);
   fprintf(stderr, "kcheck %-5s %-20s %-9s: %3d checks, %2d failed, worst %.3g (%s)\n",
           be->name, op ? op : "all", shapes, sum.checks, sum.failed, sum.worst_ratio,
           sum.worst);

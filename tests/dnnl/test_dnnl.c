@@ -31,6 +31,7 @@
 #include "tests/aal_check.h"
 #include "kernels/backend.h"
 #include "kernels/check/kcheck.h"
+#include "tests/check/kcheck_run.h"
 #include "kernels/check/step_check.h"
 #include "sim/model/memory.h"
 #include "sim/model/resnet.h"
@@ -67,17 +68,7 @@ static aal_dnnl_stats stats(const aal_backend *be)
 static aal_kcheck_summary run_kcheck(const aal_backend *be, const char *op, const char *shapes,
                                      int batch)
 {
-  aal_kcheck_opts o;
-  aal_kcheck_opts_init(&o);
-  o.op = op;
-  o.seed = g_seed;
-  o.shapes = shapes;
-  o.batch = batch;
-  aal_kcheck_summary sum;
-  aal_error err;
-  FILE *out = getenv("AAL_TEST_VERBOSE") ? stderr : NULL;
-  ck_assert_msg(aal_kcheck_run(be, &o, out, &sum, &err) == AAL_OK, "kcheck %s: %s", shapes,
-                err.msg);
+  const aal_kcheck_summary sum = aal_test_kcheck(be, op, shapes, batch, g_seed);
   fprintf(stderr, "kcheck dnnl %-5s %-12s (%d threads): %3d checks, %d failed, worst %.3g (%s)\n",
           op ? op : "all", shapes, openblas_get_num_threads(), sum.checks, sum.failed,
           sum.worst_ratio, sum.worst);

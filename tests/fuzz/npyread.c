@@ -13,6 +13,7 @@
 #include "tests/fuzz/fuzz.h"
 
 #include "sim/train/npy.h"
+#include "tests/npy_bytes.h"
 
 static char in_path[4300], out_path[4300];
 
@@ -86,20 +87,10 @@ static void seed(const char *dir, const char *name, int version, const char *hea
                  const void *data, size_t ndata, size_t cut)
 {
   unsigned char buf[1024];
-  const size_t pre = version == 1 ? 10 : 12, n = strlen(header);
-  const size_t hlen = (pre + n + 1 + 63) / 64 * 64 - pre;
-  memcpy(buf, "\x93NUMPY", 6);
-  buf[6] = (unsigned char)version;
-  buf[7] = 0;
-  for (size_t i = 8; i < pre; i++)
-    buf[i] = (unsigned char)(hlen >> (8 * (i - 8)));
-  memcpy(buf + pre, header, n);
-  memset(buf + pre + n, ' ', hlen - n - 1);
-  buf[pre + hlen - 1] = '\n';
-  memcpy(buf + pre + hlen, data, ndata);
+  const size_t len = aal_test_npy_bytes(buf, version, header, data, ndata);
   char path[4300];
   fuzz_path(path, sizeof path, dir, name);
-  fuzz_write(path, buf, pre + hlen + ndata - cut);
+  fuzz_write(path, buf, len - cut);
 }
 
 static void write_seeds(const char *dir)

@@ -20,6 +20,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "tests/aal_check.h"
+#include "tests/tensors.h"
 #include "sim/layers/layers.h"
 #include "tests/fdcheck.h"
 
@@ -28,22 +29,6 @@
 static unsigned long g_seed;
 
 /* ------------------------------------------------------------------ helpers */
-
-static gsl_rng *test_rng(unsigned long salt)
-{
-  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
-  ck_assert_ptr_nonnull(r);
-  gsl_rng_set(r, g_seed + salt);
-  return r;
-}
-
-static aal_tensor *t4(long n, long c, long h, long w)
-{
-  aal_error err;
-  aal_tensor *t = aal_tensor_new4(n, c, h, w, &err);
-  ck_assert_msg(t != NULL, "aal_tensor_new4: %s", err.msg);
-  return t;
-}
 
 static aal_tensor *t2(long r, long c)
 {
@@ -301,10 +286,10 @@ static void bn_setup(bn_ctx *k, gsl_rng *r, long n, long c, long h, long w, int 
                      layer_fd *L)
 {
   memset(k, 0, sizeof *k);
-  k->x = t4(n, c, h, w);
-  k->y = t4(n, c, h, w);
-  k->dy = t4(n, c, h, w);
-  k->dx = t4(n, c, h, w);
+  k->x = aal_test_tensor4(n, c, h, w);
+  k->y = aal_test_tensor4(n, c, h, w);
+  k->dy = aal_test_tensor4(n, c, h, w);
+  k->dx = aal_test_tensor4(n, c, h, w);
   k->g = t1(c);
   k->b = t1(c);
   k->rm = t1(c);
@@ -421,8 +406,8 @@ static void pool_vjp(void *ctx, const double *c, double *g)
 
 static void pool_setup(pool_ctx *k, gsl_rng *r, long n, long c, long h, long w, layer_fd *L)
 {
-  k->x = t4(n, c, h, w);
-  k->dx = t4(n, c, h, w);
+  k->x = aal_test_tensor4(n, c, h, w);
+  k->dx = aal_test_tensor4(n, c, h, w);
   k->y = t2(n, c);
   k->dy = t2(n, c);
   fill_fd(r, k->x, -1.0, 1.0);
@@ -553,7 +538,7 @@ static void xent_teardown(xent_ctx *k)
 
 START_TEST(jac_bn2d_train)
 {
-  gsl_rng *r = test_rng(101);
+  gsl_rng *r = aal_test_rng(g_seed + 101);
   bn_ctx k;
   layer_fd L;
   /* M = N*H*W = 16 per channel (a power of 2, see bn_setup); y_i depends on every x of
@@ -567,8 +552,8 @@ END_TEST
 
 START_TEST(jac_relu)
 {
-  gsl_rng *r = test_rng(102);
-  relu_ctx k = {t4(2, 3, 2, 2), t4(2, 3, 2, 2), NULL, t4(2, 3, 2, 2), t4(2, 3, 2, 2)};
+  gsl_rng *r = aal_test_rng(g_seed + 102);
+  relu_ctx k = {aal_test_tensor4(2, 3, 2, 2), aal_test_tensor4(2, 3, 2, 2), NULL, aal_test_tensor4(2, 3, 2, 2), aal_test_tensor4(2, 3, 2, 2)};
   k.mask = bits_like(k.x);
   fill_signed(r, k.x->data, k.x->size, 0.05, 1.0);
   make_dyadic(k.x->data, k.x->size);
@@ -582,9 +567,9 @@ END_TEST
 
 START_TEST(jac_add)
 {
-  gsl_rng *r = test_rng(103);
-  add_ctx k = {t4(2, 3, 2, 2), t4(2, 3, 2, 2), t4(2, 3, 2, 2),
-               t4(2, 3, 2, 2), t4(2, 3, 2, 2), t4(2, 3, 2, 2), {{NULL}, 0}, NULL};
+  gsl_rng *r = aal_test_rng(g_seed + 103);
+  add_ctx k = {aal_test_tensor4(2, 3, 2, 2), aal_test_tensor4(2, 3, 2, 2), aal_test_tensor4(2, 3, 2, 2),
+               aal_test_tensor4(2, 3, 2, 2), aal_test_tensor4(2, 3, 2, 2), aal_test_tensor4(2, 3, 2, 2), {{NULL}, 0}, NULL};
   fill_fd(r, k.a, -1.0, 1.0);
   fill_fd(r, k.b, -1.0, 1.0);
   k.split = (var_split){{k.a, k.b}, 2};
@@ -601,7 +586,7 @@ END_TEST
 
 START_TEST(jac_avgpool)
 {
-  gsl_rng *r = test_rng(104);
+  gsl_rng *r = aal_test_rng(g_seed + 104);
   pool_ctx k;
   layer_fd L;
   pool_setup(&k, r, 2, 3, 2, 3, &L);
@@ -613,7 +598,7 @@ END_TEST
 
 START_TEST(jac_linear)
 {
-  gsl_rng *r = test_rng(105);
+  gsl_rng *r = aal_test_rng(g_seed + 105);
   lin_ctx k;
   layer_fd L;
   lin_setup(&k, r, 3, 4, 5, &L);
@@ -625,7 +610,7 @@ END_TEST
 
 START_TEST(jac_xent)
 {
-  gsl_rng *r = test_rng(106);
+  gsl_rng *r = aal_test_rng(g_seed + 106);
   xent_ctx k;
   layer_fd L;
   xent_setup(&k, r, 3, 5, 3.0, &L);
@@ -639,7 +624,7 @@ END_TEST
 
 START_TEST(dir_bn2d_train)
 {
-  gsl_rng *r = test_rng(201);
+  gsl_rng *r = aal_test_rng(g_seed + 201);
   bn_ctx k;
   layer_fd L;
   bn_setup(&k, r, 4, 64, 8, 8, 0, &L);
@@ -651,7 +636,7 @@ END_TEST
 
 START_TEST(dir_linear)
 {
-  gsl_rng *r = test_rng(202);
+  gsl_rng *r = aal_test_rng(g_seed + 202);
   lin_ctx k;
   layer_fd L;
   lin_setup(&k, r, 4, 512, 200, &L);
@@ -663,7 +648,7 @@ END_TEST
 
 START_TEST(dir_xent)
 {
-  gsl_rng *r = test_rng(203);
+  gsl_rng *r = aal_test_rng(g_seed + 203);
   xent_ctx k;
   layer_fd L;
   xent_setup(&k, r, 4, 200, 5.0, &L);
@@ -675,7 +660,7 @@ END_TEST
 
 START_TEST(dir_avgpool)
 {
-  gsl_rng *r = test_rng(204);
+  gsl_rng *r = aal_test_rng(g_seed + 204);
   pool_ctx k;
   layer_fd L;
   pool_setup(&k, r, 4, 512, 2, 2, &L);
@@ -823,11 +808,11 @@ static void ref_channel_stats(const aal_tensor *x, size_t c, long double *mean,
  *   var(y), invstd, running_var: F relative;  mean, running_mean: F * max|x_c| scale. */
 START_TEST(bn2d_train_closed_form)
 {
-  gsl_rng *r = test_rng(301);
+  gsl_rng *r = aal_test_rng(g_seed + 301);
   const long n = 4, c = 3, h = 8, w = 8;
   const double eps = 0.01, offset[] = {1.0, 10.0, 1000.0};
   const double moms[] = {AAL_BN_MOMENTUM, 0.3};
-  aal_tensor *x = t4(n, c, h, w), *y = t4(n, c, h, w);
+  aal_tensor *x = aal_test_tensor4(n, c, h, w), *y = aal_test_tensor4(n, c, h, w);
   aal_tensor *g = t1(c), *b = t1(c), *rm = t1(c), *rv = t1(c), *mean = t1(c), *inv = t1(c);
   fill(r, x, -1.0, 1.0);
   for (long i = 0; i < n; i++)
@@ -897,12 +882,12 @@ END_TEST
  * N*H*W = 1 is fine in eval mode (no batch statistics). */
 START_TEST(bn2d_eval_closed_form)
 {
-  gsl_rng *r = test_rng(302);
+  gsl_rng *r = aal_test_rng(g_seed + 302);
   const long shapes[2][4] = {{3, 5, 4, 3}, {1, 5, 1, 1}};
   close_log le = {"bn2d eval", 0, 0, 0, 0, 0};
   for (int s = 0; s < 2; s++) {
     const long *sh = shapes[s];
-    aal_tensor *x = t4(sh[0], sh[1], sh[2], sh[3]), *y = t4(sh[0], sh[1], sh[2], sh[3]);
+    aal_tensor *x = aal_test_tensor4(sh[0], sh[1], sh[2], sh[3]), *y = aal_test_tensor4(sh[0], sh[1], sh[2], sh[3]);
     aal_tensor *g = t1(sh[1]), *b = t1(sh[1]), *rm = t1(sh[1]), *rv = t1(sh[1]);
     fill(r, x, -2.0, 2.0);
     fill(r, g, -1.5, 1.5);
@@ -934,9 +919,9 @@ END_TEST
  * bytes, the unused bits of the last word are 0, y = max(x, 0) and dx = dy or 0 exactly. */
 START_TEST(relu_mask_closed_form)
 {
-  gsl_rng *r = test_rng(303);
-  aal_tensor *x = t4(3, 5, 7, 3), *y = t4(3, 5, 7, 3), *dy = t4(3, 5, 7, 3),
-             *dx = t4(3, 5, 7, 3);
+  gsl_rng *r = aal_test_rng(g_seed + 303);
+  aal_tensor *x = aal_test_tensor4(3, 5, 7, 3), *y = aal_test_tensor4(3, 5, 7, 3), *dy = aal_test_tensor4(3, 5, 7, 3),
+             *dx = aal_test_tensor4(3, 5, 7, 3);
   aal_tensor *mask = bits_like(x);
   const size_t n = x->size; /* 315: not a multiple of 8 or 32 */
   fill_signed(r, x->data, n, 0.0, 1.0);
@@ -979,7 +964,7 @@ END_TEST
 START_TEST(avgpool_constant)
 {
   const long n = 2, c = 3, h = 5, w = 7, hw = h * w;
-  aal_tensor *x = t4(n, c, h, w), *y = t2(n, c), *dy = t2(n, c), *dx = t4(n, c, h, w);
+  aal_tensor *x = aal_test_tensor4(n, c, h, w), *y = t2(n, c), *dy = t2(n, c), *dx = aal_test_tensor4(n, c, h, w);
   for (long p = 0; p < n * c; p++) {
     const double k = 0.1 * (double)(p + 1) - 0.35;
     for (long q = 0; q < hw; q++)
@@ -1010,7 +995,7 @@ END_TEST
  * 2 (K + 2) DBL_EPSILON (sum |a||b| + |bias|), K = I for y, O for dx, N for dw and db. */
 START_TEST(linear_naive)
 {
-  gsl_rng *r = test_rng(304);
+  gsl_rng *r = aal_test_rng(g_seed + 304);
   lin_ctx k;
   layer_fd L;
   const long n = 5, in = 37, out = 11;
@@ -1109,12 +1094,12 @@ static void expect_status(int rc, const aal_error *err, int want, const char *ex
 START_TEST(bad_bn2d)
 {
   aal_error err;
-  aal_tensor *x = t4(2, 3, 2, 2), *y = t4(2, 3, 2, 2), *y_bad = t4(2, 3, 2, 3);
+  aal_tensor *x = aal_test_tensor4(2, 3, 2, 2), *y = aal_test_tensor4(2, 3, 2, 2), *y_bad = aal_test_tensor4(2, 3, 2, 3);
   aal_tensor *g = t1(3), *b = t1(3), *rm = t1(3), *rv = t1(3), *mean = t1(3), *inv = t1(3);
   aal_tensor *g5 = t1(5), *x2 = t2(6, 4), *x3 = aal_tensor_copy(g, NULL);
   aal_tensor *mean_bits = bits_like(mean);
-  aal_tensor *x1 = t4(1, 3, 1, 1), *y1 = t4(1, 3, 1, 1);
-  aal_tensor *dy = t4(2, 3, 2, 2), *dx = t4(2, 3, 2, 2), *dg = t1(3), *db = t1(3);
+  aal_tensor *x1 = aal_test_tensor4(1, 3, 1, 1), *y1 = aal_test_tensor4(1, 3, 1, 1);
+  aal_tensor *dy = aal_test_tensor4(2, 3, 2, 2), *dx = aal_test_tensor4(2, 3, 2, 2), *dg = t1(3), *db = t1(3);
   aal_tensor_fill(g, 1.0);
   aal_tensor_fill(rv, 1.0);
   aal_tensor_fill(inv, 1.0);
@@ -1187,10 +1172,10 @@ END_TEST
 START_TEST(bad_relu_add)
 {
   aal_error err;
-  aal_tensor *x = t4(2, 3, 2, 2), *y = t4(2, 3, 2, 2), *y_bad = t4(2, 3, 2, 3);
+  aal_tensor *x = aal_test_tensor4(2, 3, 2, 2), *y = aal_test_tensor4(2, 3, 2, 2), *y_bad = aal_test_tensor4(2, 3, 2, 3);
   aal_tensor *x2 = t2(6, 4); /* same size, other rank */
-  aal_tensor *mask = bits_like(x), *mask_bad = bits_like(y_bad), *mask_f64 = t4(2, 3, 2, 2);
-  aal_tensor *dy = t4(2, 3, 2, 2), *dx = t4(2, 3, 2, 2);
+  aal_tensor *mask = bits_like(x), *mask_bad = bits_like(y_bad), *mask_f64 = aal_test_tensor4(2, 3, 2, 2);
+  aal_tensor *dy = aal_test_tensor4(2, 3, 2, 2), *dx = aal_test_tensor4(2, 3, 2, 2);
 
   EXPECT(AAL_EINVAL, aal_relu_forward(NULL, y, mask, &err));
   EXPECT(AAL_EINVAL, aal_relu_forward(x, NULL, mask, &err));
@@ -1230,7 +1215,7 @@ END_TEST
 START_TEST(bad_avgpool_linear)
 {
   aal_error err;
-  aal_tensor *x = t4(2, 3, 2, 2), *y = t2(2, 3), *y_bad = t2(3, 2), *y4 = t4(2, 3, 1, 1);
+  aal_tensor *x = aal_test_tensor4(2, 3, 2, 2), *y = t2(2, 3), *y_bad = t2(3, 2), *y4 = aal_test_tensor4(2, 3, 1, 1);
   aal_tensor *xb = bits_like(x);
 
   EXPECT(AAL_EINVAL, aal_avgpool_forward(NULL, y, &err));
@@ -1247,7 +1232,7 @@ START_TEST(bad_avgpool_linear)
 
   /* linear: x [4, 6], w [5, 6], b [5], y [4, 5]. */
   aal_tensor *lx = t2(4, 6), *lw = t2(5, 6), *lb = t1(5), *ly = t2(4, 5);
-  aal_tensor *lw_bad = t2(5, 7), *lb_bad = t1(4), *ly_bad = t2(4, 6), *lx4 = t4(4, 6, 1, 1);
+  aal_tensor *lw_bad = t2(5, 7), *lb_bad = t1(4), *ly_bad = t2(4, 6), *lx4 = aal_test_tensor4(4, 6, 1, 1);
   aal_tensor *lwb = bits_like(lw), *ldx = t2(4, 6), *ldw = t2(5, 6), *ldb = t1(5);
   EXPECT(AAL_EINVAL, aal_linear_forward(NULL, lw, lb, ly, &err));
   EXPECT(AAL_EINVAL, aal_linear_forward(lx, NULL, lb, ly, &err));
@@ -1280,7 +1265,7 @@ START_TEST(bad_xent)
 {
   aal_error err;
   const long n = 3, c = 4;
-  aal_tensor *z = t2(n, c), *prob = t2(n, c), *bad = t2(n, c + 1), *z4 = t4(n, c, 1, 1);
+  aal_tensor *z = t2(n, c), *prob = t2(n, c), *bad = t2(n, c + 1), *z4 = aal_test_tensor4(n, c, 1, 1);
   aal_tensor *zb = bits_like(z);
   for (size_t i = 0; i < z->size; i++)
     z->data[i] = 0.1 * (double)i;

@@ -28,28 +28,13 @@
 #include <gsl/gsl_rng.h>
 
 #include "tests/aal_check.h"
+#include "tests/tensors.h"
 #include "sim/layers/layers.h"
 #include "tests/fdcheck.h"
 
 static unsigned long g_seed;
 
 /* ------------------------------------------------------------------ helpers */
-
-static gsl_rng *test_rng(unsigned long salt)
-{
-  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
-  ck_assert_ptr_nonnull(r);
-  gsl_rng_set(r, g_seed + salt);
-  return r;
-}
-
-static aal_tensor *t4(long n, long c, long h, long w)
-{
-  aal_error err;
-  aal_tensor *t = aal_tensor_new4(n, c, h, w, &err);
-  ck_assert_msg(t != NULL, "aal_tensor_new4: %s", err.msg);
-  return t;
-}
 
 static void *xmalloc(size_t n)
 {
@@ -83,10 +68,10 @@ static void bufs_new(pool_bufs *b, geom g)
   b->wo = out_size(g.w, g.k, g.s, g.p);
   ck_assert_msg(b->ho >= 1 && b->wo >= 1, "geometry %ldx%ld k%d s%d p%d has no output", g.h,
                 g.w, g.k, g.s, g.p);
-  b->x = t4(g.n, g.c, g.h, g.w);
-  b->dx = t4(g.n, g.c, g.h, g.w);
-  b->y = t4(g.n, g.c, b->ho, b->wo);
-  b->dy = t4(g.n, g.c, b->ho, b->wo);
+  b->x = aal_test_tensor4(g.n, g.c, g.h, g.w);
+  b->dx = aal_test_tensor4(g.n, g.c, g.h, g.w);
+  b->y = aal_test_tensor4(g.n, g.c, b->ho, b->wo);
+  b->dy = aal_test_tensor4(g.n, g.c, b->ho, b->wo);
 }
 
 static void bufs_free(pool_bufs *b)
@@ -228,7 +213,7 @@ END_TEST
 
 START_TEST(forward_naive)
 {
-  gsl_rng *r = test_rng(301);
+  gsl_rng *r = aal_test_rng(g_seed + 301);
   fprintf(stderr, "maxpool forward against the naive pooling: seed %lu\n", g_seed);
   for (size_t ci = 0; ci < NCASES; ci++) {
     pool_bufs b;
@@ -330,7 +315,7 @@ static void fd_gradient(gsl_rng *r, geom g)
 
 START_TEST(backward_fd)
 {
-  gsl_rng *r = test_rng(302);
+  gsl_rng *r = aal_test_rng(g_seed + 302);
   fprintf(stderr, "maxpool backward against finite differences: seed %lu\n", g_seed);
   for (size_t ci = 0; ci < NCASES; ci++)
     fd_gradient(r, cases[ci]);
@@ -436,7 +421,7 @@ END_TEST
  * naive result, and the gradient reaches input positions only (its total is sum dy). */
 START_TEST(padding_never_wins)
 {
-  gsl_rng *r = test_rng(303);
+  gsl_rng *r = aal_test_rng(g_seed + 303);
   static const geom g[] = {{2, 3, 17, 17, 3, 2, 1}, {1, 2, 6, 7, 3, 1, 1},
                            {1, 2, 5, 5, 2, 1, 1},   {2, 1, 4, 4, 4, 2, 2}};
   for (size_t ci = 0; ci < sizeof g / sizeof g[0]; ci++) {
@@ -541,9 +526,9 @@ static void expect_status(int rc, const aal_error *err, int want, const char *ca
 START_TEST(bad_arguments)
 {
   aal_error err;
-  aal_tensor *x = t4(2, 3, 8, 8), *y = t4(2, 3, 4, 4), *dx = t4(2, 3, 8, 8);
-  aal_tensor *y_bad = t4(2, 3, 4, 5), *y_c = t4(2, 4, 4, 4), *dx_bad = t4(2, 3, 8, 7);
-  aal_tensor *small = t4(1, 1, 1, 1), *ys = t4(1, 1, 1, 1);
+  aal_tensor *x = aal_test_tensor4(2, 3, 8, 8), *y = aal_test_tensor4(2, 3, 4, 4), *dx = aal_test_tensor4(2, 3, 8, 8);
+  aal_tensor *y_bad = aal_test_tensor4(2, 3, 4, 5), *y_c = aal_test_tensor4(2, 4, 4, 4), *dx_bad = aal_test_tensor4(2, 3, 8, 7);
+  aal_tensor *small = aal_test_tensor4(1, 1, 1, 1), *ys = aal_test_tensor4(1, 1, 1, 1);
   long two[2] = {2, 3};
   aal_tensor *x2 = aal_tensor_new(2, two, &err), *xb = aal_tensor_new_bits(4, (long[]){2, 3, 8, 8}, &err);
   ck_assert(x2 != NULL && xb != NULL);

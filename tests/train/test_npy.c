@@ -17,28 +17,10 @@
 #include "sim/train/checkpoint.h"
 #include "sim/train/npy.h"
 #include "tests/aal_check.h"
+#include "tests/npy_bytes.h"
 
 static char root[256];
 
-/* A file as numpy lays it out: magic, version, header length (u16 for 1.0, u32 for
- * 2.0), the header text padded with spaces and a final '\n' so that the data starts
- * at a multiple of 64, the data.  Into buf; returns its length. */
-static size_t npy_bytes(unsigned char *buf, int version, const char *header, const char *data,
-                        size_t ndata)
-{
-  const size_t pre = version == 1 ? 10 : 12, n = strlen(header);
-  const size_t hlen = (pre + n + 1 + 63) / 64 * 64 - pre;
-  memcpy(buf, "\x93NUMPY", 6);
-  buf[6] = (unsigned char)version;
-  buf[7] = 0;
-  for (size_t i = 8; i < pre; i++)
-    buf[i] = (unsigned char)(hlen >> (8 * (i - 8)));
-  memcpy(buf + pre, header, n);
-  memset(buf + pre + n, ' ', hlen - n - 1);
-  buf[pre + hlen - 1] = '\n';
-  memcpy(buf + pre + hlen, data, ndata);
-  return pre + hlen + ndata;
-}
 
 static void write_bytes(const char *path, const void *b, size_t n)
 {
@@ -53,7 +35,7 @@ static int read_numpy(int version, const char *header, const char *data, size_t 
                       aal_npy_array *a, aal_error *err)
 {
   unsigned char buf[512];
-  const size_t n = npy_bytes(buf, version, header, data, ndata);
+  const size_t n = aal_test_npy_bytes(buf, version, header, data, ndata);
   char path[300];
   snprintf(path, sizeof path, "%s/numpy.npy", root);
   write_bytes(path, buf, n);
@@ -185,14 +167,14 @@ static void refused_header(const char *header, size_t ndata, const char *words)
 {
   unsigned char buf[600];
   static const char zeros[64];
-  refused(buf, npy_bytes(buf, 1, header, zeros, ndata), AAL_EFORMAT, words);
+  refused(buf, aal_test_npy_bytes(buf, 1, header, zeros, ndata), AAL_EFORMAT, words);
 }
 
 START_TEST(test_refusals)
 {
   unsigned char buf[600];
   const char *f8 = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }";
-  const size_t n = npy_bytes(buf, 1, f8, "\x00\x00\x00\x00\x00\x00\xf0\x3f"
+  const size_t n = aal_test_npy_bytes(buf, 1, f8, "\x00\x00\x00\x00\x00\x00\xf0\x3f"
                                          "\x00\x00\x00\x00\x00\x00\x04\xc0", 16);
   refused(buf, n - 1, AAL_EFORMAT, "truncated: 15 bytes of data");
   refused(buf, 30, AAL_EFORMAT, "truncated: a header");
@@ -236,7 +218,7 @@ START_TEST(test_refusals)
   refused_header("{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", 0,
                  "truncated");
   /* a bool byte other than 0 and 1 */
-  refused(buf, npy_bytes(buf, 1, "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }",
+  refused(buf, aal_test_npy_bytes(buf, 1, "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }",
                          "\x01\x02", 2), AAL_EFORMAT, "bool element 1 is byte 2");
   /* what cannot be read */
   aal_npy_array a;
