@@ -189,6 +189,24 @@ static int block(dry_run *d, const aal_resnet *net, const aal_rule_plan *rp, int
   return rc;
 }
 
+/* Links each entry to the previous one holding the same tensor (ids are 0..nids-1), so
+ * that finding a tensor's first kept entry walks its few holders, not the whole plan. */
+static int link_same(aal_storage_plan *plan, long nids, aal_error *err)
+{
+  long *last = malloc((size_t)(nids > 0 ? nids : 1) * sizeof *last);
+  if (last == NULL)
+    return aal_fail(err, AAL_ENOMEM, "memory plan: %ld tensor ids", nids);
+  for (long k = 0; k < nids; k++)
+    last[k] = -1;
+  for (size_t i = 0; i < plan->count; i++) {
+    aal_saved *e = &plan->entries[i];
+    e->prev_same = last[e->id];
+    last[e->id] = (long)i;
+  }
+  free(last);
+  return AAL_OK;
+}
+
 int aal_storage_plan_make(const aal_resnet_config *cfg, const aal_rule *rule, int batch,
                           aal_storage_plan *plan, aal_error *err)
 {
@@ -220,6 +238,8 @@ int aal_storage_plan_make(const aal_resnet_config *cfg, const aal_rule *rule, in
   if (rc == AAL_OK)
     rc = save(&d, "loss", "prob", AAL_SAVED_VALUES, dry_new(&d, (size_t)cfg->classes), 0, err);
   aal_resnet_free(&net);
+  if (rc == AAL_OK)
+    rc = link_same(plan, d.next_id, err);
   if (rc != AAL_OK)
     aal_storage_plan_free(plan);
   return rc;
@@ -276,11 +296,9 @@ static size_t entry_bytes(const aal_storage_plan *plan, size_t i, int mode)
     return 0;
   if (mode == AAL_POLICY_GCP_BLOCK && e->input > 0)
     return own;  /* a block's input, not the tensor this entry holds: each counts once */
-  for (size_t j = 0; j < i; j++) {
-    const aal_saved *f = &plan->entries[j];
-    if (f->id == e->id && (mode < 0 || aal_saved_policy_bytes(f, (aal_policy)mode) > 0))
+  for (long j = e->prev_same; j >= 0; j = plan->entries[j].prev_same)
+    if (mode < 0 || aal_saved_policy_bytes(&plan->entries[j], (aal_policy)mode) > 0)
       return 0;
-  }
   return own;
 }
 

@@ -50,6 +50,7 @@ typedef struct {
   size_t per_sample;   /* elements of one sample (for ActNN's groups); 0 for stats */
   size_t outputs;      /* AAL_SAVED_POOL: elements of the pooling's output */
   long id;             /* equal ids: the same tensor */
+  long prev_same;      /* the previous entry holding the same tensor; -1: none */
   int block;           /* -1: stem or head */
   int recomputed;      /* gcp drops it: recomputed in backward */
   size_t input;        /* the first entry of the stem or of a block: the elements of its
