@@ -303,7 +303,18 @@ int aal_cpu32_maxpool_backward(const aal_backend *be, int n, int c, int h, int w
                                int stride, int pad, const void *dy, const void *x, void *dx,
                                aal_error *err);
 
-/* kernels/cpu/linear.c: linear layer */
+/* kernels/cpu/linear.c: linear layer.  The _with forms take the row-major sgemm,
+ * c = op(a) op(b) + beta c (alpha 1; op transposes when trans_* is 1), which returns
+ * AAL_OK or an error naming op: cpu32 gives OpenBLAS's, dnnl oneDNN's. */
+typedef int (*aal_cpu32_gemm_fn)(int trans_a, int trans_b, int m, int n, int k, const float *a,
+                                 int lda, const float *b, int ldb, float beta, float *c,
+                                 int ldc, const char *op, aal_error *err);
+int aal_cpu32_linear_forward_with(aal_cpu32_gemm_fn gemm, const char *op, int n, int in,
+                                  int out, const void *x, const void *w, const void *b, void *y,
+                                  aal_error *err);
+int aal_cpu32_linear_backward_with(aal_cpu32_gemm_fn gemm, const char *op, int n, int in,
+                                   int out, const void *dy, const void *x, const void *w,
+                                   void *dx, void *dw, void *db, aal_error *err);
 int aal_cpu32_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
                              const void *w, const void *b, void *y, aal_error *err);
 int aal_cpu32_linear_backward(const aal_backend *be, int n, int in, int out, const void *dy,
