@@ -2,7 +2,9 @@
  *   x, y, dy, dx [N, C, HW];  gamma, beta, mean, invstd, dgamma, dbeta [C];  M = N*HW.
  * The per-channel reductions (sum x, sum (x - m)^2, sum dy, sum dy xhat) accumulate in
  * double: they are a small part of the work (one pass over x each) and make the
- * statistics exact to float rounding whatever M is.  The elementwise parts run in float
+ * statistics exact to float rounding whatever M is.  Each runs in AAL_CPU32_LANES
+ * independent accumulators added in a fixed order (kernels/cpu/cpu32.h), and the
+ * elementwise passes in blocks of 32 that the compiler vectorizes.  The elementwise parts run in float
  * in the form (x - m) * scale + beta, which keeps the error relative to |x - m| rather
  * than to |x| (no cancellation between x*scale and a folded shift).
  * Channels are independent: the backend's team (aal_team_par_for) splits them into
@@ -32,22 +34,15 @@ static void channel_stats(const float *x, int n, int c, int hw, int ch, double *
                           double *var)
 {
   const double m_count = (double)n * hw;
-  double sum = 0.0;
-  for (int i = 0; i < n; i++) {
-    const float *p = x + ((size_t)i * c + ch) * hw;
-    for (int k = 0; k < hw; k++)
-      sum += p[k];
-  }
-  const double m = sum / m_count;
-  double sd = 0.0, sd2 = 0.0;
-  for (int i = 0; i < n; i++) {
-    const float *p = x + ((size_t)i * c + ch) * hw;
-    for (int k = 0; k < hw; k++) {
-      const double d = p[k] - m;
-      sd += d;
-      sd2 += d * d;
-    }
-  }
+  double acc[AAL_CPU32_LANES] = {0}, acc2[AAL_CPU32_LANES] = {0};
+  for (int i = 0; i < n; i++)
+    aal_cpu32_sum_lanes(x + ((size_t)i * c + ch) * hw, (size_t)hw, acc);
+  const double m = aal_cpu32_lanes_total(acc) / m_count;
+  for (int l = 0; l < AAL_CPU32_LANES; l++)
+    acc[l] = 0.0;
+  for (int i = 0; i < n; i++)
+    aal_cpu32_dev_lanes(x + ((size_t)i * c + ch) * hw, (size_t)hw, m, acc, acc2);
+  const double sd = aal_cpu32_lanes_total(acc), sd2 = aal_cpu32_lanes_total(acc2);
   const double v = (sd2 - sd * sd / m_count) / m_count;
   *mean = m + sd / m_count;
   *var = v < 0.0 ? 0.0 : v;
@@ -77,8 +72,7 @@ static void bn_forward_channels(const void *arg, size_t lo, size_t hi)
     const float mf = (float)m, scale = (float)(a->gamma[ch] * is), shift = a->beta[ch];
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
-      for (int k = 0; k < hw; k++)
-        py[base + k] = (px[base + k] - mf) * scale + shift;
+      aal_cpu32_bn_apply(px + base, (size_t)hw, mf, scale, shift, py + base);
     }
   }
 }
@@ -160,22 +154,19 @@ static void bn_backward_channels(const void *arg, size_t lo, size_t hi)
   const double m_count = (double)n * hw;
   for (int ch = (int)lo; ch < (int)hi; ch++) {
     const float m = a->mean[ch], is = a->invstd[ch];
-    double s_dy = 0.0, s_dyxh = 0.0;
+    double sdy[AAL_CPU32_LANES] = {0}, sxh[AAL_CPU32_LANES] = {0};
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
-      for (int k = 0; k < hw; k++) {
-        s_dy += pdy[base + k];
-        s_dyxh += (double)pdy[base + k] * (((double)px[base + k] - m) * is);
-      }
+      aal_cpu32_bwd_lanes(pdy + base, px + base, (size_t)hw, m, is, sdy, sxh);
     }
+    const double s_dy = aal_cpu32_lanes_total(sdy), s_dyxh = aal_cpu32_lanes_total(sxh);
     a->dgamma[ch] = (float)s_dyxh;
     a->dbeta[ch] = (float)s_dy;
     const float g = a->gamma[ch] * is, b = (float)(s_dy / m_count),
                 cc = (float)(s_dyxh / m_count);
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
-      for (int k = 0; k < hw; k++)
-        pdx[base + k] = g * (pdy[base + k] - b - (px[base + k] - m) * is * cc);
+      aal_cpu32_bn_dx(pdy + base, px + base, (size_t)hw, g, b, m, is, cc, pdx + base);
     }
   }
 }

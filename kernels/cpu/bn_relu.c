@@ -20,6 +20,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
   int n, c, hw;
@@ -46,6 +47,20 @@ static void forward_stats(const void *arg, size_t lo, size_t hi)
   }
 }
 
+/* Word j when its 32 elements lie in one channel row (the common case: HW a multiple
+ * of 32): z = (x - m) s + shift, y = relu(z) and the mask word, vectorized; the same
+ * operations on each element as the general loop below. */
+static void forward_word32(const fwd_ctx *a, size_t j, int ch)
+{
+  const size_t at = 32 * j;
+  float v[32], z[32];
+  memcpy(v, a->x + at, sizeof v);
+  const float m = a->mf[ch], s = a->scale[ch], shift = a->beta[ch];
+  for (int t = 0; t < 32; t++)
+    z[t] = (v[t] - m) * s + shift;
+  a->words[j] = aal_cpu32_relu32(z, a->y + at);
+}
+
 /* mask words [lo, hi) and their elements [32 lo, min(32 hi, N C HW)), in memory order:
  * element at = (i c + ch) hw + k; a word is filled over consecutive elements (possibly
  * across channel rows) and stored when full or at the end of the tensor */
@@ -53,6 +68,11 @@ static void forward_apply(const void *arg, size_t lo, size_t hi)
 {
   const fwd_ctx *a = arg;
   const size_t total = (size_t)a->n * a->c * a->hw, hw = (size_t)a->hw;
+  /* whole words inside one row each: the vectorized path */
+  while (lo < hi && 32 * lo + 32 <= total && (32 * lo) / hw == (32 * lo + 31) / hw) {
+    forward_word32(a, lo, (int)((32 * lo / hw) % (size_t)a->c));
+    lo++;
+  }
   const size_t end = 32 * hi < total ? 32 * hi : total;
   size_t at = 32 * lo;
   if (at >= end)
@@ -114,40 +134,61 @@ typedef struct {
   float *dx, *dgamma, *dbeta;
 } bwd_ctx;
 
-/* channels [lo, hi) of bn_relu_backward (the mask is only read, so any split works) */
+/* Elements of a row handled at a time by the backward: dz = bit ? dy : 0 is formed
+ * for a piece of a row in a local buffer (a multiple of 32 and of AAL_CPU32_LANES, so
+ * that every piece starts on the lane of its position in the row). */
+#define PIECE 1024
+
+/* dz[0..len) for the elements at .. at + len - 1 (a word at a time where aligned) */
+static void gate_piece(const float *dy, const uint32_t *words, size_t at, size_t len,
+                       float *dz)
+{
+  size_t k = 0;
+  if (at % 32 == 0)
+    for (; k + 32 <= len; k += 32)
+      aal_cpu32_gate32(dy + at + k, words[(at + k) / 32], dz + k);
+  for (; k < len; k++) {
+    const size_t e = at + k;
+    dz[k] = ((words[e / 32] >> (e % 32)) & 1u) ? dy[e] : 0.0f;
+  }
+}
+
+/* channels [lo, hi) of bn_relu_backward (the mask is only read, so any split works):
+ * the sums and dx of bn_backward with dz in place of dy, in the same pieces and lanes */
 static void backward_channels(const void *arg, size_t lo, size_t hi)
 {
   const bwd_ctx *a = arg;
-  const int n = a->n, c = a->c, hw = a->hw;
+  const int n = a->n, c = a->c;
+  const size_t hw = (size_t)a->hw;
   const float *pdy = a->dy, *px = a->x;
-  const uint32_t *words = a->words;
   float *pdx = a->dx;
-  const double m_count = (double)n * hw;
-#define DZ(at) (((words[(at) / 32] >> ((at) % 32)) & 1u) ? pdy[at] : 0.0f)
+  const double m_count = (double)n * (double)hw;
+  float dz[PIECE];
   for (int ch = (int)lo; ch < (int)hi; ch++) {
     const float m = a->mean[ch], is = a->invstd[ch];
-    double s_dy = 0.0, s_dyxh = 0.0;
+    double sdy[AAL_CPU32_LANES] = {0}, sxh[AAL_CPU32_LANES] = {0};
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
-      for (int k = 0; k < hw; k++) {
-        const float dz = DZ(base + k);
-        s_dy += dz;
-        s_dyxh += (double)dz * (((double)px[base + k] - m) * is);
+      for (size_t k = 0; k < hw; k += PIECE) {
+        const size_t len = hw - k < PIECE ? hw - k : PIECE;
+        gate_piece(pdy, a->words, base + k, len, dz);
+        aal_cpu32_bwd_lanes(dz, px + base + k, len, m, is, sdy, sxh);
       }
     }
+    const double s_dy = aal_cpu32_lanes_total(sdy), s_dyxh = aal_cpu32_lanes_total(sxh);
     a->dgamma[ch] = (float)s_dyxh;
     a->dbeta[ch] = (float)s_dy;
     const float g = a->gamma[ch] * is, b = (float)(s_dy / m_count),
                 cc = (float)(s_dyxh / m_count);
     for (int i = 0; i < n; i++) {
       const size_t base = ((size_t)i * c + ch) * hw;
-      for (int k = 0; k < hw; k++) {
-        const float dz = DZ(base + k);
-        pdx[base + k] = g * (dz - b - (px[base + k] - m) * is * cc);
+      for (size_t k = 0; k < hw; k += PIECE) {
+        const size_t len = hw - k < PIECE ? hw - k : PIECE;
+        gate_piece(pdy, a->words, base + k, len, dz);
+        aal_cpu32_bn_dx(dz, px + base + k, len, g, b, m, is, cc, pdx + base + k);
       }
     }
   }
-#undef DZ
 }
 
 /* dz = bit ? dy : 0;  dbeta = sum dz, dgamma = sum dz xhat (double);

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/backend.h"
 #include "kernels/backend_check.h"
@@ -73,6 +74,100 @@ int aal_cpu32_bn_backward(const aal_backend *be, int n, int c, int hw, const voi
 void aal_cpu32_bn_channel_stats(const float *x, int n, int c, int hw, int ch, double *mean,
                                 double *var);
 
+/* Batch norm's per-channel sums, shared by batchnorm.c and bn_relu.c so that the fused
+ * ops see the unfused ops' numbers bit for bit.  A sum over a channel's rows runs in
+ * AAL_CPU32_LANES double accumulators, element k of a row (k counted from the row's
+ * start) in lane k % AAL_CPU32_LANES, and the lanes are added in a fixed tree at the end
+ * (aal_cpu32_lanes_total): independent chains instead of one, a sum of the same terms in
+ * another fixed order (the harness's bounds take any order).  A caller that feeds a row
+ * in pieces starts each piece at a multiple of AAL_CPU32_LANES. */
+#define AAL_CPU32_LANES 8
+
+static inline double aal_cpu32_lanes_total(const double acc[AAL_CPU32_LANES])
+{
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* acc[lane] += x[k] over x[0..len) */
+static inline void aal_cpu32_sum_lanes(const float *x, size_t len, double acc[AAL_CPU32_LANES])
+{
+  size_t k = 0;
+  for (; k + AAL_CPU32_LANES <= len; k += AAL_CPU32_LANES)
+    for (int l = 0; l < AAL_CPU32_LANES; l++)
+      acc[l] += x[k + l];
+  for (; k < len; k++)
+    acc[k % AAL_CPU32_LANES] += x[k];
+}
+
+/* d = x[k] - m (double): sd[lane] += d, sd2[lane] += d d over x[0..len) */
+static inline void aal_cpu32_dev_lanes(const float *x, size_t len, double m,
+                                       double sd[AAL_CPU32_LANES], double sd2[AAL_CPU32_LANES])
+{
+  size_t k = 0;
+  for (; k + AAL_CPU32_LANES <= len; k += AAL_CPU32_LANES)
+    for (int l = 0; l < AAL_CPU32_LANES; l++) {
+      const double d = x[k + l] - m;
+      sd[l] += d;
+      sd2[l] += d * d;
+    }
+  for (; k < len; k++) {
+    const double d = x[k] - m;
+    sd[k % AAL_CPU32_LANES] += d;
+    sd2[k % AAL_CPU32_LANES] += d * d;
+  }
+}
+
+/* Backward sums over dz[0..len), x[0..len): sdy[lane] += dz,
+ * sxh[lane] += dz ((x - m) is) (double) */
+static inline void aal_cpu32_bwd_lanes(const float *dz, const float *x, size_t len, float m,
+                                       float is, double sdy[AAL_CPU32_LANES],
+                                       double sxh[AAL_CPU32_LANES])
+{
+  size_t k = 0;
+  for (; k + AAL_CPU32_LANES <= len; k += AAL_CPU32_LANES)
+    for (int l = 0; l < AAL_CPU32_LANES; l++) {
+      sdy[l] += dz[k + l];
+      sxh[l] += (double)dz[k + l] * (((double)x[k + l] - m) * is);
+    }
+  for (; k < len; k++) {
+    sdy[k % AAL_CPU32_LANES] += dz[k];
+    sxh[k % AAL_CPU32_LANES] += (double)dz[k] * (((double)x[k] - m) * is);
+  }
+}
+
+/* y[0..len) = (x - m) s + b in float (bn_forward's apply), 32 at a time. */
+static inline void aal_cpu32_bn_apply(const float *x, size_t len, float m, float s, float b,
+                                      float *y)
+{
+  size_t k = 0;
+  for (; k + 32 <= len; k += 32) {
+    float v[32], r[32];
+    memcpy(v, x + k, sizeof v);
+    for (int t = 0; t < 32; t++)
+      r[t] = (v[t] - m) * s + b;
+    memcpy(y + k, r, sizeof r);
+  }
+  for (; k < len; k++)
+    y[k] = (x[k] - m) * s + b;
+}
+
+/* dx[0..len) = g (dz - b - (x - m) is cc) in float (bn_backward's dx), 32 at a time. */
+static inline void aal_cpu32_bn_dx(const float *dz, const float *x, size_t len, float g,
+                                   float b, float m, float is, float cc, float *dx)
+{
+  size_t k = 0;
+  for (; k + 32 <= len; k += 32) {
+    float vz[32], vx[32], r[32];
+    memcpy(vz, dz + k, sizeof vz);
+    memcpy(vx, x + k, sizeof vx);
+    for (int t = 0; t < 32; t++)
+      r[t] = g * (vz[t] - b - (vx[t] - m) * is * cc);
+    memcpy(dx + k, r, sizeof r);
+  }
+  for (; k < len; k++)
+    dx[k] = g * (dz[k] - b - (x[k] - m) * is * cc);
+}
+
 /* kernels/cpu/bn_relu.c: batch norm + ReLU, fused (bit-identical to bn_forward + relu_forward,
  * relu_backward + bn_backward) */
 int aal_cpu32_bn_relu_forward(const aal_backend *be, int n, int c, int hw, const void *x,
@@ -109,10 +204,56 @@ int aal_cpu32_scale(const aal_backend *be, size_t n, const void *x, double s, vo
  * each element's arithmetic is the single-threaded one, whatever the thread count.
  * Inline: they sit in the inner loops of both files. */
 
+/* Blocks of 32 elements (one mask word) that GCC vectorizes at -O2 (fixed trip count;
+ * bit t from a table, not a shift by the loop counter; selects written as bit masks;
+ * the caller's arrays copied through locals, so that an in-place call, y == x, stays
+ * correct without restrict).  Each element's arithmetic is the scalar one, so results
+ * are those of the element-by-element loops they replace, bit for bit. */
+static const uint32_t aal_cpu32_bit[32] = {
+    1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
+    1u << 8,  1u << 9,  1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15,
+    1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21, 1u << 22, 1u << 23,
+    1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
+
+/* The mask word of v[0..31] > 0 (NaN and -0 give 0). */
+static inline uint32_t aal_cpu32_positive32(const float v[32])
+{
+  uint32_t word = 0;
+  for (int t = 0; t < 32; t++)
+    word |= aal_cpu32_bit[t] & -(uint32_t)(v[t] > 0.0f);
+  return word;
+}
+
+/* y[0..31] = max(x, 0) as x > 0 ? x : +0 (NaN and -0 give +0); returns the mask word. */
+static inline uint32_t aal_cpu32_relu32(const float *x, float *y)
+{
+  float v[32], r[32];
+  memcpy(v, x, sizeof v);
+  for (int t = 0; t < 32; t++)
+    r[t] = v[t] > 0.0f ? v[t] : 0.0f;
+  memcpy(y, r, sizeof r);
+  return aal_cpu32_positive32(v);
+}
+
+/* out[0..31] = bit t of word ? in[t] : +0 (the value's bits kept, NaN included). */
+static inline void aal_cpu32_gate32(const float *in, uint32_t word, float *out)
+{
+  uint32_t u[32];
+  memcpy(u, in, sizeof u);
+  for (int t = 0; t < 32; t++)
+    u[t] &= -(uint32_t)((word & aal_cpu32_bit[t]) != 0);
+  memcpy(out, u, sizeof u);
+}
+
 /* Word j of the mask of x > 0 (elements 32j .. min(32j + 32, n) - 1). */
 static inline uint32_t aal_cpu32_positive_word(const float *x, size_t n, size_t j)
 {
   const size_t lo = 32 * j, hi = lo + 32 < n ? lo + 32 : n;
+  if (hi - lo == 32) {
+    float v[32];
+    memcpy(v, x + lo, sizeof v);
+    return aal_cpu32_positive32(v);
+  }
   uint32_t word = 0;
   for (size_t i = lo; i < hi; i++)
     word |= (uint32_t)(x[i] > 0.0f) << (i - lo);
@@ -162,7 +303,18 @@ int aal_cpu32_maxpool_backward(const aal_backend *be, int n, int c, int h, int w
                                int stride, int pad, const void *dy, const void *x, void *dx,
                                aal_error *err);
 
-/* kernels/cpu/linear.c: linear layer */
+/* kernels/cpu/linear.c: linear layer.  The _with forms take the row-major sgemm,
+ * c = op(a) op(b) + beta c (alpha 1; op transposes when trans_* is 1), which returns
+ * AAL_OK or an error naming op: cpu32 gives OpenBLAS's, dnnl oneDNN's. */
+typedef int (*aal_cpu32_gemm_fn)(int trans_a, int trans_b, int m, int n, int k, const float *a,
+                                 int lda, const float *b, int ldb, float beta, float *c,
+                                 int ldc, const char *op, aal_error *err);
+int aal_cpu32_linear_forward_with(aal_cpu32_gemm_fn gemm, const char *op, int n, int in,
+                                  int out, const void *x, const void *w, const void *b, void *y,
+                                  aal_error *err);
+int aal_cpu32_linear_backward_with(aal_cpu32_gemm_fn gemm, const char *op, int n, int in,
+                                   int out, const void *dy, const void *x, const void *w,
+                                   void *dx, void *dw, void *db, aal_error *err);
 int aal_cpu32_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
                              const void *w, const void *b, void *y, aal_error *err);
 int aal_cpu32_linear_backward(const aal_backend *be, int n, int in, int out, const void *dy,

@@ -4,14 +4,21 @@
 #include "kernels/cpu/cpu32.h"
 #include "kernels/backend_check.h"
 
+/* whole words through the 32-element blocks of cpu32.h; the last, partial word (n not a
+ * multiple of 32) element by element, with the same arithmetic */
 static void relu_forward_words(const void *arg, size_t wlo, size_t whi)
 {
   const aal_cpu32_bits_ctx *a = arg;
+  size_t j = wlo;
+  for (; j < whi && 32 * j + 32 <= a->n; j++)
+    a->out_words[j] = aal_cpu32_relu32(a->x + 32 * j, a->y + 32 * j);
+  if (j == whi)
+    return;
   size_t lo, hi;
-  aal_cpu32_word_elements(a->n, wlo, whi, &lo, &hi);
+  aal_cpu32_word_elements(a->n, j, whi, &lo, &hi);
   for (size_t i = lo; i < hi; i++)
     a->y[i] = a->x[i] > 0.0f ? a->x[i] : 0.0f;
-  for (size_t j = wlo; j < whi; j++)
+  for (; j < whi; j++)
     a->out_words[j] = aal_cpu32_positive_word(a->x, a->n, j);
 }
 
@@ -32,8 +39,13 @@ int aal_cpu32_relu_forward(const aal_backend *be, size_t n, const void *x, void 
 static void relu_backward_words(const void *arg, size_t wlo, size_t whi)
 {
   const aal_cpu32_bits_ctx *a = arg;
+  size_t j = wlo;
+  for (; j < whi && 32 * j + 32 <= a->n; j++)
+    aal_cpu32_gate32(a->x + 32 * j, a->in_words[j], a->y + 32 * j);
+  if (j == whi)
+    return;
   size_t lo, hi;
-  aal_cpu32_word_elements(a->n, wlo, whi, &lo, &hi);
+  aal_cpu32_word_elements(a->n, j, whi, &lo, &hi);
   for (size_t i = lo; i < hi; i++)
     a->y[i] = ((a->in_words[i / 32] >> (i % 32)) & 1u) ? a->x[i] : 0.0f;
 }

@@ -90,12 +90,16 @@ int aal_backend_dnnl(aal_backend *be, aal_error *err)
     return rc;
   }
   memset(be, 0, sizeof *be);
-  aal_cpu32_table(be);
+  aal_cpu32_table(&st->base);
+  *be = st->base;
+  aal_dnnl_track(be); /* every member that may write a buffer bumps the epoch */
   be->name = "dnnl";
   be->ctx = st;
   be->conv_forward = aal_dnnl_conv_forward;
   be->conv_backward_data = aal_dnnl_conv_backward_data;
   be->conv_backward_filter = aal_dnnl_conv_backward_filter;
+  be->linear_forward = aal_dnnl_linear_forward;
+  be->linear_backward = aal_dnnl_linear_backward;
   be->destroy = dnnl_destroy;
   return AAL_OK;
 }

@@ -23,8 +23,20 @@
  * Cache: an entry per (direction, geometry, thread count) holds the primitive, its
  * memory objects and its reorders, so that a steady-state training step creates
  * nothing (tests/dnnl/test_dnnl.c counts it); at most AAL_DNNL_CACHE_ENTRIES, the least
- * recently used destroyed first.  The workspace (three slots: the two inputs and the
- * output of a call) is shared by all entries and grows to the largest tensor seen.
+ * recently used destroyed first.  The workspace is shared by all entries and grows to
+ * the largest tensor seen; it has three slots, by the role of the tensor (x or dx, w or
+ * dw, y or dy).
+ *
+ * Reuse: the model calls backward-filter (x, dy) and backward-data (dy, w) of a conv
+ * one after the other, with the same dy, which both reorder into the same layout and
+ * slot.  A slot's tag says which caller buffer it holds, in which layout, as of which
+ * write epoch; an input whose tag matches (same buffer, same layout, same epoch) is not
+ * reordered again.  The epoch counts every call of the table that may write a backend
+ * buffer (every op but the convs, alloc, release, the uploads: kernels/dnnl/track.c),
+ * and a conv clears the tags of its output's slot and of any slot holding a buffer its
+ * output overlaps; so a tag is only trusted while nothing can have written the buffer.
+ * (Code outside the table must not write a backend buffer - the table's contract -
+ * or the tag would not know.)
  *
  * Threads: --threads sets OpenBLAS's thread count (sim/cli/cli.c), and oneDNN's OpenMP
  * runs with the same number: every call sets it from openblas_get_num_threads()
@@ -72,11 +84,13 @@ static void entry_destroy(aal_dnnl_entry *e)
 /* Argument a of primitive pd: the plain memory over the caller's buffer and, if oneDNN
  * wants another layout, the workspace memory and the reorder between them. */
 static int arg_create(const aal_dnnl_state *st, dnnl_primitive_desc_t pd, int dnnl_arg,
-                      int is_output, const dnnl_memory_desc_t *plain, aal_dnnl_arg *a,
-                      const char *op, aal_error *err)
+                      int is_output, int slot, const dnnl_memory_desc_t *plain,
+                      aal_dnnl_arg *a, const char *op, aal_error *err)
 {
   a->dnnl_arg = dnnl_arg;
   a->is_output = is_output;
+  a->slot = slot;
+  a->user_bytes = dnnl_memory_desc_get_size(plain);
   const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
                                                                 dnnl_arg);
   if (want == NULL)
@@ -86,6 +100,7 @@ static int arg_create(const aal_dnnl_state *st, dnnl_primitive_desc_t pd, int dn
   if (dnnl_memory_desc_equal(plain, want))
     return AAL_OK;
   a->bytes = dnnl_memory_desc_get_size(want);
+  a->inner_md = *want;
   DNNL_TRY(dnnl_memory_create(&a->inner, want, st->engine, DNNL_MEMORY_NONE));
   dnnl_primitive_desc_t rpd;
   if (is_output)
@@ -164,9 +179,12 @@ static int entry_create(const aal_dnnl_state *st, aal_dnnl_entry *e, aal_error *
       {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC},
       {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS}};
   const dnnl_memory_desc_t *plain[3][3] = {{&x, &w, &y}, {&y, &w, &x}, {&x, &y, &w}};
+  static const int SLOTS[3][3] = {{AAL_DNNL_SLOT_X, AAL_DNNL_SLOT_W, AAL_DNNL_SLOT_Y},
+                                  {AAL_DNNL_SLOT_Y, AAL_DNNL_SLOT_W, AAL_DNNL_SLOT_X},
+                                  {AAL_DNNL_SLOT_X, AAL_DNNL_SLOT_Y, AAL_DNNL_SLOT_W}};
   for (int i = 0; i < 3 && rc == AAL_OK; i++)
-    rc = arg_create(st, e->pd, ARGS[e->key.dir][i], i == 2, plain[e->key.dir][i], &e->arg[i],
-                    op, err);
+    rc = arg_create(st, e->pd, ARGS[e->key.dir][i], i == 2, SLOTS[e->key.dir][i],
+                    plain[e->key.dir][i], &e->arg[i], op, err);
   return rc;
 }
 
@@ -218,13 +236,14 @@ static int entry_get(aal_dnnl_state *st, const aal_dnnl_key *key, aal_dnnl_entry
 
 /* ---------------------------------------------------------------- running */
 
-/* Workspace slot i holds at least bytes (contents need not survive: every call fills
- * its slots before reading them). */
+/* Workspace slot i holds at least bytes (a slot that grows loses its contents, and
+ * its tag). */
 static int workspace_reserve(aal_dnnl_state *st, int i, size_t bytes, const char *op,
                              aal_error *err)
 {
   if (bytes <= st->ws_bytes[i])
     return AAL_OK;
+  st->tags[i].valid = 0;
   free(st->ws[i]);
   st->stats.workspace_bytes -= st->ws_bytes[i];
   st->ws[i] = NULL;
@@ -249,8 +268,47 @@ static int run_reorder(const aal_dnnl_state *st, dnnl_primitive_t r, dnnl_memory
   return AAL_OK;
 }
 
-/* Binds the caller's buffers and the workspace, reorders the inputs in, runs the
- * primitive, reorders the output out and waits for the stream. */
+/* Whether slot a->slot holds buf in a's layout as of the current epoch. */
+static int tag_holds(const aal_dnnl_state *st, const aal_dnnl_arg *a, const void *buf)
+{
+  const aal_dnnl_tag *t = &st->tags[a->slot];
+  return t->valid && t->ptr == buf && t->epoch == st->epoch &&
+         dnnl_memory_desc_equal(&t->md, &a->inner_md);
+}
+
+/* Output a is about to be written into out: no slot's copy of a buffer that out
+ * overlaps stays trusted, nor the output's own slot. */
+static void tags_written(aal_dnnl_state *st, const aal_dnnl_arg *a, const void *out)
+{
+  const char *lo = out, *hi = lo + a->user_bytes;
+  for (int i = 0; i < 3; i++) {
+    const char *p = st->tags[i].ptr;
+    if (st->tags[i].valid && p < hi && lo < p + st->tags[i].bytes)
+      st->tags[i].valid = 0;
+  }
+  if (a->inner != NULL)
+    st->tags[a->slot].valid = 0;
+}
+
+/* Input i: reordered into its slot unless the slot holds it already (Reuse, above). */
+static int input_in(aal_dnnl_state *st, const aal_dnnl_arg *a, const void *buf, const char *op,
+                    aal_error *err)
+{
+  if (a->reorder == NULL)
+    return AAL_OK;
+  if (tag_holds(st, a, buf)) {
+    st->stats.reused++;
+    return AAL_OK;
+  }
+  st->tags[a->slot].valid = 0;
+  const int rc = run_reorder(st, a->reorder, a->user, a->inner, op, err);
+  if (rc == AAL_OK)
+    st->tags[a->slot] = (aal_dnnl_tag){1, buf, a->user_bytes, a->inner_md, st->epoch};
+  return rc;
+}
+
+/* Binds the caller's buffers and the workspace, reorders the inputs in (or reuses
+ * them), runs the primitive, reorders the output out and waits for the stream. */
 static int entry_run(aal_dnnl_state *st, aal_dnnl_entry *e, const void *in0, const void *in1,
                      void *out, aal_error *err)
 {
@@ -261,20 +319,19 @@ static int entry_run(aal_dnnl_state *st, aal_dnnl_entry *e, const void *in0, con
     aal_dnnl_arg *a = &e->arg[i];
     DNNL_TRY(dnnl_memory_set_data_handle_v2(a->user, bufs[i], st->stream));
     if (a->inner != NULL) {
-      const int rc = workspace_reserve(st, i, a->bytes, op, err);
+      const int rc = workspace_reserve(st, a->slot, a->bytes, op, err);
       if (rc != AAL_OK)
         return rc;
-      DNNL_TRY(dnnl_memory_set_data_handle_v2(a->inner, st->ws[i], st->stream));
+      DNNL_TRY(dnnl_memory_set_data_handle_v2(a->inner, st->ws[a->slot], st->stream));
     }
     args[i] = (dnnl_exec_arg_t){a->dnnl_arg, a->inner != NULL ? a->inner : a->user};
   }
-  for (int i = 0; i < 2; i++)
-    if (e->arg[i].reorder != NULL) {
-      const int rc = run_reorder(st, e->arg[i].reorder, e->arg[i].user, e->arg[i].inner, op,
-                                 err);
-      if (rc != AAL_OK)
-        return rc;
-    }
+  for (int i = 0; i < 2; i++) {
+    const int rc = input_in(st, &e->arg[i], bufs[i], op, err);
+    if (rc != AAL_OK)
+      return rc;
+  }
+  tags_written(st, &e->arg[2], out);
   DNNL_TRY(dnnl_primitive_execute(e->prim, st->stream, 3, args));
   if (e->arg[2].reorder != NULL) {
     const int rc = run_reorder(st, e->arg[2].reorder, e->arg[2].inner, e->arg[2].user, op,
@@ -369,6 +426,7 @@ void aal_dnnl_cache_clear(aal_dnnl_state *st)
     free(st->ws[i]);
     st->ws[i] = NULL;
     st->ws_bytes[i] = 0;
+    st->tags[i].valid = 0;
   }
   st->stats.entries = 0;
   st->stats.workspace_bytes = 0;

@@ -23,6 +23,7 @@ enum { AAL_DNNL_FORWARD = 0, AAL_DNNL_BACKWARD_DATA = 1, AAL_DNNL_BACKWARD_FILTE
 typedef struct {
   long created;      /* convolution primitives created since open (each entry: one) */
   long hits;         /* conv calls that found their primitive in the cache */
+  long reused;       /* input reorders skipped: the workspace held that input already */
   long evicted;      /* entries destroyed to make room */
   int entries;       /* entries cached now */
   int threads;       /* OpenMP threads oneDNN ran the last conv call with */

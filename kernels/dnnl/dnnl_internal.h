@@ -19,11 +19,29 @@
 typedef struct {
   int dnnl_arg;              /* DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, ... */
   int is_output;
+  int slot;                  /* workspace slot: by role, AAL_DNNL_SLOT_X / _W / _Y */
   dnnl_memory_t user;        /* plain layout; its handle is set to the caller's buffer */
+  size_t user_bytes;         /* the caller's buffer */
   dnnl_memory_t inner;       /* oneDNN's layout over the workspace; NULL if plain */
+  dnnl_memory_desc_t inner_md;
   dnnl_primitive_t reorder;  /* NULL if plain */
   size_t bytes;              /* inner's size */
 } aal_dnnl_arg;
+
+/* Workspace slots by the role of the tensor: activations x / dx, weights w / dw,
+ * outputs y / dy.  So the dy of backward-filter and backward-data, called one after
+ * the other, lands in the same slot (kernels/dnnl/conv.c, "Reuse"). */
+enum { AAL_DNNL_SLOT_X = 0, AAL_DNNL_SLOT_W = 1, AAL_DNNL_SLOT_Y = 2 };
+
+/* What a workspace slot holds: the caller's buffer ptr (bytes long) reordered into
+ * layout md while the backend's write epoch was epoch (valid 0: nothing known). */
+typedef struct {
+  int valid;
+  const void *ptr;
+  size_t bytes;
+  dnnl_memory_desc_t md;
+  unsigned long epoch;
+} aal_dnnl_tag;
 
 /* What a primitive is cached by: the direction, the geometry and the thread count (a
  * primitive is built for the threads it will run on). */
@@ -47,6 +65,9 @@ typedef struct {
  * keeps for everything but the convolutions, find their thread team through be->ctx. */
 typedef struct {
   aal_cpu32_state cpu;
+  aal_backend base;           /* cpu32's table, which the tracked members call */
+  unsigned long epoch;        /* +1 at every call that may write a buffer, convs aside */
+  aal_dnnl_tag tags[3];       /* per workspace slot */
   dnnl_engine_t engine;
   dnnl_stream_t stream;
   aal_dnnl_entry cache[AAL_DNNL_CACHE_ENTRIES];
@@ -87,6 +108,16 @@ int aal_dnnl_conv_backward_data(const aal_backend *be, const aal_conv_shape *cs,
                                 const void *w, void *dx, aal_error *err);
 int aal_dnnl_conv_backward_filter(const aal_backend *be, const aal_conv_shape *cs,
                                   const void *x, const void *dy, void *dw, aal_error *err);
+/* kernels/dnnl/track.c: every member of the table that may write a backend buffer
+ * (all but the convs and downloads), as cpu32's behind a bump of st->epoch */
+void aal_dnnl_track(aal_backend *be);
+
+/* kernels/dnnl/linear.c: cpu32's linear layer on oneDNN's sgemm (also bumps the epoch) */
+int aal_dnnl_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
+                            const void *w, const void *b, void *y, aal_error *err);
+int aal_dnnl_linear_backward(const aal_backend *be, int n, int in, int out, const void *dy,
+                             const void *x, const void *w, void *dx, void *dw, void *db,
+                             aal_error *err);
 /* Destroys every cache entry and frees the workspace (the backend's destroy). */
 void aal_dnnl_cache_clear(aal_dnnl_state *st);
 

@@ -308,6 +308,17 @@ static void print_footer(const bench_summary *sum, const char *gemm, int im2col,
           sum->min_ratio >= AAL_BENCH_CONV_GOAL ? "" : "  below the goal");
 }
 
+/* OpenBLAS's idle threads spin (sched_yield) for about 0.1 s after a GEMM; the convs
+ * of a backend that runs on other threads (dnnl's OpenMP) would compete with them for
+ * the cores: measured, the first rows after the sgemm (the stem) ran 25x slower.  So
+ * the timings start 0.3 s after it. */
+static void settle_after_gemm(void)
+{
+  struct timespec t = {0, 300000000L};
+  while (nanosleep(&t, &t) != 0)
+    ; /* interrupted: sleep the rest */
+}
+
 /* --backend cpu32 or dnnl: a float32 CPU backend against sgemm. */
 static int bench_conv_float(const char *name, const aal_bench_conv_opts *opts, FILE *out,
                             aal_error *err)
@@ -316,6 +327,7 @@ static int bench_conv_float(const char *name, const aal_bench_conv_opts *opts, F
   int rc = aal_bench_sgemm_gflops(opts->dgemm_n, opts->repeats, opts->seed, &sgemm, err);
   if (rc != AAL_OK)
     return rc;
+  settle_after_gemm();
   aal_backend be;
   rc = aal_backend_open(name, &be, err);
   if (rc != AAL_OK)

@@ -12,7 +12,10 @@
  *     resumes bit-identically);
  *  e. bad arguments are reported naming the op; the counters refuse other tables;
  *  f. the ops taken from cpu32, whose loops run on OpenMP's threads here, give cpu32's
- *     results bit for bit.
+ *     results bit for bit;
+ *  g. backward-data reuses the dy that backward-filter reordered just before, and never
+ *     a stale one (after an upload, after a conv wrote over it); every table member
+ *     that may write a buffer is tracked.
  *
  * Exit 77 (skipped) when aal was built without oneDNN; then aal_backend_open("dnnl")
  * must fail naming Debian's package.  The seed is $AAL_TEST_SEED (default 20261128),
@@ -21,6 +24,7 @@
 
 #include <check.h>
 #include <gsl/gsl_rng.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,9 +211,10 @@ START_TEST(test_dnnl_steady_state_creates_nothing)
     ck_assert_int_eq(aal_resnet_sgd_step_ops(&net, &ops, 0.01, 0.9, 1e-4, &err), AAL_OK);
     aal_tape_free(tape);
     const aal_dnnl_stats s1 = stats(&be);
-    printf("dnnl step %lu: %ld primitives created, %ld cache hits, %d entries, workspace "
-           "%zu bytes, %d threads\n", step, s1.created - s0.created, s1.hits - s0.hits,
-           s1.entries, s1.workspace_bytes, s1.threads);
+    printf("dnnl step %lu: %ld primitives created, %ld cache hits, %ld reorders reused, %d "
+           "entries, workspace %zu bytes, %d threads\n", step, s1.created - s0.created,
+           s1.hits - s0.hits, s1.reused - s0.reused, s1.entries, s1.workspace_bytes,
+           s1.threads);
     if (step == 0) /* 11 geometries; the stem needs no backward-data */
       ck_assert_int_eq(s1.created - s0.created, 32);
     if (step < 2)
@@ -218,6 +223,7 @@ START_TEST(test_dnnl_steady_state_creates_nothing)
     ck_assert_int_eq(s1.evicted, s0.evicted);
     ck_assert_int_ge(s1.hits - s0.hits, 3 * 20 - 1);
     ck_assert_uint_eq(s1.workspace_bytes, s0.workspace_bytes);
+    ck_assert_int_gt(s1.reused - s0.reused, 0);
   }
   aal_ops_free(&ops);
   aal_resnet_free(&net);
@@ -454,6 +460,116 @@ START_TEST(test_dnnl_loops_equal_cpu32)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ g. reuse */
+
+/* n doubles uniform in +-[1/1024, 1), as floats (so that upload rounds nothing). */
+static double *random_doubles(gsl_rng *rng, size_t n)
+{
+  float *f = random_floats(rng, n);
+  double *d = malloc(n * sizeof *d);
+  ck_assert_ptr_nonnull(d);
+  for (size_t i = 0; i < n; i++)
+    d[i] = f[i];
+  free(f);
+  return d;
+}
+
+/* backward-data of a fresh backend (nothing cached) on the same values: the reference
+ * for a call that may have reused a reordered dy */
+static void fresh_backward_data(const aal_conv_shape *cs, const float *dy, const float *w,
+                                float *dx)
+{
+  aal_backend f = dnnl();
+  aal_error err;
+  ck_assert_msg(f.conv_backward_data(&f, cs, dy, w, dx, &err) == AAL_OK, "%s", err.msg);
+  f.destroy(&f);
+}
+
+/* The dy that backward-filter reordered is reused by backward-data right after it, and
+ * only then: not after an upload into dy (the epoch moved), not after a conv wrote its
+ * output over dy (the tag is cleared), each checked bit for bit against a fresh
+ * backend. */
+START_TEST(test_dnnl_reuse_is_exact)
+{
+  aal_backend be = dnnl();
+  aal_error err;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  ck_assert_ptr_nonnull(rng);
+  gsl_rng_set(rng, g_seed + 3);
+  aal_conv_shape cs = {.n = 2, .c = 32, .h = 10, .w = 9, .k = 48, .r = 3, .s = 3, .stride = 1,
+                       .pad = 1};
+  ck_assert_int_eq(aal_conv_shape_init(&cs, &err), AAL_OK);
+  const size_t nx = (size_t)cs.n * cs.c * cs.h * cs.w, nw = (size_t)cs.k * cs.c * cs.r * cs.s,
+               ny = (size_t)cs.n * cs.k * cs.p * cs.q;
+  void *x, *w, *dy, *dx, *dw;
+  ck_assert_int_eq(be.alloc(&be, nx, &x, &err), AAL_OK);
+  ck_assert_int_eq(be.alloc(&be, nw, &w, &err), AAL_OK);
+  ck_assert_int_eq(be.alloc(&be, ny, &dy, &err), AAL_OK);
+  ck_assert_int_eq(be.alloc(&be, nx, &dx, &err), AAL_OK);
+  ck_assert_int_eq(be.alloc(&be, nw, &dw, &err), AAL_OK);
+  double *hx = random_doubles(rng, nx), *hw = random_doubles(rng, nw),
+         *hdy = random_doubles(rng, ny), *hdy2 = random_doubles(rng, ny);
+  ck_assert_int_eq(be.upload(&be, x, hx, nx, &err), AAL_OK);
+  ck_assert_int_eq(be.upload(&be, w, hw, nw, &err), AAL_OK);
+  ck_assert_int_eq(be.upload(&be, dy, hdy, ny, &err), AAL_OK);
+  float *want = malloc(nx * sizeof *want);
+  ck_assert_ptr_nonnull(want);
+  for (int round = 0; round < 3; round++) {
+    ck_assert_int_eq(be.conv_backward_filter(&be, &cs, x, dy, dw, &err), AAL_OK);
+    if (round == 1) /* new values in dy, through the table */
+      ck_assert_int_eq(be.upload(&be, dy, hdy2, ny, &err), AAL_OK);
+    if (round == 2) /* a conv's output written over dy */
+      ck_assert_int_eq(be.conv_forward(&be, &cs, x, w, dy, &err), AAL_OK);
+    const long reused0 = stats(&be).reused;
+    ck_assert_int_eq(be.conv_backward_data(&be, &cs, dy, w, dx, &err), AAL_OK);
+    const long reused = stats(&be).reused - reused0;
+    fresh_backward_data(&cs, dy, w, want);
+    ck_assert_msg(memcmp(dx, want, nx * sizeof(float)) == 0, "round %d: stale dy", round);
+    ck_assert_msg(reused == (round == 0 ? 1 : 0), "round %d: %ld reused", round, reused);
+  }
+  void *bufs[] = {x, w, dy, dx, dw};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    be.release(&be, bufs[i]);
+  double *hs[] = {hx, hw, hdy, hdy2};
+  for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+    free(hs[i]);
+  free(want);
+  gsl_rng_free(rng);
+  be.destroy(&be);
+}
+END_TEST
+
+/* The tracking of kernels/dnnl/track.c lists the table's members that may write a
+ * buffer; a member added to the table must be added there (or the reuse above could
+ * miss a write).  This counts the table's function members. */
+START_TEST(test_dnnl_table_members_tracked)
+{
+  const size_t members =
+      (sizeof(aal_backend) - offsetof(aal_backend, alloc)) / sizeof(int (*)(void));
+  ck_assert_msg(members == 33, "aal_backend has %zu function members, not 33: track the new "
+                "ones in kernels/dnnl/track.c, then update this count", members);
+  aal_backend d = dnnl(), c;
+  aal_error err;
+  ck_assert_int_eq(aal_backend_open("cpu32", &c, &err), AAL_OK);
+  /* every member that writes a buffer is dnnl's own (tracked or replaced) */
+  ck_assert(d.alloc != c.alloc && d.alloc_bits != c.alloc_bits && d.release != c.release);
+  ck_assert(d.upload != c.upload && d.upload_bits != c.upload_bits);
+  ck_assert(d.bn_forward != c.bn_forward && d.bn_backward != c.bn_backward &&
+            d.bn_forward_eval != c.bn_forward_eval && d.relu_forward != c.relu_forward &&
+            d.relu_backward != c.relu_backward && d.add != c.add && d.scale != c.scale);
+  ck_assert(d.avgpool_forward != c.avgpool_forward && d.avgpool_backward != c.avgpool_backward &&
+            d.maxpool_forward != c.maxpool_forward && d.maxpool_backward != c.maxpool_backward);
+  ck_assert(d.linear_forward != c.linear_forward && d.linear_backward != c.linear_backward &&
+            d.xent_forward != c.xent_forward && d.xent_backward != c.xent_backward);
+  ck_assert(d.sign_pack != c.sign_pack && d.sign_unpack != c.sign_unpack &&
+            d.asa_input != c.asa_input && d.bn_relu_forward != c.bn_relu_forward &&
+            d.bn_relu_backward != c.bn_relu_backward && d.li_reduce != c.li_reduce &&
+            d.sgd_update != c.sgd_update);
+  c.destroy(&c);
+  d.destroy(&d);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ e. errors */
 
 START_TEST(test_dnnl_errors)
@@ -522,6 +638,8 @@ int main(void)
   tcase_add_test(tc, test_dnnl_cache_eviction_and_repeatability);
   tcase_add_test(tc, test_dnnl_threads_key);
   tcase_add_test(tc, test_dnnl_loops_equal_cpu32);
+  tcase_add_test(tc, test_dnnl_reuse_is_exact);
+  tcase_add_test(tc, test_dnnl_table_members_tracked);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
 #endif
