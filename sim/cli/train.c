@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "sim/dist/dist.h"
 #include "sim/train/train.h"
 #include "sim/cli/cli.h"
 
@@ -73,7 +74,11 @@ int aal_cmd_train(int argc, char **argv)
                      "any count) a resume takes any --threads;\non cpu32, dnnl and cuda, whose "
                      "results may depend on it, the resume runs with the\nrun's count and "
                      "refuses another --threads.  --threads N sets OpenBLAS's\nthreads and, "
-                     "on dnnl, oneDNN's OpenMP threads (docs/KERNELS.md).", opts, argc, argv, 2);
+                     "on dnnl, oneDNN's OpenMP threads (docs/KERNELS.md).\n\n`mpirun -np N aal "
+                     "train ...` trains data-parallel (a build with MPI; the ref\nbackend): "
+                     "each process takes batch/N images of every step, batch norm and\nthe "
+                     "gradients are summed over the processes in a fixed order, and rank 0 "
+                     "writes\nRUN; a resume takes as many processes (docs/DESIGN.md).", opts, argc, argv, 2);
   if (rc != CLI_RUN)
     return rc;
   if (cli_set_threads("train", threads) != 0 || cli_check_model("train", o.model, o.stem) != 0)
@@ -81,12 +86,26 @@ int aal_cmd_train(int argc, char **argv)
   aal_error err;
   aal_error_clear(&err);
   o.progress = bar ? 1 : plain ? 0 : -1;
+  aal_comm *comm = NULL;
+  if ((rc = aal_dist_open(&comm, &err)) != AAL_OK)
+    return cli_report("train", rc, &err);
+  o.comm = comm;
   if (resume != NULL) {
     o.blas_threads = threads;
     rc = aal_train_resume_check(resume, &o, resume_set(opts, argc, argv), &err);
     if (rc == AAL_OK)
-      rc = aal_train_resume(resume, o.steps, o.stop_after, o.progress, stderr, &err);
-    return cli_report("train", rc, &err);
+      rc = aal_train_resume(resume, o.steps, o.stop_after, o.progress, comm, stderr, &err);
+  } else {
+    rc = aal_train(&o, stderr, &err);
   }
-  return cli_report("train", aal_train(&o, stderr, &err), &err);
+  int status;
+  if (aal_comm_size(comm) > 1 && aal_comm_rank(comm) != 0) {
+    char cmd[48];
+    snprintf(cmd, sizeof cmd, "train (rank %d of %d)", comm->rank, comm->size);
+    status = cli_report(cmd, rc, &err);
+  } else {
+    status = cli_report("train", rc, &err);
+  }
+  aal_dist_close(comm);
+  return status;
 }

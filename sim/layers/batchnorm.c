@@ -4,6 +4,7 @@
  *   x, y, dy, dx [N, C, H, W];  per-channel vectors [C].
  *   Per channel c the statistics run over the M = N*H*W elements x[:, c, :, :]. */
 #include "sim/layers/layers.h"
+#include "sim/core/comm.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,34 +36,34 @@ static int require_eps(double eps, const char *op, aal_error *err)
   return AAL_OK;
 }
 
-/* Corrected two-pass mean and biased variance of channel c (Chan, Golub & LeVeque):
- * with m1 the first-pass mean and d = x - m1, var = (sum d^2 - (sum d)^2 / M) / M and
- * mean = m1 + (sum d) / M.  sum d is the rounding error of the first pass (tiny), so
- * the correction refines the mean and removes its error from the variance; var can
- * only be negative by rounding and is clamped at 0.  Never E[x^2] - E[x]^2. */
-static void channel_stats(const aal_tensor *x, size_t c, double *mean, double *var)
+/* The sum of channel c of x over its N*H*W elements, n outer, h*w inner. */
+static double channel_sum(const aal_tensor *x, size_t c)
 {
-  const size_t n_img = x->shape[0], hw = x->shape[2] * x->shape[3];
-  const double m_count = (double)(n_img * hw);
+  const size_t hw = x->shape[2] * x->shape[3];
   double sum = 0.0;
-  for (size_t n = 0; n < n_img; n++) {
+  for (size_t n = 0; n < x->shape[0]; n++) {
     const double *p = x->data + aal_idx4(x, n, c, 0, 0);
     for (size_t k = 0; k < hw; k++)
       sum += p[k];
   }
-  const double m = sum / m_count;
-  double sd = 0.0, sd2 = 0.0;
-  for (size_t n = 0; n < n_img; n++) {
+  return sum;
+}
+
+/* sum d and sum d^2 of channel c, d = x - m1, in channel_sum's order. */
+static void channel_dev_sums(const aal_tensor *x, size_t c, double m1, double *sd, double *sd2)
+{
+  const size_t hw = x->shape[2] * x->shape[3];
+  double s = 0.0, s2 = 0.0;
+  for (size_t n = 0; n < x->shape[0]; n++) {
     const double *p = x->data + aal_idx4(x, n, c, 0, 0);
     for (size_t k = 0; k < hw; k++) {
-      const double d = p[k] - m;
-      sd += d;
-      sd2 += d * d;
+      const double d = p[k] - m1;
+      s += d;
+      s2 += d * d;
     }
   }
-  const double v = (sd2 - sd * sd / m_count) / m_count;
-  *mean = m + sd / m_count;
-  *var = v < 0.0 ? 0.0 : v; /* NaN stays NaN and is reported */
+  *sd = s;
+  *sd2 = s2;
 }
 
 /* y[:, c] = (x[:, c] - m) * scale + shift, with scale = gamma*invstd, shift = beta. */
@@ -127,26 +128,55 @@ int aal_bn2d_train_args(const char *op, const aal_tensor *x, const aal_tensor *g
   return AAL_OK;
 }
 
-/* Batch mean (into mean [C]) and biased variance (into var [C]) of every channel;
- * AAL_ENUMERIC, before anything else is written, if any is not finite. */
-static int batch_stats(const aal_tensor *x, aal_tensor *mean, double *var, aal_error *err)
+/* Corrected two-pass mean and biased variance of every channel (Chan, Golub & LeVeque):
+ * with m1 the first-pass mean and d = x - m1, var = (sum d^2 - (sum d)^2 / M) / M and
+ * mean = m1 + (sum d) / M.  sum d is the rounding error of the first pass (tiny), so
+ * the correction refines the mean and removes its error from the variance; var can
+ * only be negative by rounding and is clamped at 0.  Never E[x^2] - E[x]^2.
+ * The batch may be split across processes (comm; NULL: this process holds all of it):
+ * each sum is this process's partial sum, then its sum over the processes, and M is
+ * the total count (*m_total).  mean [C], var[C]; AAL_ENUMERIC, before y or the running
+ * statistics change, if any is not finite (every process sees the same sums, so all
+ * fail alike). */
+static int batch_stats(const aal_tensor *x, const aal_comm *comm, aal_tensor *mean,
+                       double *var, double *m_total, aal_error *err)
 {
-  for (size_t c = 0; c < x->shape[1]; c++) {
-    channel_stats(x, c, &mean->data[c], &var[c]);
+  const size_t nch = x->shape[1];
+  double *s = malloc((2 * nch + 1) * sizeof *s);
+  if (s == NULL)
+    return aal_fail(err, AAL_ENOMEM, "bn2d forward: cannot allocate %zu sums", 2 * nch + 1);
+  for (size_t c = 0; c < nch; c++)
+    s[c] = channel_sum(x, c);
+  s[nch] = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
+  int rc = aal_comm_sum(comm, s, nch + 1, err);
+  const double m_count = s[nch];
+  for (size_t c = 0; rc == AAL_OK && c < nch; c++)
+    mean->data[c] = s[c] / m_count; /* m1, refined below */
+  for (size_t c = 0; rc == AAL_OK && c < nch; c++)
+    channel_dev_sums(x, c, mean->data[c], &s[2 * c], &s[2 * c + 1]);
+  if (rc == AAL_OK)
+    rc = aal_comm_sum(comm, s, 2 * nch, err);
+  for (size_t c = 0; rc == AAL_OK && c < nch; c++) {
+    const double sd = s[2 * c], sd2 = s[2 * c + 1];
+    const double v = (sd2 - sd * sd / m_count) / m_count;
+    mean->data[c] += sd / m_count;
+    var[c] = v < 0.0 ? 0.0 : v; /* NaN stays NaN and is reported */
     if (!isfinite(mean->data[c]) || !isfinite(var[c]))
-      return aal_fail(err, AAL_ENUMERIC,
-                      "bn2d forward: channel %zu of x has non-finite mean %g or variance %g",
-                      c, mean->data[c], var[c]);
+      rc = aal_fail(err, AAL_ENUMERIC,
+                    "bn2d forward: channel %zu of x has non-finite mean %g or variance %g", c,
+                    mean->data[c], var[c]);
   }
-  return AAL_OK;
+  *m_total = m_count;
+  free(s);
+  return rc;
 }
 
 /* y, mean, invstd and the biased variances var[C] of one batch (args checked) */
-static int forward_batch(const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *beta,
-                         double eps, aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
-                         double *var, aal_error *err)
+static int forward_batch(const aal_tensor *x, const aal_comm *comm, const aal_tensor *gamma,
+                         const aal_tensor *beta, double eps, aal_tensor *y, aal_tensor *mean,
+                         aal_tensor *invstd, double *var, double *m_total, aal_error *err)
 {
-  int rc = batch_stats(x, mean, var, err);
+  int rc = batch_stats(x, comm, mean, var, m_total, err);
   for (size_t c = 0; rc == AAL_OK && c < x->shape[1]; c++) {
     invstd->data[c] = 1.0 / sqrt(var[c] + eps);
     channel_affine(x, c, mean->data[c], gamma->data[c] * invstd->data[c], beta->data[c], y);
@@ -165,7 +195,8 @@ int aal_bn2d_forward_batch(const aal_tensor *x, const aal_tensor *gamma,
     return rc;
   if (var == NULL)
     return aal_fail(err, AAL_EINVAL, "bn2d forward: var is NULL");
-  return forward_batch(x, gamma, beta, eps, y, mean, invstd, var->data, err);
+  double m_total;
+  return forward_batch(x, NULL, gamma, beta, eps, y, mean, invstd, var->data, &m_total, err);
 }
 
 void aal_bn2d_update_running(aal_tensor *running_mean, aal_tensor *running_var,
@@ -187,6 +218,16 @@ int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
                            aal_tensor *y, aal_tensor *mean, aal_tensor *invstd,
                            aal_error *err)
 {
+  return aal_bn2d_forward_train_sync(NULL, x, gamma, beta, running_mean, running_var, momentum,
+                                     eps, y, mean, invstd, err);
+}
+
+int aal_bn2d_forward_train_sync(const aal_comm *comm, const aal_tensor *x,
+                                const aal_tensor *gamma, const aal_tensor *beta,
+                                aal_tensor *running_mean, aal_tensor *running_var,
+                                double momentum, double eps, aal_tensor *y, aal_tensor *mean,
+                                aal_tensor *invstd, aal_error *err)
+{
   int rc = aal_bn2d_train_args("bn2d forward", x, gamma, beta, running_mean, running_var,
                                momentum, eps, y, mean, invstd, err);
   if (rc != AAL_OK)
@@ -197,10 +238,10 @@ int aal_bn2d_forward_train(const aal_tensor *x, const aal_tensor *gamma,
   double *var = malloc(nch * sizeof *var);
   if (var == NULL)
     return aal_fail(err, AAL_ENOMEM, "bn2d forward: cannot allocate %zu variances", nch);
-  rc = forward_batch(x, gamma, beta, eps, y, mean, invstd, var, err);
+  double m_total = 0;
+  rc = forward_batch(x, comm, gamma, beta, eps, y, mean, invstd, var, &m_total, err);
   if (rc == AAL_OK)
-    aal_bn2d_update_running(running_mean, running_var, mean->data, var, momentum,
-                            (double)(x->shape[0] * x->shape[2] * x->shape[3]));
+    aal_bn2d_update_running(running_mean, running_var, mean->data, var, momentum, m_total);
   free(var);
   return rc;
 }
@@ -310,6 +351,14 @@ int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tenso
                       const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,
                       aal_tensor *dgamma, aal_tensor *dbeta, aal_error *err)
 {
+  return aal_bn2d_backward_sync(NULL, dy, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+}
+
+int aal_bn2d_backward_sync(const aal_comm *comm, const aal_tensor *dy, const aal_tensor *x,
+                           const aal_tensor *gamma, const aal_tensor *mean,
+                           const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                           aal_tensor *dbeta, aal_error *err)
+{
   static const char op[] = "bn2d backward";
   int rc = aal_bn2d_backward_args(op, dy, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
   if (rc != AAL_OK)
@@ -321,15 +370,22 @@ int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tenso
                       "%s: channel %zu has saved mean %g and invstd %g; need finite mean and "
                       "finite invstd > 0",
                       op, c, mean->data[c], invstd->data[c]);
-  const double m_count = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
+  /* s [2C + 1]: sum dy and sum dy*xhat per channel, then the count; every sum before any
+   * dx is written (dx may alias dy) */
+  double *s = malloc((2 * nch + 1) * sizeof *s);
+  if (s == NULL)
+    return aal_fail(err, AAL_ENOMEM, "%s: cannot allocate %zu sums", op, 2 * nch + 1);
   for (size_t c = 0; c < nch; c++) {
-    const double m = mean->data[c], inv = invstd->data[c];
-    double sum_dy, sum_dy_xhat;
-    /* Sums first: dx may alias dy. */
-    channel_grad_sums(dy, x, c, m, inv, &sum_dy, &sum_dy_xhat);
-    channel_dx(dy, x, c, m, inv, gamma->data[c], sum_dy / m_count, sum_dy_xhat / m_count, dx);
-    dgamma->data[c] = sum_dy_xhat;
-    dbeta->data[c] = sum_dy;
+    channel_grad_sums(dy, x, c, mean->data[c], invstd->data[c], &s[2 * c], &s[2 * c + 1]);
+    dbeta->data[c] = s[2 * c]; /* this process's part: the caller sums the gradients */
+    dgamma->data[c] = s[2 * c + 1];
   }
-  return AAL_OK;
+  s[2 * nch] = (double)(x->shape[0] * x->shape[2] * x->shape[3]);
+  rc = aal_comm_sum(comm, s, 2 * nch + 1, err);
+  const double m_count = s[2 * nch];
+  for (size_t c = 0; rc == AAL_OK && c < nch; c++)
+    channel_dx(dy, x, c, mean->data[c], invstd->data[c], gamma->data[c], s[2 * c] / m_count,
+               s[2 * c + 1] / m_count, dx);
+  free(s);
+  return rc;
 }

@@ -42,6 +42,23 @@ void aal_bn2d_update_running(aal_tensor *running_mean, aal_tensor *running_var,
 int aal_bn2d_forward_eval(const aal_tensor *x, const aal_tensor *gamma, const aal_tensor *beta,
                           const aal_tensor *running_mean, const aal_tensor *running_var,
                           double eps, aal_tensor *y, aal_error *err);
+/* Synchronised batch norm, for a batch split across the processes of a data-parallel run
+ * (sim/core/comm.h; comm NULL: this process holds the whole batch, and these are exactly
+ * the functions above).  Forward: the statistics are the whole batch's (each sum is this
+ * process's part, then the sum over the processes; M the total count), so every process
+ * normalises with the same mean and invstd and updates the running statistics alike.  Backward: dx uses
+ * the whole batch's sum dy and sum dy*xhat; dgamma and dbeta are this process's parts,
+ * which the caller sums with the other parameter gradients. */
+typedef struct aal_comm aal_comm;
+int aal_bn2d_forward_train_sync(const aal_comm *comm, const aal_tensor *x,
+                                const aal_tensor *gamma, const aal_tensor *beta,
+                                aal_tensor *running_mean, aal_tensor *running_var,
+                                double momentum, double eps, aal_tensor *y, aal_tensor *mean,
+                                aal_tensor *invstd, aal_error *err);
+int aal_bn2d_backward_sync(const aal_comm *comm, const aal_tensor *dy, const aal_tensor *x,
+                           const aal_tensor *gamma, const aal_tensor *mean,
+                           const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                           aal_tensor *dbeta, aal_error *err);
 /* Backward of the training-mode forward. */
 int aal_bn2d_backward(const aal_tensor *dy, const aal_tensor *x, const aal_tensor *gamma,
                       const aal_tensor *mean, const aal_tensor *invstd, aal_tensor *dx,

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "sim/core/comm.h"
 #include "sim/ops/ops.h"
 
 void aal_align_sums(const double *a, const double *b, size_t n, double *dot, double *aa,
@@ -57,6 +58,31 @@ static const aal_tensor *kept_input(const aal_align_recorder *rec, int weight)
   return NULL;
 }
 
+/* In a data-parallel run (rec->comm) g_rule and g_bp are this process's parts: both are
+ * summed over the processes (the order of sim/core/comm.h) and scaled by 1/N, as the step
+ * sums the gradients, before the sums; process 0 writes the row. */
+static int whole_batch(const aal_align_recorder *rec, const aal_tensor *a, const aal_tensor *b,
+                       double **sum, aal_error *err)
+{
+  const aal_comm *c = rec->comm;
+  double *v = malloc(2 * a->size * sizeof *v);
+  int rc = v != NULL ? AAL_OK : aal_fail(err, AAL_ENOMEM, "gradient alignment: sums");
+  if (rc != AAL_OK) { /* the others would wait in the sum */
+    c->abort(c, rc);
+    return rc;
+  }
+  for (size_t i = 0; i < a->size; i++) {
+    v[i] = a->data[i];
+    v[a->size + i] = b->data[i];
+  }
+  rc = c->sum(c, v, 2 * a->size, err);
+  const double inv = 1.0 / c->size;
+  for (size_t i = 0; i < 2 * a->size; i++)
+    v[i] *= inv;
+  *sum = v;
+  return rc;
+}
+
 static int write_row(aal_align_recorder *rec, const aal_conv_bn *u, const aal_tensor *g_rule,
                      const aal_tensor *g_bp)
 {
@@ -66,10 +92,19 @@ static int write_row(aal_align_recorder *rec, const aal_conv_bn *u, const aal_te
     aal_tensor_release(a);
     return AAL_ENOMEM;
   }
-  double dot, aa, bb;
-  aal_align_sums(a->data, b->data, a->size, &dot, &aa, &bb);
+  double dot, aa, bb, *whole = NULL;
+  int rc = AAL_OK;
+  if (aal_comm_size(rec->comm) > 1)
+    rc = whole_batch(rec, a, b, &whole, &rec->err);
+  if (rc == AAL_OK && whole != NULL)
+    aal_align_sums(whole, whole + a->size, a->size, &dot, &aa, &bb);
+  else if (rc == AAL_OK)
+    aal_align_sums(a->data, b->data, a->size, &dot, &aa, &bb);
+  free(whole);
   aal_tensor_release(a);
   aal_tensor_release(b);
+  if (rc != AAL_OK || rec->out == NULL)
+    return rc;
   fprintf(rec->out, "%lu,%s,", rec->step + 1, u->conv_name);
   if (aa > 0 && bb > 0)
     fprintf(rec->out, "%.17g,", dot / (sqrt(aa) * sqrt(bb)));
@@ -102,7 +137,7 @@ static void on_backward(void *ctx, const aal_conv_bn *u, aal_r_source source, co
   int rc = g_bp != NULL ? AAL_OK : AAL_ENOMEM;
   if (rc == AAL_OK)
     rc = rec->ops->conv_backward_filter(rec->ops, h, dy, u->stride, u->pad, g_bp, &rec->err);
-  if (rc == AAL_OK && rec->out != NULL)
+  if (rc == AAL_OK && (rec->out != NULL || aal_comm_size(rec->comm) > 1))
     rc = write_row(rec, u, dw, g_bp);
   aal_tensor_release(g_bp);
   rec->rc = rc;

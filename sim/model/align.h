@@ -36,6 +36,9 @@ typedef struct {
   size_t layers;            /* rows written */
   int rc;
   aal_error err;
+  const struct aal_comm *comm; /* a data-parallel run (sim/core/comm.h; set it after
+                          attaching; NULL: one process): the rows are the whole batch's
+                          gradients, written by process 0 (the one with out) */
 } aal_align_recorder;
 
 /* Wraps pass's observer (an LI recorder attached before stays in place and is called

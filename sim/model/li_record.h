@@ -22,6 +22,10 @@ typedef struct {
   aal_error err;
   size_t layers;        /* convs recorded */
   const aal_ops *ops;   /* the pass's table: the LI is reduced where the tensors are */
+  const struct aal_comm *comm; /* a data-parallel run (sim/core/comm.h; set it after
+                          attaching; NULL: one process): each process measures its slice
+                          and process 0, which alone holds the files, writes the whole
+                          batch's rows (sample = index in the whole batch) and summary */
 } aal_li_recorder;
 
 /* Installs the recorder as pass's forward observer; the LI is reduced with pass->ops'

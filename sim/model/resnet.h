@@ -155,6 +155,9 @@ typedef struct {
   aal_resnet_observer observer;  /* zero: none */
   const aal_ops *ops;  /* the ops every layer calls (sim/ops/ops.h); NULL (what
                           aal_resnet_pass_init sets): the double reference */
+  size_t sample_offset;  /* the batch's first sample's index in the whole batch, when the
+                            batch is one process's slice of a data-parallel step (0): the
+                            noise rule draws the whole batch's stream and keeps the slice's */
 } aal_resnet_pass;
 
 int aal_resnet_pass_init(aal_resnet_pass *pass, const aal_resnet *net, const aal_rule *rule,

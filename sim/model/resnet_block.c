@@ -109,6 +109,9 @@ static int noise_r(const aal_resnet_pass *pass, const aal_conv_bn *u, const aal_
   z ^= z >> 31;
   gsl_rng_set(rng, (unsigned long)(z & 0xffffffffu));
   const size_t per = r->size / r->shape[0];
+  /* a data-parallel slice: the draws of the batch's earlier samples go to other processes */
+  for (size_t i = 0; i < pass->sample_offset * per; i++)
+    (void)gsl_ran_gaussian_ziggurat(rng, 1.0);
   for (size_t n = 0; n < r->shape[0]; n++) {
     double *row = r->data + n * per, s = 0;
     for (size_t i = 0; i < per; i++) {

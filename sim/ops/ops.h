@@ -164,6 +164,21 @@ int aal_ops_move(const aal_ops *ops, aal_tensor **t, aal_error *err);
  * (bits: a fixed pattern), so that an op that reads an element nobody wrote shows up. */
 void aal_ops_poison_new(const aal_ops *ops, int on);
 
+/* The reference table for one process of a data-parallel run (sim/core/comm.h): every
+ * entry is the reference's, but batch norm's training forward and backward (and the fused
+ * BN-ReLU ones) are synchronised over comm (aal_bn2d_forward_train_sync /
+ * aal_bn2d_backward_sync), so that N processes each holding a slice of the batch compute
+ * what one process computes on the whole batch, up to the order of the sums.  dgamma and
+ * dbeta are this process's parts, summed with the other gradients.  The table points at
+ * comm, which must outlive it; nothing to free.  Only the reference: the backends' batch
+ * norm does not split its sums. */
+typedef struct aal_comm aal_comm;
+typedef struct {
+  aal_ops ops;            /* first: a pointer to it is a pointer to the whole */
+  const aal_comm *comm;
+} aal_ops_sync;
+void aal_ops_sync_init(aal_ops_sync *s, const aal_comm *comm);
+
 /* Opens backend `name` ("ref", "cpu32", "dnnl", "cuda") and its adapter.  For "ref" the table is
  * the reference table itself (not the ref backend behind the adapter), so that
  * `--backend ref` is the verified path, bit for bit.  The handle must not be moved

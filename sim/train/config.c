@@ -14,28 +14,36 @@
 
 #define BLAS_THREADS_MAX 4096 /* above any OpenBLAS build's MAX_CPU_NUMBER */
 
-int aal_train_config_write(const aal_train_run *r, aal_error *err)
+int aal_train_config_text(const aal_train_run *r, char *text, size_t len, aal_error *err)
 {
-  char text[8192], path[PATH_MAX];
   const aal_train_opts *o = &r->o;
-  int n = snprintf(text, sizeof text,
+  int n = snprintf(text, len,
                    "# aal train run; --resume reads this file\n"
                    "rule = %s\ndata = %s\nsteps = %ld\nbatch = %d\nlr = %.17g\n"
                    "warmup = %ld\nmomentum = %.17g\nweight_decay = %.17g\neval_every = %ld\n"
                    "checkpoint_every = %ld\nli_every = %ld\nwidth = %.17g\nblocks = %s\n"
                    "seed = %lu\nbackend = %s\nblas_threads = %d\nmodel = %s\nstem = %s\n"
+                   "ranks = %d\n"
                    "# derived, for the reader\nclasses = %d\ntrain_images = %zu\n"
                    "val_images = %zu\nsteps_per_epoch = %ld\ndata_fingerprint = %016llx\n",
                    r->rule_text, r->data_dir, r->total_steps, o->batch, r->lr, r->warmup,
                    o->momentum, o->weight_decay, o->eval_every, o->checkpoint_every,
                    o->li_every, o->width, r->blocks, o->seed, r->backend, o->blas_threads,
-                   o->model, o->stem,
+                   o->model, o->stem, r->ranks,
                    r->ds.classes, r->ds.train.n, r->ds.val.n, r->steps_per_epoch,
                    (unsigned long long)r->ds.fingerprint);
-  if (n < 0 || n >= (int)sizeof text)
+  if (n < 0 || (size_t)n >= len)
     return aal_fail(err, AAL_EINVAL, "config too long");
-  int rc = aal_train_path(path, sizeof path, r->out_dir, "config", err);
-  return rc == AAL_OK ? aal_write_atomic(path, text, (size_t)n, err) : rc;
+  return AAL_OK;
+}
+
+int aal_train_config_write(const aal_train_run *r, aal_error *err)
+{
+  char text[AAL_CONFIG_MAX], path[PATH_MAX];
+  int rc = aal_train_config_text(r, text, sizeof text, err);
+  if (rc == AAL_OK)
+    rc = aal_train_path(path, sizeof path, r->out_dir, "config", err);
+  return rc == AAL_OK ? aal_write_atomic(path, text, strlen(text), err) : rc;
 }
 
 static char *trim(char *s)
@@ -75,7 +83,8 @@ static int parse_number(const char *path, int line, const char *key, const char 
 /* The keys a config must hold, in the order they are written (backend may be absent: a
  * run written before backends existed ran on ref; so may blas_threads, written since
  * issue 15: such a resume checks no thread count; and model and stem, written since
- * issue 12: such a run is a resnet18 with the tiny stem, the defaults). */
+ * issue 12: such a run is a resnet18 with the tiny stem, the defaults; and ranks, written
+ * since issue 14: such a run ran in one process). */
 static const char *const required[] = {
     "rule", "data", "steps", "batch", "lr", "warmup", "momentum", "weight_decay",
     "eval_every", "checkpoint_every", "li_every", "width", "blocks", "seed"};
@@ -86,7 +95,7 @@ static int key_index(const char *key)
   for (size_t i = 0; i < NREQUIRED; i++)
     if (strcmp(key, required[i]) == 0)
       return (int)i;
-  static const char *const optional[] = {"backend", "blas_threads", "model", "stem"};
+  static const char *const optional[] = {"backend", "blas_threads", "model", "stem", "ranks"};
   for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++)
     if (strcmp(key, optional[i]) == 0)
       return (int)(NREQUIRED + i);
@@ -155,6 +164,13 @@ static int set_key(aal_train_opts *o, const char *path, int line, const char *ke
     }
   if (strcmp(key, "seed") == 0)
     return parse_seed(path, line, value, &o->seed, err);
+  if (strcmp(key, "ranks") == 0) {
+    long v = 0;
+    int rc = parse_long(path, line, key, value, 1, INT_MAX, &v, err);
+    if (rc == AAL_OK)
+      o->ranks = (int)v;
+    return rc;
+  }
   if (strcmp(key, "blas_threads") == 0) {
     long v = 0;
     int rc = parse_long(path, line, key, value, 1, BLAS_THREADS_MAX, &v, err);

@@ -26,17 +26,33 @@ typedef struct {
   long steps_timed;
 } clock_state;
 
+/* A failure this process saw alone in a data-parallel run, where the others wait in a
+ * collective: it stops every process (its message first).  Nothing for one process. */
+static int alone(const aal_train_run *r, int rc, const aal_error *err)
+{
+  if (rc != AAL_OK && r->ranks > 1) {
+    fprintf(stderr, "aal train: rank %d of %d: %s; stopping every rank\n", r->rank, r->ranks,
+            err != NULL ? err->msg : "failed");
+    fflush(stderr);
+    r->comm->abort(r->comm, rc);
+  }
+  return rc;
+}
+
+/* The validation set in batches; batch k runs on process k mod ranks, and the batches'
+ * loss sums and correct counts are added in batch order, as one process adds them. */
 static int evaluate(aal_train_run *r, double *loss, double *acc, aal_error *err)
 {
-  const size_t n = r->ds.val.n, b = (size_t)r->o.batch;
+  const size_t n = r->ds.val.n, b = (size_t)r->o.batch, nb = (n + b - 1) / b;
   size_t *idx = malloc(b * sizeof *idx);
   int *labels = malloc(b * sizeof *labels);
+  double *sums = calloc(2 * nb, sizeof *sums); /* [nb] loss sums, then [nb] correct */
   aal_tensor *x = NULL, *logits = NULL, *prob = NULL;
-  double total = 0;
-  long right = 0;
-  int rc = (idx && labels) ? AAL_OK : aal_fail(err, AAL_ENOMEM, "evaluation buffers");
-  for (size_t start = 0; start < n && rc == AAL_OK; start += b) {
+  int rc = (idx && labels && sums) ? AAL_OK : aal_fail(err, AAL_ENOMEM, "evaluation buffers");
+  for (size_t start = 0, k = 0; start < n && rc == AAL_OK; start += b, k++) {
     const size_t m = n - start < b ? n - start : b;
+    if (k % (size_t)r->ranks != (size_t)r->rank)
+      continue;
     for (size_t i = 0; i < m; i++)
       idx[i] = start + i;
     aal_tensor_release(x);
@@ -58,23 +74,34 @@ static int evaluate(aal_train_run *r, double *loss, double *acc, aal_error *err)
       rc = aal_resnet_forward_eval_ops(&r->net, r->ops.table, x, logits, err);
     if (rc == AAL_OK)
       rc = aal_xent_forward(logits, labels, &mean, prob, err);
-    total += mean * (double)m;
+    sums[k] = mean * (double)m;
+    long right = 0;
     for (size_t i = 0; rc == AAL_OK && i < m; i++) {
       const double *row = prob->data + i * (size_t)r->ds.classes;
       int best = 0;
-      for (int k = 1; k < r->ds.classes; k++)
-        if (row[k] > row[best])
-          best = k;
+      for (int c = 1; c < r->ds.classes; c++)
+        if (row[c] > row[best])
+          best = c;
       right += best == labels[i];
     }
+    sums[nb + k] = (double)right;
+  }
+  rc = alone(r, rc, err);
+  if (rc == AAL_OK) /* the others' batches are 0 here: adding them changes no bit */
+    rc = alone(r, aal_comm_sum(r->comm, sums, 2 * nb, err), err);
+  double total = 0, right = 0;
+  for (size_t k = 0; rc == AAL_OK && k < nb; k++) {
+    total += sums[k];
+    right += sums[nb + k];
   }
   *loss = n ? total / (double)n : NAN;
-  *acc = n ? (double)right / (double)n : NAN;
+  *acc = n ? right / (double)n : NAN;
   aal_tensor_release(x);
   aal_tensor_release(logits);
   aal_tensor_release(prob);
   free(idx);
   free(labels);
+  free(sums);
   return rc;
 }
 
@@ -172,8 +199,9 @@ static int checkpoint(aal_train_run *r, long done, aal_error *err)
     snprintf(what, sizeof what, "parameter %s is not finite after the update", bad);
     return diverged(r, done, what, err);
   }
-  if (rc == AAL_OK)
-    rc = aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", err);
+  if (rc != AAL_OK || r->rank != 0) /* the processes hold the same parameters */
+    return rc;
+  rc = aal_train_path(path, sizeof path, r->out_dir, "checkpoint.bin", err);
   FILE *files[] = {r->metrics, r->li, r->li_summary, r->align};
   for (int i = 0; i < 4 && rc == AAL_OK; i++)
     if (files[i] != NULL && (fflush(files[i]) != 0 || fsync(fileno(files[i])) != 0))
@@ -195,6 +223,41 @@ static int loss_diverged(const aal_train_run *r, long s, double loss, aal_error 
   return diverged(r, s + 1, what, err);
 }
 
+/* Data parallel: the whole batch's loss and correct count from the processes' (every
+ * process's slice is batch/ranks samples, so the mean of the means is the mean). */
+static int whole_batch_loss(const aal_train_run *r, double *loss, int *correct, aal_error *err)
+{
+  double v[2] = {*loss, (double)*correct};
+  int rc = alone(r, aal_comm_sum(r->comm, v, 2, err), err);
+  *loss = v[0] / r->ranks;
+  *correct = (int)v[1];
+  return rc;
+}
+
+/* Data parallel: every parameter gradient summed over the processes (rank order) and
+ * scaled by 1/ranks: each process's loss is the mean over its slice, the step's over
+ * the whole batch. */
+static int sum_gradients(aal_train_run *r, aal_error *err)
+{
+  size_t at = 0;
+  for (int i = 0; i < r->net.nparams; i++) {
+    const aal_tensor *g = r->net.params[i].grad;
+    if (g != NULL) {
+      memcpy(r->grads + at, g->data, g->size * sizeof *r->grads);
+      at += g->size;
+    }
+  }
+  int rc = alone(r, aal_comm_sum(r->comm, r->grads, r->ngrads, err), err);
+  const double inv = 1.0 / r->ranks;
+  at = 0;
+  for (int i = 0; rc == AAL_OK && i < r->net.nparams; i++) {
+    aal_tensor *g = r->net.params[i].grad;
+    for (size_t j = 0; g != NULL && j < g->size; j++)
+      g->data[j] = r->grads[at++] * inv;
+  }
+  return rc;
+}
+
 /* One training step s; fills loss, accuracy and tape bytes. */
 static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, double *loss,
                       double *acc, size_t *bytes, size_t *bytes_f32, aal_error *err)
@@ -214,10 +277,23 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, 
     rc = aal_li_recorder_attach(&li, &pass, r->li, r->li_summary, s, bp, err);
   if (rc == AAL_OK && measure)
     rc = aal_align_recorder_attach(&align, &pass, r->align, s, bp, err);
+  li.comm = align.comm = r->ranks > 1 ? r->comm : NULL;
   if (rc == AAL_OK)
-    rc = aal_resnet_forward(&r->net, &pass, r->x, r->labels, tape, loss, &correct, err);
+    rc = aal_resnet_forward(&r->net, &pass, r->x_local, r->labels_local, tape, loss, &correct,
+                            err);
   if (measure)
     rc = aal_li_recorder_finish(&li, rc, err);
+  if (r->ranks > 1) {
+    /* non-finite logits on some process: through the sum every process sees the loss
+     * NaN and stops alike; any other failure was this process's alone */
+    if (rc == AAL_ENUMERIC) {
+      *loss = NAN;
+      rc = AAL_OK;
+    }
+    rc = alone(r, rc, err);
+    if (rc == AAL_OK)
+      rc = whole_batch_loss(r, loss, &correct, err);
+  }
   if (rc == AAL_ENUMERIC) /* non-finite logits: the same divergence, caught earlier */
     rc = loss_diverged(r, s, NAN, err);
   else if (rc == AAL_OK && !(*loss <= loss_bound(r)))
@@ -226,10 +302,12 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, 
     *acc = (double)correct / r->o.batch;
     *bytes = aal_tape_bytes(tape);
     *bytes_f32 = aal_tape_bytes_f32(tape);
-    rc = aal_resnet_backward(&r->net, &pass, tape, r->labels, err);
+    rc = alone(r, aal_resnet_backward(&r->net, &pass, tape, r->labels_local, err), err);
   }
   if (measure)
-    rc = aal_align_recorder_finish(&align, rc, err);
+    rc = alone(r, aal_align_recorder_finish(&align, rc, err), err);
+  if (rc == AAL_OK && r->ranks > 1)
+    rc = sum_gradients(r, err);
   if (rc != AAL_OK) {
     aal_tape_clear(tape);
     return rc;
@@ -261,17 +339,22 @@ static int run_steps(aal_train_run *r, long start, double seconds_before, aal_er
     const int eval = last || (r->o.eval_every > 0 && done % r->o.eval_every == 0);
     if (eval && r->ds.val.n > 0)
       rc = evaluate(r, &vloss, &vacc, err);
-    fprintf(r->metrics, "%ld,%.6f,%.9g,%.9g,%.6f,", done,
-            (double)done / (double)r->steps_per_epoch, aal_train_lr(r, s), loss, acc);
-    if (eval && r->ds.val.n > 0)
-      fprintf(r->metrics, "%.9g,%.6f,", vloss, vacc);
-    else
-      fprintf(r->metrics, ",,");
-    fprintf(r->metrics, "%zu,%zu,%.3f\n", bytes, bytes_f32,
-            c.seconds_before + aal_clock_now() - c.t0);
+    if (r->metrics != NULL) { /* process 0's */
+      fprintf(r->metrics, "%ld,%.6f,%.9g,%.9g,%.6f,", done,
+              (double)done / (double)r->steps_per_epoch, aal_train_lr(r, s), loss, acc);
+      if (eval && r->ds.val.n > 0)
+        fprintf(r->metrics, "%.9g,%.6f,", vloss, vacc);
+      else
+        fprintf(r->metrics, ",,");
+      fprintf(r->metrics, "%zu,%zu,%.3f\n", bytes, bytes_f32,
+              c.seconds_before + aal_clock_now() - c.t0);
+    }
     if (rc == AAL_OK &&
-        (last || stop || (r->o.checkpoint_every > 0 && done % r->o.checkpoint_every == 0)))
+        (last || stop || (r->o.checkpoint_every > 0 && done % r->o.checkpoint_every == 0))) {
       rc = checkpoint(r, done, err);
+      /* process 0 wrote it: its failure (or success) is everyone's */
+      rc = aal_comm_agree(r->ranks > 1 ? r->comm : NULL, rc, err);
+    }
     progress(r, &c, done, loss, acc, last || stop);
     if (eval && r->log != NULL && r->ds.val.n > 0 && rc == AAL_OK)
       fprintf(r->log, "%sstep %ld: val loss %.4f, val acc %.3f\n", r->o.progress == 1 ? "\n" : "",
@@ -317,9 +400,9 @@ static int resolve_progress(int progress, FILE *log)
   return log != NULL && isatty(fileno(log));
 }
 
-int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
+/* The out directory, claimed for this run: it must not hold a run; locked (*lock). */
+static int claim_out_dir(const aal_train_opts *opts, int *lock, aal_error *err)
 {
-  aal_train_run r;
   char config[PATH_MAX];
   if (opts->out_dir == NULL)
     return aal_fail(err, AAL_EINVAL, "--out is required");
@@ -327,33 +410,93 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
   if (access(config, F_OK) == 0)
     return aal_fail(err, AAL_EINVAL, "%s already holds a run (%s exists); use --resume %s "
                     "or another --out", opts->out_dir, config, opts->out_dir);
-  int lock = -1;
   int rc = aal_mkdir_p(opts->out_dir, err);
   if (rc == AAL_OK)
-    rc = aal_run_lock(opts->out_dir, &lock, err);
+    rc = aal_run_lock(opts->out_dir, lock, err);
   if (rc == AAL_OK && access(config, F_OK) == 0) /* written before this process locked */
     rc = aal_fail(err, AAL_EINVAL, "%s already holds a run (%s exists); use --resume %s "
                   "or another --out", opts->out_dir, config, opts->out_dir);
-  if (rc != AAL_OK) {
+  return rc;
+}
+
+/* Whether a config line takes part in the processes' comparison: not the data path (the
+ * fingerprint compares the data itself, wherever it lies) nor OpenBLAS's thread count
+ * (the ref backend's results do not depend on it), nor comments. */
+static int compared(const char *line)
+{
+  return line[0] != '#' && strncmp(line, "data = ", 7) != 0 &&
+         strncmp(line, "blas_threads = ", 15) != 0;
+}
+
+/* The first line where config b (rank k's) differs from a (rank 0's), as an error. */
+static int config_diff(const char *a, const char *b, int k, aal_error *err)
+{
+  while (*a != '\0' || *b != '\0') {
+    const size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+    if (compared(a) && (la != lb || memcmp(a, b, la) != 0))
+      return aal_fail(err, AAL_EINVAL, "rank %d was started with another run than rank 0: "
+                      "'%.*s' there, '%.*s' on rank 0 (every process of a run takes the same "
+                      "options and the same data)", k, (int)lb, b, (int)la, a);
+    a += la + (a[la] == '\n');
+    b += lb + (b[lb] == '\n');
+  }
+  return AAL_OK;
+}
+
+/* Data parallel: every process must run the same config; process 0 compares them. */
+static int config_agree(aal_train_run *r, aal_error *err)
+{
+  const size_t len = AAL_CONFIG_MAX;
+  char *mine = calloc(1, len), *all = r->rank == 0 ? calloc((size_t)r->ranks, len) : NULL;
+  int rc = mine != NULL && (r->rank != 0 || all != NULL)
+               ? aal_train_config_text(r, mine, len, err)
+               : aal_fail(err, AAL_ENOMEM, "config comparison buffers");
+  rc = alone(r, rc, err);
+  rc = alone(r, r->comm->gather(r->comm, mine, len, all, err), err);
+  for (int k = 1; rc == AAL_OK && r->rank == 0 && k < r->ranks; k++)
+    rc = config_diff(all, all + (size_t)k * len, k, err);
+  free(mine);
+  free(all);
+  return aal_comm_agree(r->comm, rc, err);
+}
+
+int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err)
+{
+  aal_train_run r;
+  const aal_comm *comm = aal_comm_size(opts->comm) > 1 ? opts->comm : NULL;
+  const int root = aal_comm_rank(comm) == 0;
+  int lock = -1, rc = root ? claim_out_dir(opts, &lock, err) : AAL_OK;
+  if (rc != AAL_OK && comm == NULL) {
     aal_run_unlock(lock);
     return rc;
   }
-  rc = aal_train_run_open(&r, opts, log, err);
-  r.o.progress = resolve_progress(opts->progress, log);
+  if (rc == AAL_OK)
+    rc = aal_train_run_open(&r, opts, root ? log : NULL, err);
+  else
+    memset(&r, 0, sizeof r);
+  rc = aal_comm_agree(comm, rc, err);
+  r.o.progress = resolve_progress(opts->progress, r.log);
   if (rc == AAL_OK && snprintf(r.out_dir, sizeof r.out_dir, "%s", opts->out_dir) >=
                           (int)sizeof r.out_dir)
     rc = aal_fail(err, AAL_EINVAL, "--out path too long");
-  if (rc == AAL_OK)
-    rc = aal_train_config_write(&r, err);
-  if (rc == AAL_OK)
-    rc = open_outputs(&r, "w", err);
-  if (rc == AAL_OK && log != NULL)
+  if (rc == AAL_OK && comm != NULL)
+    rc = config_agree(&r, err);
+  if (rc == AAL_OK) { /* every process is here, or none: they agreed */
+    if (root)
+      rc = aal_train_config_write(&r, err);
+    if (rc == AAL_OK && root)
+      rc = open_outputs(&r, "w", err);
+    rc = aal_comm_agree(comm, rc, err);
+  }
+  if (rc == AAL_OK && r.log != NULL)
     fprintf(log, "training %s on %s (%s, %dx%dx%d; backend %s): %zu train / %zu val images, "
-            "%d classes; %ld steps of %d (%ld per epoch), lr %g, warm-up %ld; run in %s\n",
+            "%d classes; %ld steps of %d (%ld per epoch%s), lr %g, warm-up %ld; run in %s\n",
             r.rule_text, r.data_dir, aal_data_format_name(r.ds.format), r.ds.geom.channels,
             r.ds.geom.size, r.ds.geom.size, r.backend, r.ds.train.n, r.ds.val.n,
-            r.ds.classes, r.total_steps, r.o.batch, r.steps_per_epoch, r.lr, r.warmup,
-            r.out_dir);
+            r.ds.classes, r.total_steps, r.o.batch, r.steps_per_epoch,
+            comm != NULL ? "; data parallel" : "", r.lr, r.warmup, r.out_dir);
+  if (rc == AAL_OK && r.log != NULL && comm != NULL)
+    fprintf(log, "%d processes, %d images each per step\n", r.ranks, r.local_batch);
   if (rc == AAL_OK)
     rc = run_steps(&r, 0, 0.0, err);
   aal_train_run_close(&r);
@@ -431,20 +574,26 @@ static int truncate_csv(const char *run_dir, const char *name, long keep, double
 }
 
 int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int progress,
-                     FILE *log, aal_error *err)
+                     const aal_comm *comm_in, FILE *log, aal_error *err)
 {
   aal_train_opts o;
   char strings[3 * PATH_MAX], path[PATH_MAX];
+  const aal_comm *comm = aal_comm_size(comm_in) > 1 ? comm_in : NULL;
+  const int root = aal_comm_rank(comm) == 0, ranks = aal_comm_size(comm);
   if (total_steps < 0)
     return aal_fail(err, AAL_EINVAL, "--steps %ld must be >= 0 (0: the run's own total)",
                     total_steps);
   int rc = aal_train_config_read(run_dir, &o, strings, sizeof strings, err);
   int lock = -1;
-  if (rc == AAL_OK)
+  if (rc == AAL_OK && root)
     rc = aal_run_lock(run_dir, &lock, err);
+  if (rc == AAL_OK && o.ranks != ranks)
+    rc = aal_fail(err, AAL_EINVAL, "%s was trained by %d process%s (its config: ranks = %d) "
+                  "and resumes with as many (mpirun -np %d); this is %d", run_dir, o.ranks,
+                  o.ranks == 1 ? "" : "es", o.ranks, o.ranks, ranks);
   if (rc == AAL_OK) /* before the backend opens: its thread team is sized from it */
     rc = aal_train_blas_threads_apply(run_dir, &o, err);
-  if (rc != AAL_OK) {
+  if (rc != AAL_OK && comm == NULL) {
     aal_run_unlock(lock);
     return rc;
   }
@@ -452,8 +601,14 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
     o.steps = total_steps;
   aal_train_run r;
   o.stop_after = stop_after;
-  rc = aal_train_run_open(&r, &o, log, err);
-  r.o.progress = resolve_progress(progress, log);
+  o.comm = comm;
+  if (rc == AAL_OK)
+    rc = aal_train_run_open(&r, &o, root ? log : NULL, err);
+  else
+    memset(&r, 0, sizeof r);
+  rc = aal_comm_agree(comm, rc, err);
+  int together = rc == AAL_OK; /* the same on every process */
+  r.o.progress = resolve_progress(progress, r.log);
   snprintf(r.out_dir, sizeof r.out_dir, "%s", run_dir);
   uint64_t step = 0;
   int fresh = 0; /* killed before its first checkpoint: the run starts again from step 0 */
@@ -467,28 +622,38 @@ int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int
   if (rc == AAL_OK && step > (uint64_t)r.total_steps)
     rc = aal_fail(err, AAL_EINVAL, "%s is at step %llu, past the requested total %ld", path,
                   (unsigned long long)step, r.total_steps);
+  /* every process read the same checkpoint; process 0 alone rewrites the run's files.
+   * Every process takes part in an agreement, or none does: an earlier one failed, and
+   * so every process knows it */
+  if (together)
+    rc = aal_comm_agree(comm, rc, err);
+  together = rc == AAL_OK;
   double seconds = 0, unused;
-  if (rc == AAL_OK && !fresh)
+  if (rc == AAL_OK && root && !fresh)
     rc = truncate_csv(run_dir, "metrics.csv", (long)step, &seconds, err);
-  if (rc == AAL_OK && !fresh && r.o.li_every > 0)
+  if (rc == AAL_OK && root && !fresh && r.o.li_every > 0)
     rc = truncate_csv(run_dir, "li.csv", (long)step, &unused, err);
-  if (rc == AAL_OK && !fresh && r.o.li_every > 0)
+  if (rc == AAL_OK && root && !fresh && r.o.li_every > 0)
     rc = truncate_csv(run_dir, "li_summary.csv", (long)step, &unused, err);
-  if (rc == AAL_OK && !fresh && r.o.li_every > 0)
+  if (rc == AAL_OK && root && !fresh && r.o.li_every > 0)
     rc = truncate_csv(run_dir, "align.csv", (long)step, &unused, err);
-  if (rc == AAL_OK && total_steps > 0)
+  if (rc == AAL_OK && root && total_steps > 0)
     rc = aal_train_config_write(&r, err);
-  if (rc == AAL_OK)
+  if (rc == AAL_OK && root)
     rc = open_outputs(&r, fresh ? "w" : "a", err);
-  if (rc == AAL_OK && log != NULL && fresh)
+  if (together)
+    rc = aal_comm_agree(comm, rc, err);
+  if (rc == AAL_OK && r.log != NULL && fresh)
     fprintf(log, "resuming %s: it has no checkpoint yet, so it starts again from step 0 of "
             "%ld\n", run_dir, r.total_steps);
-  else if (rc == AAL_OK && log != NULL)
-    fprintf(log, "resuming %s at step %llu of %ld\n", run_dir, (unsigned long long)step,
-            r.total_steps);
-  if (rc == AAL_OK && log != NULL && o.blas_threads > 0 && !aal_train_backend_is_ref(o.backend))
+  else if (rc == AAL_OK && r.log != NULL)
+    fprintf(log, "resuming %s at step %llu of %ld%s\n", run_dir, (unsigned long long)step,
+            r.total_steps, comm != NULL ? " (data parallel)" : "");
+  if (rc == AAL_OK && r.log != NULL && o.blas_threads > 0 && !aal_train_backend_is_ref(o.backend))
     fprintf(log, "OpenBLAS threads: %d, as the run recorded (the %s backend's results "
             "depend on the count)\n", o.blas_threads, o.backend);
+  if (rc == AAL_OK) /* the seconds of earlier sessions: process 0's file */
+    rc = aal_comm_bcast(comm, &seconds, sizeof seconds, err);
   if (rc == AAL_OK)
     rc = run_steps(&r, (long)step, seconds, err);
   aal_train_run_close(&r);

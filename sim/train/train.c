@@ -37,6 +37,7 @@ void aal_train_opts_default(aal_train_opts *o)
   o->seed = 1;
   o->progress = -1;
   o->backend = "ref";
+  o->ranks = 1;
 }
 
 unsigned long aal_mix_seed(unsigned long seed, unsigned long what, unsigned long index)
@@ -122,6 +123,30 @@ static int check_opts(const aal_train_opts *o, aal_error *err)
   return AAL_OK;
 }
 
+/* One process: the slice is the whole batch. */
+static int open_whole(aal_train_run *r)
+{
+  r->x_local = aal_tensor_retain(r->x);
+  r->labels_local = r->labels;
+  return AAL_OK;
+}
+
+/* Data parallel: the slice's buffers, and one for every parameter gradient. */
+static int open_slice(aal_train_run *r, aal_error *err)
+{
+  r->x_local = aal_tensor_new4(r->local_batch, r->ds.geom.channels, r->ds.geom.size,
+                               r->ds.geom.size, err);
+  r->labels_local = malloc((size_t)r->local_batch * sizeof *r->labels_local);
+  for (int i = 0; i < r->net.nparams; i++)
+    if (r->net.params[i].grad != NULL)
+      r->ngrads += r->net.params[i].grad->size;
+  r->grads = malloc(r->ngrads * sizeof *r->grads);
+  if (r->x_local == NULL || r->labels_local == NULL || r->grads == NULL)
+    return aal_fail(err, AAL_ENOMEM, "cannot allocate the slice's buffers (%zu gradients)",
+                    r->ngrads);
+  return AAL_OK;
+}
+
 /* Loads the data, builds the network and fills the derived settings. */
 int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal_error *err)
 {
@@ -141,6 +166,18 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
   if (snprintf(r->backend, sizeof r->backend, "%s", backend) >= (int)sizeof r->backend)
     return aal_fail(err, AAL_EINVAL, "--backend '%s': unknown (ref, cpu32, dnnl, cuda)", backend);
   r->o.backend = r->backend;
+  r->comm = o->comm;
+  r->rank = aal_comm_rank(o->comm);
+  r->ranks = aal_comm_size(o->comm);
+  if (r->ranks > 1 && !aal_train_backend_is_ref(backend))
+    return aal_fail(err, AAL_EINVAL, "--backend %s: data-parallel training (%d processes) runs "
+                    "the ref backend only (the backends' batch norm does not split its sums)",
+                    backend, r->ranks);
+  if (o->batch % r->ranks != 0)
+    return aal_fail(err, AAL_EINVAL, "--batch %d is not a multiple of the %d processes (each "
+                    "trains on batch/%d samples of every step)", o->batch, r->ranks, r->ranks);
+  r->local_batch = o->batch / r->ranks;
+  aal_ops_sync_init(&r->sync, r->comm);
   if ((rc = aal_ops_open(r->backend, &r->ops, err)) != AAL_OK)
     return rc;
   r->ops_ready = 1;
@@ -188,7 +225,7 @@ int aal_train_run_open(aal_train_run *r, const aal_train_opts *o, FILE *log, aal
   r->x = aal_tensor_new4(o->batch, r->ds.geom.channels, r->ds.geom.size, r->ds.geom.size, err);
   if (r->order == NULL || r->labels == NULL || r->rng == NULL || r->x == NULL)
     return aal_fail(err, AAL_ENOMEM, "cannot allocate the training buffers");
-  return AAL_OK;
+  return r->ranks > 1 ? open_slice(r, err) : open_whole(r);
 }
 
 void aal_train_run_close(aal_train_run *r)
@@ -203,10 +240,14 @@ void aal_train_run_close(aal_train_run *r)
     aal_ops_close(&r->ops);
   aal_data_free(&r->ds);
   free(r->order);
-  free(r->labels);
   if (r->rng != NULL)
     gsl_rng_free(r->rng);
   aal_tensor_release(r->x);
+  aal_tensor_release(r->x_local);
+  if (r->labels_local != r->labels)
+    free(r->labels_local);
+  free(r->labels);
+  free(r->grads);
   memset(r, 0, sizeof *r);
 }
 
@@ -223,16 +264,24 @@ int aal_train_batch(aal_train_run *r, long step, aal_error *err)
     r->order_epoch = epoch;
   }
   gsl_rng_set(r->rng, aal_mix_seed(r->o.seed, 2, (unsigned long)step));
-  return aal_augment_train_batch(&r->ds.geom, r->ds.train.pixels, r->ds.train.labels,
-                                 r->ds.train.n, r->order + pos * r->o.batch,
-                                 (size_t)r->o.batch, r->rng, r->x, r->labels, err);
+  int rc = aal_augment_train_batch(&r->ds.geom, r->ds.train.pixels, r->ds.train.labels,
+                                   r->ds.train.n, r->order + pos * r->o.batch,
+                                   (size_t)r->o.batch, r->rng, r->x, r->labels, err);
+  if (rc != AAL_OK || r->ranks == 1)
+    return rc;
+  /* this process's slice: samples [rank * local_batch, (rank + 1) * local_batch) */
+  const size_t per = r->x->size / (size_t)r->o.batch, first = (size_t)r->rank * r->local_batch;
+  memcpy(r->x_local->data, r->x->data + first * per, r->x_local->size * sizeof(double));
+  memcpy(r->labels_local, r->labels + first, (size_t)r->local_batch * sizeof *r->labels);
+  return AAL_OK;
 }
 
 int aal_train_pass(aal_train_run *r, long step, aal_resnet_pass *pass, aal_error *err)
 {
   int rc = aal_resnet_pass_init(pass, &r->net, &r->rule, aal_mix_seed(r->o.seed, 3, 0),
                                 (unsigned long)step, err);
-  pass->ops = r->ops.table;
+  pass->ops = r->ranks > 1 ? &r->sync.ops : r->ops.table;
+  pass->sample_offset = (size_t)r->rank * (size_t)r->local_batch;
   /* the parameters live where the table's ops run (a no-op once they are there) */
   return rc == AAL_OK ? aal_resnet_move(&r->net, r->ops.table, err) : rc;
 }

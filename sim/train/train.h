@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 
+#include "sim/core/comm.h"
 #include "sim/core/error.h"
 
 typedef struct {
@@ -43,9 +44,30 @@ typedef struct {
                               gives it (0: a config written before it was recorded).
                               For aal_train_resume_check: the --threads asked for (0:
                               none, OpenBLAS's default) */
+  const struct aal_comm *comm; /* data-parallel training (sim/core/comm.h; `mpirun -np N
+                              aal train`); NULL: one process.  Every process of the run
+                              calls aal_train with the same options and comm; see below */
+  int ranks;               /* read back from a config: the process count it was trained
+                              with (1 when not recorded); not an input of aal_train */
 } aal_train_opts;
 
 void aal_train_opts_default(aal_train_opts *opts);
+
+/* Data parallel (opts->comm with N processes): every process assembles the step's whole
+ * batch as one process would (same seed, same order, same augmentation) and trains on
+ * its slice of batch/N samples (batch must be a multiple of N), on the reference table
+ * with synchronised batch norm (sim/ops/ops.h: aal_ops_sync); the parameter gradients
+ * are summed over the processes in rank order and scaled by 1/N, so that every process
+ * applies the same update, the one-process step's up to the order of the sums.  Process
+ * 0 alone holds the run directory (lock, config with `ranks = N`, metrics.csv, li.csv
+ * with every sample of the batch, checkpoints); evaluation splits the validation batches
+ * over the processes and adds their results in batch order.  The processes first agree
+ * that they run the same config (rule, model, sizes, seed, data fingerprint, ...): a
+ * difference is an error naming the key and both values.  A failure that every process
+ * sees (a diverged loss, a bad option, a config difference, process 0's I/O) returns on
+ * every process; one that only this process sees in the middle of a step (where the
+ * others wait in a collective) prints "rank K of N: message" to stderr and stops every
+ * process through comm->abort.  Only the ref backend runs data-parallel. */
 
 /* Trains from scratch into opts->out_dir (which must not hold a run already). */
 int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err);
@@ -57,7 +79,7 @@ int aal_train(const aal_train_opts *opts, FILE *log, aal_error *err);
  * OpenBLAS here cannot run that many); the ref backend is bit-identical for any count
  * and keeps the process's. */
 int aal_train_resume(const char *run_dir, long total_steps, long stop_after, int progress,
-                     FILE *log, aal_error *err);
+                     const struct aal_comm *comm, FILE *log, aal_error *err);
 
 /* The built-in data set: generated once (atomically) into cache_dir (NULL: $AAL_CACHE,
  * else $XDG_CACHE_HOME/aal, else $HOME/.cache/aal) and reused; its path into buf. */

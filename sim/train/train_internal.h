@@ -34,6 +34,15 @@ typedef struct {
   int *labels;                /* [batch] */
   FILE *metrics, *log;
   FILE *li, *li_summary, *align;
+  /* data parallel (o.comm): this process's slice of every batch */
+  const aal_comm *comm;
+  int rank, ranks;            /* 0 and 1 for one process */
+  int local_batch;            /* o.batch / ranks */
+  aal_tensor *x_local;        /* [local_batch, C, S, S]; x itself when ranks == 1 */
+  int *labels_local;
+  aal_ops_sync sync;          /* the reference with synchronised batch norm */
+  double *grads;              /* every parameter gradient, packed for the sum */
+  size_t ngrads;
 } aal_train_run;
 
 unsigned long aal_mix_seed(unsigned long seed, unsigned long what, unsigned long index);
@@ -51,7 +60,10 @@ int aal_train_pass(aal_train_run *r, long step, aal_resnet_pass *pass, aal_error
 int aal_run_lock(const char *run_dir, int *fd, aal_error *err);
 void aal_run_unlock(int fd);
 
-/* run_dir/config: "key = value" lines; read back names the file and line of an error. */
+/* run_dir/config: "key = value" lines; read back names the file and line of an error.
+ * aal_train_config_text writes the file's text into text[len] (AAL_CONFIG_MAX holds it). */
+#define AAL_CONFIG_MAX 8192
+int aal_train_config_text(const aal_train_run *r, char *text, size_t len, aal_error *err);
 int aal_train_config_write(const aal_train_run *r, aal_error *err);
 int aal_train_config_read(const char *run_dir, aal_train_opts *o, char *strings,
                           size_t strings_len, aal_error *err);

@@ -7,7 +7,7 @@
 #        kernels/dnnl (on kernels/cpu)
 #     -> sim/layers -> sim/core
 #
-# (sim/data sits on sim/core alone).  Because every folder's list below names only
+# (sim/data and sim/dist, MPI behind sim/core/comm.h, sit on sim/core alone).  Because every folder's list below names only
 # folders further down, an include cycle between folders cannot pass either.  Fails with
 # one line per offending include, naming both files.  Usage: layout.sh [TREE]; with no
 # TREE it checks $top_srcdir (or .) and then checks itself on a planted violation.
@@ -25,11 +25,12 @@ allowed() {  # the folders a file in folder $1 may include from
     sim/ops) echo "sim/core sim/layers kernels sim/ops" ;;
     sim/model) echo "sim/core sim/layers sim/ops sim/model" ;;
     sim/data) echo "sim/core sim/data" ;;
+    sim/dist) echo "sim/core sim/dist" ;;
     theory) echo "sim/core sim/layers theory" ;;
     sim/train) echo "sim/core sim/layers sim/ops sim/model sim/data sim/train" ;;
     sim/bench) echo "sim/core sim/layers kernels kernels/dnnl sim/ops sim/model sim/bench" ;;
     kernels/check) echo "sim/core sim/layers kernels kernels/cpu sim/ops sim/model kernels/check" ;;
-    sim) echo "sim/core sim/layers kernels sim/ops sim/model sim/data theory sim/train sim/bench kernels/check" ;;
+    sim) echo "sim/core sim/layers kernels sim/ops sim/model sim/data sim/dist theory sim/train sim/bench kernels/check" ;;
     sim/cli) echo "*" ;;
     *) echo "?" ;;
   esac

@@ -184,7 +184,7 @@ START_TEST(test_resume_bit_identical)
   ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
   /* a crash between checkpoints leaves rows past the checkpoint: resume drops them */
   append_to_rows(b, "7,garbage from a step that was lost\n");
-  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
   assert_same_file(a, b, "checkpoint.bin");
   /* metrics identical but for the seconds column */
   double l1[32], a1[32], l2[32], a2[32];
@@ -194,7 +194,7 @@ START_TEST(test_resume_bit_identical)
   assert_same_file(a, b, "li_summary.csv");
   assert_same_file(a, b, "align.csv");
   /* resume of something that is not a run names the file */
-  ck_assert_int_eq(aal_train_resume(root, 0, 0, 0, NULL, &err), AAL_EIO);
+  ck_assert_int_eq(aal_train_resume(root, 0, 0, 0, NULL, NULL, &err), AAL_EIO);
   ck_assert(strstr(err.msg, "config") != NULL);
 }
 END_TEST
@@ -245,9 +245,9 @@ START_TEST(test_resume_torn_line)
   /* a kill in the middle of a row leaves a line without its newline; a later resume must
    * not glue the next row to it */
   append_to_rows(b, "1");
-  ck_assert_msg(aal_train_resume(b, 0, 7, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(b, 0, 7, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
   append_to_rows(b, "8,0.5"); /* and again, torn after a resume */
-  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
   for (int i = 0; i < NRUN_ROWS; i++) {
     char *ta = csv_without_last_column(a, run_rows[i], i == 0);
     char *tb = csv_without_last_column(b, run_rows[i], i == 0);
@@ -292,13 +292,13 @@ START_TEST(test_run_lock)
   /* the lock is released when the run ends */
   ck_assert_msg(aal_train(&o, NULL, &err) == AAL_OK, "%s", err.msg);
   fd = hold_lock(out);
-  ck_assert_int_ne(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_OK);
+  ck_assert_int_ne(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err), AAL_OK);
   ck_assert_msg(strstr(err.msg, "in use") != NULL && strstr(err.msg, out) != NULL, "%s",
                 err.msg);
   double loss[8], acc[8];
   ck_assert_int_eq(read_losses(out, loss, acc, 8), 2);
   close(fd);
-  ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
   ck_assert_int_eq(read_losses(out, loss, acc, 8), 3);
   close(hold_lock(out));
 }
@@ -368,11 +368,11 @@ START_TEST(test_resume_refuses)
   ck_assert_msg(strstr(err.msg, "--epochs"), "%s", err.msg);
   /* a config whose rule line is gone, or given twice, does not resume under another rule */
   edit_config(out, "rule", "");
-  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err), AAL_EFORMAT);
   ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "'rule' is missing"), "%s",
                 err.msg);
   edit_config(out, "rule", "rule = asa:2,2,2,2\nrule = bp\n");
-  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err), AAL_EFORMAT);
   ck_assert_msg(strstr(err.msg, "'rule' is given twice"), "%s", err.msg);
   edit_config(out, "rule", "rule = asa:2,2,2,2\n");
   const char *keys[] = {"seed", "width", "batch", "lr", "data", "blocks"};
@@ -383,7 +383,7 @@ START_TEST(test_resume_refuses)
     char *saved = slurp(path, &len);
     snprintf(key, sizeof key, "%s ", keys[i]);
     edit_config(out, key, "");
-    ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+    ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err), AAL_EFORMAT);
     snprintf(key, sizeof key, "'%s' is missing", keys[i]);
     ck_assert_msg(strstr(err.msg, key), "%s", err.msg);
     FILE *f = fopen(path, "w");
@@ -391,7 +391,7 @@ START_TEST(test_resume_refuses)
     fclose(f);
     free(saved);
   }
-  ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
 }
 END_TEST
 
@@ -435,29 +435,29 @@ START_TEST(test_resume_threads)
   ck_assert_int_eq(aal_train_resume_check(cpu, &asked, AAL_SET_THREADS, &err), AAL_OK);
   /* a resume runs cpu32 with the recorded count, whatever the process had */
   openblas_set_num_threads(1);
-  ck_assert_msg(aal_train_resume(cpu, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(cpu, 0, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
   ck_assert_int_eq(openblas_get_num_threads(), 2);
   /* ... and ref with the process's count */
   openblas_set_num_threads(1);
-  ck_assert_msg(aal_train_resume(ref, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(ref, 0, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
   ck_assert_int_eq(openblas_get_num_threads(), 1);
   /* the key's values, and a config without it */
   const char *bad[] = {"blas_threads = 0\n", "blas_threads = 2.0\n", "blas_threads = -2\n",
                        "blas_threads = 2\nblas_threads = 2\n"};
   for (int i = 0; i < 4; i++) {
     edit_config(cpu, "blas_threads", bad[i]);
-    ck_assert_int_eq(aal_train_resume(cpu, 3, 0, 0, NULL, &err), AAL_EFORMAT);
+    ck_assert_int_eq(aal_train_resume(cpu, 3, 0, 0, NULL, NULL, &err), AAL_EFORMAT);
     ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "blas_threads"), "%s", err.msg);
   }
   edit_config(cpu, "blas_threads", "blas_threads = 4096\n"); /* above OpenBLAS's maximum */
-  ck_assert_int_eq(aal_train_resume(cpu, 3, 0, 0, NULL, &err), AAL_EINVAL);
+  ck_assert_int_eq(aal_train_resume(cpu, 3, 0, 0, NULL, NULL, &err), AAL_EINVAL);
   ck_assert_msg(strstr(err.msg, "blas_threads = 4096") && strstr(err.msg, "cpu32"), "%s",
                 err.msg);
   ck_assert_int_eq(openblas_get_num_threads(), 1); /* left as it was */
   edit_config(cpu, "blas_threads", "");
   asked.blas_threads = 1;
   ck_assert_int_eq(aal_train_resume_check(cpu, &asked, AAL_SET_THREADS, &err), AAL_OK);
-  ck_assert_msg(aal_train_resume(cpu, 3, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(cpu, 3, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
   ck_assert_int_eq(openblas_get_num_threads(), 1);
   snprintf(path, sizeof path, "%s/config", cpu);
   size_t len;
@@ -487,7 +487,7 @@ static void check_resume_exact(const char *name, const char *rule, unsigned long
   }
   ck_assert_msg(aal_train_resume_check(b, &o, AAL_SET_SEED | AAL_SET_RULE, &err) == AAL_OK,
                 "%s: %s", name, err.msg);
-  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, &err) == AAL_OK, "%s", err.msg);
+  ck_assert_msg(aal_train_resume(b, 0, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
   size_t la, lb;
   snprintf(pa, sizeof pa, "%s/checkpoint.bin", a);
   snprintf(pb, sizeof pb, "%s/checkpoint.bin", b);
@@ -519,12 +519,12 @@ START_TEST(test_config_round_trip)
   aal_error err;
   for (int i = 0; i < 4; i++) {
     edit_config(path, "seed", bad[i]);
-    ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, &err), AAL_EFORMAT);
+    ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, NULL, &err), AAL_EFORMAT);
     ck_assert_msg(strstr(err.msg, "config") && strstr(err.msg, "seed"), "%s", err.msg);
   }
   edit_config(path, "seed", "seed = 18446744073709551615\n");
   edit_config(path, "steps ", "steps = 3.5\n");
-  ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, &err), AAL_EFORMAT);
+  ck_assert_int_eq(aal_train_resume(path, 0, 0, 0, NULL, NULL, &err), AAL_EFORMAT);
   ck_assert_msg(strstr(err.msg, "steps = '3.5'"), "%s", err.msg);
   /* a line longer than the reader's buffer is refused, not read as two lines: here the
    * second would set the seed and the first a truncated data path */

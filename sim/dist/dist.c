@@ -1,0 +1,179 @@
+/* MPI behind aal_comm: the fixed-order sum, gather, bcast and abort. */
+#include "sim/dist/dist.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#ifdef AAL_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static const char *const launcher_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"};
+
+int aal_dist_env_size(void)
+{
+  const char *v = getenv("OMPI_COMM_WORLD_SIZE");
+  if (v == NULL)
+    v = getenv("PMI_SIZE");
+  const long n = v != NULL ? strtol(v, NULL, 10) : 1;
+  return n >= 1 && n <= INT_MAX ? (int)n : 1;
+}
+
+static int launched(void)
+{
+  for (size_t i = 0; i < sizeof launcher_vars / sizeof launcher_vars[0]; i++)
+    if (getenv(launcher_vars[i]) != NULL)
+      return 1;
+  return 0;
+}
+
+#ifdef AAL_HAVE_MPI
+
+int aal_dist_available(void) { return 1; }
+
+/* MPI counts are int: vectors move in segments of at most this many doubles. */
+#define SEGMENT ((size_t)1 << 26)
+
+static int mpi_fail(aal_error *err, int mrc, const char *what)
+{
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(mrc, msg, &len) != MPI_SUCCESS)
+    snprintf(msg, sizeof msg, "error %d", mrc);
+  return aal_fail(err, AAL_EIO, "MPI: %s failed: %s", what, msg);
+}
+
+/* Slice k of n elements over p processes: [n k / p, n (k+1) / p). */
+static size_t slice_lo(size_t n, int p, int k)
+{
+  return n * (size_t)k / (size_t)p; /* n <= SEGMENT: no overflow */
+}
+
+static int sum_segment(const aal_comm *c, double *v, size_t n, double *tmp, int *counts,
+                       int *displs, int *rcounts, int *rdispls, aal_error *err)
+{
+  const int p = c->size, me = c->rank;
+  const size_t lo = slice_lo(n, p, me), len = slice_lo(n, p, me + 1) - lo;
+  for (int k = 0; k < p; k++) {
+    counts[k] = (int)(slice_lo(n, p, k + 1) - slice_lo(n, p, k));
+    displs[k] = (int)slice_lo(n, p, k);
+    rcounts[k] = (int)len;
+    rdispls[k] = (int)((size_t)k * len);
+  }
+  int mrc = MPI_Alltoallv(v, counts, displs, MPI_DOUBLE, tmp, rcounts, rdispls, MPI_DOUBLE,
+                          MPI_COMM_WORLD);
+  if (mrc != MPI_SUCCESS)
+    return mpi_fail(err, mrc, "the sum's Alltoallv");
+  for (size_t i = 0; i < len; i++) {
+    double s = tmp[i];
+    for (int k = 1; k < p; k++)
+      s += tmp[(size_t)k * len + i];
+    v[lo + i] = s;
+  }
+  mrc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, counts, displs, MPI_DOUBLE,
+                       MPI_COMM_WORLD);
+  return mrc == MPI_SUCCESS ? AAL_OK : mpi_fail(err, mrc, "the sum's Allgatherv");
+}
+
+static int mpi_sum(const aal_comm *c, double *v, size_t n, aal_error *err)
+{
+  const size_t p = (size_t)c->size, seg = n < SEGMENT ? n : SEGMENT;
+  double *tmp = malloc((seg / p + 1) * p * sizeof *tmp);
+  int *ints = malloc(4 * p * sizeof *ints);
+  int rc = (tmp != NULL && ints != NULL) ? AAL_OK
+                                         : aal_fail(err, AAL_ENOMEM, "MPI sum: %zu doubles", n);
+  if (rc != AAL_OK) /* the others are in this sum already */
+    c->abort(c, rc);
+  for (size_t at = 0; rc == AAL_OK && at < n; at += SEGMENT) {
+    const size_t m = n - at < SEGMENT ? n - at : SEGMENT;
+    rc = sum_segment(c, v + at, m, tmp, ints, ints + p, ints + 2 * p, ints + 3 * p, err);
+  }
+  free(tmp);
+  free(ints);
+  return rc;
+}
+
+static int mpi_gather(const aal_comm *c, const void *mine, size_t bytes, void *all,
+                      aal_error *err)
+{
+  (void)c;
+  if (bytes > INT_MAX)
+    return aal_fail(err, AAL_EINVAL, "MPI gather: %zu bytes is more than one call moves",
+                    bytes);
+  const int mrc = MPI_Gather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, 0,
+                             MPI_COMM_WORLD);
+  return mrc == MPI_SUCCESS ? AAL_OK : mpi_fail(err, mrc, "Gather");
+}
+
+static int mpi_bcast(const aal_comm *c, void *buf, size_t bytes, aal_error *err)
+{
+  (void)c;
+  if (bytes > INT_MAX)
+    return aal_fail(err, AAL_EINVAL, "MPI bcast: %zu bytes is more than one call moves",
+                    bytes);
+  const int mrc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+  return mrc == MPI_SUCCESS ? AAL_OK : mpi_fail(err, mrc, "Bcast");
+}
+
+static void mpi_abort(const aal_comm *c, int code)
+{
+  (void)c;
+  MPI_Abort(MPI_COMM_WORLD, code != 0 ? code : 1);
+}
+
+int aal_dist_open(aal_comm **comm, aal_error *err)
+{
+  *comm = NULL;
+  if (!launched())
+    return AAL_OK;
+  int inited = 0;
+  MPI_Initialized(&inited);
+  int mrc = inited ? MPI_SUCCESS : MPI_Init(NULL, NULL);
+  if (mrc != MPI_SUCCESS)
+    return aal_fail(err, AAL_EIO, "MPI_Init failed (error %d)", mrc);
+  aal_comm *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    MPI_Finalize();
+    return aal_fail(err, AAL_ENOMEM, "cannot allocate the MPI comm");
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+  c->sum = mpi_sum;
+  c->gather = mpi_gather;
+  c->bcast = mpi_bcast;
+  c->abort = mpi_abort;
+  *comm = c;
+  return AAL_OK;
+}
+
+void aal_dist_close(aal_comm *comm)
+{
+  if (comm == NULL)
+    return;
+  free(comm);
+  MPI_Finalize();
+}
+
+#else /* no MPI */
+
+int aal_dist_available(void) { return 0; }
+
+int aal_dist_open(aal_comm **comm, aal_error *err)
+{
+  *comm = NULL;
+  if (launched() && aal_dist_env_size() > 1)
+    return aal_fail(err, AAL_EINVAL,
+                    "started by mpirun with %d processes, but this aal was built without MPI "
+                    "(configure --with-mpi, with Debian's libopenmpi-dev): each process would "
+                    "train alone", aal_dist_env_size());
+  return AAL_OK;
+}
+
+void aal_dist_close(aal_comm *comm) { (void)comm; }
+
+#endif
