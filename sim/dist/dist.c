@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include <config.h>
 
 #ifdef AAL_HAVE_MPI
 #include <mpi.h>
