@@ -23,9 +23,17 @@
 
 #include "sim/core/error.h"
 
+/* What this process spent in collectives since the comm opened: wall seconds inside
+ * them (waiting for the others included) and the bytes it sent. */
+typedef struct {
+  double seconds, bytes_sent;
+  long calls;
+} aal_comm_stats;
+
 typedef struct aal_comm aal_comm;
 struct aal_comm {
   int rank, size;
+  aal_comm_stats *stats;  /* NULL: not counted */
   int (*sum)(const aal_comm *c, double *v, size_t n, aal_error *err);
   int (*gather)(const aal_comm *c, const void *mine, size_t bytes, void *all, aal_error *err);
   int (*bcast)(const aal_comm *c, void *buf, size_t bytes, aal_error *err);

@@ -24,6 +24,7 @@ typedef struct {
   long first_step;
   double data_seconds, step_seconds;  /* batch assembly, and whole training steps */
   long steps_timed;
+  aal_comm_stats comm;  /* data parallel: this process's collectives inside the steps */
 } clock_state;
 
 /* A failure this process saw alone in a data-parallel run, where the others wait in a
@@ -265,6 +266,8 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, 
   aal_resnet_pass pass;
   int correct = 0;
   const double t0 = aal_clock_now();
+  const aal_comm_stats comm0 =
+      r->ranks > 1 && r->comm->stats != NULL ? *r->comm->stats : (aal_comm_stats){0, 0, 0};
   int rc = aal_train_batch(r, s, err);
   c->data_seconds += aal_clock_now() - t0;
   if (rc == AAL_OK)
@@ -317,6 +320,11 @@ static int train_step(aal_train_run *r, long s, aal_tape *tape, clock_state *c, 
   aal_tape_clear(tape);
   c->step_seconds += aal_clock_now() - t0;
   c->steps_timed++;
+  if (r->ranks > 1 && r->comm->stats != NULL) {
+    c->comm.seconds += r->comm->stats->seconds - comm0.seconds;
+    c->comm.bytes_sent += r->comm->stats->bytes_sent - comm0.bytes_sent;
+    c->comm.calls += r->comm->stats->calls - comm0.calls;
+  }
   return rc;
 }
 
@@ -325,7 +333,7 @@ static int run_steps(aal_train_run *r, long start, double seconds_before, aal_er
   aal_tape *tape = aal_tape_new(err);
   if (tape == NULL)
     return AAL_ENOMEM;
-  clock_state c = {aal_clock_now(), seconds_before, 0, start, 0, 0, 0};
+  clock_state c = {aal_clock_now(), seconds_before, 0, start, 0, 0, 0, {0, 0, 0}};
   int rc = AAL_OK;
   for (long s = start; s < r->total_steps && rc == AAL_OK; s++) {
     double loss = NAN, acc = NAN, vloss = NAN, vacc = NAN;
@@ -370,6 +378,14 @@ static int run_steps(aal_train_run *r, long start, double seconds_before, aal_er
     fprintf(r->log, "time per training step %.3f s, of which batch assembly (augmentation, "
             "normalisation) %.2f%%\n", c.step_seconds / (double)c.steps_timed,
             100.0 * c.data_seconds / c.step_seconds);
+  if (rc == AAL_OK && r->log != NULL && c.step_seconds > 0 && r->ranks > 1 &&
+      r->comm->stats != NULL) {
+    const double steps = (double)c.steps_timed;
+    fprintf(r->log, "rank 0 of %d: collectives (batch norm, gradient sum, loss; LI on its "
+            "steps) %.2f%% of the step time (waiting for the others included), %.0f calls "
+            "and %.2f MB sent per step\n", r->ranks, 100.0 * c.comm.seconds / c.step_seconds,
+            (double)c.comm.calls / steps, c.comm.bytes_sent / steps / 1e6);
+  }
   aal_tape_free(tape);
   return rc;
 }

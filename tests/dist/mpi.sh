@@ -29,11 +29,15 @@ fi
 # root in CI containers; one core per rank need not exist
 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM OMPI_MCA_rmaps_base_oversubscribe
+# under AddressSanitizer: full malloc stacks, and Open MPI's own leaks suppressed
+LSAN_OPTIONS="suppressions=${top_srcdir:-.}/tests/dist/lsan-mpi.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+ASAN_OPTIONS="fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export LSAN_OPTIONS ASAN_OPTIONS
 seed=${AAL_MPI_SEED:-$(date +%s)}
 seed=$((seed % 1000 + 1))
 echo "mpi.sh: seed $seed (AAL_MPI_SEED=$seed repeats it)"
 common="--cache $tmp/cache --width 0.125 --batch 8 --steps 5 --li-every 2 --eval-every 5 --seed $seed --plain"
-mpi() { timeout 120 "$MPIRUN" --oversubscribe -np "$@"; }
+mpi() { timeout 300 "$MPIRUN" --oversubscribe -x LSAN_OPTIONS -x ASAN_OPTIONS -np "$@"; }
 
 no_seconds() { cut -d, -f1-9 "$1"; }
 
