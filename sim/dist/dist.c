@@ -87,39 +87,68 @@ static void count(const aal_comm *c, double t0, double bytes)
   c->stats->calls++;
 }
 
-/* A short vector (batch norm's per-channel sums, the loss): every process receives every
- * process's whole vector (one Allgather, log p rounds in the library's algorithms rather
- * than the p messages of an Alltoallv) and adds them itself in rank order, the order
- * sum_segment's owners use, so the bits are the same either way. */
+/* A short vector (batch norm's per-channel sums, the loss): recursive doubling, log2 N
+ * rounds of n doubles each instead of the N messages of an Alltoallv.  With P the largest
+ * power of two <= N, rank P + j first hands its vector to rank j (which adds it after its
+ * own); the P ranks then pair at distances 1, 2, 4, ..., each pair forming the sum of
+ * the lower block and the upper block (a + b: both partners get the same bits, IEEE
+ * addition being commutative); rank j finally hands the result back to rank P + j.  The
+ * association is a fixed binary tree over the ranks, chosen by this code alone. */
 static int sum_short(const aal_comm *c, double *v, size_t n, aal_error *err)
 {
-  const size_t p = (size_t)c->size;
-  double *all = malloc(n * p * sizeof *all);
-  if (all == NULL) { /* the others are in this sum already */
-    aal_fail(err, AAL_ENOMEM, "MPI sum: %zu doubles", n * p);
+  const int p = c->size, me = c->rank;
+  int pow2 = 1;
+  while (pow2 * 2 <= p)
+    pow2 *= 2;
+  double *w = malloc((n ? n : 1) * sizeof *w);
+  if (w == NULL) { /* the others are in this sum already */
+    aal_fail(err, AAL_ENOMEM, "MPI sum: %zu doubles", n);
     c->abort(c, AAL_ENOMEM);
     return AAL_ENOMEM;
   }
-  const int mrc = MPI_Allgather(v, (int)n, MPI_DOUBLE, all, (int)n, MPI_DOUBLE, MPI_COMM_WORLD);
-  for (size_t i = 0; mrc == MPI_SUCCESS && i < n; i++) {
-    double s = all[i];
-    for (size_t k = 1; k < p; k++)
-      s += all[k * n + i];
-    v[i] = s;
+  const int tag = 7001;
+  int mrc = MPI_SUCCESS;
+  if (me >= pow2) {
+    mrc = MPI_Send(v, (int)n, MPI_DOUBLE, me - pow2, tag, MPI_COMM_WORLD);
+    if (mrc == MPI_SUCCESS)
+      mrc = MPI_Recv(v, (int)n, MPI_DOUBLE, me - pow2, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    free(w);
+    return mrc == MPI_SUCCESS ? AAL_OK : mpi_fail(err, mrc, "the short sum's Send/Recv");
   }
-  free(all);
-  return mrc == MPI_SUCCESS ? AAL_OK : mpi_fail(err, mrc, "the sum's Allgather");
+  if (me + pow2 < p) {
+    mrc = MPI_Recv(w, (int)n, MPI_DOUBLE, me + pow2, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    for (size_t i = 0; mrc == MPI_SUCCESS && i < n; i++)
+      v[i] += w[i];
+  }
+  for (int mask = 1; mrc == MPI_SUCCESS && mask < pow2; mask *= 2) {
+    const int partner = me ^ mask;
+    mrc = MPI_Sendrecv(v, (int)n, MPI_DOUBLE, partner, tag, w, (int)n, MPI_DOUBLE, partner, tag,
+                       MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    for (size_t i = 0; mrc == MPI_SUCCESS && i < n; i++)
+      v[i] = me < partner ? v[i] + w[i] : w[i] + v[i];
+  }
+  if (mrc == MPI_SUCCESS && me + pow2 < p)
+    mrc = MPI_Send(v, (int)n, MPI_DOUBLE, me + pow2, tag, MPI_COMM_WORLD);
+  free(w);
+  return mrc == MPI_SUCCESS ? AAL_OK : mpi_fail(err, mrc, "the short sum's Sendrecv");
 }
 
-/* Up to this many doubles from all processes together, a sum goes by sum_short. */
-#define SHORT_SUM ((size_t)1 << 16)
+/* Up to this many doubles a sum goes by sum_short (latency-bound: each of its rounds
+ * moves the whole vector). */
+#define SHORT_SUM ((size_t)8192)
 
 static int mpi_sum(const aal_comm *c, double *v, size_t n, aal_error *err)
 {
   const double t0 = MPI_Wtime();
-  if (n * (size_t)c->size <= SHORT_SUM) {
+  if (n <= SHORT_SUM) {
+    int rounds = 0;
+    for (int k = 1; k * 2 <= c->size; k *= 2)
+      rounds++;
     const int rc = sum_short(c, v, n, err);
-    count(c, t0, 8.0 * (double)n * (double)(c->size - 1));
+    /* the power-of-two ranks' rounds, or one hand-over for a rank beyond them; the
+     * fold-in and hand-back where the rank has a partner beyond */
+    const int extra = c->rank + (1 << rounds) < c->size;
+    count(c, t0, 8.0 * (double)n * (c->rank >= (1 << rounds) ? 1 : rounds + extra));
     return rc;
   }
   const size_t p = (size_t)c->size, seg = n < SEGMENT ? n : SEGMENT;

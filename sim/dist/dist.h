@@ -11,9 +11,9 @@
  * receives its slice of every process's vector), the slice added in rank order by its
  * owner, then MPI_Allgatherv.  Only data moves inside MPI, so the result does not depend
  * on which algorithm the library picks; each element crosses the network 2 (N-1)/N times,
- * as in a ring all-reduce.  A short vector (N n <= 65536 doubles: batch norm's sums, the
- * loss) goes by one MPI_Allgather instead, every process adding all N vectors in rank
- * order itself: the same bits, in log N rounds rather than N messages. */
+ * as in a ring all-reduce.  A short vector (n <= 8192 doubles: batch norm's sums, the
+ * loss) goes by recursive doubling instead (log2 N rounds rather than N messages), its
+ * association a fixed binary tree over the ranks (dist.c, sum_short). */
 #ifndef AAL_DIST_H
 #define AAL_DIST_H
 

@@ -8,7 +8,8 @@
 #      value (tests/dist/ckpt_cmp; docs/DESIGN.md says why they differ at all), li.csv
 #      the same rows (step, layer, sample) with LI within 1e-12, metrics.csv's loss, lr
 #      and validation columns equal as printed.  For bp, asa:all (LI of every conv), and
-#      noise (each process keeps its slice of the whole batch's random stream).
+#      noise (each process keeps its slice of the whole batch's random stream).  And
+#      3 ranks (batch 12, asa:all): bit-identical twice, within 1e-12 of one process.
 #   3. A 2-rank run stopped after 3 steps and resumed by 2 ranks ends as the run left
 #      alone; a resume by 1 process is refused naming the rank count.
 #   4. Refusals: ranks started with different rules (the key and both values named), a
@@ -70,6 +71,22 @@ for rule in bp asa:all noise; do
             exit !(n > 0 && m <= 1e-12) }'; then ok
   else bad "$rule: li.csv differs from the one-process run's"; fi
 done
+
+# 2b. 3 ranks (a count that is no power of two: the short sums' fold-in, 1/3 rounded)
+# shellcheck disable=SC2086
+c3="--cache $tmp/cache --width 0.125 --batch 12 --steps 3 --li-every 1 --seed $seed --plain"
+# shellcheck disable=SC2086
+"$AAL" train --rule asa:all $c3 --out "$tmp/one3" >"$tmp/one.log" 2>&1 || bad "the batch-12 run"
+for k in a b; do
+  # shellcheck disable=SC2086
+  mpi 3 "$AAL" train --rule asa:all $c3 --out "$tmp/three_$k" >"$tmp/three.log" 2>&1 ||
+    { bad "the 3-rank run $k"; cat "$tmp/three.log"; }
+done
+if cmp -s "$tmp/three_a/checkpoint.bin" "$tmp/three_b/checkpoint.bin" &&
+   cmp -s "$tmp/three_a/li.csv" "$tmp/three_b/li.csv"; then ok
+else bad "two 3-rank runs differ"; fi
+if "$CMP" "$tmp/one3/checkpoint.bin" "$tmp/three_a/checkpoint.bin" 1e-12; then ok
+else bad "the 3-rank parameters are not the one-process ones within 1e-12"; fi
 
 # 3. stop and resume
 # shellcheck disable=SC2086
