@@ -9,6 +9,10 @@ if [ -z "${MPIRUN:-}" ]; then
   echo "mpi_scaling.sh: built without MPI: skipped"
   exit 77
 fi
+# under AddressSanitizer: Open MPI's own leaks suppressed (tests/dist/mpi.sh says why)
+LSAN_OPTIONS="suppressions=${top_srcdir:-.}/tests/dist/lsan-mpi.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+ASAN_OPTIONS="fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export LSAN_OPTIONS ASAN_OPTIONS
 script=${top_srcdir:-.}/experiments/mpi-scaling.sh
 expect 0 "speed of 2x1 over 1x" -- bash "$script" --quick --rounds 1 --aal "$AAL_BIN" --out "$tmp/s"
 rows=$(awk -F, 'NR > 1 && $5 > 0' "$tmp/s/scaling.csv" | wc -l)
