@@ -164,20 +164,17 @@ static int set_key(aal_train_opts *o, const char *path, int line, const char *ke
     }
   if (strcmp(key, "seed") == 0)
     return parse_seed(path, line, value, &o->seed, err);
-  if (strcmp(key, "ranks") == 0) {
-    long v = 0;
-    int rc = parse_long(path, line, key, value, 1, INT_MAX, &v, err);
-    if (rc == AAL_OK)
-      o->ranks = (int)v;
-    return rc;
-  }
-  if (strcmp(key, "blas_threads") == 0) {
-    long v = 0;
-    int rc = parse_long(path, line, key, value, 1, BLAS_THREADS_MAX, &v, err);
-    if (rc == AAL_OK)
-      o->blas_threads = (int)v;
-    return rc;
-  }
+  static const struct { const char *key; long max; } counts[] = {
+      {"blas_threads", BLAS_THREADS_MAX}, {"ranks", INT_MAX}};
+  int *const count_targets[] = {&o->blas_threads, &o->ranks};
+  for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+    if (strcmp(key, counts[i].key) == 0) {
+      long v = 0;
+      int rc = parse_long(path, line, key, value, 1, counts[i].max, &v, err);
+      if (rc == AAL_OK)
+        *count_targets[i] = (int)v;
+      return rc;
+    }
   static const char *const doubles[] = {"lr", "momentum", "weight_decay", "width"};
   double *const double_targets[] = {&o->lr, &o->momentum, &o->weight_decay, &o->width};
   for (size_t i = 0; i < sizeof doubles / sizeof doubles[0]; i++)

@@ -391,6 +391,16 @@ START_TEST(test_resume_refuses)
     fclose(f);
     free(saved);
   }
+  /* the rank count (issue 14): a run of 2 processes does not resume in one; 0 is no
+   * count; a config without the key ran in one process */
+  edit_config(out, "ranks", "ranks = 2\n");
+  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err), AAL_EINVAL);
+  ck_assert_msg(strstr(err.msg, "trained by 2 processes") && strstr(err.msg, "this is 1"),
+                "%s", err.msg);
+  edit_config(out, "ranks", "ranks = 0\n");
+  ck_assert_int_eq(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err), AAL_EFORMAT);
+  ck_assert_msg(strstr(err.msg, "ranks = '0' is not an integer in 1.."), "%s", err.msg);
+  edit_config(out, "ranks", "");
   ck_assert_msg(aal_train_resume(out, 3, 0, 0, NULL, NULL, &err) == AAL_OK, "%s", err.msg);
 }
 END_TEST
