@@ -57,7 +57,7 @@ static int require_apart(const char *op, const aal_tensor *out, const char *out_
                          const aal_tensor *const *in, int n, aal_error *err)
 {
   for (int i = 0; i < n; i++)
-    if (out == in[i] || (out->data != NULL && out->data == in[i]->data))
+    if (aal_tensor_shares(out, in[i]))
       return aal_fail(err, AAL_EINVAL, "%s: %s must not share storage with an input", op,
                       out_name);
   return AAL_OK;
@@ -75,7 +75,7 @@ int aal_attention_forward_args(const char *op, const aal_tensor *q, const aal_te
   if ((rc = require_apart(op, p, "p", in, 3, err)) != AAL_OK ||
       (rc = require_apart(op, o, "o", in, 3, err)) != AAL_OK)
     return rc;
-  return o == p || o->data == p->data
+  return aal_tensor_shares(o, p)
              ? aal_fail(err, AAL_EINVAL, "%s: o must not share storage with p", op)
              : AAL_OK;
 }
@@ -97,7 +97,7 @@ int aal_attention_backward_args(const char *op, const aal_tensor *dout, const aa
       (rc = require_apart(op, dk, "dk", in, 5, err)) != AAL_OK ||
       (rc = require_apart(op, dv, "dv", in, 5, err)) != AAL_OK)
     return rc;
-  if (dq->data == dk->data || dq->data == dv->data || dk->data == dv->data)
+  if (aal_tensor_shares(dq, dk) || aal_tensor_shares(dq, dv) || aal_tensor_shares(dk, dv))
     return aal_fail(err, AAL_EINVAL, "%s: dq, dk and dv must be distinct tensors", op);
   return AAL_OK;
 }

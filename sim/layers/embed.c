@@ -62,7 +62,7 @@ int aal_embed_args(const char *op, const int *ids, const aal_tensor *table,
   if (pos != NULL &&
       (rc = require_2(pos, t, d, op, "pos", "T x D from y", err)) != AAL_OK)
     return rc;
-  if (y->data == table->data || (pos != NULL && y->data == pos->data))
+  if (aal_tensor_shares(y, table) || (pos != NULL && aal_tensor_shares(y, pos)))
     return aal_fail(err, AAL_EINVAL, "%s: y must not share storage with table or pos", op);
   return check_ids(ids, b, t, table->shape[0], op, err);
 }
@@ -128,7 +128,7 @@ int aal_patchify_args(const char *op, const aal_tensor *img, int p, const aal_te
     return aal_fail(err, AAL_ESHAPE, "%s: patches have shape %s, expected %zux%zux%zu ([B, N, "
                     "C p p] with p = %d)", op, s, b, n, f, p);
   }
-  if (img->data == patches->data)
+  if (aal_tensor_shares(img, patches))
     return aal_fail(err, AAL_EINVAL, "%s: the image and the patches must not share storage",
                     op);
   return AAL_OK;

@@ -56,7 +56,7 @@ int aal_layernorm_forward_args(const char *op, const aal_tensor *x, const aal_te
     return rc;
   if (!(eps > 0.0) || !isfinite(eps))
     return aal_fail(err, AAL_EINVAL, "%s: eps is %g, must be finite and > 0", op, eps);
-  if (y->data == gamma->data || y->data == beta->data)
+  if (aal_tensor_shares(y, gamma) || aal_tensor_shares(y, beta))
     return aal_fail(err, AAL_EINVAL, "%s: y must not share storage with gamma or beta", op);
   return AAL_OK;
 }
@@ -108,7 +108,7 @@ int aal_layernorm_backward_args(const char *op, const aal_tensor *dy, const aal_
       (rc = require_vec(invstd, m, op, "invstd", "M, the rows of x", err)) != AAL_OK)
     return rc;
   /* dx is written row by row while dgamma and dbeta accumulate over all rows of dy and x */
-  if (dx->data == x->data || dgamma->data == dy->data || dbeta->data == dy->data)
+  if (aal_tensor_shares(dx, x) || aal_tensor_shares(dgamma, dy) || aal_tensor_shares(dbeta, dy))
     return aal_fail(err, AAL_EINVAL, "%s: outputs must not share storage with x or dy", op);
   return AAL_OK;
 }

@@ -37,7 +37,7 @@ int aal_softmax_backward_args(const char *op, const aal_tensor *dy, const aal_te
       (rc = aal_tensor_check(dy, AAL_F64, 0, y, op, "dy", "y", err)) != AAL_OK ||
       (rc = aal_tensor_check(dx, AAL_F64, 0, y, op, "dx", "y", err)) != AAL_OK)
     return rc;
-  if (dx->data == y->data)
+  if (aal_tensor_shares(dx, y))
     return aal_fail(err, AAL_EINVAL, "%s: dx must not share storage with y", op);
   return AAL_OK;
 }

@@ -31,6 +31,13 @@
 
 #include "sim/core/tensor.h"
 
+/* 1 when a and b are one tensor or share host storage (tensors at a home have no host
+ * data and their own buffers): the aliasing the contracts below refuse. */
+static inline int aal_tensor_shares(const aal_tensor *a, const aal_tensor *b)
+{
+  return a == b || (a->data != NULL && a->data == b->data);
+}
+
 /* ---- layer normalisation over the last dimension (PyTorch's nn.LayerNorm(D)) -------
  *   x, y, dy, dx [.., D] (rank 1..4, M = size / D rows);  gamma, beta, dgamma, dbeta [D];
  *   mean, invstd [M].

@@ -19,7 +19,7 @@ int aal_transpose_args(const char *op, const aal_tensor *x, const aal_tensor *y,
                     "last two sizes swapped)", op, sy, x->shape[0], x->shape[2], x->shape[1],
                     sx);
   }
-  if (y == x || y->data == x->data)
+  if (aal_tensor_shares(y, x))
     return aal_fail(err, AAL_EINVAL, "%s: y must not share storage with x", op);
   return AAL_OK;
 }
