@@ -141,9 +141,10 @@ int aal_attention_backward(const aal_tensor *dout, const aal_tensor *q, const aa
   const int it = (int)t, ie = (int)e, idh = (int)dh;
   const double scale = 1.0 / sqrt((double)dh);
   /* dP, then dS in place: [B, H, T, T] */
-  aal_tensor *ds = aal_tensor_new4((long)b, heads, (long)t, (long)t, err);
+  aal_tensor *ds = aal_tensor_new4((long)b, heads, (long)t, (long)t, NULL);
   if (ds == NULL)
-    return err != NULL ? err->code : AAL_ENOMEM;
+    return aal_fail(err, AAL_ENOMEM, "%s: no memory for dP [%zu, %d, %zu, %zu]", op, b, heads,
+                    t, t);
   memset(dq->data, 0, dq->size * sizeof(double));
   memset(dk->data, 0, dk->size * sizeof(double));
   memset(dv->data, 0, dv->size * sizeof(double));
