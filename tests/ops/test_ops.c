@@ -740,8 +740,11 @@ static void tf_run(const aal_ops *ops, tf_outs *o)
   if (ops->be != NULL) { /* a host tensor is refused, naming the op */
     ck_assert_int_eq(ops->transpose(ops, q, tr, &err), AAL_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "transpose"));
-    ck_assert_int_eq(ops->gelu_forward(ops, x, y, &err), AAL_EINVAL);
+    aal_tensor *gy = tf_new(ops, 2, 6, 16, 0, 0);
+    ck_assert_int_eq(ops->gelu_forward(ops, x, gy, &err), AAL_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "gelu_forward"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "lives on the host"));
+    aal_tensor_release(gy);
   }
   tf_keep(o, ey);
   tf_keep(o, dtab);
