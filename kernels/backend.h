@@ -14,7 +14,9 @@
  * The ops: conv (forward, backward-data, backward-filter), batch norm (forward,
  * backward), ReLU (forward, backward), add, average pooling and 2-d max pooling
  * (forward, backward), linear (forward, backward), softmax cross-entropy (forward,
- * backward), ASA signs (pack, unpack), LI, SGD, and three fused ops appended after them:
+ * backward), ASA signs (pack, unpack), LI, SGD, three fused ops appended after them,
+ * and the Transformer ops after those (layer norm, GELU, softmax, attention, embedding,
+ * patchify, transpose):
  *   asa_input         sign_pack + sign_unpack + add in one pass: bits = (x > 0),
  *                     h[i] = x[i] + (bit ? eps_r : 0), eps_r = eps rounded once to the
  *                     backend's precision (float for cpu32 and cuda, eps itself for ref),
@@ -177,6 +179,47 @@ struct aal_backend {
   int (*sgd_update)(const aal_backend *be, size_t n, void *w, const void *g, void *buf,
                     double lr, double momentum, double weight_decay, int first,
                     aal_error *err);
+
+  /* ---- Transformer ops (issue 17; sim/layers/transformer.h says what each computes).
+   * Appended after the ResNet's, like the fused ops.  Sizes >= 1; outputs overwritten.
+   * layer norm over the last dimension: x, y, dy, dx [m, d]; gamma, beta, dgamma,
+   *   dbeta [d]; mean, invstd [m] (biased variance, eps > 0) */
+  int (*layernorm_forward)(const aal_backend *be, int m, int d, const void *x,
+                           const void *gamma, const void *beta, double eps, void *y,
+                           void *mean, void *invstd, aal_error *err);
+  int (*layernorm_backward)(const aal_backend *be, int m, int d, const void *dy, const void *x,
+                            const void *gamma, const void *mean, const void *invstd, void *dx,
+                            void *dgamma, void *dbeta, aal_error *err);
+  /* GELU, exact erf form: x, y, dy, dx [n]; backward from x */
+  int (*gelu_forward)(const aal_backend *be, size_t n, const void *x, void *y, aal_error *err);
+  int (*gelu_backward)(const aal_backend *be, size_t n, const void *dy, const void *x, void *dx,
+                       aal_error *err);
+  /* softmax along the last dimension: x, y, dy, dx [m, d]; backward from y */
+  int (*softmax_forward)(const aal_backend *be, int m, int d, const void *x, void *y,
+                         aal_error *err);
+  int (*softmax_backward)(const aal_backend *be, int m, int d, const void *dy, const void *y,
+                          void *dx, aal_error *err);
+  /* multi-head attention: q, k, v, o, dout, dq, dk, dv [b, t, heads dh]; p [b, heads, t, t] */
+  int (*attention_forward)(const aal_backend *be, int b, int t, int heads, int dh,
+                           const void *q, const void *k, const void *v, void *p, void *o,
+                           aal_error *err);
+  int (*attention_backward)(const aal_backend *be, int b, int t, int heads, int dh,
+                            const void *dout, const void *q, const void *k, const void *v,
+                            const void *p, void *dq, void *dk, void *dv, aal_error *err);
+  /* token embedding: ids [b t] on the host (as xent's labels) in 0..vocab-1; table, dtable
+   * [vocab, d]; pos, dpos [t, d] (NULL: none); y, dy [b, t, d] */
+  int (*embed_forward)(const aal_backend *be, int b, int t, int vocab, int d, const int *ids,
+                       const void *table, const void *pos, void *y, aal_error *err);
+  int (*embed_backward)(const aal_backend *be, int b, int t, int vocab, int d, const int *ids,
+                        const void *dy, void *dtable, void *dpos, aal_error *err);
+  /* patchify: x, dx [b, c, h, w] <-> y, dy [b, (h/p) (w/p), c p p]; p divides h and w */
+  int (*patchify_forward)(const aal_backend *be, int b, int c, int h, int w, int p,
+                          const void *x, void *y, aal_error *err);
+  int (*patchify_backward)(const aal_backend *be, int b, int c, int h, int w, int p,
+                           const void *dy, void *dx, aal_error *err);
+  /* transpose of the last two dimensions: x [b, a, c] -> y [b, c, a] (its own backward) */
+  int (*transpose)(const aal_backend *be, int b, int a, int c, const void *x, void *y,
+                   aal_error *err);
 
   void (*destroy)(aal_backend *be);
 };

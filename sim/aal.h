@@ -6,6 +6,7 @@
 #include "sim/core/tensor.h"
 #include "sim/layers/conv.h"
 #include "sim/layers/layers.h"
+#include "sim/layers/transformer.h"
 #include "sim/core/tape.h"
 #include "sim/bench/bench.h"
 #include "sim/model/smoke.h"

@@ -409,6 +409,27 @@ static int maxpool_shape(kc_shape *s, int n, int c, int h, int w, int k, int st,
   return n >= 1 && c >= 1 && s->cs.p >= 1 && s->cs.q >= 1;
 }
 
+/* Patchify of an image [n, c, h, w] into p x p patches (p divides h and w). */
+static void patch_shape(kc_shape *s, int n, int c, int h, int w, int p)
+{
+  memset(s, 0, sizeof *s);
+  s->cs = (aal_conv_shape){.n = n, .c = c, .h = h, .w = w, .r = p, .s = p};
+  snprintf(s->desc, sizeof s->desc, "%dx%dx%dx%d p%d", n, c, h, w, p);
+}
+
+/* Attention (a = B, b = T, c = heads, len = dh) and embedding (a = B, b = T, c = V,
+ * len = D) shapes. */
+static void abcl_shape(kc_shape *s, int a, int b, int c, int len, const char *what)
+{
+  memset(s, 0, sizeof *s);
+  s->a = a;
+  s->b = b;
+  s->c = c;
+  s->len = (size_t)len;
+  snprintf(s->desc, sizeof s->desc, what[0] == 'h' ? "%dx%d h%d dh%d" : "%dx%d V%d D%d", a, b,
+           c, len);
+}
+
 static void abc_shape(kc_shape *s, int a, int b, int c, size_t len, const char *fmt)
 {
   memset(s, 0, sizeof *s);
@@ -474,6 +495,25 @@ static int resnet18_shapes(enum kc_family f, int B, kc_shape *s)
     break;
   case KC_MAXPOOL: /* the ImageNet stem's pooling (3x3, s2, p1) after its 7x7 s2 conv */
     m += maxpool_shape(&s[m], B, 64, 32, 32, 3, 2, 1);
+    break;
+  /* The Transformer ops at a ViT-Tiny-like size on 64x64 images (patch 8: 64 patches and
+   * a class token, T = 65; D = 192, 3 heads of 64, MLP 768), batch B: */
+  case KC_ROWS: /* layer norm's and the MLP's rows, and the attention's score rows */
+    abc_shape(&s[m++], B * 65, 192, 0, 0, "ab");
+    abc_shape(&s[m++], B * 65, 768, 0, 0, "ab");
+    abc_shape(&s[m++], B * 3 * 65, 65, 0, 0, "ab");
+    break;
+  case KC_ATTN:
+    abcl_shape(&s[m++], B, 65, 3, 64, "heads");
+    break;
+  case KC_EMBED: /* a BERT-like token embedding, smaller vocabulary */
+    abcl_shape(&s[m++], B, 64, 1000, 192, "vocab");
+    break;
+  case KC_PATCH:
+    patch_shape(&s[m++], B, 3, 64, 64, 8);
+    break;
+  case KC_TRANSPOSE: /* MLP-Mixer's token mixing: [B, T, D] <-> [B, D, T] */
+    abc_shape(&s[m++], B, 64, 192, 0, "abc");
     break;
   }
   return m;
@@ -568,6 +608,23 @@ static void random_shape(enum kc_family f, gsl_rng *r, int i, kc_shape *s)
   case KC_MAXPOOL:
     random_maxpool(r, i, s);
     break;
+  case KC_ROWS:
+    abc_shape(s, uni(r, 1, 20), uni(r, 1, 300), 0, 0, "ab");
+    break;
+  case KC_ATTN:
+    abcl_shape(s, uni(r, 1, 3), uni(r, 1, 20), uni(r, 1, 4), uni(r, 1, 16), "heads");
+    break;
+  case KC_EMBED:
+    abcl_shape(s, uni(r, 1, 4), uni(r, 1, 20), uni(r, 1, 50), uni(r, 1, 40), "vocab");
+    break;
+  case KC_PATCH: {
+    const int p = uni(r, 1, 4);
+    patch_shape(s, uni(r, 1, 3), uni(r, 1, 4), p * uni(r, 1, 5), p * uni(r, 1, 5), p);
+    break;
+  }
+  case KC_TRANSPOSE:
+    abc_shape(s, uni(r, 1, 4), uni(r, 1, 40), uni(r, 1, 40), 0, "abc");
+    break;
   }
 }
 
@@ -643,6 +700,25 @@ static void boundary_shape(enum kc_family f, gsl_rng *r, int i, kc_shape *s)
     else
       maxpool_shape(s, uni(r, 1, 2), uni(r, 1, 3), PICK(r, small_hw), PICK(r, small_hw), 3,
                     1 + (i / 2) % 2, 1);
+    break;
+  case KC_ROWS: /* rows of 63..4097 values */
+    abc_shape(s, uni(r, 1, 8), PICK(r, inner), 0, 0, "ab");
+    break;
+  case KC_ATTN: { /* sequences and heads around 64 and 128 */
+    static const int seq[] = {63, 64, 65, 127, 128, 129};
+    abcl_shape(s, uni(r, 1, 2), PICK(r, seq), uni(r, 1, 3), PICK(r, small_hw), "heads");
+    break;
+  }
+  case KC_EMBED:
+    abcl_shape(s, uni(r, 1, 2), PICK(r, kc_chans), PICK(r, kc_chans), PICK(r, kc_chans), "vocab");
+    break;
+  case KC_PATCH: { /* 64x64 and 128x64 images, patches of 2..16 */
+    static const int ps[] = {2, 4, 8, 16};
+    patch_shape(s, uni(r, 1, 2), uni(r, 1, 3), 64 * uni(r, 1, 2), 64, PICK(r, ps));
+    break;
+  }
+  case KC_TRANSPOSE:
+    abc_shape(s, uni(r, 1, 2), PICK(r, kc_chans), PICK(r, kc_chans), 0, "abc");
     break;
   }
 }
@@ -736,6 +812,19 @@ const kc_op kc_ops[] = {
     {"bn_forward_eval", KC_BN, kc_bn_forward_eval_case},
     {"maxpool_forward", KC_MAXPOOL, kc_maxpool_forward_case},
     {"maxpool_backward", KC_MAXPOOL, kc_maxpool_backward_case},
+    {"layernorm_forward", KC_ROWS, kc_layernorm_forward_case},
+    {"layernorm_backward", KC_ROWS, kc_layernorm_backward_case},
+    {"gelu_forward", KC_ELEM, kc_gelu_forward_case},
+    {"gelu_backward", KC_ELEM, kc_gelu_backward_case},
+    {"softmax_forward", KC_ROWS, kc_softmax_forward_case},
+    {"softmax_backward", KC_ROWS, kc_softmax_backward_case},
+    {"attention_forward", KC_ATTN, kc_attention_forward_case},
+    {"attention_backward", KC_ATTN, kc_attention_backward_case},
+    {"embed_forward", KC_EMBED, kc_embed_forward_case},
+    {"embed_backward", KC_EMBED, kc_embed_backward_case},
+    {"patchify_forward", KC_PATCH, kc_patchify_forward_case},
+    {"patchify_backward", KC_PATCH, kc_patchify_backward_case},
+    {"transpose", KC_TRANSPOSE, kc_transpose_case},
 };
 
 const int kc_nops = (int)(sizeof kc_ops / sizeof kc_ops[0]);

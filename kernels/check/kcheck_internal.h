@@ -1,7 +1,8 @@
 /* Pieces of the harness shared by kernels/check/kcheck.c (driver, buffers, comparisons, the
  * table of cases), kernels/check/common.c (what the cases share) and the cases, one file
  * per op as in sim/layers (kernels/check/conv.c, batchnorm.c, relu.c, add.c, pool.c,
- * linear.c, xent.c, asa.c, li.c, sgd.c: inputs, call, bounds). */
+ * linear.c, xent.c, asa.c, li.c, sgd.c, layernorm.c, gelu.c, softmax.c, attention.c,
+ * embed.c, transpose.c: inputs, call, bounds). */
 #ifndef AAL_KCHECK_INTERNAL_H
 #define AAL_KCHECK_INTERNAL_H
 
@@ -16,16 +17,19 @@
  * (the (|A||B|)_ref of the bounds), the tested backend on the inputs. */
 enum { KC_REF = 0, KC_ABS = 1, KC_GOT = 2, KC_RUNS = 3 };
 
-/* (KC_MAXPOOL last: a family's number seeds its random shapes, so appending keeps the
- * others' shapes.) */
+/* (New families last: a family's number seeds its random shapes, so appending keeps the
+ * others' shapes.  The Transformer ops' (issue 17) follow max pooling.) */
 enum kc_family { KC_CONV, KC_BN, KC_ELEM, KC_POOL, KC_LINEAR, KC_XENT, KC_LI, KC_SGD,
-                 KC_MAXPOOL };
+                 KC_MAXPOOL, KC_ROWS, KC_ATTN, KC_EMBED, KC_PATCH, KC_TRANSPOSE };
 
 /* One shape; the fields a family uses:
  *   conv: cs;  bn: a = n, b = c, c = hw;  elem: len;  pool: a = rows, b = hw;
  *   linear: a = n, b = in, c = out;  xent: a = n, b = classes;  li: a = n, len = per;
  *   sgd: len;  maxpool: cs with n, c, h, w the input, r = s the window, stride, pad,
- *   p, q the output (aal_pool_out) and k = c. */
+ *   p, q the output (aal_pool_out) and k = c;  rows (layer norm, softmax): a = m rows,
+ *   b = d;  attn: a = B, b = T, c = heads, len = dh;  embed: a = B, b = T, c = V,
+ *   len = D;  patch: cs with n, c, h, w the image, r = s = p;  transpose: a = B, b = A,
+ *   c = C. */
 typedef struct {
   aal_conv_shape cs;
   int a, b, c;
@@ -248,6 +252,20 @@ int kc_sign_pack_case(kc_run *run, const kc_shape *sh, kc_row *row);
 int kc_sign_unpack_case(kc_run *run, const kc_shape *sh, kc_row *row);
 int kc_asa_input_case(kc_run *run, const kc_shape *sh, kc_row *row);
 int kc_scale_case(kc_run *run, const kc_shape *sh, kc_row *row);
+/* the Transformer ops: layernorm.c, gelu.c, softmax.c, attention.c, embed.c, transpose.c */
+int kc_layernorm_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_layernorm_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_gelu_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_gelu_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_softmax_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_softmax_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_attention_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_attention_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_embed_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_embed_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_patchify_forward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_patchify_backward_case(kc_run *run, const kc_shape *sh, kc_row *row);
+int kc_transpose_case(kc_run *run, const kc_shape *sh, kc_row *row);
 /* li.c, sgd.c */
 int kc_li_reduce_case(kc_run *run, const kc_shape *sh, kc_row *row);
 int kc_sgd_update_case(kc_run *run, const kc_shape *sh, kc_row *row);

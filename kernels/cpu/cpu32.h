@@ -336,4 +336,49 @@ int aal_cpu32_sgd_update(const aal_backend *be, size_t n, void *w, const void *g
                          double lr, double momentum, double weight_decay, int first,
                          aal_error *err);
 
+/* The Transformer ops (issue 17), one file each as in sim/layers.
+ * kernels/cpu/layernorm.c */
+int aal_cpu32_layernorm_forward(const aal_backend *be, int m, int d, const void *x,
+                                const void *gamma, const void *beta, double eps, void *y,
+                                void *mean, void *invstd, aal_error *err);
+int aal_cpu32_layernorm_backward(const aal_backend *be, int m, int d, const void *dy,
+                                 const void *x, const void *gamma, const void *mean,
+                                 const void *invstd, void *dx, void *dgamma, void *dbeta,
+                                 aal_error *err);
+/* kernels/cpu/gelu.c */
+int aal_cpu32_gelu_forward(const aal_backend *be, size_t n, const void *x, void *y,
+                           aal_error *err);
+int aal_cpu32_gelu_backward(const aal_backend *be, size_t n, const void *dy, const void *x,
+                            void *dx, aal_error *err);
+/* kernels/cpu/softmax.c; the row loops are shared with attention.c: rows lo..hi-1 of
+ * [.., d] (y may be x; dx may be dy) */
+int aal_cpu32_softmax_forward(const aal_backend *be, int m, int d, const void *x, void *y,
+                              aal_error *err);
+int aal_cpu32_softmax_backward(const aal_backend *be, int m, int d, const void *dy,
+                               const void *y, void *dx, aal_error *err);
+void aal_cpu32_softmax_rows(const float *x, float *y, size_t lo, size_t hi, size_t d);
+void aal_cpu32_softmax_backward_rows(const float *dy, const float *y, float *dx, size_t lo,
+                                     size_t hi, size_t d);
+/* kernels/cpu/attention.c */
+int aal_cpu32_attention_forward(const aal_backend *be, int b, int t, int heads, int dh,
+                                const void *q, const void *k, const void *v, void *p, void *o,
+                                aal_error *err);
+int aal_cpu32_attention_backward(const aal_backend *be, int b, int t, int heads, int dh,
+                                 const void *dout, const void *q, const void *k, const void *v,
+                                 const void *p, void *dq, void *dk, void *dv, aal_error *err);
+/* kernels/cpu/embed.c: token embedding and patchify */
+int aal_cpu32_embed_forward(const aal_backend *be, int b, int t, int vocab, int d,
+                            const int *ids, const void *table, const void *pos, void *y,
+                            aal_error *err);
+int aal_cpu32_embed_backward(const aal_backend *be, int b, int t, int vocab, int d,
+                             const int *ids, const void *dy, void *dtable, void *dpos,
+                             aal_error *err);
+int aal_cpu32_patchify_forward(const aal_backend *be, int b, int c, int h, int w, int p,
+                               const void *x, void *y, aal_error *err);
+int aal_cpu32_patchify_backward(const aal_backend *be, int b, int c, int h, int w, int p,
+                                const void *dy, void *dx, aal_error *err);
+/* kernels/cpu/transpose.c */
+int aal_cpu32_transpose(const aal_backend *be, int b, int a, int c, const void *x, void *y,
+                        aal_error *err);
+
 #endif

@@ -208,4 +208,49 @@ int aal_cuda_sgd_update(const aal_backend *be, size_t n, void *w, const void *g,
                         double lr, double momentum, double weight_decay, int first,
                         aal_error *err);
 
+// The Transformer ops (issue 17), one .cu each as in sim/layers.
+// layernorm.cu
+int aal_cuda_layernorm_forward(const aal_backend *be, int m, int d, const void *x,
+                               const void *gamma, const void *beta, double eps, void *y,
+                               void *mean, void *invstd, aal_error *err);
+int aal_cuda_layernorm_backward(const aal_backend *be, int m, int d, const void *dy,
+                                const void *x, const void *gamma, const void *mean,
+                                const void *invstd, void *dx, void *dgamma, void *dbeta,
+                                aal_error *err);
+// gelu.cu
+int aal_cuda_gelu_forward(const aal_backend *be, size_t n, const void *x, void *y,
+                          aal_error *err);
+int aal_cuda_gelu_backward(const aal_backend *be, size_t n, const void *dy, const void *x,
+                           void *dx, aal_error *err);
+// softmax.cu; the row launches shared with attention.cu (y may be x, dx may be dy)
+int aal_cuda_softmax_forward(const aal_backend *be, int m, int d, const void *x, void *y,
+                             aal_error *err);
+int aal_cuda_softmax_backward(const aal_backend *be, int m, int d, const void *dy,
+                              const void *y, void *dx, aal_error *err);
+int aal_cuda_softmax_rows(aal_cuda_ctx *ctx, size_t rows, int d, const float *x, float *y,
+                          aal_error *err);
+int aal_cuda_softmax_backward_rows(aal_cuda_ctx *ctx, size_t rows, int d, const float *dy,
+                                   const float *y, float *dx, aal_error *err);
+// attention.cu
+int aal_cuda_attention_forward(const aal_backend *be, int b, int t, int heads, int dh,
+                               const void *q, const void *k, const void *v, void *p, void *o,
+                               aal_error *err);
+int aal_cuda_attention_backward(const aal_backend *be, int b, int t, int heads, int dh,
+                                const void *dout, const void *q, const void *k, const void *v,
+                                const void *p, void *dq, void *dk, void *dv, aal_error *err);
+// embed.cu: token embedding and patchify
+int aal_cuda_embed_forward(const aal_backend *be, int b, int t, int vocab, int d,
+                           const int *ids, const void *table, const void *pos, void *y,
+                           aal_error *err);
+int aal_cuda_embed_backward(const aal_backend *be, int b, int t, int vocab, int d,
+                            const int *ids, const void *dy, void *dtable, void *dpos,
+                            aal_error *err);
+int aal_cuda_patchify_forward(const aal_backend *be, int b, int c, int h, int w, int p,
+                              const void *x, void *y, aal_error *err);
+int aal_cuda_patchify_backward(const aal_backend *be, int b, int c, int h, int w, int p,
+                               const void *dy, void *dx, aal_error *err);
+// transpose.cu
+int aal_cuda_transpose(const aal_backend *be, int b, int a, int c, const void *x, void *y,
+                       aal_error *err);
+
 #endif

@@ -6,12 +6,14 @@
 #include "kernels/backend_check.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sim/layers/conv.h"
 #include "sim/layers/layers.h"
 #include "sim/layers/li.h"
+#include "sim/layers/transformer.h"
 #include "sim/core/tensor.h"
 
 /* A view of n doubles as a tensor of the given shape (not reference-counted: never
@@ -346,6 +348,237 @@ static int ref_maxpool_backward(const aal_backend *be, int n, int c, int h, int 
   return aal_maxpool2d_backward(&tdy, &tx, k, stride, pad, &tdx, err);
 }
 
+/* ---------------------------------------------------------------- Transformer ops */
+
+/* Sizes named in names ("m, d"), each >= 1. */
+static int ref_sizes(const char *op, const char *names, aal_error *err, int count, ...)
+{
+  va_list ap;
+  va_start(ap, count);
+  int rc = AAL_OK;
+  char name[16];
+  const char *p = names;
+  for (int i = 0; i < count && rc == AAL_OK; i++) {
+    size_t len = strcspn(p, ",");
+    if (len >= sizeof name)
+      len = sizeof name - 1;
+    memcpy(name, p, len);
+    name[len] = '\0';
+    rc = aal_be_check_pos(op, name, va_arg(ap, int), err);
+    p += strcspn(p, ",");
+    p += strspn(p, ", ");
+  }
+  va_end(ap);
+  return rc;
+}
+
+static int ref_layernorm_forward(const aal_backend *be, int m, int d, const void *x,
+                                 const void *gamma, const void *beta, double eps, void *y,
+                                 void *mean, void *invstd, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref layernorm_forward";
+  int rc;
+  if ((rc = ref_sizes(op, "m, d", err, 2, m, d)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, gamma, beta, y, mean, invstd", err, 6, x, gamma, beta, y,
+                              mean, invstd)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 2, (size_t)m, (size_t)d, 0, 0), ty = view(y, 2, (size_t)m, (size_t)d, 0, 0);
+  aal_tensor tg = view(gamma, 1, (size_t)d, 0, 0, 0), tb = view(beta, 1, (size_t)d, 0, 0, 0);
+  aal_tensor tm = view(mean, 1, (size_t)m, 0, 0, 0), ti = view(invstd, 1, (size_t)m, 0, 0, 0);
+  return aal_layernorm_forward(&tx, &tg, &tb, eps, &ty, &tm, &ti, err);
+}
+
+static int ref_layernorm_backward(const aal_backend *be, int m, int d, const void *dy,
+                                  const void *x, const void *gamma, const void *mean,
+                                  const void *invstd, void *dx, void *dgamma, void *dbeta,
+                                  aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref layernorm_backward";
+  int rc;
+  if ((rc = ref_sizes(op, "m, d", err, 2, m, d)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, x, gamma, mean, invstd, dx, dgamma, dbeta", err, 8, dy,
+                              x, gamma, mean, invstd, dx, dgamma, dbeta)) != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 2, (size_t)m, (size_t)d, 0, 0);
+  aal_tensor tx = view(x, 2, (size_t)m, (size_t)d, 0, 0);
+  aal_tensor tdx = view(dx, 2, (size_t)m, (size_t)d, 0, 0);
+  aal_tensor tg = view(gamma, 1, (size_t)d, 0, 0, 0), tdg = view(dgamma, 1, (size_t)d, 0, 0, 0);
+  aal_tensor tdb = view(dbeta, 1, (size_t)d, 0, 0, 0);
+  aal_tensor tm = view(mean, 1, (size_t)m, 0, 0, 0), ti = view(invstd, 1, (size_t)m, 0, 0, 0);
+  return aal_layernorm_backward(&tdy, &tx, &tg, &tm, &ti, &tdx, &tdg, &tdb, err);
+}
+
+static int ref_gelu_forward(const aal_backend *be, size_t n, const void *x, void *y,
+                            aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref gelu_forward";
+  int rc;
+  if ((rc = aal_be_check_count(op, n, sizeof(double), err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, y", err, 2, x, y)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 1, n, 0, 0, 0), ty = view(y, 1, n, 0, 0, 0);
+  return aal_gelu_forward(&tx, &ty, err);
+}
+
+static int ref_gelu_backward(const aal_backend *be, size_t n, const void *dy, const void *x,
+                             void *dx, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref gelu_backward";
+  int rc;
+  if ((rc = aal_be_check_count(op, n, sizeof(double), err)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, x, dx", err, 3, dy, x, dx)) != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 1, n, 0, 0, 0), tx = view(x, 1, n, 0, 0, 0);
+  aal_tensor tdx = view(dx, 1, n, 0, 0, 0);
+  return aal_gelu_backward(&tdy, &tx, &tdx, err);
+}
+
+static int ref_softmax_forward(const aal_backend *be, int m, int d, const void *x, void *y,
+                               aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref softmax_forward";
+  int rc;
+  if ((rc = ref_sizes(op, "m, d", err, 2, m, d)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, y", err, 2, x, y)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 2, (size_t)m, (size_t)d, 0, 0), ty = view(y, 2, (size_t)m, (size_t)d, 0, 0);
+  return aal_softmax_forward(&tx, &ty, err);
+}
+
+static int ref_softmax_backward(const aal_backend *be, int m, int d, const void *dy,
+                                const void *y, void *dx, aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref softmax_backward";
+  int rc;
+  if ((rc = ref_sizes(op, "m, d", err, 2, m, d)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dy, y, dx", err, 3, dy, y, dx)) != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 2, (size_t)m, (size_t)d, 0, 0);
+  aal_tensor ty = view(y, 2, (size_t)m, (size_t)d, 0, 0);
+  aal_tensor tdx = view(dx, 2, (size_t)m, (size_t)d, 0, 0);
+  return aal_softmax_backward(&tdy, &ty, &tdx, err);
+}
+
+static int ref_attention_forward(const aal_backend *be, int b, int t, int heads, int dh,
+                                 const void *q, const void *k, const void *v, void *p, void *o,
+                                 aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref attention_forward";
+  int rc;
+  if ((rc = ref_sizes(op, "b, t, heads, dh", err, 4, b, t, heads, dh)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "q, k, v, p, o", err, 5, q, k, v, p, o)) != AAL_OK)
+    return rc;
+  const size_t e = (size_t)heads * (size_t)dh;
+  aal_tensor tq = view(q, 3, (size_t)b, (size_t)t, e, 0), tk = view(k, 3, (size_t)b, (size_t)t, e, 0);
+  aal_tensor tv = view(v, 3, (size_t)b, (size_t)t, e, 0), to = view(o, 3, (size_t)b, (size_t)t, e, 0);
+  aal_tensor tp = view(p, 4, (size_t)b, (size_t)heads, (size_t)t, (size_t)t);
+  return aal_attention_forward(&tq, &tk, &tv, heads, &tp, &to, err);
+}
+
+static int ref_attention_backward(const aal_backend *be, int b, int t, int heads, int dh,
+                                  const void *dout, const void *q, const void *k,
+                                  const void *v, const void *p, void *dq, void *dk, void *dv,
+                                  aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref attention_backward";
+  int rc;
+  if ((rc = ref_sizes(op, "b, t, heads, dh", err, 4, b, t, heads, dh)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "dout, q, k, v, p, dq, dk, dv", err, 8, dout, q, k, v, p, dq,
+                              dk, dv)) != AAL_OK)
+    return rc;
+  const size_t e = (size_t)heads * (size_t)dh, bb = (size_t)b, tt = (size_t)t;
+  aal_tensor tdo = view(dout, 3, bb, tt, e, 0), tq = view(q, 3, bb, tt, e, 0);
+  aal_tensor tk = view(k, 3, bb, tt, e, 0), tv = view(v, 3, bb, tt, e, 0);
+  aal_tensor tp = view(p, 4, bb, (size_t)heads, tt, tt);
+  aal_tensor tdq = view(dq, 3, bb, tt, e, 0), tdk = view(dk, 3, bb, tt, e, 0);
+  aal_tensor tdv = view(dv, 3, bb, tt, e, 0);
+  return aal_attention_backward(&tdo, &tq, &tk, &tv, &tp, heads, &tdq, &tdk, &tdv, err);
+}
+
+static int ref_embed_forward(const aal_backend *be, int b, int t, int vocab, int d,
+                             const int *ids, const void *table, const void *pos, void *y,
+                             aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref embed_forward";
+  int rc;
+  if ((rc = ref_sizes(op, "b, t, vocab, d", err, 4, b, t, vocab, d)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "ids, table, y", err, 3, ids, table, y)) != AAL_OK)
+    return rc;
+  aal_tensor tt = view(table, 2, (size_t)vocab, (size_t)d, 0, 0);
+  aal_tensor tp = view(pos, 2, (size_t)t, (size_t)d, 0, 0);
+  aal_tensor ty = view(y, 3, (size_t)b, (size_t)t, (size_t)d, 0);
+  return aal_embed_forward(ids, &tt, pos != NULL ? &tp : NULL, &ty, err);
+}
+
+static int ref_embed_backward(const aal_backend *be, int b, int t, int vocab, int d,
+                              const int *ids, const void *dy, void *dtable, void *dpos,
+                              aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref embed_backward";
+  int rc;
+  if ((rc = ref_sizes(op, "b, t, vocab, d", err, 4, b, t, vocab, d)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "ids, dy, dtable", err, 3, ids, dy, dtable)) != AAL_OK)
+    return rc;
+  aal_tensor tdy = view(dy, 3, (size_t)b, (size_t)t, (size_t)d, 0);
+  aal_tensor tdt = view(dtable, 2, (size_t)vocab, (size_t)d, 0, 0);
+  aal_tensor tdp = view(dpos, 2, (size_t)t, (size_t)d, 0, 0);
+  return aal_embed_backward(ids, &tdy, &tdt, dpos != NULL ? &tdp : NULL, err);
+}
+
+static int ref_patchify(const aal_backend *be, int b, int c, int h, int w, int p,
+                        const void *img, void *patches, int forward, aal_error *err)
+{
+  (void)be;
+  const char *op = forward ? "ref patchify_forward" : "ref patchify_backward";
+  int rc;
+  if ((rc = ref_sizes(op, "b, c, h, w, p", err, 5, b, c, h, w, p)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, forward ? "x, y" : "dx, dy", err, 2, img, patches)) != AAL_OK)
+    return rc;
+  if (h % p != 0 || w % p != 0)
+    return aal_fail(err, AAL_EINVAL, "%s: the image is %dx%d, not divisible by p = %d", op, h,
+                    w, p);
+  const size_t n = (size_t)(h / p) * (size_t)(w / p), f = (size_t)c * (size_t)p * (size_t)p;
+  aal_tensor ti = view(img, 4, (size_t)b, (size_t)c, (size_t)h, (size_t)w);
+  aal_tensor tp = view(patches, 3, (size_t)b, n, f, 0);
+  return forward ? aal_patchify_forward(&ti, p, &tp, err) : aal_patchify_backward(&tp, p, &ti, err);
+}
+
+static int ref_patchify_forward(const aal_backend *be, int b, int c, int h, int w, int p,
+                                const void *x, void *y, aal_error *err)
+{
+  return ref_patchify(be, b, c, h, w, p, x, y, 1, err);
+}
+
+static int ref_patchify_backward(const aal_backend *be, int b, int c, int h, int w, int p,
+                                 const void *dy, void *dx, aal_error *err)
+{
+  return ref_patchify(be, b, c, h, w, p, dx, (void *)dy, 0, err);
+}
+
+static int ref_transpose(const aal_backend *be, int b, int a, int c, const void *x, void *y,
+                         aal_error *err)
+{
+  (void)be;
+  static const char op[] = "ref transpose";
+  int rc;
+  if ((rc = ref_sizes(op, "b, a, c", err, 3, b, a, c)) != AAL_OK ||
+      (rc = aal_be_check_ptrs(op, "x, y", err, 2, x, y)) != AAL_OK)
+    return rc;
+  aal_tensor tx = view(x, 3, (size_t)b, (size_t)a, (size_t)c, 0);
+  aal_tensor ty = view(y, 3, (size_t)b, (size_t)c, (size_t)a, 0);
+  return aal_transpose(&tx, &ty, err);
+}
+
 /* ---------------------------------------------------------------- linear */
 
 static int ref_linear_forward(const aal_backend *be, int n, int in, int out, const void *x,
@@ -603,6 +836,19 @@ int aal_backend_ref(aal_backend *be, aal_error *err)
   be->avgpool_backward = ref_avgpool_backward;
   be->maxpool_forward = ref_maxpool_forward;
   be->maxpool_backward = ref_maxpool_backward;
+  be->layernorm_forward = ref_layernorm_forward;
+  be->layernorm_backward = ref_layernorm_backward;
+  be->gelu_forward = ref_gelu_forward;
+  be->gelu_backward = ref_gelu_backward;
+  be->softmax_forward = ref_softmax_forward;
+  be->softmax_backward = ref_softmax_backward;
+  be->attention_forward = ref_attention_forward;
+  be->attention_backward = ref_attention_backward;
+  be->embed_forward = ref_embed_forward;
+  be->embed_backward = ref_embed_backward;
+  be->patchify_forward = ref_patchify_forward;
+  be->patchify_backward = ref_patchify_backward;
+  be->transpose = ref_transpose;
   be->linear_forward = ref_linear_forward;
   be->linear_backward = ref_linear_backward;
   be->xent_forward = ref_xent_forward;

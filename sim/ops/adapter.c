@@ -13,6 +13,7 @@
 #include "kernels/backend.h"
 #include "sim/layers/conv_check.h"
 #include "sim/layers/layers.h"
+#include "sim/layers/transformer.h"
 
 /* The backend takes sizes as int. */
 static int fits_int(size_t v, const char *op, const char *what, aal_error *err)
@@ -601,6 +602,269 @@ static int ad_li_reduce(const aal_ops *ops, const aal_tensor *h, const aal_tenso
 
 /* ---------------------------------------------------------------- the table */
 
+/* ---------------------------------------------------------------- Transformer layers */
+
+/* The sizes of a row tensor [.., d] after its contract: *m = size / d, *d = last size,
+ * each fitting an int. */
+static int row_sizes(aal_call *c, const aal_tensor *x, int *m, int *d)
+{
+  if (c->rc != AAL_OK)
+    return c->rc;
+  const size_t dd = x->shape[x->ndim - 1];
+  if ((c->rc = fits_int(x->size / dd, c->op, "M (rows)", c->err)) == AAL_OK &&
+      (c->rc = fits_int(dd, c->op, "D (the last size)", c->err)) == AAL_OK) {
+    *m = (int)(x->size / dd);
+    *d = (int)dd;
+  }
+  return c->rc;
+}
+
+static int ad_layernorm_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                                const aal_tensor *beta, double eps, aal_tensor *y,
+                                aal_tensor *mean, aal_tensor *invstd, aal_error *err)
+{
+  aal_call c;
+  int m = 0, d = 0;
+  aal_call_begin(&c, ops, "layernorm_forward", err);
+  if ((c.rc = aal_layernorm_forward_args(c.op, x, gamma, beta, eps, y, mean, invstd, err)) !=
+      AAL_OK)
+    return c.rc;
+  row_sizes(&c, x, &m, &d);
+  void *bx = aal_call_in(&c, x), *bg = aal_call_in(&c, gamma), *bb = aal_call_in(&c, beta);
+  void *by = aal_call_out(&c, y), *bm = aal_call_out(&c, mean), *bi = aal_call_out(&c, invstd);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->layernorm_forward(ops->be, m, d, bx, bg, bb, eps, by, bm, bi, err);
+  return aal_call_end(&c);
+}
+
+static int ad_layernorm_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                                 const aal_tensor *gamma, const aal_tensor *mean,
+                                 const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                                 aal_tensor *dbeta, aal_error *err)
+{
+  aal_call c;
+  int m = 0, d = 0;
+  aal_call_begin(&c, ops, "layernorm_backward", err);
+  if ((c.rc = aal_layernorm_backward_args(c.op, dy, x, gamma, mean, invstd, dx, dgamma, dbeta,
+                                          err)) != AAL_OK)
+    return c.rc;
+  row_sizes(&c, x, &m, &d);
+  void *bdy = aal_call_in(&c, dy), *bx = aal_call_in(&c, x), *bg = aal_call_in(&c, gamma);
+  void *bm = aal_call_in(&c, mean), *bi = aal_call_in(&c, invstd);
+  void *bdx = aal_call_out(&c, dx), *bdg = aal_call_out(&c, dgamma);
+  void *bdb = aal_call_out(&c, dbeta);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->layernorm_backward(ops->be, m, d, bdy, bx, bg, bm, bi, bdx, bdg, bdb, err);
+  return aal_call_end(&c);
+}
+
+static int ad_gelu_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                           aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "gelu_forward", err);
+  if ((c.rc = aal_gelu_args(c.op, x, y, NULL, err)) != AAL_OK)
+    return c.rc;
+  void *bx = aal_call_in(&c, x), *by = aal_call_out(&c, y);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->gelu_forward(ops->be, x->size, bx, by, err);
+  return aal_call_end(&c);
+}
+
+static int ad_gelu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                            aal_tensor *dx, aal_error *err)
+{
+  aal_call c;
+  aal_call_begin(&c, ops, "gelu_backward", err);
+  if ((c.rc = aal_gelu_args(c.op, x, dy, dx, err)) != AAL_OK)
+    return c.rc;
+  void *bdy = aal_call_in(&c, dy), *bx = aal_call_in(&c, x), *bdx = aal_call_out(&c, dx);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->gelu_backward(ops->be, x->size, bdy, bx, bdx, err);
+  return aal_call_end(&c);
+}
+
+static int ad_softmax_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                              aal_error *err)
+{
+  aal_call c;
+  int m = 0, d = 0;
+  aal_call_begin(&c, ops, "softmax_forward", err);
+  if ((c.rc = aal_softmax_forward_args(c.op, x, y, err)) != AAL_OK)
+    return c.rc;
+  row_sizes(&c, x, &m, &d);
+  void *bx = aal_call_in(&c, x), *by = aal_call_out(&c, y);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->softmax_forward(ops->be, m, d, bx, by, err);
+  return aal_call_end(&c);
+}
+
+static int ad_softmax_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *y,
+                               aal_tensor *dx, aal_error *err)
+{
+  aal_call c;
+  int m = 0, d = 0;
+  aal_call_begin(&c, ops, "softmax_backward", err);
+  if ((c.rc = aal_softmax_backward_args(c.op, dy, y, dx, err)) != AAL_OK)
+    return c.rc;
+  row_sizes(&c, y, &m, &d);
+  void *bdy = aal_call_in(&c, dy), *by = aal_call_in(&c, y), *bdx = aal_call_out(&c, dx);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->softmax_backward(ops->be, m, d, bdy, by, bdx, err);
+  return aal_call_end(&c);
+}
+
+/* b, t, dh of q [B, T, E] (after the contract), each fitting an int. */
+static int attention_sizes(aal_call *c, const aal_tensor *q, int heads, int s[3])
+{
+  static const char *const names[3] = {"B", "T", "E"};
+  for (int i = 0; i < 3 && c->rc == AAL_OK; i++)
+    c->rc = fits_int(q->shape[i], c->op, names[i], c->err);
+  if (c->rc == AAL_OK) {
+    s[0] = (int)q->shape[0];
+    s[1] = (int)q->shape[1];
+    s[2] = (int)q->shape[2] / heads;
+  }
+  return c->rc;
+}
+
+static int ad_attention_forward(const aal_ops *ops, const aal_tensor *q, const aal_tensor *k,
+                                const aal_tensor *v, int heads, aal_tensor *p, aal_tensor *o,
+                                aal_error *err)
+{
+  aal_call c;
+  int s[3] = {0, 0, 0};
+  aal_call_begin(&c, ops, "attention_forward", err);
+  if ((c.rc = aal_attention_forward_args(c.op, q, k, v, heads, p, o, err)) != AAL_OK)
+    return c.rc;
+  attention_sizes(&c, q, heads, s);
+  void *bq = aal_call_in(&c, q), *bk = aal_call_in(&c, k), *bv = aal_call_in(&c, v);
+  void *bp = aal_call_out(&c, p), *bo = aal_call_out(&c, o);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->attention_forward(ops->be, s[0], s[1], heads, s[2], bq, bk, bv, bp, bo, err);
+  return aal_call_end(&c);
+}
+
+static int ad_attention_backward(const aal_ops *ops, const aal_tensor *dout,
+                                 const aal_tensor *q, const aal_tensor *k, const aal_tensor *v,
+                                 const aal_tensor *p, int heads, aal_tensor *dq, aal_tensor *dk,
+                                 aal_tensor *dv, aal_error *err)
+{
+  aal_call c;
+  int s[3] = {0, 0, 0};
+  aal_call_begin(&c, ops, "attention_backward", err);
+  if ((c.rc = aal_attention_backward_args(c.op, dout, q, k, v, p, heads, dq, dk, dv, err)) !=
+      AAL_OK)
+    return c.rc;
+  attention_sizes(&c, q, heads, s);
+  void *bdo = aal_call_in(&c, dout), *bq = aal_call_in(&c, q), *bk = aal_call_in(&c, k);
+  void *bv = aal_call_in(&c, v), *bp = aal_call_in(&c, p);
+  void *bdq = aal_call_out(&c, dq), *bdk = aal_call_out(&c, dk), *bdv = aal_call_out(&c, dv);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->attention_backward(ops->be, s[0], s[1], heads, s[2], bdo, bq, bk, bv, bp,
+                                       bdq, bdk, bdv, err);
+  return aal_call_end(&c);
+}
+
+/* b, t, vocab, d of y [B, T, D] and table [V, D], each fitting an int. */
+static int embed_sizes(aal_call *c, const aal_tensor *y, const aal_tensor *table, int s[4])
+{
+  const size_t v[4] = {y->shape[0], y->shape[1], table->shape[0], y->shape[2]};
+  static const char *const names[4] = {"B", "T", "V", "D"};
+  for (int i = 0; i < 4 && c->rc == AAL_OK; i++)
+    if ((c->rc = fits_int(v[i], c->op, names[i], c->err)) == AAL_OK)
+      s[i] = (int)v[i];
+  return c->rc;
+}
+
+static int ad_embed_forward(const aal_ops *ops, const int *ids, const aal_tensor *table,
+                            const aal_tensor *pos, aal_tensor *y, aal_error *err)
+{
+  aal_call c;
+  int s[4] = {0, 0, 0, 0};
+  aal_call_begin(&c, ops, "embed_forward", err);
+  if ((c.rc = aal_embed_args(c.op, ids, table, pos, y, err)) != AAL_OK)
+    return c.rc;
+  embed_sizes(&c, y, table, s);
+  void *bt = aal_call_in(&c, table), *bp = aal_call_in(&c, pos), *by = aal_call_out(&c, y);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->embed_forward(ops->be, s[0], s[1], s[2], s[3], ids, bt, bp, by, err);
+  return aal_call_end(&c);
+}
+
+static int ad_embed_backward(const aal_ops *ops, const int *ids, const aal_tensor *dy,
+                             aal_tensor *dtable, aal_tensor *dpos, aal_error *err)
+{
+  aal_call c;
+  int s[4] = {0, 0, 0, 0};
+  aal_call_begin(&c, ops, "embed_backward", err);
+  if ((c.rc = aal_embed_args(c.op, ids, dtable, dpos, dy, err)) != AAL_OK)
+    return c.rc;
+  embed_sizes(&c, dy, dtable, s);
+  void *bdy = aal_call_in(&c, dy), *bdt = aal_call_out(&c, dtable);
+  void *bdp = aal_call_out(&c, dpos);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->embed_backward(ops->be, s[0], s[1], s[2], s[3], ids, bdy, bdt, bdp, err);
+  return aal_call_end(&c);
+}
+
+/* b, c, h, w of the image [B, C, H, W], each fitting an int. */
+static int image_sizes(aal_call *c, const aal_tensor *img, int s[4])
+{
+  static const char *const names[4] = {"B", "C", "H", "W"};
+  for (int i = 0; i < 4 && c->rc == AAL_OK; i++)
+    if ((c->rc = fits_int(img->shape[i], c->op, names[i], c->err)) == AAL_OK)
+      s[i] = (int)img->shape[i];
+  return c->rc;
+}
+
+static int ad_patchify_forward(const aal_ops *ops, const aal_tensor *x, int p, aal_tensor *y,
+                               aal_error *err)
+{
+  aal_call c;
+  int s[4] = {0, 0, 0, 0};
+  aal_call_begin(&c, ops, "patchify_forward", err);
+  if ((c.rc = aal_patchify_args(c.op, x, p, y, err)) != AAL_OK)
+    return c.rc;
+  image_sizes(&c, x, s);
+  void *bx = aal_call_in(&c, x), *by = aal_call_out(&c, y);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->patchify_forward(ops->be, s[0], s[1], s[2], s[3], p, bx, by, err);
+  return aal_call_end(&c);
+}
+
+static int ad_patchify_backward(const aal_ops *ops, const aal_tensor *dy, int p, aal_tensor *dx,
+                                aal_error *err)
+{
+  aal_call c;
+  int s[4] = {0, 0, 0, 0};
+  aal_call_begin(&c, ops, "patchify_backward", err);
+  if ((c.rc = aal_patchify_args(c.op, dx, p, dy, err)) != AAL_OK)
+    return c.rc;
+  image_sizes(&c, dx, s);
+  void *bdy = aal_call_in(&c, dy), *bdx = aal_call_out(&c, dx);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->patchify_backward(ops->be, s[0], s[1], s[2], s[3], p, bdy, bdx, err);
+  return aal_call_end(&c);
+}
+
+static int ad_transpose(const aal_ops *ops, const aal_tensor *x, aal_tensor *y, aal_error *err)
+{
+  aal_call c;
+  int s[3] = {0, 0, 0};
+  aal_call_begin(&c, ops, "transpose", err);
+  if ((c.rc = aal_transpose_args(c.op, x, y, err)) != AAL_OK)
+    return c.rc;
+  static const char *const names[3] = {"B", "A", "C"};
+  for (int i = 0; i < 3 && c.rc == AAL_OK; i++)
+    if ((c.rc = fits_int(x->shape[i], c.op, names[i], err)) == AAL_OK)
+      s[i] = (int)x->shape[i];
+  void *bx = aal_call_in(&c, x), *by = aal_call_out(&c, y);
+  if (c.rc == AAL_OK)
+    c.rc = ops->be->transpose(ops->be, s[0], s[1], s[2], bx, by, err);
+  return aal_call_end(&c);
+}
+
 int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
 {
   if (be == NULL || ops == NULL)
@@ -637,6 +901,19 @@ int aal_ops_from_backend(const aal_backend *be, aal_ops *ops, aal_error *err)
   ops->bn_relu_forward_train = ad_bn_relu_forward_train;
   ops->bn_relu_backward = ad_bn_relu_backward;
   ops->asa_decode = ad_asa_decode;
+  ops->layernorm_forward = ad_layernorm_forward;
+  ops->layernorm_backward = ad_layernorm_backward;
+  ops->gelu_forward = ad_gelu_forward;
+  ops->gelu_backward = ad_gelu_backward;
+  ops->softmax_forward = ad_softmax_forward;
+  ops->softmax_backward = ad_softmax_backward;
+  ops->attention_forward = ad_attention_forward;
+  ops->attention_backward = ad_attention_backward;
+  ops->embed_forward = ad_embed_forward;
+  ops->embed_backward = ad_embed_backward;
+  ops->patchify_forward = ad_patchify_forward;
+  ops->patchify_backward = ad_patchify_backward;
+  ops->transpose = ad_transpose;
   ops->scale = ad_scale;
   ops->li_reduce = ad_li_reduce;
   return AAL_OK;

@@ -132,6 +132,39 @@ struct aal_ops {
   /* The stored signs decoded for the weight gradient: out = eps * bit. */
   int (*asa_decode)(const aal_ops *ops, const aal_tensor *bits, double eps, aal_tensor *out,
                     aal_error *err);
+
+  /* The Transformer layers (sim/layers/transformer.h, issue 17), with the reference
+   * functions' signatures and contracts. */
+  int (*layernorm_forward)(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                           const aal_tensor *beta, double eps, aal_tensor *y,
+                           aal_tensor *mean, aal_tensor *invstd, aal_error *err);
+  int (*layernorm_backward)(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                            const aal_tensor *gamma, const aal_tensor *mean,
+                            const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                            aal_tensor *dbeta, aal_error *err);
+  int (*gelu_forward)(const aal_ops *ops, const aal_tensor *x, aal_tensor *y, aal_error *err);
+  int (*gelu_backward)(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                       aal_tensor *dx, aal_error *err);
+  int (*softmax_forward)(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                         aal_error *err);
+  int (*softmax_backward)(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *y,
+                          aal_tensor *dx, aal_error *err);
+  int (*attention_forward)(const aal_ops *ops, const aal_tensor *q, const aal_tensor *k,
+                           const aal_tensor *v, int heads, aal_tensor *p, aal_tensor *o,
+                           aal_error *err);
+  int (*attention_backward)(const aal_ops *ops, const aal_tensor *dout, const aal_tensor *q,
+                            const aal_tensor *k, const aal_tensor *v, const aal_tensor *p,
+                            int heads, aal_tensor *dq, aal_tensor *dk, aal_tensor *dv,
+                            aal_error *err);
+  int (*embed_forward)(const aal_ops *ops, const int *ids, const aal_tensor *table,
+                       const aal_tensor *pos, aal_tensor *y, aal_error *err);
+  int (*embed_backward)(const aal_ops *ops, const int *ids, const aal_tensor *dy,
+                        aal_tensor *dtable, aal_tensor *dpos, aal_error *err);
+  int (*patchify_forward)(const aal_ops *ops, const aal_tensor *x, int p, aal_tensor *y,
+                          aal_error *err);
+  int (*patchify_backward)(const aal_ops *ops, const aal_tensor *dy, int p, aal_tensor *dx,
+                           aal_error *err);
+  int (*transpose)(const aal_ops *ops, const aal_tensor *x, aal_tensor *y, aal_error *err);
 };
 
 /* The reference table (static; never freed). */

@@ -8,6 +8,7 @@
 #include "sim/layers/conv.h"
 #include "sim/layers/layers.h"
 #include "sim/layers/li.h"
+#include "sim/layers/transformer.h"
 
 static int ref_conv_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *w,
                             int stride, int pad, aal_tensor *y, aal_error *err)
@@ -239,6 +240,104 @@ static int ref_scale(const aal_ops *ops, aal_tensor *t, double s, aal_error *err
   return rc;
 }
 
+/* ---- the Transformer layers */
+
+static int ref_layernorm_forward(const aal_ops *ops, const aal_tensor *x, const aal_tensor *gamma,
+                                 const aal_tensor *beta, double eps, aal_tensor *y,
+                                 aal_tensor *mean, aal_tensor *invstd, aal_error *err)
+{
+  (void)ops;
+  return aal_layernorm_forward(x, gamma, beta, eps, y, mean, invstd, err);
+}
+
+static int ref_layernorm_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                                  const aal_tensor *gamma, const aal_tensor *mean,
+                                  const aal_tensor *invstd, aal_tensor *dx, aal_tensor *dgamma,
+                                  aal_tensor *dbeta, aal_error *err)
+{
+  (void)ops;
+  return aal_layernorm_backward(dy, x, gamma, mean, invstd, dx, dgamma, dbeta, err);
+}
+
+static int ref_gelu_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                            aal_error *err)
+{
+  (void)ops;
+  return aal_gelu_forward(x, y, err);
+}
+
+static int ref_gelu_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *x,
+                             aal_tensor *dx, aal_error *err)
+{
+  (void)ops;
+  return aal_gelu_backward(dy, x, dx, err);
+}
+
+static int ref_softmax_forward(const aal_ops *ops, const aal_tensor *x, aal_tensor *y,
+                               aal_error *err)
+{
+  (void)ops;
+  return aal_softmax_forward(x, y, err);
+}
+
+static int ref_softmax_backward(const aal_ops *ops, const aal_tensor *dy, const aal_tensor *y,
+                                aal_tensor *dx, aal_error *err)
+{
+  (void)ops;
+  return aal_softmax_backward(dy, y, dx, err);
+}
+
+static int ref_attention_forward(const aal_ops *ops, const aal_tensor *q, const aal_tensor *k,
+                                 const aal_tensor *v, int heads, aal_tensor *p, aal_tensor *o,
+                                 aal_error *err)
+{
+  (void)ops;
+  return aal_attention_forward(q, k, v, heads, p, o, err);
+}
+
+static int ref_attention_backward(const aal_ops *ops, const aal_tensor *dout,
+                                  const aal_tensor *q, const aal_tensor *k, const aal_tensor *v,
+                                  const aal_tensor *p, int heads, aal_tensor *dq,
+                                  aal_tensor *dk, aal_tensor *dv, aal_error *err)
+{
+  (void)ops;
+  return aal_attention_backward(dout, q, k, v, p, heads, dq, dk, dv, err);
+}
+
+static int ref_embed_forward(const aal_ops *ops, const int *ids, const aal_tensor *table,
+                             const aal_tensor *pos, aal_tensor *y, aal_error *err)
+{
+  (void)ops;
+  return aal_embed_forward(ids, table, pos, y, err);
+}
+
+static int ref_embed_backward(const aal_ops *ops, const int *ids, const aal_tensor *dy,
+                              aal_tensor *dtable, aal_tensor *dpos, aal_error *err)
+{
+  (void)ops;
+  return aal_embed_backward(ids, dy, dtable, dpos, err);
+}
+
+static int ref_patchify_forward(const aal_ops *ops, const aal_tensor *x, int p, aal_tensor *y,
+                                aal_error *err)
+{
+  (void)ops;
+  return aal_patchify_forward(x, p, y, err);
+}
+
+static int ref_patchify_backward(const aal_ops *ops, const aal_tensor *dy, int p,
+                                 aal_tensor *dx, aal_error *err)
+{
+  (void)ops;
+  return aal_patchify_backward(dy, p, dx, err);
+}
+
+static int ref_transpose(const aal_ops *ops, const aal_tensor *x, aal_tensor *y, aal_error *err)
+{
+  (void)ops;
+  return aal_transpose(x, y, err);
+}
+
 static const aal_ops ref_table = {
     .name = "ref",
     .precision_bits = 53,
@@ -267,7 +366,20 @@ static const aal_ops ref_table = {
     .bn_relu_backward = ref_bn_relu_backward,
     .li_reduce = ref_li_reduce,
     .scale = ref_scale,
-    .asa_decode = ref_asa_decode};
+    .asa_decode = ref_asa_decode,
+    .layernorm_forward = ref_layernorm_forward,
+    .layernorm_backward = ref_layernorm_backward,
+    .gelu_forward = ref_gelu_forward,
+    .gelu_backward = ref_gelu_backward,
+    .softmax_forward = ref_softmax_forward,
+    .softmax_backward = ref_softmax_backward,
+    .attention_forward = ref_attention_forward,
+    .attention_backward = ref_attention_backward,
+    .embed_forward = ref_embed_forward,
+    .embed_backward = ref_embed_backward,
+    .patchify_forward = ref_patchify_forward,
+    .patchify_backward = ref_patchify_backward,
+    .transpose = ref_transpose};
 
 const aal_ops *aal_ops_ref(void)
 {

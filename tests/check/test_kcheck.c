@@ -8,7 +8,12 @@
  *     eps, a made-up LI for h = 0, a missing weight decay; fused: ASA input without eps
  *     or with eps one ulp low, a ReLU mask of x instead of bn(x), the mask left out of
  *     the bn reductions; max pooling that ignores NaN, pools over zero padding, gives
- *     ties to the last maximum or overwrites overlapping windows) must each fail a check;
+ *     ties to the last maximum or overwrites overlapping windows; the Transformer ops:
+ *     a one-pass or unbiased layer-norm variance, a dropped backward term, GELU's tanh
+ *     form, softmax unshifted, attention unscaled or with interleaved heads or dK
+ *     untransposed, an embedding without pos or overwriting or not zeroing its scatter,
+ *     patches in the wrong order, a transpose that copies or leaves an element) must
+ *     each fail a check, and the loops they share pass without their slip;
  *  c. bad options and shapes are reported with a message;
  *  d. cpu32's fused ops (asa_input, bn_relu_forward, bn_relu_backward) equal the unfused
  *     compositions on cpu32 bit for bit (poisoned outputs, random inputs and shapes from
@@ -54,7 +59,10 @@ START_TEST(test_cpu32_resnet18)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "resnet18", 2);
-  ck_assert_int_eq(s.checks, 98);
+  /* 98 ResNet-18 rows; the Transformer ops' 27: layer norm and softmax forward and
+   * backward at 3 row shapes, GELU's two at the 4 activation sizes, attention's and the
+   * embedding's two, patchify's two, transpose */
+  ck_assert_int_eq(s.checks, 98 + 27);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   ck_assert(s.worst_ratio <= 1.0);
   be.destroy(&be);
@@ -65,7 +73,7 @@ START_TEST(test_cpu32_random)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "random:12", 0);
-  ck_assert_int_eq(s.checks, 25 * 12);
+  ck_assert_int_eq(s.checks, 38 * 12);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   be.destroy(&be);
 }
@@ -76,7 +84,7 @@ START_TEST(test_cpu32_boundary)
 {
   aal_backend be = cpu32();
   aal_kcheck_summary s = run(&be, NULL, "boundary", 0);
-  ck_assert_int_eq(s.checks, 25 * 8);
+  ck_assert_int_eq(s.checks, 38 * 8);
   ck_assert_msg(s.failed == 0, "%d failed; worst %s (%g)", s.failed, s.worst, s.worst_ratio);
   be.destroy(&be);
 }
@@ -776,6 +784,487 @@ START_TEST(test_wrong_kernels_caught)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ the Transformer ops'
+ * wrong kernels (issue 17): plain float loops with one slip each (flags), every one
+ * caught, and each family's loop without its slip passing (so that a slip, not the loop,
+ * is what fails). */
+
+enum { TF_SLIP_NONE = 0, TF_LN_ONE_PASS = 1, TF_LN_UNBIASED = 2, TF_LN_NO_MEAN_G = 4 };
+
+static int ln_fwd_loop(int m, int d, const float *x, const float *g, const float *b,
+                       double eps, float *y, float *mean, float *invstd, int slip)
+{
+  for (int r = 0; r < m; r++) {
+    const float *xr = x + (size_t)r * d;
+    float s = 0.0f, s2 = 0.0f;
+    for (int j = 0; j < d; j++) {
+      s += xr[j];
+      s2 += xr[j] * xr[j];
+    }
+    const float mu = s / (float)d;
+    float var;
+    if (slip & TF_LN_ONE_PASS) {
+      var = s2 / (float)d - mu * mu;
+    } else {
+      float ss = 0.0f;
+      for (int j = 0; j < d; j++)
+        ss += (xr[j] - mu) * (xr[j] - mu);
+      var = ss / (float)((slip & TF_LN_UNBIASED) ? d - 1 : d);
+    }
+    const float is = (float)(1.0 / sqrt((double)var + eps));
+    for (int j = 0; j < d; j++)
+      y[(size_t)r * d + j] = g[j] * ((xr[j] - mu) * is) + b[j];
+    mean[r] = mu;
+    invstd[r] = is;
+  }
+  return AAL_OK;
+}
+
+static int ln_fwd_one_pass(const aal_backend *be, int m, int d, const void *x, const void *g,
+                           const void *b, double eps, void *y, void *mean, void *invstd,
+                           aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return ln_fwd_loop(m, d, x, g, b, eps, y, mean, invstd, TF_LN_ONE_PASS);
+}
+
+static int ln_fwd_unbiased(const aal_backend *be, int m, int d, const void *x, const void *g,
+                           const void *b, double eps, void *y, void *mean, void *invstd,
+                           aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return ln_fwd_loop(m, d, x, g, b, eps, y, mean, invstd, TF_LN_UNBIASED);
+}
+
+static int ln_fwd_plain(const aal_backend *be, int m, int d, const void *x, const void *g,
+                        const void *b, double eps, void *y, void *mean, void *invstd,
+                        aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return ln_fwd_loop(m, d, x, g, b, eps, y, mean, invstd, TF_SLIP_NONE);
+}
+
+static int ln_bwd_loop(int m, int d, const float *dy, const float *x, const float *g,
+                       const float *mean, const float *invstd, float *dx, float *dg, float *db,
+                       int slip)
+{
+  for (int j = 0; j < d; j++)
+    dg[j] = db[j] = 0.0f;
+  for (int r = 0; r < m; r++) {
+    float sg = 0.0f, sgx = 0.0f;
+    for (int j = 0; j < d; j++) {
+      const size_t at = (size_t)r * d + j;
+      const float xh = (x[at] - mean[r]) * invstd[r];
+      sg += dy[at] * g[j];
+      sgx += dy[at] * g[j] * xh;
+      dg[j] += dy[at] * xh;
+      db[j] += dy[at];
+    }
+    const float mg = (slip & TF_LN_NO_MEAN_G) ? 0.0f : sg / (float)d, mgx = sgx / (float)d;
+    for (int j = 0; j < d; j++) {
+      const size_t at = (size_t)r * d + j;
+      const float xh = (x[at] - mean[r]) * invstd[r];
+      dx[at] = invstd[r] * (dy[at] * g[j] - mg - xh * mgx);
+    }
+  }
+  return AAL_OK;
+}
+
+static int ln_bwd_no_mean_g(const aal_backend *be, int m, int d, const void *dy, const void *x,
+                            const void *g, const void *mean, const void *invstd, void *dx,
+                            void *dg, void *db, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return ln_bwd_loop(m, d, dy, x, g, mean, invstd, dx, dg, db, TF_LN_NO_MEAN_G);
+}
+
+static int ln_bwd_plain(const aal_backend *be, int m, int d, const void *dy, const void *x,
+                        const void *g, const void *mean, const void *invstd, void *dx, void *dg,
+                        void *db, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return ln_bwd_loop(m, d, dy, x, g, mean, invstd, dx, dg, db, TF_SLIP_NONE);
+}
+
+/* GELU: the tanh approximation (nn.GELU(approximate='tanh')) for the erf form, and a
+ * backward that drops the x phi(x) term of gelu'. */
+static int gelu_fwd_tanh(const aal_backend *be, size_t n, const void *xv, void *yv,
+                         aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *x = xv;
+  float *y = yv;
+  for (size_t i = 0; i < n; i++)
+    y[i] = 0.5f * x[i] * (1.0f + tanhf(0.7978845608f * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+  return AAL_OK;
+}
+
+static int gelu_bwd_no_pdf(const aal_backend *be, size_t n, const void *dyv, const void *xv,
+                           void *dxv, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *dy = dyv, *x = xv;
+  float *dx = dxv;
+  for (size_t i = 0; i < n; i++)
+    dx[i] = dy[i] * (0.5f * (1.0f + erff(x[i] * 0.70710678f)));
+  return AAL_OK;
+}
+
+/* Softmax: exp without the row's maximum subtracted (overflows at the offset rows), and a
+ * backward that drops the sum: dx = y dy. */
+static int softmax_fwd_unshifted(const aal_backend *be, int m, int d, const void *xv, void *yv,
+                                 aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *x = xv;
+  float *y = yv;
+  for (size_t r = 0; r < (size_t)m; r++) {
+    float s = 0.0f;
+    for (size_t j = 0; j < (size_t)d; j++)
+      s += (y[r * d + j] = expf(x[r * d + j]));
+    for (size_t j = 0; j < (size_t)d; j++)
+      y[r * d + j] /= s;
+  }
+  return AAL_OK;
+}
+
+static int softmax_bwd_no_sum(const aal_backend *be, int m, int d, const void *dyv,
+                              const void *yv, void *dxv, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *dy = dyv, *y = yv;
+  float *dx = dxv;
+  for (size_t i = 0; i < (size_t)m * d; i++)
+    dx[i] = y[i] * dy[i];
+  return AAL_OK;
+}
+
+/* Attention, naive float loops: slips are a forgotten 1/sqrt(dh), heads interleaved
+ * (head h in columns h, h + H, ... instead of h dh .. h dh + dh - 1), and dK = dS Q
+ * without the transpose. */
+enum { TF_ATT_NO_SCALE = 1, TF_ATT_INTERLEAVED = 2, TF_ATT_DK_NO_T = 4 };
+
+static size_t att_col(int h, int c, int heads, int dh, int slip)
+{
+  return (slip & TF_ATT_INTERLEAVED) ? (size_t)c * heads + h : (size_t)h * dh + c;
+}
+
+static int att_fwd_loop(int b, int t, int heads, int dh, const float *q, const float *k,
+                        const float *v, float *p, float *o, int slip)
+{
+  const size_t e = (size_t)heads * dh;
+  const float scale = (slip & TF_ATT_NO_SCALE) ? 1.0f : (float)(1.0 / sqrt((double)dh));
+  for (int bb = 0; bb < b; bb++)
+    for (int h = 0; h < heads; h++) {
+      float *ph = p + ((size_t)bb * heads + h) * t * t;
+      for (int i = 0; i < t; i++) {
+        float mx = -INFINITY, s = 0.0f;
+        for (int j = 0; j < t; j++) {
+          float acc = 0.0f;
+          for (int c = 0; c < dh; c++)
+            acc += q[((size_t)bb * t + i) * e + att_col(h, c, heads, dh, slip)] *
+                   k[((size_t)bb * t + j) * e + att_col(h, c, heads, dh, slip)];
+          ph[(size_t)i * t + j] = scale * acc;
+          mx = fmaxf(mx, ph[(size_t)i * t + j]);
+        }
+        for (int j = 0; j < t; j++)
+          s += (ph[(size_t)i * t + j] = expf(ph[(size_t)i * t + j] - mx));
+        for (int j = 0; j < t; j++)
+          ph[(size_t)i * t + j] /= s;
+        for (int c = 0; c < dh; c++) {
+          float acc = 0.0f;
+          for (int j = 0; j < t; j++)
+            acc += ph[(size_t)i * t + j] * v[((size_t)bb * t + j) * e + att_col(h, c, heads, dh, slip)];
+          o[((size_t)bb * t + i) * e + att_col(h, c, heads, dh, slip)] = acc;
+        }
+      }
+    }
+  return AAL_OK;
+}
+
+static int att_fwd_no_scale(const aal_backend *be, int b, int t, int heads, int dh,
+                            const void *q, const void *k, const void *v, void *p, void *o,
+                            aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return att_fwd_loop(b, t, heads, dh, q, k, v, p, o, TF_ATT_NO_SCALE);
+}
+
+static int att_fwd_interleaved(const aal_backend *be, int b, int t, int heads, int dh,
+                               const void *q, const void *k, const void *v, void *p, void *o,
+                               aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return att_fwd_loop(b, t, heads, dh, q, k, v, p, o, TF_ATT_INTERLEAVED);
+}
+
+static int att_fwd_plain(const aal_backend *be, int b, int t, int heads, int dh, const void *q,
+                         const void *k, const void *v, void *p, void *o, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return att_fwd_loop(b, t, heads, dh, q, k, v, p, o, TF_SLIP_NONE);
+}
+
+static int att_bwd_loop(int b, int t, int heads, int dh, const float *dout, const float *q,
+                        const float *k, const float *v, const float *p, float *dq, float *dk,
+                        float *dv, int slip)
+{
+  const size_t e = (size_t)heads * dh, tt = (size_t)t * t;
+  const float scale = (float)(1.0 / sqrt((double)dh));
+  float *ds = malloc(tt * sizeof *ds);
+  if (ds == NULL)
+    return AAL_ENOMEM;
+  for (int bb = 0; bb < b; bb++)
+    for (int h = 0; h < heads; h++) {
+      const float *ph = p + ((size_t)bb * heads + h) * tt;
+#define AT(X, i, c) X[((size_t)bb * t + (i)) * e + (size_t)h * dh + (c)]
+      for (int i = 0; i < t; i++) {
+        float s = 0.0f;
+        for (int j = 0; j < t; j++) {
+          float acc = 0.0f;
+          for (int c = 0; c < dh; c++)
+            acc += AT(dout, i, c) * AT(v, j, c);
+          ds[(size_t)i * t + j] = acc;
+          s += acc * ph[(size_t)i * t + j];
+        }
+        for (int j = 0; j < t; j++)
+          ds[(size_t)i * t + j] = ph[(size_t)i * t + j] * (ds[(size_t)i * t + j] - s);
+      }
+      for (int i = 0; i < t; i++)
+        for (int c = 0; c < dh; c++) {
+          float aq = 0.0f, ak = 0.0f, av = 0.0f;
+          for (int j = 0; j < t; j++) {
+            aq += ds[(size_t)i * t + j] * AT(k, j, c);
+            ak += ((slip & TF_ATT_DK_NO_T) ? ds[(size_t)i * t + j] : ds[(size_t)j * t + i]) *
+                  AT(q, j, c);
+            av += ph[(size_t)j * t + i] * AT(dout, j, c);
+          }
+          AT(dq, i, c) = scale * aq;
+          AT(dk, i, c) = scale * ak;
+          AT(dv, i, c) = av;
+        }
+#undef AT
+    }
+  free(ds);
+  return AAL_OK;
+}
+
+static int att_bwd_dk_no_t(const aal_backend *be, int b, int t, int heads, int dh,
+                           const void *dout, const void *q, const void *k, const void *v,
+                           const void *p, void *dq, void *dk, void *dv, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return att_bwd_loop(b, t, heads, dh, dout, q, k, v, p, dq, dk, dv, TF_ATT_DK_NO_T);
+}
+
+static int att_bwd_plain(const aal_backend *be, int b, int t, int heads, int dh,
+                         const void *dout, const void *q, const void *k, const void *v,
+                         const void *p, void *dq, void *dk, void *dv, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return att_bwd_loop(b, t, heads, dh, dout, q, k, v, p, dq, dk, dv, TF_SLIP_NONE);
+}
+
+/* Embedding: the position embedding left out; a backward that overwrites a repeated id's
+ * row instead of adding to it; one that does not zero dtable first. */
+static int embed_fwd_no_pos(const aal_backend *be, int b, int t, int vocab, int d,
+                            const int *ids, const void *table, const void *pos, void *y,
+                            aal_error *err)
+{
+  (void)pos;
+  return aal_cpu32_embed_forward(be, b, t, vocab, d, ids, table, NULL, y, err);
+}
+
+enum { TF_EMB_OVERWRITE = 1, TF_EMB_NO_ZERO = 2 };
+
+static int embed_bwd_loop(int b, int t, int vocab, int d, const int *ids, const float *dy,
+                          float *dtable, float *dpos, int slip)
+{
+  if (!(slip & TF_EMB_NO_ZERO))
+    memset(dtable, 0, (size_t)vocab * d * sizeof *dtable);
+  memset(dpos, 0, (size_t)t * d * sizeof *dpos);
+  for (size_t i = 0; i < (size_t)b * t; i++)
+    for (size_t j = 0; j < (size_t)d; j++) {
+      float *cell = dtable + (size_t)ids[i] * d + j;
+      *cell = (slip & TF_EMB_OVERWRITE) ? dy[i * d + j] : *cell + dy[i * d + j];
+      dpos[(i % (size_t)t) * d + j] += dy[i * d + j];
+    }
+  return AAL_OK;
+}
+
+static int embed_bwd_overwrite(const aal_backend *be, int b, int t, int vocab, int d,
+                               const int *ids, const void *dy, void *dtable, void *dpos,
+                               aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return embed_bwd_loop(b, t, vocab, d, ids, dy, dtable, dpos, TF_EMB_OVERWRITE);
+}
+
+static int embed_bwd_no_zero(const aal_backend *be, int b, int t, int vocab, int d,
+                             const int *ids, const void *dy, void *dtable, void *dpos,
+                             aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return embed_bwd_loop(b, t, vocab, d, ids, dy, dtable, dpos, TF_EMB_NO_ZERO);
+}
+
+static int embed_bwd_plain(const aal_backend *be, int b, int t, int vocab, int d,
+                           const int *ids, const void *dy, void *dtable, void *dpos,
+                           aal_error *err)
+{
+  (void)be;
+  (void)err;
+  return embed_bwd_loop(b, t, vocab, d, ids, dy, dtable, dpos, TF_SLIP_NONE);
+}
+
+/* Patchify: features in (i, j, c) order instead of (c, i, j) (a channels-last unfold),
+ * and a backward that numbers the patches column-major. */
+static int patchify_fwd_ijc(const aal_backend *be, int b, int c, int h, int w, int p,
+                            const void *xv, void *yv, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *x = xv;
+  float *y = yv;
+  const int nw = w / p, n = (h / p) * nw, f = c * p * p;
+  for (int bb = 0; bb < b; bb++)
+    for (int pn = 0; pn < n; pn++)
+      for (int i = 0; i < p; i++)
+        for (int j = 0; j < p; j++)
+          for (int cc = 0; cc < c; cc++)
+            y[((size_t)bb * n + pn) * f + ((size_t)i * p + j) * c + cc] =
+                x[(((size_t)bb * c + cc) * h + (pn / nw) * p + i) * w + (pn % nw) * p + j];
+  return AAL_OK;
+}
+
+static int patchify_bwd_colmajor(const aal_backend *be, int b, int c, int h, int w, int p,
+                                 const void *dyv, void *dxv, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *dy = dyv;
+  float *dx = dxv;
+  const int nh = h / p, n = nh * (w / p), f = c * p * p;
+  for (int bb = 0; bb < b; bb++)
+    for (int pn = 0; pn < n; pn++)
+      for (int fi = 0; fi < f; fi++) {
+        const int cc = fi / (p * p), i = (fi / p) % p, j = fi % p;
+        dx[(((size_t)bb * c + cc) * h + (pn % nh) * p + i) * w + (pn / nh) * p + j] =
+            dy[((size_t)bb * n + pn) * f + fi];
+      }
+  return AAL_OK;
+}
+
+/* Transpose: a copy that does not transpose, and a loop that leaves the last element. */
+static int transpose_copy(const aal_backend *be, int b, int a, int c, const void *x, void *y,
+                          aal_error *err)
+{
+  (void)be;
+  (void)err;
+  memcpy(y, x, (size_t)b * a * c * sizeof(float));
+  return AAL_OK;
+}
+
+static int transpose_last_unwritten(const aal_backend *be, int b, int a, int c, const void *xv,
+                                    void *yv, aal_error *err)
+{
+  (void)be;
+  (void)err;
+  const float *x = xv;
+  float *y = yv;
+  const size_t total = (size_t)b * a * c;
+  for (size_t i = 0; i + 1 < total; i++) {
+    const size_t ai = i % (size_t)a, rest = i / (size_t)a;
+    const size_t ci = rest % (size_t)c, bb = rest / (size_t)c;
+    y[i] = x[(bb * a + ai) * c + ci];
+  }
+  return AAL_OK;
+}
+
+START_TEST(test_transformer_wrong_kernels_caught)
+{
+  static const struct {
+    const char *op, *shapes, *what;
+  } cases[] = {
+      {"layernorm_forward", "random:8", "layer norm with a one-pass float variance"},
+      {"layernorm_forward", "random:8", "layer norm with the unbiased variance (d - 1)"},
+      {"layernorm_backward", "random:8", "layer norm backward without mean(dy gamma)"},
+      {"gelu_forward", "random:8", "GELU's tanh approximation for the erf form"},
+      {"gelu_backward", "random:8", "GELU backward without the x phi(x) term"},
+      {"softmax_forward", "random:8", "softmax without the row's maximum subtracted"},
+      {"softmax_backward", "random:8", "softmax backward without the sum (dx = y dy)"},
+      {"attention_forward", "random:8", "attention without 1/sqrt(dh)"},
+      {"attention_forward", "resnet18", "attention with the heads interleaved"},
+      {"attention_backward", "random:8", "attention backward with dK = dS Q (no transpose)"},
+      {"embed_forward", "random:8", "token embedding without the position embedding"},
+      {"embed_backward", "random:8", "embedding backward overwriting a repeated id's row"},
+      {"embed_backward", "random:8", "embedding backward that does not zero dtable"},
+      {"patchify_forward", "random:8", "patchify in (i, j, c) order"},
+      {"patchify_backward", "random:8", "patchify backward numbering patches column-major"},
+      {"transpose", "random:8", "a transpose that copies"},
+      {"transpose", "random:8", "a transpose that leaves its last element"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    aal_backend be = wrong();
+    switch (i) {
+    case 0: be.layernorm_forward = ln_fwd_one_pass; break;
+    case 1: be.layernorm_forward = ln_fwd_unbiased; break;
+    case 2: be.layernorm_backward = ln_bwd_no_mean_g; break;
+    case 3: be.gelu_forward = gelu_fwd_tanh; break;
+    case 4: be.gelu_backward = gelu_bwd_no_pdf; break;
+    case 5: be.softmax_forward = softmax_fwd_unshifted; break;
+    case 6: be.softmax_backward = softmax_bwd_no_sum; break;
+    case 7: be.attention_forward = att_fwd_no_scale; break;
+    case 8: be.attention_forward = att_fwd_interleaved; break;
+    case 9: be.attention_backward = att_bwd_dk_no_t; break;
+    case 10: be.embed_forward = embed_fwd_no_pos; break;
+    case 11: be.embed_backward = embed_bwd_overwrite; break;
+    case 12: be.embed_backward = embed_bwd_no_zero; break;
+    case 13: be.patchify_forward = patchify_fwd_ijc; break;
+    case 14: be.patchify_backward = patchify_bwd_colmajor; break;
+    case 15: be.transpose = transpose_copy; break;
+    default: be.transpose = transpose_last_unwritten; break;
+    }
+    fprintf(stderr, "%s:\n", cases[i].what);
+    expect_caught_on(&be, cases[i].op, cases[i].shapes, cases[i].what);
+    be.destroy(&be);
+  }
+  /* the loops the slips share, without a slip, pass */
+  aal_backend be = wrong();
+  be.layernorm_forward = ln_fwd_plain;
+  be.layernorm_backward = ln_bwd_plain;
+  be.attention_forward = att_fwd_plain;
+  be.attention_backward = att_bwd_plain;
+  be.embed_backward = embed_bwd_plain;
+  static const char *const plain_ops[] = {"layernorm", "attention", "embed_backward"};
+  for (size_t i = 0; i < 3; i++) {
+    aal_kcheck_summary s = run(&be, plain_ops[i], "random:8", 2);
+    ck_assert_msg(s.failed == 0, "the plain %s loop failed: %s (%g)", plain_ops[i], s.worst,
+                  s.worst_ratio);
+    s = run(&be, plain_ops[i], "resnet18", 2);
+    ck_assert_msg(s.failed == 0, "the plain %s loop failed: %s (%g)", plain_ops[i], s.worst,
+                  s.worst_ratio);
+  }
+  be.destroy(&be);
+}
+END_TEST
+
 /* The subtle ones (issue 19): each within the old bounds on the old inputs.  With
  * $AAL_TEST_MUTANT_SETS (space-separated shape sets, e.g. "resnet18 boundary:16"), each
  * is also run on those sets, reported and not asserted (experiments/kcheck_sweep.sh). */
@@ -885,15 +1374,20 @@ START_TEST(test_bad_options)
   o.op = "conv";
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 6);
-  ck_assert_int_eq(aal_kcheck_op_count(), 25);
+  ck_assert_int_eq(aal_kcheck_op_count(), 38);
   ck_assert_str_eq(aal_kcheck_op_name(0), "conv_forward");
   ck_assert_str_eq(aal_kcheck_op_name(20), "bn_relu_backward");
   ck_assert_str_eq(aal_kcheck_op_name(24), "maxpool_backward");
-  ck_assert_ptr_null(aal_kcheck_op_name(25));
+  ck_assert_str_eq(aal_kcheck_op_name(25), "layernorm_forward");
+  ck_assert_str_eq(aal_kcheck_op_name(37), "transpose");
+  ck_assert_ptr_null(aal_kcheck_op_name(38));
   o.op = "bn_relu"; /* the fused family: forward and backward */
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 4);
   o.op = "maxpool"; /* forward and backward */
+  ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
+  ck_assert_int_eq(s.checks, 4);
+  o.op = "attention"; /* forward and backward */
   ck_assert_int_eq(aal_kcheck_run(&be, &o, NULL, &s, &err), AAL_OK);
   ck_assert_int_eq(s.checks, 4);
   be.destroy(&be);
@@ -1099,6 +1593,7 @@ int main(void)
   tcase_add_test(tc, test_ref_against_itself);
   tcase_add_test(tc, test_wrong_kernels_caught);
   tcase_add_test(tc, test_subtle_kernels_caught);
+  tcase_add_test(tc, test_transformer_wrong_kernels_caught);
   tcase_add_test(tc, test_step_sees_momentum);
   tcase_add_test(tc, test_cpu32_fused_equals_unfused);
   suite_add_tcase(s, tc);

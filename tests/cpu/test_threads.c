@@ -4,7 +4,8 @@
  *     below, at and above the chunk count, with and without a team;
  *  b. every threaded op (conv in its three directions, bn forward/backward, the fused
  *     bn_relu forward/backward, relu forward/backward, add, sgd_update first and later,
- *     asa_input, sign_pack, sign_unpack) gives bit-identical outputs (memcmp) on a
+ *     asa_input, sign_pack, sign_unpack; the Transformer ops: GELU, layer norm, softmax,
+ *     attention) gives bit-identical outputs (memcmp) on a
  *     backend whose team has AAL_TEAM_MAX_THREADS threads and on one forced to a single
  *     thread (aal_backend_cpu32_threads), on random inputs above the size cutoff
  *     (AAL_TEAM_PAR_MIN_BYTES) with element counts that are not multiples of 32 (mask
@@ -387,6 +388,91 @@ END_TEST
 
 /* ------------------------------------------------------------------ c. the table */
 
+/* The Transformer ops on the team (issue 17): GELU (ranges of elements), layer norm
+ * (rows forward and dx, columns for dgamma and dbeta), softmax (rows), and attention's
+ * softmax rows (its products are OpenBLAS's, at the same thread count on both sides):
+ * above the size cutoff (m = 301 rows of d = 193 floats: 232 KB), odd sizes. */
+START_TEST(test_transformer_ops_thread_independent)
+{
+  unsigned long z = g_seed + 3;
+  pair p = pair_open();
+  aal_error err;
+  const int m = 301, d = 193;
+  const size_t n = (size_t)m * d, fb = n * sizeof(float);
+  float *x = random_floats(n, &z), *dy = random_floats(n, &z);
+  float *gamma = positive_floats((size_t)d, &z), *beta = random_floats((size_t)d, &z);
+  float *mean = random_floats((size_t)m, &z), *invstd = positive_floats((size_t)m, &z);
+  outputs o = {0};
+
+  out_add(&o, fb);
+  ok(p.many.gelu_forward(&p.many, n, x, o.a[0], &err), &err);
+  ok(p.one.gelu_forward(&p.one, n, x, o.b[0], &err), &err);
+  out_check_free(&o, "gelu_forward");
+  out_add(&o, fb);
+  ok(p.many.gelu_backward(&p.many, n, dy, x, o.a[0], &err), &err);
+  ok(p.one.gelu_backward(&p.one, n, dy, x, o.b[0], &err), &err);
+  out_check_free(&o, "gelu_backward");
+
+  out_add(&o, fb);
+  out_add(&o, (size_t)m * sizeof(float));
+  out_add(&o, (size_t)m * sizeof(float));
+  ok(p.many.layernorm_forward(&p.many, m, d, x, gamma, beta, 1e-5, o.a[0], o.a[1], o.a[2], &err),
+     &err);
+  ok(p.one.layernorm_forward(&p.one, m, d, x, gamma, beta, 1e-5, o.b[0], o.b[1], o.b[2], &err),
+     &err);
+  out_check_free(&o, "layernorm_forward");
+  out_add(&o, fb);
+  out_add(&o, (size_t)d * sizeof(float));
+  out_add(&o, (size_t)d * sizeof(float));
+  ok(p.many.layernorm_backward(&p.many, m, d, dy, x, gamma, mean, invstd, o.a[0], o.a[1],
+                               o.a[2], &err), &err);
+  ok(p.one.layernorm_backward(&p.one, m, d, dy, x, gamma, mean, invstd, o.b[0], o.b[1], o.b[2],
+                              &err), &err);
+  out_check_free(&o, "layernorm_backward");
+
+  out_add(&o, fb);
+  ok(p.many.softmax_forward(&p.many, m, d, x, o.a[0], &err), &err);
+  ok(p.one.softmax_forward(&p.one, m, d, x, o.b[0], &err), &err);
+  float *y = xmalloc(fb); /* a softmax output for the backward */
+  memcpy(y, o.a[0], fb);
+  out_check_free(&o, "softmax_forward");
+  out_add(&o, fb);
+  ok(p.many.softmax_backward(&p.many, m, d, dy, y, o.a[0], &err), &err);
+  ok(p.one.softmax_backward(&p.one, m, d, dy, y, o.b[0], &err), &err);
+  out_check_free(&o, "softmax_backward");
+
+  /* attention: b 2, t 97, 3 heads of 8 (p: 2 x 3 x 97 x 97 floats, 226 KB) */
+  const int b = 2, t = 97, heads = 3, dh = 8;
+  const size_t nq = (size_t)b * t * heads * dh, np = (size_t)b * heads * t * t;
+  out_add(&o, np * sizeof(float));
+  out_add(&o, nq * sizeof(float));
+  ok(p.many.attention_forward(&p.many, b, t, heads, dh, x, dy, x + nq, o.a[0], o.a[1], &err),
+     &err);
+  ok(p.one.attention_forward(&p.one, b, t, heads, dh, x, dy, x + nq, o.b[0], o.b[1], &err),
+     &err);
+  float *pp = xmalloc(np * sizeof(float));
+  memcpy(pp, o.a[0], np * sizeof(float));
+  out_check_free(&o, "attention_forward");
+  for (int k = 0; k < 3; k++)
+    out_add(&o, nq * sizeof(float));
+  ok(p.many.attention_backward(&p.many, b, t, heads, dh, dy + nq, x, dy, x + nq, pp, o.a[0],
+                               o.a[1], o.a[2], &err), &err);
+  ok(p.one.attention_backward(&p.one, b, t, heads, dh, dy + nq, x, dy, x + nq, pp, o.b[0],
+                              o.b[1], o.b[2], &err), &err);
+  out_check_free(&o, "attention_backward");
+
+  free(x);
+  free(dy);
+  free(gamma);
+  free(beta);
+  free(mean);
+  free(invstd);
+  free(y);
+  free(pp);
+  pair_close(&p);
+}
+END_TEST
+
 START_TEST(test_copy_shares_team)
 {
   aal_backend be, ref;
@@ -435,6 +521,7 @@ int main(void)
   tcase_add_test(tc, test_bn_ops_thread_independent);
   tcase_add_test(tc, test_elementwise_ops_thread_independent);
   tcase_add_test(tc, test_conv_thread_independent);
+  tcase_add_test(tc, test_transformer_ops_thread_independent);
   tcase_add_test(tc, test_copy_shares_team);
   suite_add_tcase(s, tc);
   return aal_check_run(s);

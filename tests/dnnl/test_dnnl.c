@@ -87,7 +87,7 @@ static aal_kcheck_summary run_kcheck(const aal_backend *be, const char *op, cons
 START_TEST(test_dnnl_resnet18)
 {
   aal_backend be = dnnl();
-  ck_assert_int_eq(run_kcheck(&be, NULL, "resnet18", 2).checks, 98);
+  ck_assert_int_eq(run_kcheck(&be, NULL, "resnet18", 2).checks, 98 + 27); /* + the Transformer ops */
   be.destroy(&be);
 }
 END_TEST
@@ -95,7 +95,7 @@ END_TEST
 START_TEST(test_dnnl_random)
 {
   aal_backend be = dnnl();
-  ck_assert_int_eq(run_kcheck(&be, NULL, "random:12", 0).checks, 25 * 12);
+  ck_assert_int_eq(run_kcheck(&be, NULL, "random:12", 0).checks, 38 * 12);
   be.destroy(&be);
 }
 END_TEST
@@ -103,7 +103,7 @@ END_TEST
 START_TEST(test_dnnl_boundary)
 {
   aal_backend be = dnnl();
-  ck_assert_int_eq(run_kcheck(&be, NULL, "boundary", 0).checks, 25 * 8);
+  ck_assert_int_eq(run_kcheck(&be, NULL, "boundary", 0).checks, 38 * 8);
   be.destroy(&be);
 }
 END_TEST

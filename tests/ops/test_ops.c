@@ -29,6 +29,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu32.h"
 #include "sim/layers/layers.h"
+#include "sim/layers/transformer.h"
 #include "sim/model/memory.h"
 #include "sim/ops/ops.h"
 #include "sim/model/resnet.h"
@@ -611,6 +612,186 @@ START_TEST(test_maxpool_tables)
 }
 END_TEST
 
+/* The Transformer ops through the tables: every op on one table, its outputs brought
+ * home (aal_tensor_copy) and concatenated in the order the ops ran.  Inputs are
+ * multiples of 2^-8 in (-1, 1) (softmax's y and attention's p a valid softmax of such
+ * numbers), so the adapter over the ref backend must give the reference table's values
+ * bit for bit, and over cpu32 the same within float rounding: 2^-12 of the largest |value|
+ * of each output (the ops' sums here are at most 16 terms long; the derived bounds are
+ * the harness's, kernels/check; what this test shows is that each adapter entry binds
+ * the right tensors to the right arguments: a swapped or misrouted one is off by O(1)).
+ * The adapter refuses a host tensor, naming the op. */
+#define TF_NOUT 20
+typedef struct {
+  aal_tensor *out[TF_NOUT];
+  int n;
+} tf_outs;
+
+static aal_tensor *tf_in(const aal_ops *ops, const aal_tensor *host)
+{
+  aal_error err;
+  aal_tensor *t = aal_ops_tensor_to(ops, host, &err);
+  ck_assert_msg(t != NULL, "%s", err.msg);
+  return t;
+}
+
+static aal_tensor *tf_new(const aal_ops *ops, int ndim, long a, long b, long c, long d)
+{
+  aal_error err;
+  const long shape[4] = {a, b, c, d};
+  aal_tensor *h = aal_tensor_new(ndim, shape, &err);
+  ck_assert_ptr_nonnull(h);
+  aal_tensor *t = aal_ops_tensor_like(ops, h, AAL_F64, &err);
+  ck_assert_msg(t != NULL, "%s", err.msg);
+  aal_tensor_release(h);
+  return t;
+}
+
+static void tf_keep(tf_outs *o, aal_tensor *t)
+{
+  aal_error err;
+  ck_assert_int_lt(o->n, TF_NOUT);
+  o->out[o->n] = aal_tensor_copy(t, &err);
+  ck_assert_msg(o->out[o->n] != NULL, "%s", err.msg);
+  o->n++;
+  aal_tensor_release(t);
+}
+
+static aal_tensor *tf_host(int ndim, long a, long b, long c, long d, unsigned salt)
+{
+  aal_error err;
+  const long shape[4] = {a, b, c, d};
+  aal_tensor *t = aal_tensor_new(ndim, shape, &err);
+  ck_assert_ptr_nonnull(t);
+  for (size_t i = 0; i < t->size; i++) { /* nonzero multiples of 2^-8 in (-1, 1) */
+    const long m = (long)((i * 97 + salt * 31) % 255) - 127;
+    t->data[i] = (m != 0 ? (double)m : 1.0) / 256.0;
+  }
+  return t;
+}
+
+#define TF_RUN(call)                                                                          \
+  do {                                                                                        \
+    aal_error e_;                                                                             \
+    const int rc_ = (call);                                                                   \
+    ck_assert_msg(rc_ == AAL_OK, "%s: %s: %s", ops->name, #call, e_.msg);                     \
+  } while (0)
+
+static void tf_run(const aal_ops *ops, tf_outs *o)
+{
+  aal_error err;
+  o->n = 0;
+  /* layer norm [6, 16] */
+  aal_tensor *x = tf_host(2, 6, 16, 0, 0, 1), *g = tf_host(1, 16, 0, 0, 0, 2);
+  aal_tensor *b = tf_host(1, 16, 0, 0, 0, 3), *dy = tf_host(2, 6, 16, 0, 0, 4);
+  aal_tensor *bx = tf_in(ops, x), *bg = tf_in(ops, g), *bb = tf_in(ops, b), *bdy = tf_in(ops, dy);
+  aal_tensor *y = tf_new(ops, 2, 6, 16, 0, 0), *mean = tf_new(ops, 1, 6, 0, 0, 0);
+  aal_tensor *inv = tf_new(ops, 1, 6, 0, 0, 0), *dx = tf_new(ops, 2, 6, 16, 0, 0);
+  aal_tensor *dg = tf_new(ops, 1, 16, 0, 0, 0), *db = tf_new(ops, 1, 16, 0, 0, 0);
+  TF_RUN(ops->layernorm_forward(ops, bx, bg, bb, 1e-5, y, mean, inv, &e_));
+  TF_RUN(ops->layernorm_backward(ops, bdy, bx, bg, mean, inv, dx, dg, db, &e_));
+  tf_keep(o, y);
+  tf_keep(o, mean);
+  tf_keep(o, inv);
+  tf_keep(o, dx);
+  tf_keep(o, dg);
+  tf_keep(o, db);
+  /* GELU and softmax on the same [6, 16] */
+  y = tf_new(ops, 2, 6, 16, 0, 0);
+  dx = tf_new(ops, 2, 6, 16, 0, 0);
+  TF_RUN(ops->gelu_forward(ops, bx, y, &e_));
+  TF_RUN(ops->gelu_backward(ops, bdy, bx, dx, &e_));
+  tf_keep(o, y);
+  tf_keep(o, dx);
+  y = tf_new(ops, 2, 6, 16, 0, 0);
+  dx = tf_new(ops, 2, 6, 16, 0, 0);
+  TF_RUN(ops->softmax_forward(ops, bx, y, &e_));
+  TF_RUN(ops->softmax_backward(ops, bdy, y, dx, &e_));
+  tf_keep(o, y);
+  tf_keep(o, dx);
+  /* attention B 2, T 4, H 2, dh 4 */
+  aal_tensor *q = tf_host(3, 2, 4, 8, 0, 5), *k = tf_host(3, 2, 4, 8, 0, 6);
+  aal_tensor *v = tf_host(3, 2, 4, 8, 0, 7), *dout = tf_host(3, 2, 4, 8, 0, 8);
+  aal_tensor *bq = tf_in(ops, q), *bk = tf_in(ops, k), *bv = tf_in(ops, v), *bdo = tf_in(ops, dout);
+  aal_tensor *p = tf_new(ops, 4, 2, 2, 4, 4), *ao = tf_new(ops, 3, 2, 4, 8, 0);
+  aal_tensor *dq = tf_new(ops, 3, 2, 4, 8, 0), *dk = tf_new(ops, 3, 2, 4, 8, 0);
+  aal_tensor *dv = tf_new(ops, 3, 2, 4, 8, 0);
+  TF_RUN(ops->attention_forward(ops, bq, bk, bv, 2, p, ao, &e_));
+  TF_RUN(ops->attention_backward(ops, bdo, bq, bk, bv, p, 2, dq, dk, dv, &e_));
+  tf_keep(o, ao);
+  tf_keep(o, dq);
+  tf_keep(o, dk);
+  tf_keep(o, dv);
+  aal_tensor_release(p);
+  /* embedding (ids with a repeat), patchify, transpose */
+  static const int ids[8] = {3, 0, 3, 1, 4, 4, 2, 3};
+  aal_tensor *tab = tf_host(2, 5, 8, 0, 0, 9), *pos = tf_host(2, 4, 8, 0, 0, 10);
+  aal_tensor *btab = tf_in(ops, tab), *bpos = tf_in(ops, pos);
+  aal_tensor *ey = tf_new(ops, 3, 2, 4, 8, 0), *dtab = tf_new(ops, 2, 5, 8, 0, 0);
+  aal_tensor *dpos = tf_new(ops, 2, 4, 8, 0, 0);
+  TF_RUN(ops->embed_forward(ops, ids, btab, bpos, ey, &e_));
+  TF_RUN(ops->embed_backward(ops, ids, bdo, dtab, dpos, &e_));
+  aal_tensor *img = tf_host(4, 2, 2, 4, 6, 11), *bimg = tf_in(ops, img);
+  aal_tensor *pt = tf_new(ops, 3, 2, 6, 8, 0), *back = tf_new(ops, 4, 2, 2, 4, 6);
+  TF_RUN(ops->patchify_forward(ops, bimg, 2, pt, &e_));
+  TF_RUN(ops->patchify_backward(ops, pt, 2, back, &e_));
+  aal_tensor *tr = tf_new(ops, 3, 2, 8, 4, 0);
+  TF_RUN(ops->transpose(ops, bq, tr, &e_));
+  if (ops->be != NULL) { /* a host tensor is refused, naming the op */
+    ck_assert_int_eq(ops->transpose(ops, q, tr, &err), AAL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "transpose"));
+    aal_tensor *gy = tf_new(ops, 2, 6, 16, 0, 0);
+    ck_assert_int_eq(ops->gelu_forward(ops, x, gy, &err), AAL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "gelu_forward"));
+    ck_assert_ptr_nonnull(strstr(err.msg, "lives on the host"));
+    aal_tensor_release(gy);
+  }
+  tf_keep(o, ey);
+  tf_keep(o, dtab);
+  tf_keep(o, dpos);
+  tf_keep(o, pt);
+  tf_keep(o, back);
+  tf_keep(o, tr);
+  aal_tensor *all[] = {x, g, b, dy, bx, bg, bb, bdy, q, k, v, dout, bq, bk, bv, bdo, tab, pos,
+                       btab, bpos, img, bimg};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    aal_tensor_release(all[i]);
+}
+
+START_TEST(test_transformer_tables)
+{
+  aal_error err;
+  tf_outs want, got;
+  tf_run(aal_ops_ref(), &want);
+  const char *names[] = {"ref", "cpu32"};
+  for (size_t bi = 0; bi < 2; bi++) {
+    aal_backend be;
+    aal_ops ops;
+    ck_assert_int_eq(aal_backend_open(names[bi], &be, &err), AAL_OK);
+    ck_assert_int_eq(aal_ops_from_backend(&be, &ops, &err), AAL_OK);
+    aal_ops_poison_new(&ops, 1);
+    tf_run(&ops, &got);
+    ck_assert_int_eq(got.n, want.n);
+    for (int t = 0; t < want.n; t++) {
+      ck_assert(aal_tensor_same_shape(got.out[t], want.out[t]));
+      double mx = 0.0;
+      for (size_t i = 0; i < want.out[t]->size; i++)
+        mx = fmax(mx, fabs(want.out[t]->data[i]));
+      const double tol = bi == 0 ? 0.0 : 0x1p-12 * mx;
+      for (size_t i = 0; i < want.out[t]->size; i++)
+        ck_assert_msg(fabs(got.out[t]->data[i] - want.out[t]->data[i]) <= tol,
+                      "%s: output %d [%zu] = %.9g, reference %.9g (tolerance %.3g)", names[bi],
+                      t, i, got.out[t]->data[i], want.out[t]->data[i], tol);
+      aal_tensor_release(got.out[t]);
+    }
+    aal_ops_free(&ops);
+    be.destroy(&be);
+  }
+  for (int t = 0; t < want.n; t++)
+    aal_tensor_release(want.out[t]);
+}
+END_TEST
+
 int main(void)
 {
   g_seed = aal_test_seed();
@@ -626,6 +807,7 @@ int main(void)
   tcase_add_test(tc, test_resident_step_traffic);
   tcase_add_test(tc, test_li_reduce_on_backend);
   tcase_add_test(tc, test_maxpool_tables);
+  tcase_add_test(tc, test_transformer_tables);
   suite_add_tcase(s, tc);
   return aal_check_run(s);
 }
