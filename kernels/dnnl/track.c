@@ -112,6 +112,58 @@ TRACKED(sgd_update,
          double momentum, double weight_decay, int first, aal_error *err),
         (be, n, w, g, buf, lr, momentum, weight_decay, first, err))
 
+TRACKED(layernorm_forward,
+        (const aal_backend *be, int m, int d, const void *x, const void *gamma,
+         const void *beta, double eps, void *y, void *mean, void *invstd, aal_error *err),
+        (be, m, d, x, gamma, beta, eps, y, mean, invstd, err))
+TRACKED(layernorm_backward,
+        (const aal_backend *be, int m, int d, const void *dy, const void *x,
+         const void *gamma, const void *mean, const void *invstd, void *dx, void *dgamma,
+         void *dbeta, aal_error *err),
+        (be, m, d, dy, x, gamma, mean, invstd, dx, dgamma, dbeta, err))
+TRACKED(gelu_forward,
+        (const aal_backend *be, size_t n, const void *x, void *y, aal_error *err),
+        (be, n, x, y, err))
+TRACKED(gelu_backward,
+        (const aal_backend *be, size_t n, const void *dy, const void *x, void *dx,
+         aal_error *err),
+        (be, n, dy, x, dx, err))
+TRACKED(softmax_forward,
+        (const aal_backend *be, int m, int d, const void *x, void *y, aal_error *err),
+        (be, m, d, x, y, err))
+TRACKED(softmax_backward,
+        (const aal_backend *be, int m, int d, const void *dy, const void *y, void *dx,
+         aal_error *err),
+        (be, m, d, dy, y, dx, err))
+TRACKED(attention_forward,
+        (const aal_backend *be, int b, int t, int heads, int dh, const void *q,
+         const void *k, const void *v, void *p, void *o, aal_error *err),
+        (be, b, t, heads, dh, q, k, v, p, o, err))
+TRACKED(attention_backward,
+        (const aal_backend *be, int b, int t, int heads, int dh, const void *dout,
+         const void *q, const void *k, const void *v, const void *p, void *dq, void *dk,
+         void *dv, aal_error *err),
+        (be, b, t, heads, dh, dout, q, k, v, p, dq, dk, dv, err))
+TRACKED(embed_forward,
+        (const aal_backend *be, int b, int t, int vocab, int d, const int *ids,
+         const void *table, const void *pos, void *y, aal_error *err),
+        (be, b, t, vocab, d, ids, table, pos, y, err))
+TRACKED(embed_backward,
+        (const aal_backend *be, int b, int t, int vocab, int d, const int *ids,
+         const void *dy, void *dtable, void *dpos, aal_error *err),
+        (be, b, t, vocab, d, ids, dy, dtable, dpos, err))
+TRACKED(patchify_forward,
+        (const aal_backend *be, int b, int c, int h, int w, int p, const void *x, void *y,
+         aal_error *err),
+        (be, b, c, h, w, p, x, y, err))
+TRACKED(patchify_backward,
+        (const aal_backend *be, int b, int c, int h, int w, int p, const void *dy,
+         void *dx, aal_error *err),
+        (be, b, c, h, w, p, dy, dx, err))
+TRACKED(transpose,
+        (const aal_backend *be, int b, int a, int c, const void *x, void *y, aal_error *err),
+        (be, b, a, c, x, y, err))
+
 static void tracked_release(const aal_backend *be, void *buf)
 {
   bump(be)->base.release(be, buf);
@@ -144,4 +196,17 @@ void aal_dnnl_track(aal_backend *be)
   be->bn_relu_backward = tracked_bn_relu_backward;
   be->li_reduce = tracked_li_reduce;
   be->sgd_update = tracked_sgd_update;
+  be->layernorm_forward = tracked_layernorm_forward;
+  be->layernorm_backward = tracked_layernorm_backward;
+  be->gelu_forward = tracked_gelu_forward;
+  be->gelu_backward = tracked_gelu_backward;
+  be->softmax_forward = tracked_softmax_forward;
+  be->softmax_backward = tracked_softmax_backward;
+  be->attention_forward = tracked_attention_forward;
+  be->attention_backward = tracked_attention_backward;
+  be->embed_forward = tracked_embed_forward;
+  be->embed_backward = tracked_embed_backward;
+  be->patchify_forward = tracked_patchify_forward;
+  be->patchify_backward = tracked_patchify_backward;
+  be->transpose = tracked_transpose;
 }

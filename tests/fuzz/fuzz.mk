@@ -3,8 +3,8 @@
 # (fuzz-build/obj, fuzz-build/libaal-fuzz.a), instrumented for libFuzzer's coverage and
 # with AddressSanitizer + UndefinedBehaviorSanitizer; libaal.la (gcc, maybe with gcc's
 # sanitizers) is not linked, so the two compilers' runtimes never meet.  The CUDA and
-# oneDNN backends are left out (config.h is copied without AAL_HAVE_CUDA and
-# AAL_HAVE_DNNL; their names still link).
+# oneDNN backends and MPI are left out (config.h is copied without AAL_HAVE_CUDA,
+# AAL_HAVE_DNNL and AAL_HAVE_MPI; their names still link, sim/dist as one process).
 #
 # Given by Makefile.am: srcdir builddir FUZZ_CC FUZZ_DEPS_CFLAGS FUZZ_LIBS FUZZ_LIB_SRC
 # FUZZ_TARGETS.
@@ -21,7 +21,7 @@ all: $(BINS)
 
 $(FUZZ_DIR)/include/config.h: $(builddir)/config.h
 	@mkdir -p $(@D)
-	sed '/AAL_HAVE_CUDA/d; /AAL_HAVE_DNNL/d' $< >$@
+	sed '/AAL_HAVE_CUDA/d; /AAL_HAVE_DNNL/d; /AAL_HAVE_MPI/d' $< >$@
 
 $(FUZZ_DIR)/obj/%.o: $(srcdir)/%.c $(FUZZ_DIR)/include/config.h
 	@mkdir -p $(@D)
