@@ -48,9 +48,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   check_string(o.blocks, d.blocks, "blocks");
   check_string(o.backend, d.backend, "backend");
   FUZZ_REQUIRE(o.steps >= 0 && o.eval_every >= 0 && o.checkpoint_every >= 0 &&
-               o.li_every >= 0 && o.blas_threads >= 0,
-               "steps %ld eval %ld checkpoint %ld li %ld threads %d", o.steps, o.eval_every,
-               o.checkpoint_every, o.li_every, o.blas_threads);
+               o.li_every >= 0 && o.blas_threads >= 0 && o.ranks >= 1,
+               "steps %ld eval %ld checkpoint %ld li %ld threads %d ranks %d", o.steps,
+               o.eval_every, o.checkpoint_every, o.li_every, o.blas_threads, o.ranks);
   aal_rule rule;
   if (aal_rule_parse(o.rule, &rule, &err) != AAL_OK)
     return 0;
@@ -117,6 +117,7 @@ static void write_seeds(const char *dir)
   variant(dir, "no-rule.config", t, "rule", "");
   variant(dir, "old-no-backend-threads.config", t, "b", "batch = 2\nblocks = 1,1,1,1\n");
   variant(dir, "twice.config", t, NULL, "seed = 1\n");
+  variant(dir, "ranks.config", t, "ranks", "ranks = 2\n"); /* a data-parallel run's */
   variant(dir, "bad-values.config", t, "steps", "steps = 3.5\nwidth = 1e999\nfoo\n");
   /* a line longer than the reader's buffer (4160 bytes), whose rest looks like a key */
   char *seedless = malloc(len + 1), *line = malloc(4300);
