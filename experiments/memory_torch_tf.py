@@ -12,8 +12,12 @@ heads and views.  ASAk replaces the linear layers the authors' files make Linear
 function that keeps one bit an element, in int32 words, as their make_asa kernel does.
 Mesa is not modelled here (it needs the Mesa package).
 
-Dropout runs through torch.native_dropout, which keeps a bool mask as the CUDA kernel
-does (CPU nn.Dropout would keep a float mask instead).  One training-mode forward pass
+What the ops keep is PyTorch 1.8's, the authors' version (their aal.yaml), whatever
+PyTorch runs this: softmax and log_softmax keep their input as well as their output (1.8's
+derivatives.yaml passes `self` to their backward; later versions keep the output only),
+and a mean keeps only sizes (1.13's torch.mean keeps its input); --native uses the
+installed version's own ops instead.  Dropout runs through torch.native_dropout, which
+keeps a bool mask as the CUDA kernel does (CPU nn.Dropout would keep a float mask).  One training-mode forward pass
 runs inside torch.autograd.graph.saved_tensors_hooks; every saved storage that is not a
 parameter is counted once (whole storages: a view keeps its base).  The loss is part of
 the forward for ViT and Mixer (their train.py measures around model(x, y)); BERT and the
@@ -36,16 +40,41 @@ except ImportError as e:  # pragma: no cover
     sys.exit(2)
 
 
-MEAN_KEEPS_INPUT = False  # --mean input
+NATIVE = False  # --native: the installed PyTorch's own ops
 
 
 def mean(x, dim, keepdim=False):
-    """x.mean(dim): as a sum over the count, whose backward keeps only sizes, as mean.dim's
-    does in PyTorch 1.8 (the authors' aal.yaml); with --mean input, torch.mean itself,
-    whose backward in PyTorch 1.13 keeps the input (its formula calls self.sym_numel())."""
-    if MEAN_KEEPS_INPUT:
+    """x.mean(dim) as PyTorch 1.8 keeps it (sizes only): a sum over the count; --native:
+    torch.mean, whose backward in PyTorch 1.13 keeps the input."""
+    if NATIVE:
         return x.mean(dim, keepdim=keepdim)
     return x.sum(dim, keepdim=keepdim) / x.shape[dim]
+
+
+class Keep18(torch.autograd.Function):
+    """softmax or log_softmax along the last dimension, keeping input and output."""
+
+    @staticmethod
+    def forward(ctx, x, log):
+        y = torch.log_softmax(x, -1) if log else torch.softmax(x, -1)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # pragma: no cover (memory only)
+        raise RuntimeError("memory measurement only")
+
+
+def softmax(x):
+    return torch.softmax(x, -1) if NATIVE else Keep18.apply(x, False)
+
+
+def log_softmax(x):
+    return torch.log_softmax(x, -1) if NATIVE else Keep18.apply(x, True)
+
+
+def cross_entropy(logits, y):
+    return F.nll_loss(log_softmax(logits), y)
 
 
 class Drop(nn.Module):
@@ -122,14 +151,14 @@ class ViT(nn.Module):
             t = b.ln1(x)
             q, k, v = self.heads(b.q(t)), self.heads(b.k(t)), self.heads(b.v(t))
             s = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
-            p = b.attn_drop(torch.softmax(s, dim=-1))
+            p = b.attn_drop(softmax(s))
             c = torch.matmul(p, v).permute(0, 2, 1, 3).contiguous().flatten(2)
             x = b.proj_drop(b.out(c)) + h
             h = x
             t = b.mlp_drop(b.fc2(b.mlp_drop(F.gelu(b.fc1(b.ln2(x))))))
             x = t + h
         x = self.norm(x)
-        return F.cross_entropy(self.head(x[:, 0]), y)
+        return cross_entropy(self.head(x[:, 0]), y)
 
 
 # ---------------------------------------------------------------- MLP-Mixer
@@ -156,7 +185,7 @@ class Mixer(nn.Module):
             x = t + x
             x = b.c1(F.gelu(b.c0(b.ln2(x)))) + x
         x = mean(self.norm(x), 1)
-        return F.cross_entropy(self.head(x), y)
+        return cross_entropy(self.head(x), y)
 
 
 # ---------------------------------------------------------------- BERT (post-LN, TF LN)
@@ -199,7 +228,7 @@ class Bert(nn.Module):
                        for t in (b.q(h), b.k(h), b.v(h)))
             s = q @ k.transpose(-2, -1) / np.sqrt(k.size(-1))
             s -= 10000.0 * (1.0 - mask[:, None, None, :].float())
-            s = b.attn_drop(torch.softmax(s, dim=-1))
+            s = b.attn_drop(softmax(s))
             c = (s @ v).transpose(1, 2).contiguous()
             c = c.view(*c.shape[:-2], -1)
             h = b.norm1(h + b.drop(b.proj(c)))
@@ -222,7 +251,7 @@ class Attention(nn.Module):
                    for net, x in zip(self.qkv, (q, k, v)))
         s = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
         s.masked_fill_(mask == torch.tensor(False), float("-inf"))
-        p = self.drop(torch.softmax(s, dim=-1))
+        p = self.drop(softmax(s))
         c = torch.matmul(p, v)
         return self.out(c.transpose(1, 2).reshape(B, -1, self.h * q.shape[-1]))
 
@@ -280,7 +309,7 @@ class Transformer(nn.Module):
             y = e.sub[0](y, lambda t: e.self_attn(t, t, t, trg_mask))
             y = e.sub[1](y, lambda t: e.src_attn(t, m, m, src_mask))
             y = e.sub[2](y, e.ffn)
-        return torch.log_softmax(self.gen(self.dec_norm(y)), dim=-1)
+        return log_softmax(self.gen(self.dec_norm(y)))
 
 
 # ---------------------------------------------------------------- measurement
@@ -344,13 +373,13 @@ def main():
     for k in ("depth", "width", "heads", "mlp_ratio", "token_mlp", "seq", "image", "patch",
               "batch", "vocab", "classes"):
         ap.add_argument("--" + k.replace("_", "-"), type=int, dest=k, default=None)
-    ap.add_argument("--mean", choices=["sizes", "input"], default="sizes",
-                    help="sizes (default): the mean's backward keeps only sizes (PyTorch "
-                         "1.8, the authors'); input: call torch.mean, which keeps its input "
-                         "in PyTorch 1.13")
+    ap.add_argument("--native", action="store_true",
+                    help="the installed PyTorch's own mean, softmax and log_softmax (1.13: "
+                         "mean keeps its input, the softmaxes their output only) instead of "
+                         "what PyTorch 1.8 keeps")
     a = ap.parse_args()
-    global MEAN_KEEPS_INPUT
-    MEAN_KEEPS_INPUT = a.mean == "input"
+    global NATIVE
+    NATIVE = a.native
     for k, v in DEFAULTS[a.model].items():
         if getattr(a, k) is None:
             setattr(a, k, v)

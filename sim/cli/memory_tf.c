@@ -76,7 +76,7 @@ static int print_entries(const aal_tfmem_plan *plan, aal_tfmem_policy p, aal_err
     for (size_t i = 0; i < plan->count; i++) {
       const aal_tfmem_entry *e = &plan->entries[i];
       printf("%-32s %-12s %-6s %12zu %7ld %4d %4s %14zu\n", e->layer, e->slot, kinds[e->kind],
-             e->elements, e->id, e->asa, e->mesa_only ? "only" : e->mesa ? "yes" : "no",
+             e->elements, e->id, e->asa, e->mesa ? "yes" : "no",
              bytes[i]);
     }
     printf("\n");
@@ -153,7 +153,7 @@ int aal_cmd_memory_tf(int argc, char **argv)
       {"image", CLI_INT, &cfg.image, "vit, mixer: image height and width (default 224)"},
       {"patch", CLI_INT, &cfg.patch, "vit, mixer: patch size (default 32; mixer 16)"},
       {"vocab", CLI_INT, &cfg.vocab, "bert: word pieces (default 30522); transformer: the "
-       "vocabulary (default 32000)"},
+       "vocabulary (default 24478, fitted: docs/RESULTS.md)"},
       {"classes", CLI_INT, &cfg.classes, "vit, mixer, bert: outputs (default 100; bert 2)"},
       {"entries", CLI_FLAG, &entries, "also list every saved tensor: layer, slot, kind, "
        "elements, id, asa level, mesa"},

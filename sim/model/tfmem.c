@@ -2,6 +2,16 @@
  * policies of Table 3 (sim/model/tfmem.h).  File and line references are to the authors'
  * repository, WooSunghyeon/Auxiliary_Activation_Learning at d8a5a32, experiments/...
  *
+ * What each op keeps is PyTorch 1.8's, the authors' version (aal.yaml: pytorch=1.8.0),
+ * from its tools/autograd/derivatives.yaml (read at SsnL/pytorch 4ed7f36, version.txt
+ * 1.8.0a0): native_layer_norm keeps input, mean and rstd; gelu its input; _softmax and
+ * _log_softmax pass `self` to their backward, so they keep their input as well as their
+ * output (later versions pass its dtype only); mean.dim keeps sizes only (1.13 keeps the
+ * input); bmm both operands; _fused_dropout its byte mask, and dropout with p = 0 is the
+ * identity (aten/src/ATen/native/Dropout.cpp); tanh its output; embedding its indices;
+ * masked_fill_ its mask.  experiments/memory_torch_tf.py measures the same models in
+ * PyTorch and tests/experiments/memory_torch_tf.sh holds this plan to it.
+ *
  * Glossary: B batch, N tokens per sample (S source, T target for the transformer),
  * D width, H heads, F = mlp_ratio * D, V vocabulary, C classes.  Element counts below
  * are per sample unless said otherwise. */
@@ -57,9 +67,10 @@ void aal_tfmem_config_default(aal_tfmem_config *cfg, aal_tfmem_model model)
   case AAL_TFMEM_TRANSFORMER:
     /* utils/constants.py BASELINE_*: 6 layers, 512, 8 heads, dropout 0.1; FFN 4x
      * (transformer_model.py:32); a batch of 4096 tokens (README) as 40 pairs of 100 tokens,
-     * the longest data_utils.py:134 admits (MAX_LEN 100); the vocabulary is the data's and
-     * not in the scripts: docs/DESIGN.md says how experiments/memory-tables.sh sets it */
-    *cfg = (aal_tfmem_config){model, 6, 512, 8, 4, 0, 100, 0, 0, 40, 32000, 0};
+     * the longest data_utils.py:134 admits (MAX_LEN 100); the vocabulary is the data's
+     * (IWSLT'16, words seen twice: data_utils.py:176) and in no script:
+     * experiments/memory-tables.sh fits it on the paper's BP figure, 24478 */
+    *cfg = (aal_tfmem_config){model, 6, 512, 8, 4, 0, 100, 0, 0, 40, 24478, 0};
     break;
   }
 }
@@ -226,7 +237,7 @@ static tens fresh(walk *w, size_t n)
 
 /* Records that `layer` keeps t (its own elements; mesa_n: what Mesa quantizes). */
 static void keep_as(walk *w, const char *layer, const char *slot, aal_tfmem_kind kind, tens t,
-                    size_t mesa_n, int asa, int mesa, int mesa_only)
+                    size_t mesa_n, int asa, int mesa)
 {
   aal_tfmem_plan *p = w->plan;
   if (w->rc != AAL_OK)
@@ -252,13 +263,12 @@ static void keep_as(walk *w, const char *layer, const char *slot, aal_tfmem_kind
   e->id = t.id;
   e->asa = asa;
   e->mesa = mesa;
-  e->mesa_only = mesa_only;
 }
 
 static void keep(walk *w, const char *layer, const char *slot, aal_tfmem_kind kind, tens t,
                  int asa, int mesa)
 {
-  keep_as(w, layer, slot, kind, t, t.n, asa, mesa, 0);
+  keep_as(w, layer, slot, kind, t, t.n, asa, mesa);
 }
 
 /* nn.LayerNorm (native_layer_norm keeps its input, mean and rstd per token; Mesa's
@@ -316,7 +326,7 @@ typedef struct {
  * k and v (S*D): torch.matmul of the head views copies them contiguous, and bmm keeps
  * the copies (Q, K^T for the scores; the probabilities and V for the context); Mesa's
  * MatMul (custom_matmul.py) keeps 8-bit codes of both operands instead.  The softmax
- * keeps its output (Mesa's custom_softmax.py: its input and its output, 8 bits each). */
+ * keeps its input and its output (PyTorch 1.8; Mesa's custom_softmax.py: 8 bits each). */
 static tens attention(walk *w, const char *name, size_t t_q, size_t s_k, const attn_opts *o)
 {
   const aal_tfmem_config *c = w->cfg;
@@ -330,7 +340,7 @@ static tens attention(walk *w, const char *name, size_t t_q, size_t s_k, const a
     keep(w, layer, "mask", AAL_TFMEM_MASK, fresh(w, o->mask_n), 0, 0);
   }
   snprintf(layer, sizeof layer, "%s.softmax", name);
-  keep_as(w, layer, "x", AAL_TFMEM_VALUES, fresh(w, probs), probs, 0, 1, 1);
+  keep(w, layer, "x", AAL_TFMEM_VALUES, fresh(w, probs), 0, 1);
   tens p = fresh(w, probs);
   keep(w, layer, "y", AAL_TFMEM_VALUES, p, 0, 1);
   if (o->attn_dropout) {
@@ -342,6 +352,16 @@ static tens attention(walk *w, const char *name, size_t t_q, size_t s_k, const a
   keep(w, layer, "v", AAL_TFMEM_VALUES, fresh(w, s_k * d), 0, o->mesa_pv);
   /* the context, heads merged: a contiguous copy (T*D), the output projection's input */
   return fresh(w, t_q * d);
+}
+
+/* The cross-entropy inside the model's forward (ViT and Mixer: train.py reads the memory
+ * around model(x, y)): log_softmax keeps the logits and the log-probabilities (C each);
+ * nll_loss's int64 target (an input of the step) and its scalar weight are left out. */
+static void loss(walk *w)
+{
+  const size_t c = (size_t)w->cfg->classes;
+  keep(w, "loss", "logits", AAL_TFMEM_VALUES, fresh(w, c), 0, 0);
+  keep(w, "loss", "logp", AAL_TFMEM_VALUES, fresh(w, c), 0, 0);
 }
 
 /* ViT_L/models/modeling.py: Embeddings (203-247), Block (250-269, pre-LN), Attention
@@ -379,8 +399,8 @@ static void vit(walk *w)
   x = layernorm(w, "encoder_norm", x, n);
   /* x[:, 0] is a view: the head's saved input keeps the whole normed tensor; Mesa's
    * Linear quantizes the B x D view only */
-  keep_as(w, "head", "x", AAL_TFMEM_VALUES, x, d, 0, 1, 0);
-  keep(w, "loss", "logp", AAL_TFMEM_VALUES, fresh(w, (size_t)c->classes), 0, 0);
+  keep_as(w, "head", "x", AAL_TFMEM_VALUES, x, d, 0, 1);
+  loss(w);
 }
 
 /* MLP-Mixer_L/models/modeling.py: MlpBlock (30-49), MixerBlock (52-82; asa1 the channel
@@ -413,7 +433,7 @@ static void mixer(walk *w)
   snprintf(w->group, sizeof w->group, "head");
   (void)layernorm(w, "pre_head_ln", x, n);
   (void)linear(w, "head", fresh(w, d), (size_t)c->classes, 0);  /* on the token mean */
-  keep(w, "loss", "logp", AAL_TFMEM_VALUES, fresh(w, (size_t)c->classes), 0, 0);
+  loss(w);
 }
 
 /* BERT_L/models.py: Embeddings (59-76), MultiHeadedSelfAttention (79-127; asa4 query, key,
@@ -452,7 +472,7 @@ static void bert(walk *w)
   }
   snprintf(w->group, sizeof w->group, "head");
   /* h[:, 0] is a view: fc keeps the whole last block output; Mesa quantizes B x D */
-  keep_as(w, "fc", "x", AAL_TFMEM_VALUES, x, d, 0, 1, 0);
+  keep_as(w, "fc", "x", AAL_TFMEM_VALUES, x, d, 0, 1);
   keep(w, "activ", "y", AAL_TFMEM_VALUES, fresh(w, d), 0, 0);  /* tanh keeps its output */
   tens p = dropout(w, "drop", fresh(w, d));
   (void)linear(w, "classifier", p, (size_t)c->classes, 0);
@@ -529,8 +549,10 @@ static void transformer(walk *w)
   }
   snprintf(w->group, sizeof w->group, "head");
   x = layernorm(w, "decoder.norm", x, n);
-  (void)linear(w, "generator.linear", x, n * v, 0);
-  /* LogSoftmax keeps its output: the log-probabilities the model returns (not Mesa's) */
+  x = linear(w, "generator.linear", x, n * v, 0);
+  /* nn.LogSoftmax (not Mesa's) keeps its input and its output, the log-probabilities the
+   * model returns */
+  keep(w, "generator.log_softmax", "x", AAL_TFMEM_VALUES, x, 0, 0);
   keep(w, "generator.log_softmax", "y", AAL_TFMEM_VALUES, fresh(w, n * v), 0, 0);
 }
 
@@ -571,8 +593,6 @@ int aal_tfmem_entry_shared(const aal_tfmem_entry *e, aal_tfmem_policy p)
 
 size_t aal_tfmem_entry_bytes(const aal_tfmem_entry *e, aal_tfmem_policy p)
 {
-  if (e->mesa_only && !p.mesa)
-    return 0;
   if (is_sign(e, p))  /* make_asa_cuda_kernel.cu: one bit an element in int32 words */
     return (e->elements + 31) / 32 * 4;
   if (is_code(e, p))  /* custom_quant.py: pack_single_precision(..., 8, ...) */

@@ -15,6 +15,8 @@
  *   transformer  Transformer/transformer_model.py: the base encoder-decoder (6 + 6 layers,
  *                pre-LN nn.LayerNorm, dropout 0.1), its decoder's output log-probabilities.
  *
+ * What each op keeps is PyTorch 1.8's (the authors' aal.yaml), tfmem.c says from where.
+ *
  * Entries are named like a tape (layer, slot) and carry the id of the tensor they hold:
  * one tensor saved by several holders (the LayerNorm output that feeds the query, key and
  * value projections; the encoder output that every decoder layer's cross-attention
@@ -83,7 +85,6 @@ typedef struct {
   int asa;               /* a linear layer's input: the lowest k whose ASAk stores its sign
                             instead (1..4); 0: kept under every rule */
   int mesa;              /* Mesa's converter replaces this holder: an 8-bit copy of its own */
-  int mesa_only;         /* saved only under Mesa (its softmax keeps the input as well) */
 } aal_tfmem_entry;
 
 typedef struct {
@@ -107,7 +108,7 @@ void aal_tfmem_policy_format(aal_tfmem_policy p, char *buf, size_t n);
 int aal_tfmem_plan_make(const aal_tfmem_config *cfg, aal_tfmem_plan *plan, aal_error *err);
 void aal_tfmem_plan_free(aal_tfmem_plan *plan);
 
-/* Bytes of one holder under a policy before tensors are shared out: 0 when not kept. */
+/* Bytes of one holder under a policy before tensors are shared out. */
 size_t aal_tfmem_entry_bytes(const aal_tfmem_entry *e, aal_tfmem_policy p);
 /* 1 when the holder keeps the shared tensor under p (so its id counts once), 0 when it
  * keeps a copy of its own (an ASA sign, a Mesa code). */
