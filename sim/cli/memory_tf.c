@@ -23,8 +23,8 @@ int aal_memory_tf_model(int argc, char **argv)
   return model != NULL && aal_tfmem_model_parse(model, &m, NULL) == AAL_OK;
 }
 
-/* One row per group (embed, blockN / encN / decN, head), in the order of first appearance:
- * the bytes first kept there under BP and under the policy. */
+/* One row per group (embed, blockN / encN / decN, head; a group's entries are
+ * consecutive): the bytes first kept there under BP and under the policy. */
 static int print_groups(const aal_tfmem_plan *plan, aal_tfmem_policy p, aal_error *err)
 {
   size_t *bp = malloc(plan->count * sizeof *bp), *pol = malloc(plan->count * sizeof *pol);
@@ -40,20 +40,15 @@ static int print_groups(const aal_tfmem_plan *plan, aal_tfmem_policy p, aal_erro
     char name[32];
     aal_tfmem_policy_format(p, name, sizeof name);
     printf("%-10s %16s %16s %8s\n", "group", "bp bytes", name, "ratio");
+    size_t a = 0, b = 0;
     for (size_t i = 0; i < plan->count; i++) {
       const char *g = plan->entries[i].group;
-      int first = 1;
-      for (size_t j = 0; j < i && first; j++)
-        first = strcmp(plan->entries[j].group, g) != 0;
-      if (!first)
+      a += bp[i];
+      b += pol[i];
+      if (i + 1 < plan->count && strcmp(plan->entries[i + 1].group, g) == 0)
         continue;
-      size_t a = 0, b = 0;
-      for (size_t j = i; j < plan->count; j++)
-        if (strcmp(plan->entries[j].group, g) == 0) {
-          a += bp[j];
-          b += pol[j];
-        }
       printf("%-10s %16zu %16zu %7.3fx\n", g, a, b, b > 0 ? (double)a / (double)b : 0.0);
+      a = b = 0;
     }
     printf("%-10s %16zu %16zu %7.3fx\n\n", "total", bp_total, total,
            (double)bp_total / (double)total);

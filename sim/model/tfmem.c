@@ -536,9 +536,10 @@ static void transformer(walk *w)
     tf_attention(w, "self", &x, NULL, n, n, n);
     tf_ffn(w, &x, n);
   }
-  snprintf(w->group, sizeof w->group, "embed");
+  snprintf(w->group, sizeof w->group, "enc_norm");
   (void)layernorm(w, "encoder.norm", x, n);
   const tens memory = fresh(w, n * d);  /* the encoder's output: every cross-attention's K, V */
+  snprintf(w->group, sizeof w->group, "trg_embed");
   keep(w, "trg_embedding", "ids", AAL_TFMEM_INDEX, fresh(w, n), 0, 0);
   x = dropout(w, "trg_pos.drop", fresh(w, n * d));
   for (int b = 0; b < c->depth; b++) {

@@ -77,7 +77,9 @@ typedef enum {
 typedef struct {
   char layer[48];
   char slot[16];
-  char group[16];        /* embed, blockN, encN, decN, head: the row of the summary */
+  char group[16];        /* the row of the summary: embed, blockN, head; the transformer's
+                            embed, encN, enc_norm, trg_embed, decN, head (in plan order,
+                            each group's entries consecutive) */
   aal_tfmem_kind kind;
   size_t elements;       /* of the whole batch, as autograd keeps it */
   size_t mesa_elements;  /* what Mesa quantizes when `mesa` (a view's own size) */

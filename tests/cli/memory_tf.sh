@@ -2,6 +2,7 @@
 # aal memory --model vit-large|mixer-large|bert-large|transformer (sim/cli/memory_tf.c):
 # help, bad options refused with exit 2 and the option named, the table and the CSV line
 # agreeing, and the paper's default configurations.
+# shellcheck disable=SC2015  # `test && ok || bad`: ok never fails
 set -u
 AAL=${AAL_BIN:-./aal}
 . "${top_srcdir:-.}/tests/lib.sh"

@@ -197,6 +197,11 @@ START_TEST(ids_counted_once)
       holders++;
     }
   ck_assert_int_eq(holders, 2 * c.depth);
+  /* each group's entries are consecutive (the table sums them in one pass) */
+  for (size_t i = 1; i < plan.count; i++)
+    if (strcmp(plan.entries[i].group, plan.entries[i - 1].group) != 0)
+      for (size_t j = i + 1; j < plan.count; j++)
+        ck_assert_str_ne(plan.entries[j].group, plan.entries[i - 1].group);
   const aal_tfmem_policy pols[] = {{0, 0}, {4, 0}, {0, 1}, {3, 1}};
   for (int k = 0; k < 4; k++) {
     ck_assert_int_eq(aal_tfmem_counted(&plan, pols[k], bytes, &t, &err), AAL_OK);
