@@ -71,7 +71,7 @@ static int print_entries(const aal_tfmem_plan *plan, aal_tfmem_policy p, aal_err
     for (size_t i = 0; i < plan->count; i++) {
       const aal_tfmem_entry *e = &plan->entries[i];
       printf("%-32s %-12s %-6s %12zu %7ld %4d %4s %14zu\n", e->layer, e->slot, kinds[e->kind],
-             e->elements, e->id, e->asa, e->mesa ? "yes" : "no",
+             e->elements, e->id, e->asa, e->mesa_only ? "only" : e->mesa ? "yes" : "no",
              bytes[i]);
     }
     printf("\n");
@@ -119,7 +119,7 @@ static int refuse_foreign(const cli_option *opts, int argc, char **argv, aal_tfm
 
 int aal_cmd_memory_tf(int argc, char **argv)
 {
-  const char *model_text = NULL, *rule_text = "bp", *policy_text = "none";
+  const char *model_text = NULL, *rule_text = "bp", *policy_text = "none", *autograd = "1.8";
   int csv = 0, entries = 0;
   aal_tfmem_model m = AAL_TFMEM_VIT;
   for (int i = 2; i < argc; i++) /* the model's defaults first: the options override them */
@@ -150,6 +150,9 @@ int aal_cmd_memory_tf(int argc, char **argv)
       {"vocab", CLI_INT, &cfg.vocab, "bert: word pieces (default 30522); transformer: the "
        "vocabulary (default 24478, fitted: docs/RESULTS.md)"},
       {"classes", CLI_INT, &cfg.classes, "vit, mixer, bert: outputs (default 100; bert 2)"},
+      {"autograd", CLI_STRING, &autograd, "what PyTorch's autograd keeps: 1.8 (default, the "
+       "authors': softmax and log-softmax keep input and output) or 1.11 (and later: the "
+       "output only)"},
       {"entries", CLI_FLAG, &entries, "also list every saved tensor: layer, slot, kind, "
        "elements, id, asa level, mesa"},
       {"csv", CLI_FLAG, &csv, "one CSV line instead of the table: model,depth,width,heads,"
@@ -177,6 +180,7 @@ int aal_cmd_memory_tf(int argc, char **argv)
   if (aal_tfmem_model_parse(model_text, &m, &err) != AAL_OK ||
       aal_tfmem_rule_parse(rule_text, &p.asa, &err) != AAL_OK ||
       aal_tfmem_storage_parse(policy_text, &p.mesa, &err) != AAL_OK ||
+      aal_tfmem_autograd_parse(autograd, &cfg.softmax_input, &err) != AAL_OK ||
       aal_tfmem_config_check(&cfg, &err) != AAL_OK) {
     fprintf(stderr, "aal memory: %s\n", err.msg);
     return 2;

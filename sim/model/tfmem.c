@@ -9,7 +9,9 @@
  * output (later versions pass its dtype only); mean.dim keeps sizes only (1.13 keeps the
  * input); bmm both operands; _fused_dropout its byte mask, and dropout with p = 0 is the
  * identity (aten/src/ATen/native/Dropout.cpp); tanh its output; embedding its indices;
- * masked_fill_ its mask.  experiments/memory_torch_tf.py measures the same models in
+ * masked_fill_ its mask.  softmax_input 0 (aal memory --autograd 1.11) keeps what 1.11
+ * and later keep instead: the softmaxes' output only.
+ * experiments/memory_torch_tf.py measures the same models in
  * PyTorch and tests/experiments/memory_torch_tf.sh holds this plan to it.
  *
  * Glossary: B batch, N tokens per sample (S source, T target for the transformer),
@@ -52,17 +54,17 @@ void aal_tfmem_config_default(aal_tfmem_config *cfg, aal_tfmem_model model)
     /* ViT-L_32 (ViT_L/README.md's command; models/configs.py get_l16_config: 1024, 4096,
      * 16 heads, 24 layers; L_32: patch 32), train.py: --img_size 224, batch 512,
      * CIFAR-100 */
-    *cfg = (aal_tfmem_config){model, 24, 1024, 16, 4, 0, 0, 224, 32, 512, 0, 100};
+    *cfg = (aal_tfmem_config){model, 24, 1024, 16, 4, 0, 0, 224, 32, 512, 0, 100, 1};
     break;
   case AAL_TFMEM_MIXER:
     /* Mixer-L_16 (models/configs.py get_mixer_l16_config: 1024, 24 blocks, tokens MLP
      * 512, channels MLP 4096), train.py: img_size 224, patch 16; README: batch 256 */
-    *cfg = (aal_tfmem_config){model, 24, 1024, 0, 4, 512, 0, 224, 16, 256, 0, 100};
+    *cfg = (aal_tfmem_config){model, 24, 1024, 0, 4, 512, 0, 224, 16, 256, 0, 100, 1};
     break;
   case AAL_TFMEM_BERT:
     /* config/bert_large.json; config/train_mrpc.json: batch 32; README and classify.py
      * main(): max_len 128; MRPC: 2 labels */
-    *cfg = (aal_tfmem_config){model, 24, 1024, 16, 4, 0, 128, 0, 0, 32, 30522, 2};
+    *cfg = (aal_tfmem_config){model, 24, 1024, 16, 4, 0, 128, 0, 0, 32, 30522, 2, 1};
     break;
   case AAL_TFMEM_TRANSFORMER:
     /* utils/constants.py BASELINE_*: 6 layers, 512, 8 heads, dropout 0.1; FFN 4x
@@ -70,7 +72,7 @@ void aal_tfmem_config_default(aal_tfmem_config *cfg, aal_tfmem_model model)
      * the longest data_utils.py:134 admits (MAX_LEN 100); the vocabulary is the data's
      * (IWSLT'16, words seen twice: data_utils.py:176) and in no script:
      * experiments/memory-tables.sh fits it on the paper's BP figure, 24478 */
-    *cfg = (aal_tfmem_config){model, 6, 512, 8, 4, 0, 100, 0, 0, 40, 24478, 0};
+    *cfg = (aal_tfmem_config){model, 6, 512, 8, 4, 0, 100, 0, 0, 40, 24478, 0, 1};
     break;
   }
 }
@@ -89,6 +91,16 @@ int aal_tfmem_tokens(const aal_tfmem_config *c)
   return c->seq;
 }
 
+int aal_tfmem_autograd_parse(const char *text, int *softmax_input, aal_error *err)
+{
+  if (text != NULL && (strcmp(text, "1.8") == 0 || strcmp(text, "1.11") == 0)) {
+    *softmax_input = strcmp(text, "1.8") == 0;
+    return AAL_OK;
+  }
+  return aal_fail(err, AAL_EINVAL, "--autograd '%s': expected 1.8 or 1.11",
+                  text ? text : "(null)");
+}
+
 static int in_range(int v, int lo, int hi)
 {
   return v >= lo && v <= hi;
@@ -103,6 +115,9 @@ int aal_tfmem_config_check(const aal_tfmem_config *c, aal_error *err)
     return aal_fail(err, AAL_EINVAL, "--width %d must be in 1..65536", c->width);
   if (!in_range(c->mlp_ratio, 1, 64))
     return aal_fail(err, AAL_EINVAL, "--mlp-ratio %d must be in 1..64", c->mlp_ratio);
+  if (c->softmax_input != 0 && c->softmax_input != 1)
+    return aal_fail(err, AAL_EINVAL, "--autograd: softmax_input %d is not 0 or 1",
+                    c->softmax_input);
   if (!in_range(c->batch, 1, 1 << 20))
     return aal_fail(err, AAL_EINVAL, "--batch %d must be in 1..%d", c->batch, 1 << 20);
   if (c->model != AAL_TFMEM_MIXER) {
@@ -237,7 +252,7 @@ static tens fresh(walk *w, size_t n)
 
 /* Records that `layer` keeps t (its own elements; mesa_n: what Mesa quantizes). */
 static void keep_as(walk *w, const char *layer, const char *slot, aal_tfmem_kind kind, tens t,
-                    size_t mesa_n, int asa, int mesa)
+                    size_t mesa_n, int asa, int mesa, int mesa_only)
 {
   aal_tfmem_plan *p = w->plan;
   if (w->rc != AAL_OK)
@@ -263,12 +278,13 @@ static void keep_as(walk *w, const char *layer, const char *slot, aal_tfmem_kind
   e->id = t.id;
   e->asa = asa;
   e->mesa = mesa;
+  e->mesa_only = mesa_only;
 }
 
 static void keep(walk *w, const char *layer, const char *slot, aal_tfmem_kind kind, tens t,
                  int asa, int mesa)
 {
-  keep_as(w, layer, slot, kind, t, t.n, asa, mesa);
+  keep_as(w, layer, slot, kind, t, t.n, asa, mesa, 0);
 }
 
 /* nn.LayerNorm (native_layer_norm keeps its input, mean and rstd per token; Mesa's
@@ -340,7 +356,7 @@ static tens attention(walk *w, const char *name, size_t t_q, size_t s_k, const a
     keep(w, layer, "mask", AAL_TFMEM_MASK, fresh(w, o->mask_n), 0, 0);
   }
   snprintf(layer, sizeof layer, "%s.softmax", name);
-  keep(w, layer, "x", AAL_TFMEM_VALUES, fresh(w, probs), 0, 1);
+  keep_as(w, layer, "x", AAL_TFMEM_VALUES, fresh(w, probs), probs, 0, 1, !c->softmax_input);
   tens p = fresh(w, probs);
   keep(w, layer, "y", AAL_TFMEM_VALUES, p, 0, 1);
   if (o->attn_dropout) {
@@ -360,7 +376,8 @@ static tens attention(walk *w, const char *name, size_t t_q, size_t s_k, const a
 static void loss(walk *w)
 {
   const size_t c = (size_t)w->cfg->classes;
-  keep(w, "loss", "logits", AAL_TFMEM_VALUES, fresh(w, c), 0, 0);
+  if (w->cfg->softmax_input)
+    keep(w, "loss", "logits", AAL_TFMEM_VALUES, fresh(w, c), 0, 0);
   keep(w, "loss", "logp", AAL_TFMEM_VALUES, fresh(w, c), 0, 0);
 }
 
@@ -399,7 +416,7 @@ static void vit(walk *w)
   x = layernorm(w, "encoder_norm", x, n);
   /* x[:, 0] is a view: the head's saved input keeps the whole normed tensor; Mesa's
    * Linear quantizes the B x D view only */
-  keep_as(w, "head", "x", AAL_TFMEM_VALUES, x, d, 0, 1);
+  keep_as(w, "head", "x", AAL_TFMEM_VALUES, x, d, 0, 1, 0);
   loss(w);
 }
 
@@ -472,7 +489,7 @@ static void bert(walk *w)
   }
   snprintf(w->group, sizeof w->group, "head");
   /* h[:, 0] is a view: fc keeps the whole last block output; Mesa quantizes B x D */
-  keep_as(w, "fc", "x", AAL_TFMEM_VALUES, x, d, 0, 1);
+  keep_as(w, "fc", "x", AAL_TFMEM_VALUES, x, d, 0, 1, 0);
   keep(w, "activ", "y", AAL_TFMEM_VALUES, fresh(w, d), 0, 0);  /* tanh keeps its output */
   tens p = dropout(w, "drop", fresh(w, d));
   (void)linear(w, "classifier", p, (size_t)c->classes, 0);
@@ -553,7 +570,8 @@ static void transformer(walk *w)
   x = linear(w, "generator.linear", x, n * v, 0);
   /* nn.LogSoftmax (not Mesa's) keeps its input and its output, the log-probabilities the
    * model returns */
-  keep(w, "generator.log_softmax", "x", AAL_TFMEM_VALUES, x, 0, 0);
+  if (c->softmax_input)
+    keep(w, "generator.log_softmax", "x", AAL_TFMEM_VALUES, x, 0, 0);
   keep(w, "generator.log_softmax", "y", AAL_TFMEM_VALUES, fresh(w, n * v), 0, 0);
 }
 
@@ -594,6 +612,8 @@ int aal_tfmem_entry_shared(const aal_tfmem_entry *e, aal_tfmem_policy p)
 
 size_t aal_tfmem_entry_bytes(const aal_tfmem_entry *e, aal_tfmem_policy p)
 {
+  if (e->mesa_only && !p.mesa)
+    return 0;
   if (is_sign(e, p))  /* make_asa_cuda_kernel.cu: one bit an element in int32 words */
     return (e->elements + 31) / 32 * 4;
   if (is_code(e, p))  /* custom_quant.py: pack_single_precision(..., 8, ...) */

@@ -54,12 +54,17 @@ typedef struct {
   int vocab;      /* bert: word pieces (parameters only); transformer: the target vocabulary
                      (the log-probabilities the model returns) and the source's */
   int classes;    /* vit, mixer, bert: classifier outputs */
+  int softmax_input; /* 1: softmax and log_softmax keep their input as well as their output,
+                        as PyTorch 1.8 (the authors') does; 0: their output only, as 1.11
+                        and later do (aal memory --autograd 1.11) */
 } aal_tfmem_config;
 
 int aal_tfmem_model_parse(const char *text, aal_tfmem_model *model, aal_error *err);
 const char *aal_tfmem_model_name(aal_tfmem_model model);
 /* The paper's configuration of a model (Table 3's batch; docs/DESIGN.md gives sources). */
 void aal_tfmem_config_default(aal_tfmem_config *cfg, aal_tfmem_model model);
+/* "1.8" (softmax_input 1) or "1.11" (0): what PyTorch's autograd keeps. */
+int aal_tfmem_autograd_parse(const char *text, int *softmax_input, aal_error *err);
 /* AAL_OK, or AAL_EINVAL with a message that names the option (--depth, --heads, ...). */
 int aal_tfmem_config_check(const aal_tfmem_config *cfg, aal_error *err);
 /* Tokens per sample: (image/patch)^2 (+1 for ViT's class token) or seq. */
@@ -87,6 +92,8 @@ typedef struct {
   int asa;               /* a linear layer's input: the lowest k whose ASAk stores its sign
                             instead (1..4); 0: kept under every rule */
   int mesa;              /* Mesa's converter replaces this holder: an 8-bit copy of its own */
+  int mesa_only;         /* kept under Mesa only (a softmax's input when the plain softmax
+                            keeps its output alone: softmax_input 0) */
 } aal_tfmem_entry;
 
 typedef struct {

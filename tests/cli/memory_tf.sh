@@ -27,6 +27,7 @@ expect 2 "--heads does not apply to --model mixer-large" -- "$AAL" memory --mode
 expect 2 "--seq does not apply to --model vit-large" -- "$AAL" memory --model vit-large --seq 8
 expect 2 "--classes does not apply to --model transformer" -- "$AAL" memory --model transformer --classes 8
 expect 2 "option --depth expects an integer" -- "$AAL" memory --model vit-large --depth x
+expect 2 "--autograd '2.0': expected 1.8 or 1.11" -- "$AAL" memory --model vit-large --autograd 2.0
 expect 2 "unknown option '--stem'" -- "$AAL" memory --model vit-large --stem imagenet
 
 # the paper's configurations: ViT-L/32 at 224 (50 tokens), Mixer-L/16 (196), BERT-Large
@@ -45,6 +46,14 @@ for m in vit-large mixer-large bert-large transformer; do
   gb=$(awk -v b="$bytes" 'BEGIN { printf "%.3f", b / 1e9 }')
   grep -q "mesa+asa3  *$gb GB" "$tmp/table" && ok || bad "$m: policy list lacks mesa+asa3 $gb GB"
 done
+# --autograd 1.11: the softmaxes keep their output only, so BP keeps less and Mesa the same
+bp18=$("$AAL" memory --model bert-large --depth 2 --csv | cut -d, -f10)
+bp111=$("$AAL" memory --model bert-large --depth 2 --csv --autograd 1.11 | cut -d, -f10)
+mesa18=$("$AAL" memory --model bert-large --depth 2 --csv --policy mesa | cut -d, -f10)
+mesa111=$("$AAL" memory --model bert-large --depth 2 --csv --policy mesa --autograd 1.11 | cut -d, -f10)
+# two blocks' softmax inputs, B x H x N x N float32 each
+[ $((bp18 - bp111)) -eq $((2 * 32 * 16 * 128 * 128 * 4)) ] && ok || bad "--autograd 1.11: bp $bp18 -> $bp111"
+[ "$mesa18" -eq "$mesa111" ] && ok || bad "--autograd 1.11 changed Mesa's bytes: $mesa18 -> $mesa111"
 # --entries lists every holder, the shared q/k/v input under one id
 "$AAL" memory --model bert-large --depth 1 --entries >"$tmp/entries" 2>&1 || bad "--entries failed"
 ids=$(grep -E '^block0\.attn\.proj_[qkv] ' "$tmp/entries" | awk '{ print $5 }' | sort -u | wc -l)

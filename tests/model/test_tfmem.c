@@ -7,6 +7,8 @@
  *  - the tiny ViT, Mixer and Transformer totals by hand (closed forms below);
  *  - BERT-Large's parameter count (Hugging Face's bert-large-uncased, 335,141,888 with the
  *    pooler, and a 2-way classifier);
+ *  - with softmax_input 0 (PyTorch 1.11's softmax keeps its output only), the same tiny
+ *    models without the softmax and log-softmax inputs;
  *  - bad configurations refused with the option named. */
 #include <check.h>
 #include <stdlib.h>
@@ -138,9 +140,10 @@ END_TEST
  * entry's own except for a shared tensor's later holders. */
 START_TEST(entry_formulas)
 {
-  for (int m = 0; m < 4; m++) {
-    aal_tfmem_config c = tiny((aal_tfmem_model)m);
+  for (int k = 0; k < 8; k++) {
+    aal_tfmem_config c = tiny((aal_tfmem_model)(k % 4));
     c.depth = 2;
+    c.softmax_input = k < 4;
     aal_tfmem_plan plan;
     aal_error err;
     ck_assert_int_eq(aal_tfmem_plan_make(&c, &plan, &err), AAL_OK);
@@ -154,7 +157,9 @@ START_TEST(entry_formulas)
         for (size_t i = 0; i < plan.count; i++) {
           const aal_tfmem_entry *e = &plan.entries[i];
           size_t want;
-          if (e->asa > 0 && asa >= e->asa)
+          if (e->mesa_only && !mesa)
+            want = 0;
+          else if (e->asa > 0 && asa >= e->asa)
             want = 4 * ((e->elements + 31) / 32);
           else if (mesa && e->mesa)
             want = e->mesa_elements;
@@ -223,6 +228,32 @@ START_TEST(ids_counted_once)
   }
   free(bytes);
   aal_tfmem_plan_free(&plan);
+}
+END_TEST
+
+/* PyTorch 1.11 and later: the softmax keeps its output only (Mesa's softmax still codes
+ * both), the log-softmaxes too.  Per sample: ViT 2288 - 4HN^2 (200) - 4C (8) = 2080;
+ * Mixer 1216 - 4C = 1208; BERT 1542 - 4HN^2 (72) = 1470; the Transformer 3369 less three
+ * attentions' 4HN^2 (216) and the generator's output 4NV (120) = 3033.  Mesa unchanged. */
+START_TEST(autograd_111)
+{
+  const int want[4] = {2 * (2288 - 208), 2 * 1208, 2 * 1470, 2 * 3033};
+  for (int m = 0; m < 4; m++) {
+    aal_tfmem_config c = tiny((aal_tfmem_model)m);
+    c.softmax_input = 0;
+    ck_assert_uint_eq(total(&c, BP), (size_t)want[m]);
+  }
+  aal_tfmem_config c = tiny(AAL_TFMEM_BERT);
+  c.softmax_input = 0;
+  ck_assert_uint_eq(total(&c, MESA), 1688);
+  int si = -1;
+  aal_error err;
+  ck_assert_int_eq(aal_tfmem_autograd_parse("1.11", &si, &err), AAL_OK);
+  ck_assert_int_eq(si, 0);
+  ck_assert_int_eq(aal_tfmem_autograd_parse("1.8", &si, &err), AAL_OK);
+  ck_assert_int_eq(si, 1);
+  ck_assert_int_eq(aal_tfmem_autograd_parse("2.0", &si, &err), AAL_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err.msg, "--autograd"));
 }
 END_TEST
 
@@ -304,6 +335,7 @@ int main(void)
   tcase_add_test(tc, transformer_by_hand);
   tcase_add_test(tc, entry_formulas);
   tcase_add_test(tc, ids_counted_once);
+  tcase_add_test(tc, autograd_111);
   tcase_add_test(tc, bert_large_params);
   tcase_add_test(tc, bad_options);
   suite_add_tcase(s, tc);
