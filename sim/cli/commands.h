@@ -15,6 +15,8 @@ int aal_cmd_kcheck(int argc, char **argv);    /* kcheck.c */
 int aal_cmd_kcheck_npy(const char *dir);      /* kcheck_npy.c: aal kcheck --npy DIR */
 int aal_cmd_plot(int argc, char **argv);      /* plot.c */
 int aal_cmd_memory(int argc, char **argv);    /* memory.c */
+int aal_cmd_memory_tf(int argc, char **argv); /* memory_tf.c: --model vit-large, ... */
+int aal_memory_tf_model(int argc, char **argv); /* 1: --model names a Transformer-like model */
 int aal_cmd_bench(int argc, char **argv);     /* bench.c: conv, step or kernels */
 int aal_cmd_bench_conv(int argc, char **argv);
 int aal_cmd_bench_step(int argc, char **argv);

@@ -54,6 +54,8 @@ static int model_config(const char *cmd, const model_args *m, aal_resnet_config 
 
 int aal_cmd_memory(int argc, char **argv)
 {
+  if (aal_memory_tf_model(argc, argv)) /* a Transformer-like model: memory_tf.c */
+    return aal_cmd_memory_tf(argc, argv);
   model_args m;
   model_args_default(&m);
   const char *rule_text = "ara:2,2,2,2", *policy_text = "none";
@@ -63,7 +65,8 @@ int aal_cmd_memory(int argc, char **argv)
       {"rule", CLI_STRING, &rule_text, "learning rule (default ara:2,2,2,2)"},
       {"policy", CLI_STRING, &policy_text, "storage policy: none (default), gcp, actnn, gcp-block"},
       {"batch", CLI_INT, &batch, "images per batch (default 32)"},
-      {"model", CLI_STRING, &m.model, "resnet18 (default), resnet34, resnet50, resnet101, resnet152"},
+      {"model", CLI_STRING, &m.model, "resnet18 (default), resnet34, resnet50, resnet101, resnet152; "
+       "vit-large, mixer-large, bert-large, transformer: see aal memory --model vit-large --help"},
       {"stem", CLI_STRING, &m.stem, "tiny (default: 3x3 s2 conv) or imagenet (7x7 s2 conv, 3x3 s2 max pool)"},
       {"width", CLI_DOUBLE, &m.width, "width multiplier (default 1: 64 channels in the first stage)"},
       {"blocks", CLI_STRING, &m.blocks, "blocks per stage (default: the model's; ResNet-34: 3,4,6,3)"},
