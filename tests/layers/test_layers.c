@@ -23,6 +23,7 @@
 #include "tests/tensors.h"
 #include "sim/layers/layers.h"
 #include "tests/fdcheck.h"
+#include "tests/layer_fd.h"
 
 #define U DBL_EPSILON
 
@@ -116,108 +117,24 @@ static void release_all(aal_tensor **ts, size_t n)
     aal_tensor_release(ts[i]);
 }
 
-static void *xmalloc(size_t n)
-{
-  void *p = malloc(n > 0 ? n : 1);
-  ck_assert_ptr_nonnull(p);
-  return p;
-}
-
-/* The variable vector v of an FD problem is the concatenation of some tensors' data. */
-typedef struct {
-  aal_tensor *part[3];
-  size_t nparts;
-} var_split;
-
-static size_t split_size(const var_split *s)
-{
-  size_t n = 0;
-  for (size_t k = 0; k < s->nparts; k++)
-    n += s->part[k]->size;
-  return n;
-}
-
-static void split_load(const var_split *s, const double *v)
-{
-  for (size_t k = 0; k < s->nparts; k++) {
-    memcpy(s->part[k]->data, v, s->part[k]->size * sizeof(double));
-    v += s->part[k]->size;
-  }
-}
-
-static void split_store(const var_split *s, double *v)
-{
-  for (size_t k = 0; k < s->nparts; k++) {
-    memcpy(v, s->part[k]->data, s->part[k]->size * sizeof(double));
-    v += s->part[k]->size;
-  }
-}
-
-static void copy_or_nan(int rc, const aal_tensor *y, double *out)
-{
-  for (size_t i = 0; i < y->size; i++)
-    out[i] = rc == AAL_OK ? y->data[i] : NAN;
-}
-
-/* A layer as an FD problem: F(v) through `forward`; J^T c through `vjp` (which runs the
- * forward at v itself, so the saved tensors are those of v, then the backward). */
-typedef struct {
-  double *var;
-  size_t nvar, ny;
-  fd_forward_fn forward;
-  void (*vjp)(void *ctx, const double *c, double *g);
-  void *ctx;
-} layer_fd;
-
-/* Full Jacobian by rows: row i = J^T e_i. */
+/* Full Jacobian by rows (tests/layer_fd.h). */
 static void check_jacobian(const layer_fd *L, double step, const char *what)
 {
-  double *jac = xmalloc(L->ny * L->nvar * sizeof(double));
-  double *c = calloc(L->ny, sizeof(double));
-  ck_assert_ptr_nonnull(c);
-  for (size_t i = 0; i < L->ny; i++) {
-    c[i] = 1.0;
-    L->vjp(L->ctx, c, jac + i * L->nvar);
-    c[i] = 0.0;
-  }
-  const fd_problem p = {L->var, L->nvar, L->ny, L->forward, L->ctx, step};
-  fd_report rep;
-  const int ok = fd_check_jacobian(&p, jac, what, &rep);
-  free(jac);
-  free(c);
-  ck_assert_msg(ok, "%s: %zu of %zu Jacobian entries fail (worst rel %.3g at (%zu,%zu))",
-                what, rep.failed, rep.checked, rep.worst_rel, rep.worst_i, rep.worst_j);
+  layer_fd_check_jacobian(L, step, what, g_seed);
 }
 
-/* One random direction d (and output weights c), both uniform in [-1, 1).
- * analytic = g . d with g = J^T c.  scale_floor = sum_j |g_j| |d_j|: the same dot product
- * with absolute values, i.e. the size of the terms whose cancellation could make the
- * analytic value small; an elementwise relative error delta in g moves the dot product by
- * at most delta * floor, so the FD_REL_TOL criterion on this scale bounds the gradient
- * error in the direction's own units. */
+/* One random direction d (and output weights c), both uniform in [-1, 1), d dyadic
+ * (tests/layer_fd.h says what is compared). */
 static void check_direction(const layer_fd *L, gsl_rng *r, double step, const char *what)
 {
-  double *c = xmalloc(L->ny * sizeof(double));
-  double *d = xmalloc(L->nvar * sizeof(double));
-  double *g = xmalloc(L->nvar * sizeof(double));
+  double *c = aal_test_xmalloc(L->ny * sizeof(double));
+  double *d = aal_test_xmalloc(L->nvar * sizeof(double));
   uniform(r, c, L->ny, -1.0, 1.0);
   uniform(r, d, L->nvar, -1.0, 1.0);
   make_dyadic(d, L->nvar);
-  L->vjp(L->ctx, c, g);
-  double analytic = 0.0, floor_abs = 0.0;
-  for (size_t j = 0; j < L->nvar; j++) {
-    analytic += g[j] * d[j];
-    floor_abs += fabs(g[j]) * fabs(d[j]);
-  }
-  const fd_problem p = {L->var, L->nvar, L->ny, L->forward, L->ctx, step};
-  fd_report rep;
-  memset(&rep, 0, sizeof rep);
-  const int ok = fd_check_direction(&p, c, d, analytic, floor_abs, what, &rep);
+  layer_fd_check_direction(L, c, d, step, what, g_seed);
   free(c);
   free(d);
-  free(g);
-  ck_assert_msg(ok, "%s: directional derivative %.17g vs fd %.17g (rel %.3g)", what,
-                rep.worst_analytic, rep.worst_fd, rep.worst_rel);
 }
 
 /* ------------------------------------------------------------------ FD problems */
@@ -313,7 +230,7 @@ static void bn_setup(bn_ctx *k, gsl_rng *r, long n, long c, long h, long w, int 
   aal_tensor_fill(k->rv, 1.0);
   k->split = (var_split){{k->x, k->g, k->b}, 3};
   const size_t nvar = split_size(&k->split);
-  k->v = xmalloc(nvar * sizeof(double));
+  k->v = aal_test_xmalloc(nvar * sizeof(double));
   split_store(&k->split, k->v);
   *L = (layer_fd){k->v, nvar, k->y->size, bn_forward, bn_vjp, k};
 }
@@ -466,7 +383,7 @@ static void lin_setup(lin_ctx *k, gsl_rng *r, long n, long in, long out, layer_f
   fill_fd(r, k->b, -1.0, 1.0);
   k->split = (var_split){{k->x, k->w, k->b}, 3};
   const size_t nvar = split_size(&k->split);
-  k->v = xmalloc(nvar * sizeof(double));
+  k->v = aal_test_xmalloc(nvar * sizeof(double));
   split_store(&k->split, k->v);
   *L = (layer_fd){k->v, nvar, k->y->size, lin_forward, lin_vjp, k};
 }
@@ -513,7 +430,7 @@ static void xent_setup(xent_ctx *k, gsl_rng *r, long n, long c, double spread, l
   k->prob = t2(n, c);
   k->dz = t2(n, c);
   fill_fd(r, k->z, -spread, spread);
-  k->labels = xmalloc((size_t)n * sizeof(int));
+  k->labels = aal_test_xmalloc((size_t)n * sizeof(int));
   for (long i = 0; i < n; i++)
     k->labels[i] = (int)gsl_rng_uniform_int(r, (unsigned long)c);
   *L = (layer_fd){k->z->data, k->z->size, 1, xent_forward, xent_vjp, k};
@@ -573,7 +490,7 @@ START_TEST(jac_add)
   fill_fd(r, k.a, -1.0, 1.0);
   fill_fd(r, k.b, -1.0, 1.0);
   k.split = (var_split){{k.a, k.b}, 2};
-  k.v = xmalloc(split_size(&k.split) * sizeof(double));
+  k.v = aal_test_xmalloc(split_size(&k.split) * sizeof(double));
   split_store(&k.split, k.v);
   const layer_fd L = {k.v, split_size(&k.split), k.y->size, add_forward, add_vjp, &k};
   check_jacobian(&L, FD_STEP, "add jacobian (a, b)");

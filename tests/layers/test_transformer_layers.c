@@ -34,6 +34,7 @@
 #include "sim/layers/transformer.h"
 #include "tests/aal_check.h"
 #include "tests/fdcheck.h"
+#include "tests/layer_fd.h"
 #include "tests/tensors.h"
 
 #define U DBL_EPSILON
@@ -50,13 +51,6 @@ static aal_tensor *tn(int ndim, long a, long b, long c, long d)
   aal_tensor *t = aal_tensor_new(ndim, shape, &err);
   ck_assert_msg(t != NULL, "aal_tensor_new: %s", err.msg);
   return t;
-}
-
-static void *xmalloc(size_t n)
-{
-  void *p = malloc(n > 0 ? n : 1);
-  ck_assert_ptr_nonnull(p);
-  return p;
 }
 
 static gsl_rng *test_rng(unsigned long salt)
@@ -87,107 +81,27 @@ static void fill_signed(gsl_rng *r, aal_tensor *t, double lo, double hi)
       t->data[i] = -t->data[i];
 }
 
-/* The variable vector of an FD problem is the concatenation of some tensors' data. */
-typedef struct {
-  aal_tensor *part[3];
-  size_t nparts;
-} var_split;
-
-static size_t split_size(const var_split *s)
-{
-  size_t n = 0;
-  for (size_t k = 0; k < s->nparts; k++)
-    n += s->part[k]->size;
-  return n;
-}
-
-static void split_load(const var_split *s, const double *v)
-{
-  for (size_t k = 0; k < s->nparts; k++) {
-    memcpy(s->part[k]->data, v, s->part[k]->size * sizeof(double));
-    v += s->part[k]->size;
-  }
-}
-
-static void split_store(const var_split *s, double *v)
-{
-  for (size_t k = 0; k < s->nparts; k++) {
-    memcpy(v, s->part[k]->data, s->part[k]->size * sizeof(double));
-    v += s->part[k]->size;
-  }
-}
-
-static void copy_or_nan(int rc, const aal_tensor *y, double *out)
-{
-  for (size_t i = 0; i < y->size; i++)
-    out[i] = rc == AAL_OK ? y->data[i] : NAN;
-}
-
-/* A layer as an FD problem: F(v) through `forward`; J^T c through `vjp` (which runs the
- * forward at v itself, so that what backward reads is that of v, then the backward). */
-typedef struct {
-  double *var;
-  size_t nvar, ny;
-  fd_forward_fn forward;
-  void (*vjp)(void *ctx, const double *c, double *g);
-  void *ctx;
-} layer_fd;
-
-/* The full Jacobian by rows: row i = J^T e_i. */
+/* The full Jacobian by rows (tests/layer_fd.h). */
 static void check_jacobian(const layer_fd *L, const char *what)
 {
-  double *jac = xmalloc(L->ny * L->nvar * sizeof(double));
-  double *c = calloc(L->ny, sizeof(double));
-  ck_assert_ptr_nonnull(c);
-  for (size_t i = 0; i < L->ny; i++) {
-    c[i] = 1.0;
-    L->vjp(L->ctx, c, jac + i * L->nvar);
-    c[i] = 0.0;
-  }
-  const fd_problem p = {L->var, L->nvar, L->ny, L->forward, L->ctx, STEP};
-  fd_report rep;
-  const int ok = fd_check_jacobian(&p, jac, what, &rep);
-  free(jac);
-  free(c);
-  fprintf(stderr, "  %s: %zu entries, worst err/scale %.3g (seed %lu)\n", what, rep.checked,
-          rep.worst_rel, g_seed);
-  ck_assert_msg(ok, "%s: %zu of %zu Jacobian entries fail (worst rel %.3g at (%zu,%zu): "
-                "analytic %.17g, fd %.17g; seed %lu)", what, rep.failed, rep.checked,
-                rep.worst_rel, rep.worst_i, rep.worst_j, rep.worst_analytic, rep.worst_fd,
-                g_seed);
+  layer_fd_check_jacobian(L, STEP, what, g_seed);
 }
 
-/* Random directions: c, d uniform in [-1, 1) (d dyadic); analytic = (J^T c) . d, scale
- * floor sum |g_j d_j| (test_layers.c: the terms whose cancellation could make the value
- * small).  Three directions per call. */
+/* Random directions: c, d uniform in [-1, 1) (d dyadic); tests/layer_fd.h says what is
+ * compared.  Three directions per call. */
 static void check_direction(const layer_fd *L, gsl_rng *r, const char *what)
 {
-  double *c = xmalloc(L->ny * sizeof(double));
-  double *d = xmalloc(L->nvar * sizeof(double));
-  double *g = xmalloc(L->nvar * sizeof(double));
+  double *c = aal_test_xmalloc(L->ny * sizeof(double));
+  double *d = aal_test_xmalloc(L->nvar * sizeof(double));
   for (int rep_i = 0; rep_i < 3; rep_i++) {
     fd_fill_uniform(r, c, L->ny, -1.0, 1.0);
     fd_fill_uniform(r, d, L->nvar, -1.0, 1.0);
     for (size_t j = 0; j < L->nvar; j++)
       d[j] = ldexp(nearbyint(ldexp(d[j], 30)), -30);
-    L->vjp(L->ctx, c, g);
-    double analytic = 0.0, floor_abs = 0.0;
-    for (size_t j = 0; j < L->nvar; j++) {
-      analytic += g[j] * d[j];
-      floor_abs += fabs(g[j]) * fabs(d[j]);
-    }
-    const fd_problem p = {L->var, L->nvar, L->ny, L->forward, L->ctx, STEP};
-    fd_report rep;
-    memset(&rep, 0, sizeof rep);
-    const int ok = fd_check_direction(&p, c, d, analytic, floor_abs, what, &rep);
-    fprintf(stderr, "  %s: direction %d, err/scale %.3g (seed %lu)\n", what, rep_i,
-            rep.worst_rel, g_seed);
-    ck_assert_msg(ok, "%s: directional derivative %.17g vs fd %.17g (rel %.3g; seed %lu)",
-                  what, rep.worst_analytic, rep.worst_fd, rep.worst_rel, g_seed);
+    layer_fd_check_direction(L, c, d, STEP, what, g_seed);
   }
   free(c);
   free(d);
-  free(g);
 }
 
 /* |got - want| <= bound at every element, NaN failing; reports the worst element. */
@@ -317,7 +231,7 @@ static void ln_setup(ln_ctx *k, gsl_rng *r, int ndim, long a, long b, long c, in
   }
   k->split = (var_split){{k->x, k->g, k->b}, 3};
   const size_t nvar = split_size(&k->split);
-  k->v = xmalloc(nvar * sizeof(double));
+  k->v = aal_test_xmalloc(nvar * sizeof(double));
   split_store(&k->split, k->v);
   *L = (layer_fd){k->v, nvar, k->y->size, ln_forward, ln_vjp, k};
 }
@@ -492,8 +406,8 @@ START_TEST(gelu_closed_form)
   poison(ym);
   OK(aal_gelu_forward(x, y, &err_));
   OK(aal_gelu_forward(xm, ym, &err_));
-  double *diff = xmalloc((size_t)n * sizeof *diff), *bound = xmalloc((size_t)n * sizeof *bound);
-  double *want = xmalloc((size_t)n * sizeof *want);
+  double *diff = aal_test_xmalloc((size_t)n * sizeof *diff), *bound = aal_test_xmalloc((size_t)n * sizeof *bound);
+  double *want = aal_test_xmalloc((size_t)n * sizeof *want);
   for (long i = 0; i < n; i++) {
     diff[i] = y->data[i] - ym->data[i];
     bound[i] = 4 * U * fabs(x->data[i]);
@@ -678,7 +592,7 @@ static void att_setup(att_ctx *a, gsl_rng *r, long b, long t, long e, int heads,
   fill_fd(r, a->v, -1.0, 1.0);
   a->split = (var_split){{a->q, a->k, a->v}, 3};
   const size_t nvar = split_size(&a->split);
-  a->var = xmalloc(nvar * sizeof(double));
+  a->var = aal_test_xmalloc(nvar * sizeof(double));
   split_store(&a->split, a->var);
   *L = (layer_fd){a->var, nvar, a->o->size, att_fwd, att_vjp, a};
 }
@@ -723,8 +637,8 @@ START_TEST(attention_closed_form)
   layer_fd L;
   att_setup(&a, r, b, t, e, heads, &L);
   ck_assert_int_eq(att_run(&a), AAL_OK);
-  double *pw = xmalloc(a.p->size * sizeof(double)), *pb = xmalloc(a.p->size * sizeof(double));
-  double *ow = xmalloc(a.o->size * sizeof(double)), *ob = xmalloc(a.o->size * sizeof(double));
+  double *pw = aal_test_xmalloc(a.p->size * sizeof(double)), *pb = aal_test_xmalloc(a.p->size * sizeof(double));
+  double *ow = aal_test_xmalloc(a.o->size * sizeof(double)), *ob = aal_test_xmalloc(a.o->size * sizeof(double));
   for (long bb = 0; bb < b; bb++)
     for (long h = 0; h < heads; h++) {
       for (long i = 0; i < t; i++) {
@@ -852,7 +766,7 @@ START_TEST(embed_fd_and_scatter)
   fill_fd(r, k.pos, -0.5, 0.5);
   k.split = (var_split){{k.table, k.pos}, 2};
   const size_t nvar = split_size(&k.split);
-  k.v = xmalloc(nvar * sizeof(double));
+  k.v = aal_test_xmalloc(nvar * sizeof(double));
   split_store(&k.split, k.v);
   const layer_fd L = {k.v, nvar, k.y->size, emb_fwd, emb_vjp, &k};
   check_jacobian(&L, "embed 2x3 V5 D4 full Jacobian");
@@ -936,7 +850,7 @@ START_TEST(patchify_fd_and_conv)
   memcpy(pt2->data, pt->data, pt->size * sizeof(double)); /* [B, N, F] as [B N, F] */
   poison(y);
   OK(aal_linear_forward(pt2, w, bias, y, &err_));
-  double *want = xmalloc(y->size * sizeof(double)), *bound = xmalloc(y->size * sizeof(double));
+  double *want = aal_test_xmalloc(y->size * sizeof(double)), *bound = aal_test_xmalloc(y->size * sizeof(double));
   for (long bb = 0; bb < b; bb++)
     for (long ph = 0; ph < hi / p; ph++)
       for (long pw = 0; pw < wi / p; pw++)
@@ -1055,7 +969,7 @@ START_TEST(transpose_and_token_mixing)
   fill_fd(r, m.w, -1.0, 1.0);
   fill_fd(r, m.b, -1.0, 1.0);
   ck_assert_int_eq(mix_run(&m), AAL_OK);
-  double *want = xmalloc(m.y->size * sizeof(double)), *bound = xmalloc(m.y->size * sizeof(double));
+  double *want = aal_test_xmalloc(m.y->size * sizeof(double)), *bound = aal_test_xmalloc(m.y->size * sizeof(double));
   for (long bb = 0; bb < b; bb++)
     for (long tt = 0; tt < t; tt++)
       for (long dd = 0; dd < d; dd++) {
