@@ -240,7 +240,7 @@ typedef struct {
   aal_tfmem_plan *plan;
   const aal_tfmem_config *cfg;
   size_t batch;
-  char group[16];
+  char group[24]; /* "block%d" for any int b */
   aal_error *err;
   int rc;  /* the first failure; the walk goes on without recording */
 } walk;

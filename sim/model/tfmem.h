@@ -82,7 +82,7 @@ typedef enum {
 typedef struct {
   char layer[48];
   char slot[16];
-  char group[16];        /* the row of the summary: embed, blockN, head; the transformer's
+  char group[24];        /* the row of the summary: embed, blockN, head; the transformer's
                             embed, encN, enc_norm, trg_embed, decN, head (in plan order,
                             each group's entries consecutive) */
   aal_tfmem_kind kind;
