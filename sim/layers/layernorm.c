@@ -14,18 +14,6 @@
 #include <math.h>
 #include <string.h>
 
-/* A row tensor [.., D] of rank 1..4. */
-static int require_rows(const aal_tensor *t, const char *op, const char *name,
-                        aal_error *err)
-{
-  int rc = aal_tensor_check(t, AAL_F64, 0, NULL, op, name, NULL, err);
-  if (rc != AAL_OK)
-    return rc;
-  if (t->ndim < 1 || t->ndim > 4)
-    return aal_fail(err, AAL_ESHAPE, "%s: %s has rank %d, must be 1..4", op, name, t->ndim);
-  return AAL_OK;
-}
-
 /* t must be a vector of n elements. */
 static int require_vec(const aal_tensor *t, size_t n, const char *op, const char *name,
                        const char *why, aal_error *err)
@@ -45,7 +33,7 @@ int aal_layernorm_forward_args(const char *op, const aal_tensor *x, const aal_te
                                aal_error *err)
 {
   int rc;
-  if ((rc = require_rows(x, op, "x", err)) != AAL_OK ||
+  if ((rc = aal_rows_check(x, op, "x", err)) != AAL_OK ||
       (rc = aal_tensor_check(y, AAL_F64, 0, x, op, "y", "x", err)) != AAL_OK)
     return rc;
   const size_t d = x->shape[x->ndim - 1], m = x->size / d;
@@ -96,7 +84,7 @@ int aal_layernorm_backward_args(const char *op, const aal_tensor *dy, const aal_
                                 aal_error *err)
 {
   int rc;
-  if ((rc = require_rows(x, op, "x", err)) != AAL_OK ||
+  if ((rc = aal_rows_check(x, op, "x", err)) != AAL_OK ||
       (rc = aal_tensor_check(dy, AAL_F64, 0, x, op, "dy", "x", err)) != AAL_OK ||
       (rc = aal_tensor_check(dx, AAL_F64, 0, x, op, "dx", "x", err)) != AAL_OK)
     return rc;

@@ -11,21 +11,10 @@
 
 #include <math.h>
 
-static int require_rows(const aal_tensor *t, const char *op, const char *name,
-                        aal_error *err)
-{
-  int rc = aal_tensor_check(t, AAL_F64, 0, NULL, op, name, NULL, err);
-  if (rc != AAL_OK)
-    return rc;
-  if (t->ndim < 1 || t->ndim > 4)
-    return aal_fail(err, AAL_ESHAPE, "%s: %s has rank %d, must be 1..4", op, name, t->ndim);
-  return AAL_OK;
-}
-
 int aal_softmax_forward_args(const char *op, const aal_tensor *x, const aal_tensor *y,
                              aal_error *err)
 {
-  int rc = require_rows(x, op, "x", err);
+  int rc = aal_rows_check(x, op, "x", err);
   return rc != AAL_OK ? rc : aal_tensor_check(y, AAL_F64, 0, x, op, "y", "x", err);
 }
 
@@ -33,7 +22,7 @@ int aal_softmax_backward_args(const char *op, const aal_tensor *dy, const aal_te
                               const aal_tensor *dx, aal_error *err)
 {
   int rc;
-  if ((rc = require_rows(y, op, "y", err)) != AAL_OK ||
+  if ((rc = aal_rows_check(y, op, "y", err)) != AAL_OK ||
       (rc = aal_tensor_check(dy, AAL_F64, 0, y, op, "dy", "y", err)) != AAL_OK ||
       (rc = aal_tensor_check(dx, AAL_F64, 0, y, op, "dx", "y", err)) != AAL_OK)
     return rc;

@@ -38,6 +38,17 @@ static inline int aal_tensor_shares(const aal_tensor *a, const aal_tensor *b)
   return a == b || (a->data != NULL && a->data == b->data);
 }
 
+/* The contract of a row tensor [.., D] (layer norm's and softmax's x, y, dy, dx): F64,
+ * rank 1..4; messages name op and name. */
+static inline int aal_rows_check(const aal_tensor *t, const char *op, const char *name,
+                                 aal_error *err)
+{
+  int rc = aal_tensor_check(t, AAL_F64, 0, NULL, op, name, NULL, err);
+  if (rc == AAL_OK && (t->ndim < 1 || t->ndim > 4))
+    rc = aal_fail(err, AAL_ESHAPE, "%s: %s has rank %d, must be 1..4", op, name, t->ndim);
+  return rc;
+}
+
 /* ---- layer normalisation over the last dimension (PyTorch's nn.LayerNorm(D)) -------
  *   x, y, dy, dx [.., D] (rank 1..4, M = size / D rows);  gamma, beta, dgamma, dbeta [D];
  *   mean, invstd [M].
